@@ -1,0 +1,155 @@
+"""The vendor-neutral interface between the sync engine and a CRM.
+
+The engine calls only what is declared here. Records cross as `connector.domain` models,
+never vendor JSON; HTTP, auth and paging stay in each vendor's client, and the mapping from
+vendor fields to our models stays in each vendor's adapter.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from connector.domain import Deletion, Entity, Record
+
+
+class EntitySpec(BaseModel):
+    """Where one entity lives in the CRM and which CRM field holds each domain attribute.
+
+    `fields` maps a domain attribute (e.g. `prepay_amount`) to a CRM field API name
+    (e.g. `Prepay_Amount__c`); `extra_fields` are pulled into `Record.fields` as they are.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    entity: Entity
+    module: str
+    fields: dict[str, str] = Field(default_factory=dict)
+    extra_fields: tuple[str, ...] = ()
+
+    def crm_fields(self) -> list[str]:
+        """Every CRM field to request, without duplicates, in a stable order."""
+        seen: dict[str, None] = {}
+        for name in [*self.fields.values(), *self.extra_fields]:
+            seen.setdefault(name, None)
+        return list(seen)
+
+
+class FieldInfo(BaseModel):
+    """Metadata of one CRM field, used to validate mappings before any write."""
+
+    model_config = ConfigDict(frozen=True)
+
+    api_name: str
+    label: str = ""
+    data_type: str
+    required: bool = False
+    read_only: bool = False
+    custom: bool = False
+    picklist_values: tuple[str, ...] = ()
+    max_length: int | None = None
+    decimal_places: int | None = None
+
+
+class FieldUpdate(BaseModel):
+    """Connector-owned field values to write to one CRM record (CRM field API name -> value)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    crm_id: str
+    values: dict[str, Any]
+
+
+class WriteResult(BaseModel):
+    """The CRM's verdict on one record of a batch write."""
+
+    model_config = ConfigDict(frozen=True)
+
+    crm_id: str | None
+    ok: bool
+    code: str = ""
+    message: str = ""
+    field: str | None = None
+    retriable: bool = False
+
+
+class TaskRequest(BaseModel):
+    """A follow-up for a person, tied to a CRM record; `marker` makes it idempotent."""
+
+    model_config = ConfigDict(frozen=True)
+
+    marker: str = Field(description="stable id of the open flag, e.g. 'ps:overdue:zoho:Accounts:123'")
+    subject: str
+    description: str = ""
+    due_date: date | None = None
+    owner_id: str | None = None
+    related_module: str
+    related_id: str
+    priority: str | None = None
+
+
+class TaskRef(BaseModel):
+    """A task as found in the CRM."""
+
+    model_config = ConfigDict(frozen=True)
+
+    task_id: str
+    marker: str
+    open: bool
+    related_id: str | None = None
+
+
+class ApiUsage(BaseModel):
+    """What this adapter has spent so far, as the CRM counts it."""
+
+    calls: int = 0
+    credits: int = 0
+    by_type: dict[str, int] = Field(default_factory=dict)
+    remaining: int | None = Field(default=None, description="as last reported by the CRM, if it reports it")
+    resets_at: datetime | None = None
+
+
+class CrmAdapter(abc.ABC):
+    """What the sync engine needs from a CRM. Zoho and Fxiaoke both implement it."""
+
+    kind: str
+
+    @abc.abstractmethod
+    def stream(self, spec: EntitySpec, since: datetime | None = None,
+               overlap: timedelta = timedelta(seconds=0)) -> Iterator[Record | Deletion]:
+        """Yield records of `spec` changed at or after `since - overlap`, then deletions since then.
+
+        Lazy: one page at a time. Within one call no (crm_id, modified_at) is yielded twice.
+        `since=None` means a full read.
+        """
+
+    @abc.abstractmethod
+    def describe(self, module: str) -> list[FieldInfo]:
+        """Field metadata of a module/object."""
+
+    @abc.abstractmethod
+    def write_fields(self, module: str, updates: Sequence[FieldUpdate]) -> list[WriteResult]:
+        """Partial updates in batches the CRM allows, with one result per update, in order."""
+
+    @abc.abstractmethod
+    def create_tasks(self, tasks: Sequence[TaskRequest]) -> list[TaskRef]:
+        """Create tasks, skipping any whose marker already has an open task (returned as found)."""
+
+    @abc.abstractmethod
+    def find_tasks(self, markers: Sequence[str]) -> list[TaskRef]:
+        """Tasks carrying any of these markers, open or closed."""
+
+    @abc.abstractmethod
+    def close_task(self, task_id: str) -> None:
+        """Mark a task completed (the flag behind it has cleared)."""
+
+    @abc.abstractmethod
+    def usage(self) -> ApiUsage:
+        """API calls and credits spent by this adapter."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release HTTP sessions and the like."""

@@ -1,0 +1,98 @@
+"""Typed CRM errors shared by every vendor client.
+
+Branches say what the caller can do: retry later (`RetriableCrmError`), stop the run and
+resume in the next window (`QuotaExhausted`), fix credentials (`AuthError`), or record the
+bad item and go on (`CrmRequestError`). Messages and details are redacted before they are built.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from connector.errors import ConnectorError
+
+
+class CrmError(ConnectorError):
+    """An error answered by (or on the way to) a CRM API."""
+
+    def __init__(self, message: str, *, crm: str = "", status: int | None = None, code: str = "",
+                 details: Any = None, request: str = "", trace_id: str | None = None) -> None:
+        super().__init__(message)
+        self.crm = crm
+        self.status = status
+        self.code = code
+        self.details = details
+        self.request = request
+        self.trace_id = trace_id
+
+    def __str__(self) -> str:
+        parts = [f"{self.crm} " if self.crm else "", f"{self.code}: " if self.code else "", self.message]
+        if self.status is not None:
+            parts.append(f" (HTTP {self.status})")
+        if self.request:
+            parts.append(f" [{self.request}]")
+        if self.trace_id:
+            parts.append(f" traceId={self.trace_id}")
+        return "".join(parts)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(crm={self.crm!r}, status={self.status!r}, code={self.code!r}, " \
+               f"message={self.message!r}, trace_id={self.trace_id!r})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form, already redacted."""
+        return {"error": type(self).__name__, "crm": self.crm, "status": self.status, "code": self.code,
+                "message": self.message, "request": self.request, "trace_id": self.trace_id}
+
+
+class RetriableCrmError(CrmError):
+    """Transient: throttling, server errors, timeouts, connection failures. A retry may succeed."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after = retry_after
+
+
+class RateLimited(RetriableCrmError):
+    """Too many requests or concurrent calls; slow down."""
+
+
+class ServerError(RetriableCrmError):
+    """The CRM failed (5xx or an internal error code)."""
+
+
+class CrmConnectionError(RetriableCrmError):
+    """The request never got an answer (DNS, refused, reset, timeout)."""
+
+
+class FatalCrmError(CrmError):
+    """Retrying the same request cannot help."""
+
+
+class AuthError(FatalCrmError):
+    """Credentials are wrong, revoked or lack a scope."""
+
+
+class TokenRefreshLimited(AuthError):
+    """The token endpoint refused because tokens were requested too often."""
+
+
+class PermissionDenied(FatalCrmError):
+    """Authenticated, but not allowed to do this."""
+
+
+class QuotaExhausted(FatalCrmError):
+    """The daily API quota/credits are used up; the run stops and resumes after `resume_at`."""
+
+    def __init__(self, message: str, *, resume_at: datetime | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.resume_at = resume_at
+
+
+class CrmRequestError(FatalCrmError):
+    """The request is invalid (bad field, bad value, missing mandatory field, limit exceeded)."""
+
+
+class CrmNotFound(CrmRequestError):
+    """The module, object or record does not exist."""

@@ -1,0 +1,76 @@
+"""Retry policy shared by the vendor clients (tenacity), with Retry-After and an injectable sleep.
+
+Only `RetriableCrmError` is retried; a validation error never is. Waits grow exponentially with
+full jitter and a cap, and a server-given Retry-After (within the cap) wins over the formula.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+from connector.adapters.errors import RetriableCrmError
+
+log = logging.getLogger("connector.http")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry transient failures."""
+
+    max_attempts: int = 6
+    initial_delay: float = 0.5
+    max_delay: float = 30.0
+    jitter: bool = True
+    sleep: Callable[[float], None] | None = field(default=None, compare=False)
+
+    def wait_seconds(self, attempt: int, retry_after: float | None = None) -> float:
+        """Delay before retry number `attempt` (1-based)."""
+        if retry_after is not None and retry_after >= 0:
+            return min(retry_after, self.max_delay)
+        ceiling = min(self.max_delay, self.initial_delay * (2 ** (attempt - 1)))
+        if not self.jitter:
+            return ceiling
+        # Jitter into [ceiling/2, ceiling] so callers do not retry in lockstep, yet never too soon.
+        return ceiling / 2 + random.random() * ceiling / 2
+
+    def retrying(self, describe: Callable[[], str] = lambda: "request") -> Retrying:
+        """A tenacity `Retrying` that applies this policy."""
+
+        def _wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            retry_after = getattr(exc, "retry_after", None)
+            return self.wait_seconds(state.attempt_number, retry_after)
+
+        def _before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            log.warning("retrying %s after %s (attempt %d of %d, waiting %.2fs)", describe(), exc,
+                        state.attempt_number, self.max_attempts,
+                        state.next_action.sleep if state.next_action else 0.0)
+
+        kwargs: dict[str, Any] = {}
+        if self.sleep is not None:
+            kwargs["sleep"] = self.sleep
+        return Retrying(
+            retry=retry_if_exception_type(RetriableCrmError),
+            stop=stop_after_attempt(self.max_attempts),
+            wait=_wait,
+            before_sleep=_before_sleep,
+            reraise=True,
+            **kwargs,
+        )
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (seconds form only; dates are treated as absent)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None

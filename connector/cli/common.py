@@ -1,0 +1,51 @@
+"""Shared CLI plumbing: the root `--db` option, output in rich tables or one JSON document, exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from connector.errors import ConnectorError
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+class State:
+    """Options given to the root command."""
+
+    db: str | None = None
+
+
+state = State()
+
+
+def emit_json(data: Any) -> None:
+    """Print exactly one JSON document on stdout."""
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def handled(as_json: bool) -> Iterator[None]:
+    """Turn our errors into a clear message and the documented exit code (2 input, 3 rule)."""
+    try:
+        yield
+    except ConnectorError as exc:
+        if as_json:
+            emit_json(exc.to_dict())
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def run(as_json: bool, action: Callable[[], T]) -> T:
+    """Call `action` under `handled`."""
+    with handled(as_json):
+        return action()
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,72 @@
+"""The error tree: each branch says what the caller can do about it.
+
+Every error carries a human message that names the record, field or customer and the
+reason. The CLI maps branches to exit codes: 2 invalid input, 3 refused by a ledger rule.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConnectorError(Exception):
+    """Root of every error prepaid-sync raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly form for `--json` output and run records."""
+        return {"error": type(self).__name__, "message": self.message, **{k: str(v) for k, v in self.details.items()}}
+
+
+class InvalidInput(ConnectorError):
+    """The input itself is wrong (bad amount, unknown currency, malformed row); fix it and retry."""
+
+    exit_code = 2
+
+
+class ConfigError(InvalidInput):
+    """A configuration or mapping file is wrong; the message names file, path and reason."""
+
+
+class LedgerRuleError(ConnectorError):
+    """A valid request the ledger refuses by rule; nothing was written."""
+
+    exit_code = 3
+
+
+class InsufficientBalance(LedgerRuleError):
+    """Spending would take the account below minus its credit limit."""
+
+
+class IdempotencyConflict(LedgerRuleError):
+    """An idempotency key was used before with a different payload."""
+
+
+class CurrencyMismatch(LedgerRuleError):
+    """Currencies would mix (a posting against an account or lot of another currency)."""
+
+
+class RefundRefused(LedgerRuleError):
+    """The refund exceeds what is refundable, or the refund policy forbids it."""
+
+
+class ReversalRefused(LedgerRuleError):
+    """The entry cannot be reversed (already reversed, a reversal itself, or its lot is spent)."""
+
+
+class NotFound(ConnectorError):
+    """A named account, entry or record does not exist."""
+
+    exit_code = 2
+
+
+class LedgerCorrupt(ConnectorError):
+    """`verify` found stored state that its entries do not explain."""
+
+    exit_code = 1

@@ -1,0 +1,116 @@
+"""Engine factory and schema upgrades for the ledger database.
+
+SQLite (the embedded default) runs in WAL mode with foreign keys on, a busy timeout, and
+`BEGIN IMMEDIATE` for every transaction so that writers serialize up front instead of failing
+on lock upgrade. PostgreSQL uses row locks (`SELECT ... FOR UPDATE`) per account.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool, StaticPool
+
+from connector.errors import ConfigError
+
+DEFAULT_URL = "sqlite:///./prepaid-sync.db"
+ENV_VAR = "PREPAID_SYNC_DB"
+MIGRATIONS = Path(__file__).with_name("migrations")
+_upgraded: set[str] = set()
+_upgrade_lock = threading.Lock()
+
+
+def resolve_url(explicit: str | None = None) -> str:
+    """`--db URL`, else env `PREPAID_SYNC_DB`, else `sqlite:///./prepaid-sync.db`."""
+    url = explicit or os.environ.get(ENV_VAR) or DEFAULT_URL
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # SQLAlchemy raises ArgumentError with a terse text
+        raise ConfigError(f"database URL {url!r} is not valid: {exc}", field="db") from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(f"database {parsed.get_backend_name()!r} is not supported; use sqlite or postgresql",
+                          field="db")
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # isolation_level=None hands transaction control to us (see _sqlite_begin).
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=30000",
+                   "temp_store=MEMORY", "cache_size=-65536"):
+        cur.execute(f"PRAGMA {pragma}")
+    cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str | None = None, *, upgrade: bool = True, **kw: Any) -> Engine:
+    """An engine for `url` (resolved as `resolve_url` does), schema upgraded to head on first use."""
+    url = resolve_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        memory = parsed.database in (None, "", ":memory:")
+        if not memory and parsed.database:
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            poolclass=StaticPool if memory else NullPool if kw.pop("nullpool", False) else None,
+            **kw,
+        ) if memory or kw.get("nullpool") else create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **kw)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, **kw)
+    if upgrade:
+        upgrade_schema(engine)
+    return engine
+
+
+def _alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision stored in the database, or None for an empty database."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str:
+    """The newest migration this code ships."""
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert head is not None
+    return head
+
+
+def upgrade_schema(engine: Engine, *, force: bool = False) -> str:
+    """Bring the schema to head (idempotent); returns the revision it is at."""
+    key = str(engine.url)
+    with _upgrade_lock:
+        if key in _upgraded and not force and ":memory:" not in key:
+            return head_revision()
+        if current_revision(engine) != head_revision():
+            command.upgrade(_alembic_config(engine), "head")
+        _upgraded.add(key)
+    return head_revision()

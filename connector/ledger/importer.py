@@ -1,0 +1,280 @@
+"""CSV import of postings: validate every row first, then apply all rows in one transaction.
+
+Columns (header row required; names are case-insensitive; only the first five are mandatory):
+`op` (deposit | consume | refund | adjust), `customer`, `amount`, `currency`, `key`,
+`effective_at`, `expires_at`, `refundable` (true/false), `priority`, `source_system`,
+`source_id`, `memo`.
+
+A file with any bad row changes nothing: the report lists each bad row (file line number),
+column and reason. Rows whose key was already posted with the same payload count as `exists`,
+so importing the same file again changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select, tuple_
+
+from connector.errors import ConnectorError, IdempotencyConflict, InvalidInput
+from connector.ledger import store
+from connector.ledger.ops import Request, make_request, plan
+from connector.ledger.rules import AccountState, LotState
+from connector.ledger.service import terms_table
+from connector.ledger.tables import utcnow
+from connector.timeutil import parse_datetime
+
+REQUIRED = ("op", "customer", "amount", "currency", "key")
+OPTIONAL = ("effective_at", "expires_at", "refundable", "priority", "source_system", "source_id", "memo")
+CHUNK = 2000
+STATE_CACHE = 20000
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f"}
+
+
+@dataclass
+class RowError:
+    """One bad row: its line in the file, the column and why."""
+
+    line: int
+    column: str
+    reason: str
+    key: str = ""
+
+    def __str__(self) -> str:
+        return f"line {self.line}, column {self.column}: {self.reason}"
+
+
+@dataclass
+class ImportReport:
+    """What an import did (or, with errors or dry-run, would have done)."""
+
+    rows: int = 0
+    created: int = 0
+    exists: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    dry_run: bool = False
+    applied: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"rows": self.rows, "created": self.created, "exists": self.exists, "dry_run": self.dry_run,
+                "applied": self.applied,
+                "errors": [{"line": e.line, "column": e.column, "reason": e.reason, "key": e.key}
+                           for e in self.errors]}
+
+
+def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = [h.strip().lower() for h in next(reader)]
+        except StopIteration:
+            raise InvalidInput(f"{path}: the file is empty; expected a header row with {', '.join(REQUIRED)}",
+                               field="header") from None
+        missing = [c for c in REQUIRED if c not in header]
+        unknown = [c for c in header if c not in REQUIRED + OPTIONAL]
+        if missing or unknown:
+            parts = []
+            if missing:
+                parts.append(f"missing column(s) {', '.join(missing)}")
+            if unknown:
+                parts.append(f"unknown column(s) {', '.join(unknown)} (known: {', '.join(REQUIRED + OPTIONAL)})")
+            raise InvalidInput(f"{path}, line 1: " + "; ".join(parts), field="header")
+        for values in reader:
+            if not any(v.strip() for v in values):
+                continue
+            line = reader.line_num
+            if len(values) != len(header):
+                yield line, {"__width__": f"has {len(values)} fields, the header has {len(header)}"}
+                continue
+            yield line, dict(zip(header, values, strict=True))
+
+
+def _to_request(row: dict[str, str]) -> Request:
+    """Validate one CSV row; InvalidInput names the column."""
+    if "__width__" in row:
+        raise InvalidInput(row["__width__"], field="*")
+
+    def get(name: str) -> str:
+        return (row.get(name) or "").strip()
+
+    refundable: bool | None = None
+    if get("refundable"):
+        flag = get("refundable").lower()
+        if flag not in _TRUE | _FALSE:
+            raise InvalidInput(f"{get('refundable')!r} is not true/false", field="refundable")
+        refundable = flag in _TRUE
+    priority = None
+    if get("priority"):
+        try:
+            priority = int(get("priority"))
+        except ValueError:
+            raise InvalidInput(f"{get('priority')!r} is not a whole number", field="priority") from None
+    source = (get("source_system"), get("source_id")) if get("source_system") else None
+    return make_request(get("op").lower(), get("customer"), get("amount"), get("currency"), get("key"),
+                        effective_at=parse_datetime(get("effective_at"), "effective_at"),
+                        expires_at=parse_datetime(get("expires_at"), "expires_at", end_of_day=True),
+                        refundable=refundable, priority=priority, source=source, memo=get("memo"))
+
+
+def _error(line: int, exc: ConnectorError, key: str = "") -> RowError:
+    column = str(exc.details.get("field", "")) or "-"
+    reason = exc.message.split(": ", 1)[1] if exc.message.startswith(f"{column}: ") else exc.message
+    return RowError(line, column, reason, key)
+
+
+class Importer:
+    """Imports one CSV file into a ledger database."""
+
+    def __init__(self, engine: Engine, *, chunk: int = CHUNK) -> None:
+        self.engine = engine
+        self.chunk = chunk
+
+    def run(self, path: str | Path, *, dry_run: bool = False, max_errors: int = 1000) -> ImportReport:
+        """Validate, then apply (unless `dry_run` or any row is bad)."""
+        path = Path(path)
+        report = ImportReport(dry_run=dry_run)
+        for line, row in _rows(path):
+            report.rows += 1
+            try:
+                _to_request(row)
+            except ConnectorError as exc:
+                if len(report.errors) < max_errors:
+                    report.errors.append(_error(line, exc, (row.get("key") or "").strip()))
+        if report.errors:
+            return report
+        self._apply(path, report, dry_run, max_errors)
+        return report
+
+    def _apply(self, path: Path, report: ImportReport, dry_run: bool, max_errors: int) -> None:
+        conn = self.engine.connect()
+        trans = conn.begin()
+        try:
+            session = _Session(conn, utcnow())
+            batch: list[tuple[int, Request]] = []
+            for line, row in _rows(path):
+                batch.append((line, _to_request(row)))
+                if len(batch) >= self.chunk:
+                    session.apply_chunk(batch, report, max_errors)
+                    batch = []
+            if batch:
+                session.apply_chunk(batch, report, max_errors)
+            session.writer.flush()
+            if report.errors or dry_run:
+                trans.rollback()
+            else:
+                trans.commit()
+                report.applied = True
+        except BaseException:
+            trans.rollback()
+            raise
+        finally:
+            conn.close()
+
+
+class _Session:
+    """State of one import transaction: cached account states and the plan writer."""
+
+    def __init__(self, conn: Connection, now: Any) -> None:
+        self.conn = conn
+        self.now = now
+        self.writer = store.PlanWriter(conn, now, batch_hint=CHUNK)
+        self.states: dict[tuple[str, str], AccountState] = {}
+        self.policies: dict[tuple[str, str], tuple[str, Decimal]] = {}
+
+    def apply_chunk(self, batch: list[tuple[int, Request]], report: ImportReport, max_errors: int) -> None:
+        """Plan and buffer one chunk of rows; rule failures become row errors."""
+        if len(self.states) > STATE_CACHE:
+            self.writer.flush()
+            self.states.clear()
+            self.policies.clear()
+        self._load_states({(r.customer, r.currency) for _, r in batch})
+        seen = store.find_postings(self.conn, {r.key for _, r in batch})
+        local: dict[str, str] = {}
+        for line, req in batch:
+            digest = req.hash()
+            prior = local.get(req.key) or (seen[req.key].payload_hash if req.key in seen else None)
+            if prior is not None:
+                if prior == digest:
+                    report.exists += 1
+                else:
+                    self._fail(report, max_errors, line, req, IdempotencyConflict(
+                        f"idempotency key {req.key!r} was already used with a different payload", field="key"))
+                continue
+            state = self.states[(req.customer, req.currency)]
+            policy, pct = self.policies.get((req.customer, req.currency), ("full", Decimal(0)))
+            try:
+                p = plan(state, req, self.now, refund_policy=policy, refund_fee_pct=pct)
+            except ConnectorError as exc:
+                self._fail(report, max_errors, line, req, exc)
+                continue
+            self.writer.apply(p)
+            local[req.key] = digest
+            report.created += 1
+        self.writer.flush()
+
+    @staticmethod
+    def _fail(report: ImportReport, max_errors: int, line: int, req: Request, exc: ConnectorError) -> None:
+        if len(report.errors) < max_errors:
+            err = _error(line, exc, req.key)
+            if err.column == "-":
+                err.column = "amount"
+            report.errors.append(err)
+
+    def _load_states(self, pairs: set[tuple[str, str]]) -> None:
+        missing = sorted(pairs - set(self.states))
+        if not missing:
+            return
+        acc = store.accounts
+        for start in range(0, len(missing), 500):
+            part = missing[start:start + 500]
+            self._ensure(part)
+            query = select(acc).where(tuple_(acc.c.customer_key, acc.c.currency).in_(part)).order_by(acc.c.id)
+            if store.is_postgres(self.conn):
+                query = query.with_for_update()
+            by_id: dict[int, AccountState] = {}
+            for row in self.conn.execute(query):
+                state = AccountState(row.id, row.customer_key, row.currency, row.balance, row.debt, row.credit_limit)
+                by_id[row.id] = state
+                self.states[(row.customer_key, row.currency)] = state
+            for lot in self._open_lots(list(by_id)):
+                by_id[lot[0]].lots.append(lot[1])
+            for row in self.conn.execute(select(terms_table.c.customer_key, terms_table.c.currency,
+                                                terms_table.c.refund_policy, terms_table.c.refund_fee_pct).where(
+                    tuple_(terms_table.c.customer_key, terms_table.c.currency).in_(part),
+                    terms_table.c.contract_ref == "")):
+                self.policies[(row.customer_key, row.currency)] = (row.refund_policy, Decimal(row.refund_fee_pct))
+
+    def _ensure(self, part: list[tuple[str, str]]) -> None:
+        acc = store.accounts
+        have = {(r.customer_key, r.currency) for r in self.conn.execute(
+            select(acc.c.customer_key, acc.c.currency).where(tuple_(acc.c.customer_key, acc.c.currency).in_(part)))}
+        for customer, currency in part:
+            if (customer, currency) not in have:
+                store.ensure_account(self.conn, customer, currency, self.now)
+
+    def _open_lots(self, account_ids: list[int]) -> Iterator[tuple[int, Any]]:
+        lots = store.lots
+        for r in self.conn.execute(select(lots.c.account_id, lots.c.id, lots.c.amount, lots.c.remaining,
+                                          lots.c.effective_at, lots.c.expires_at, lots.c.refundable,
+                                          lots.c.priority).where(lots.c.account_id.in_(account_ids),
+                                                                 lots.c.remaining > 0)):
+            yield r.account_id, LotState(r.id, r.amount, r.remaining, r.effective_at, r.expires_at,
+                                         bool(r.refundable), r.priority)
+
+
+def import_text(engine: Engine, content: str, **kw: Any) -> ImportReport:
+    """Import CSV given as text (tests and small tools)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False, encoding="utf-8") as fh:
+        fh.write(content)
+    try:
+        return Importer(engine).run(fh.name, **kw)
+    finally:
+        Path(fh.name).unlink(missing_ok=True)

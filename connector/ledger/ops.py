@@ -1,0 +1,186 @@
+"""Posting requests and their planners: turn a validated request plus account state into a Plan.
+
+Pure functions over `rules` state, shared by `Ledger` and the CSV importer, so both refuse
+the same things with the same messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from connector.errors import InsufficientBalance, InvalidInput, RefundRefused
+from connector.ledger.plan import NewLot, Plan, PlannedEntry, payload_hash
+from connector.ledger.rules import AccountState, draw, refund_fee, refundable_caps
+from connector.money import currency_code, fmt, parse_amount, to_minor
+
+OPS = ("deposit", "consume", "refund", "adjust")
+MAX_KEY = 255
+FUTURE_SKEW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A validated posting request (amounts in minor units; adjust amounts are signed)."""
+
+    op: str
+    customer: str
+    currency: str
+    amount: int
+    key: str
+    effective_at: datetime | None = None
+    expires_at: datetime | None = None
+    refundable: bool | None = None
+    priority: int | None = None
+    source_system: str | None = None
+    source_id: str | None = None
+    memo: str = ""
+
+    def payload(self) -> dict[str, Any]:
+        """What the idempotency check compares (memo is commentary and is left out)."""
+        return {"customer": self.customer, "currency": self.currency, "amount": fmt(self.amount, self.currency),
+                "effective_at": self.effective_at, "expires_at": self.expires_at, "refundable": self.refundable,
+                "priority": self.priority, "source_system": self.source_system, "source_id": self.source_id}
+
+    def hash(self) -> str:
+        """Payload hash for the idempotency record."""
+        return payload_hash(self.op, self.payload())
+
+
+def as_utc(value: datetime | None, field: str) -> datetime | None:
+    """Aware UTC datetime; a naive one is taken as UTC."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise InvalidInput(f"{field}: expected a date-time, got {value!r}", field=field)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def make_request(op: str, customer: str, amount: object, currency: str, key: str, *,
+                 effective_at: datetime | None = None, expires_at: datetime | None = None,
+                 refundable: bool | None = None, priority: int | None = None,
+                 source: tuple[str, str] | None = None, memo: str = "", now: datetime | None = None) -> Request:
+    """Validate inputs into a `Request`; every problem names the field and the reason."""
+    if op not in OPS:
+        raise InvalidInput(f"op: unknown operation {op!r}; use one of {', '.join(OPS)}", field="op")
+    customer = (customer or "").strip()
+    if not customer or len(customer) > 255:
+        raise InvalidInput("customer: a customer key of 1 to 255 characters is required", field="customer")
+    key = (key or "").strip()
+    if not key or len(key) > MAX_KEY:
+        raise InvalidInput(f"key: an idempotency key of 1 to {MAX_KEY} characters is required", field="key")
+    cur = currency_code(currency)
+    signed = op == "adjust"
+    minor = to_minor(parse_amount(amount, cur, allow_negative=signed), cur)
+    eff = as_utc(effective_at, "effective_at")
+    exp = as_utc(expires_at, "expires_at")
+    now = now or datetime.now(UTC)
+    if eff is not None and eff > now + FUTURE_SKEW:
+        raise InvalidInput(f"effective_at: {eff.isoformat()} is in the future; entries may be backdated, "
+                           "not post-dated", field="effective_at")
+    creates_lot = op == "deposit" or (op == "adjust" and minor > 0)
+    if exp is not None:
+        if not creates_lot:
+            raise InvalidInput(f"expires_at: only deposits and positive adjustments create lots that expire "
+                               f"(got it on {op})", field="expires_at")
+        if exp <= (eff or now):
+            raise InvalidInput(f"expires_at: {exp.isoformat()} is not after the effective time", field="expires_at")
+    if op == "adjust" and not memo.strip():
+        raise InvalidInput("memo: an adjustment needs a memo saying why", field="memo")
+    if priority is not None and not 0 <= priority <= 1000:
+        raise InvalidInput("priority: must be between 0 and 1000", field="priority")
+    if creates_lot:
+        refundable = (op == "deposit") if refundable is None else refundable
+        priority = 50 if priority is None else priority
+    else:
+        refundable = priority = None
+    system, source_id = source if source else (None, None)
+    return Request(op=op, customer=customer, currency=cur, amount=minor, key=key, effective_at=eff,
+                   expires_at=exp, refundable=refundable, priority=priority, source_system=system,
+                   source_id=source_id, memo=memo.strip())
+
+
+def _entry(req: Request, kind: str, amount: int, at: datetime) -> PlannedEntry:
+    return PlannedEntry(kind=kind, amount=amount, effective_at=at, memo=req.memo,
+                        source_system=req.source_system, source_id=req.source_id)
+
+
+def _credit(state: AccountState, req: Request, kind: str, at: datetime, refundable: bool) -> PlannedEntry:
+    """Money in: a new lot, which first repays any credit-line debt."""
+    lot = NewLot(amount=req.amount, effective_at=at, expires_at=req.expires_at, refundable=refundable,
+                 priority=req.priority if req.priority is not None else 50,
+                 source_system=req.source_system, source_id=req.source_id)
+    pe = _entry(req, kind, req.amount, at)
+    pe.new_lot = lot
+    pe.allocations.append((lot, req.amount))
+    repay = min(state.debt, req.amount)
+    if repay:
+        pe.allocations += [(lot, -repay), (None, repay)]
+    return pe
+
+
+def _debit(state: AccountState, req: Request, kind: str, amount: int, at: datetime) -> PlannedEntry:
+    """Money out: draw lots in order, then the credit line; refuse past the credit limit."""
+    available = state.available(at)
+    if amount > available:
+        cur = state.currency
+        raise InsufficientBalance(
+            f"{req.op} of {fmt(amount, cur)} {cur} for customer {state.customer_key} refused: only "
+            f"{fmt(max(available, 0), cur)} {cur} available (credit limit {fmt(state.credit_limit, cur)})",
+            customer=state.customer_key, amount=fmt(amount, cur), available=fmt(available, cur))
+    pe = _entry(req, kind, -amount, at)
+    taken = draw(state.spendable(at), amount)
+    pe.allocations = [(lot, -take) for lot, take in taken]
+    rest = amount - sum(t for _, t in taken)
+    if rest:
+        pe.allocations.append((None, -rest))
+    return pe
+
+
+def plan(state: AccountState, req: Request, now: datetime, *, refund_policy: str = "full",
+         refund_fee_pct: Decimal = Decimal(0)) -> Plan:
+    """Plan `req` against `state`; raises a `LedgerRuleError` when a rule refuses it."""
+    at = req.effective_at or now
+    extra: dict[str, Any] = {"amount": fmt(req.amount, req.currency)}
+    if req.op == "deposit":
+        entries = [_credit(state, req, "deposit", at, req.refundable if req.refundable is not None else True)]
+    elif req.op == "consume":
+        entries = [_debit(state, req, "consume", req.amount, at)]
+    elif req.op == "adjust":
+        entries = [_credit(state, req, "adjust", at, bool(req.refundable)) if req.amount > 0
+                   else _debit(state, req, "adjust", -req.amount, at)]
+    else:
+        entries = _plan_refund(state, req, at, refund_policy, refund_fee_pct, extra)
+    return Plan(op=req.op, key=req.key, payload_hash=req.hash(), account=state, entries=entries, extra=extra)
+
+
+def _plan_refund(state: AccountState, req: Request, at: datetime, policy: str, fee_pct: Decimal,
+                 extra: dict[str, Any]) -> list[PlannedEntry]:
+    cur = state.currency
+    if policy == "none":
+        raise RefundRefused(f"refund of {fmt(req.amount, cur)} {cur} for customer {state.customer_key} refused: "
+                            "the refund policy is 'none'", customer=state.customer_key, policy=policy)
+    caps = refundable_caps(state, policy, at)
+    refundable = max(0, sum(caps.values()) - state.debt)
+    if req.amount > refundable:
+        raise RefundRefused(
+            f"refund of {fmt(req.amount, cur)} {cur} for customer {state.customer_key} refused: only "
+            f"{fmt(refundable, cur)} {cur} is refundable under policy '{policy}'",
+            customer=state.customer_key, amount=fmt(req.amount, cur), refundable=fmt(refundable, cur))
+    fee = refund_fee(req.amount, fee_pct) if policy == "fee" else 0
+    payout = req.amount - fee
+    order = state.spendable(at)
+    out: list[PlannedEntry] = []
+    for kind, amount in (("refund", payout), ("refund_fee", fee)):
+        if amount <= 0:
+            continue
+        pe = _entry(req, kind, -amount, at)
+        taken = draw(order, amount, caps)
+        for lot, take in taken:
+            caps[lot.id] -= take
+        pe.allocations = [(lot, -take) for lot, take in taken]
+        out.append(pe)
+    extra.update(payout=fmt(payout, cur), fee=fmt(fee, cur), policy=policy)
+    return out

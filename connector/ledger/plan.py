@@ -1,0 +1,61 @@
+"""What one posting will write: entries, their lot allocations and new lots, before any SQL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from connector.ledger.rules import AccountState, LotState
+
+
+@dataclass(slots=True)
+class NewLot:
+    """A lot created by the entry that carries it."""
+
+    amount: int
+    effective_at: datetime
+    expires_at: datetime | None
+    refundable: bool
+    priority: int
+    source_system: str | None = None
+    source_id: str | None = None
+    state: LotState | None = None  # set once written, so later plans can draw from it
+
+
+LotRef = LotState | NewLot | None  # None: the account's credit line
+
+
+@dataclass(slots=True)
+class PlannedEntry:
+    """One entry to write and how it moves lots."""
+
+    kind: str
+    amount: int
+    effective_at: datetime
+    allocations: list[tuple[LotRef, int]] = field(default_factory=list)
+    new_lot: NewLot | None = None
+    memo: str = ""
+    source_system: str | None = None
+    source_id: str | None = None
+    reverses_id: int | None = None
+
+
+@dataclass(slots=True)
+class Plan:
+    """All entries of one posting (one idempotency key)."""
+
+    op: str
+    key: str
+    payload_hash: str
+    account: AccountState
+    entries: list[PlannedEntry]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def payload_hash(op: str, payload: dict[str, Any]) -> str:
+    """A stable hash of what a posting asks for; the idempotency check compares these."""
+    canonical = json.dumps({"op": op, **payload}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,466 @@
+"""The ledger's Python API: every operation is one transaction, serialized per customer.
+
+Idempotency is permanent: a key used before with the same payload returns the stored result
+(`status="exists"`) and writes nothing; with a different payload it is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, func, select
+from sqlalchemy.exc import IntegrityError
+
+from connector.errors import CurrencyMismatch, IdempotencyConflict, InvalidInput, NotFound, ReversalRefused
+from connector.ledger import store
+from connector.ledger.db import make_engine
+from connector.ledger.ops import Request, as_utc, make_request, plan
+from connector.ledger.plan import Plan, PlannedEntry, payload_hash
+from connector.ledger.rules import REFUND_POLICIES, AccountState
+from connector.ledger.tables import Terms, utcnow
+from connector.money import currency_code, fmt, from_minor, parse_amount, to_minor
+
+terms_table = Terms.__table__  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class PostingResult:
+    """Outcome of one posting: `created` the first time, `exists` on an idempotent replay."""
+
+    status: str
+    data: dict[str, Any]
+
+    @property
+    def created(self) -> bool:
+        """True when this call wrote the posting."""
+        return self.status == "created"
+
+    @property
+    def balance(self) -> Decimal:
+        """The account balance right after this posting."""
+        return Decimal(self.data["balance"])
+
+    @property
+    def entry_ids(self) -> list[int]:
+        """Ids of the entries this posting wrote."""
+        return [e["id"] for e in self.data["entries"]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: the stored result plus `status`."""
+        return {"status": self.status, **self.data}
+
+
+@dataclass(frozen=True)
+class BalanceView:
+    """An account's balance now or as of a time."""
+
+    customer: str
+    currency: str
+    balance: Decimal
+    available: Decimal | None = None
+    debt: Decimal | None = None
+    credit_limit: Decimal | None = None
+    as_of: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form with decimal strings."""
+        out: dict[str, Any] = {"customer": self.customer, "currency": self.currency, "balance": str(self.balance)}
+        for name in ("available", "debt", "credit_limit"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = str(value)
+        out["as_of"] = self.as_of.isoformat() if self.as_of else None
+        return out
+
+
+@dataclass
+class Statement:
+    """Entries of one account between two times, with opening and closing balances."""
+
+    customer: str
+    currency: str
+    start: datetime | None
+    end: datetime | None
+    opening: Decimal
+    closing: Decimal
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"customer": self.customer, "currency": self.currency,
+                "start": self.start.isoformat() if self.start else None,
+                "end": self.end.isoformat() if self.end else None,
+                "opening": str(self.opening), "closing": str(self.closing), "entries": self.entries}
+
+
+class Ledger:
+    """Deposits, consumption, refunds, adjustments, reversals and expiry over one database."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self.clock = clock
+
+    @classmethod
+    def open(cls, url: str | None = None, **kw: Any) -> Ledger:
+        """A ledger on `url` (see `db.resolve_url`), schema upgraded if needed."""
+        return cls(make_engine(url), **kw)
+
+    # -- postings ---------------------------------------------------------------------------
+
+    def deposit(self, customer: str, amount: object, currency: str, key: str, *,
+                effective_at: datetime | None = None, expires_at: datetime | None = None,
+                refundable: bool = True, priority: int = 50, source: tuple[str, str] | None = None,
+                memo: str = "") -> PostingResult:
+        """Add a lot of prepaid money."""
+        return self.post(make_request("deposit", customer, amount, currency, key, effective_at=effective_at,
+                                      expires_at=expires_at, refundable=refundable, priority=priority,
+                                      source=source, memo=memo, now=self.clock()))
+
+    def consume(self, customer: str, amount: object, currency: str, key: str, *,
+                effective_at: datetime | None = None, source: tuple[str, str] | None = None,
+                memo: str = "") -> PostingResult:
+        """Draw money down in lot order; refused below minus the credit limit."""
+        return self.post(make_request("consume", customer, amount, currency, key, effective_at=effective_at,
+                                      source=source, memo=memo, now=self.clock()))
+
+    def refund(self, customer: str, amount: object, currency: str, key: str, *,
+               effective_at: datetime | None = None, source: tuple[str, str] | None = None,
+               memo: str = "") -> PostingResult:
+        """Pay money back under the customer's refund policy; never more than is refundable."""
+        return self.post(make_request("refund", customer, amount, currency, key, effective_at=effective_at,
+                                      source=source, memo=memo, now=self.clock()))
+
+    def adjust(self, customer: str, amount: object, currency: str, key: str, *, memo: str,
+               effective_at: datetime | None = None, expires_at: datetime | None = None,
+               refundable: bool = False, source: tuple[str, str] | None = None) -> PostingResult:
+        """A signed correction with a required memo (positive: a new lot, non-refundable by default)."""
+        return self.post(make_request("adjust", customer, amount, currency, key, effective_at=effective_at,
+                                      expires_at=expires_at, refundable=refundable, source=source, memo=memo,
+                                      now=self.clock()))
+
+    def post(self, req: Request) -> PostingResult:
+        """Run one validated request in its own transaction."""
+
+        def planner(conn: Connection, now: datetime) -> Plan:
+            state = store.lock_account(conn, req.customer, req.currency, now)
+            assert state is not None
+            existing = store.find_posting(conn, req.key)
+            if existing is not None:
+                raise _Replay(existing)
+            if req.op in ("consume", "refund") or (req.op == "adjust" and req.amount < 0):
+                self._check_currency(conn, state, req)
+            policy, fee_pct = self._refund_policy(conn, req.customer, req.currency)
+            return plan(state, req, now, refund_policy=policy, refund_fee_pct=fee_pct)
+
+        return self._run(req.key, req.hash(), planner)
+
+    def reverse(self, entry_id: int, key: str, *, memo: str = "", effective_at: datetime | None = None) -> PostingResult:
+        """Post the exact opposite of an entry; the original never changes."""
+        key = (key or "").strip()
+        if not key:
+            raise InvalidInput("key: an idempotency key is required", field="key")
+        eff = as_utc(effective_at, "effective_at")
+        digest = payload_hash("reverse", {"entry_id": entry_id, "effective_at": eff})
+
+        def planner(conn: Connection, now: datetime) -> Plan:
+            row = conn.execute(select(store.entries).where(store.entries.c.id == entry_id)).first()
+            if row is None:
+                raise NotFound(f"entry {entry_id} does not exist", entry=entry_id)
+            state = store.lock_account_by_id(conn, row.account_id, now)
+            existing = store.find_posting(conn, key)
+            if existing is not None:
+                raise _Replay(existing)
+            return self._plan_reversal(conn, state, row, key, digest, memo, eff or now)
+
+        return self._run(key, digest, planner)
+
+    def _plan_reversal(self, conn: Connection, state: AccountState, row: Any, key: str, digest: str,
+                       memo: str, at: datetime) -> Plan:
+        cur = state.currency
+        if row.kind == "reverse":
+            raise ReversalRefused(f"entry {row.id} is itself a reversal; post a new entry instead", entry=row.id)
+        if row.kind == "expire":
+            raise ReversalRefused(f"entry {row.id} is an expiry; restore expired money with an adjustment "
+                                  "(with a new expiry date if needed)", entry=row.id)
+        done = conn.execute(select(store.entries.c.id).where(store.entries.c.reverses_id == row.id)).first()
+        if done is not None:
+            raise ReversalRefused(f"entry {row.id} was already reversed by entry {done.id}", entry=row.id)
+        allocs = conn.execute(select(store.allocations.c.lot_id, store.allocations.c.amount)
+                              .where(store.allocations.c.entry_id == row.id)).all()
+        lot_ids = {a.lot_id for a in allocs if a.lot_id is not None}
+        open_by_id = {lot.id: lot for lot in state.lots}
+        missing = lot_ids - set(open_by_id)
+        if missing:
+            for lot in store.load_lots(conn, store.lots.c.id.in_(missing)):
+                open_by_id[lot.id] = lot
+        pe = PlannedEntry(kind="reverse", amount=-row.amount, effective_at=at, memo=memo or f"reverses entry {row.id}",
+                          source_system=row.source_system, source_id=row.source_id, reverses_id=row.id)
+        debt = state.debt
+        for a in allocs:
+            if a.lot_id is None:
+                debt += a.amount
+                pe.allocations.append((None, -a.amount))
+                continue
+            lot = open_by_id[a.lot_id]
+            if lot.remaining - a.amount < 0:
+                raise ReversalRefused(
+                    f"entry {row.id} cannot be reversed: lot {lot.id} has only {fmt(lot.remaining, cur)} {cur} left "
+                    f"of the {fmt(a.amount, cur)} it would take back; reverse the spending first or post an adjustment",
+                    entry=row.id, lot=lot.id)
+            pe.allocations.append((lot, -a.amount))
+        if debt > state.credit_limit:
+            raise ReversalRefused(f"entry {row.id} cannot be reversed: it would take customer {state.customer_key} "
+                                  f"past the credit limit of {fmt(state.credit_limit, cur)} {cur}", entry=row.id)
+        return Plan(op="reverse", key=key, payload_hash=digest, account=state, entries=[pe],
+                    extra={"amount": fmt(-row.amount, cur), "reverses": row.id})
+
+    def expire(self, as_of: datetime | None = None) -> list[PostingResult]:
+        """Expire exactly the remainder of every lot overdue at `as_of`; a second sweep writes nothing."""
+        cutoff = as_utc(as_of, "as_of") or self.clock()
+        with self.engine.connect() as conn:
+            due = conn.execute(
+                select(store.accounts.c.customer_key, store.accounts.c.currency).distinct()
+                .join(store.lots, store.lots.c.account_id == store.accounts.c.id)
+                .where(store.lots.c.remaining > 0, store.lots.c.expires_at <= cutoff)).all()
+        results: list[PostingResult] = []
+        for customer, currency in due:
+            with self.engine.begin() as conn:
+                now = self.clock()
+                state = store.lock_account(conn, customer, currency, now, create=False)
+                assert state is not None
+                writer = store.PlanWriter(conn, now)
+                for lot in sorted(state.lots, key=lambda lot: lot.id):
+                    if lot.expires_at is None or lot.expires_at > cutoff or lot.remaining <= 0:
+                        continue
+                    gone = lot.amount - lot.remaining
+                    key = f"expire:lot:{lot.id}:{gone}"
+                    pe = PlannedEntry(kind="expire", amount=-lot.remaining, effective_at=lot.expires_at,
+                                      memo=f"lot {lot.id} expired", allocations=[(lot, -lot.remaining)])
+                    p = Plan(op="expire", key=key, payload_hash=payload_hash("expire", {"lot": lot.id, "gone": gone}),
+                             account=state, entries=[pe], extra={"amount": fmt(lot.remaining, currency), "lot": lot.id})
+                    results.append(PostingResult("created", writer.apply(p)))
+                writer.flush()
+        return results
+
+    def _run(self, key: str, digest: str, planner: Callable[[Connection, datetime], Plan]) -> PostingResult:
+        try:
+            with self.engine.begin() as conn:
+                now = self.clock()
+                try:
+                    p = planner(conn, now)
+                except _Replay as replay:
+                    return _replayed(replay.row, key, digest)
+                writer = store.PlanWriter(conn, now)
+                data = writer.apply(p)
+                writer.flush()
+                return PostingResult("created", data)
+        except IntegrityError:
+            # Lost a race on the same key from another account's transaction: answer as a replay.
+            with self.engine.connect() as conn:
+                row = store.find_posting(conn, key)
+            if row is None:
+                raise
+            return _replayed(row, key, digest)
+
+    def _check_currency(self, conn: Connection, state: AccountState, req: Request) -> None:
+        if state.balance > 0 or state.credit_limit > 0:
+            return
+        others = conn.execute(select(store.accounts.c.currency).where(
+            store.accounts.c.customer_key == req.customer, store.accounts.c.currency != req.currency,
+            store.accounts.c.balance > 0)).scalars().all()
+        if others:
+            raise CurrencyMismatch(
+                f"{req.op} of {fmt(req.amount, req.currency)} {req.currency} for customer {req.customer} refused: "
+                f"the customer holds {', '.join(others)}, not {req.currency}; currencies never mix",
+                customer=req.customer, currency=req.currency)
+
+    def _refund_policy(self, conn: Connection, customer: str, currency: str) -> tuple[str, Decimal]:
+        row = conn.execute(select(terms_table.c.refund_policy, terms_table.c.refund_fee_pct).where(
+            terms_table.c.customer_key == customer, terms_table.c.currency == currency,
+            terms_table.c.contract_ref == "")).first()
+        return (row.refund_policy, Decimal(row.refund_fee_pct)) if row else ("full", Decimal(0))
+
+    # -- terms ------------------------------------------------------------------------------
+
+    def set_terms(self, customer: str, currency: str, *, contract_ref: str = "", agreed_amount: object = None,
+                  due_date: date | None = None, valid_from: date | None = None, valid_until: date | None = None,
+                  refund_policy: str = "full", refund_fee_pct: object = 0, credit_limit: object = 0,
+                  low_balance_threshold: object = None) -> dict[str, Any]:
+        """Create or replace the terms of a customer (contract_ref '') or of one of its contracts."""
+        cur = currency_code(currency)
+        if refund_policy not in REFUND_POLICIES:
+            raise InvalidInput(f"refund_policy: {refund_policy!r} is not one of {', '.join(REFUND_POLICIES)}",
+                               field="refund_policy")
+        pct = parse_amount(str(refund_fee_pct), "USD", field="refund_fee_pct", allow_zero=True) \
+            if not isinstance(refund_fee_pct, float) else parse_amount(refund_fee_pct, "USD")
+        if pct > 100:
+            raise InvalidInput("refund_fee_pct: must be between 0 and 100", field="refund_fee_pct")
+
+        def minor(value: object, name: str, zero: bool = True) -> int | None:
+            if value is None:
+                return None
+            return to_minor(parse_amount(value, cur, field=name, allow_zero=zero), cur)
+
+        row = {"customer_key": customer, "currency": cur, "contract_ref": contract_ref,
+               "agreed_amount": minor(agreed_amount, "agreed_amount"), "due_date": due_date,
+               "valid_from": valid_from, "valid_until": valid_until, "refund_policy": refund_policy,
+               "refund_fee_pct": str(pct), "credit_limit": minor(credit_limit, "credit_limit") or 0,
+               "low_balance_threshold": minor(low_balance_threshold, "low_balance_threshold")}
+        with self.engine.begin() as conn:
+            now = self.clock()
+            row["updated_at"] = now
+            if contract_ref == "":
+                state = store.lock_account(conn, customer, cur, now)
+                assert state is not None
+                conn.execute(store.accounts.update().where(store.accounts.c.id == state.id)
+                             .values(credit_limit=row["credit_limit"], updated_at=now))
+            scope = and_(terms_table.c.customer_key == customer, terms_table.c.currency == cur,
+                         terms_table.c.contract_ref == contract_ref)
+            if conn.execute(select(terms_table.c.id).where(scope)).first():
+                conn.execute(terms_table.update().where(scope).values(**row))
+            else:
+                conn.execute(terms_table.insert().values(**row))
+        return self.get_terms(customer, cur, contract_ref) or {}
+
+    def get_terms(self, customer: str, currency: str, contract_ref: str = "") -> dict[str, Any] | None:
+        """Terms as JSON-friendly data, or None."""
+        cur = currency_code(currency)
+        with self.engine.connect() as conn:
+            row = conn.execute(select(terms_table).where(
+                terms_table.c.customer_key == customer, terms_table.c.currency == cur,
+                terms_table.c.contract_ref == contract_ref)).first()
+        if row is None:
+            return None
+        out = dict(row._mapping)
+        for name in ("agreed_amount", "credit_limit", "low_balance_threshold"):
+            if out[name] is not None:
+                out[name] = fmt(out[name], cur)
+        for name in ("due_date", "valid_from", "valid_until", "updated_at"):
+            out[name] = out[name].isoformat() if out[name] else None
+        out.pop("id", None)
+        return out
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def balance(self, customer: str, currency: str | None = None, *, as_of: datetime | None = None,
+                known_at: datetime | None = None) -> list[BalanceView]:
+        """Balances of a customer (one per currency): now, or as of a business time as known at a time."""
+        cur = currency_code(currency) if currency else None
+        as_of, known_at = as_utc(as_of, "as_of"), as_utc(known_at, "known_at")
+        acc = store.accounts
+        with self.engine.connect() as conn:
+            query = select(acc).where(acc.c.customer_key == customer)
+            if cur:
+                query = query.where(acc.c.currency == cur)
+            rows = conn.execute(query.order_by(acc.c.currency)).all()
+            if not rows:
+                what = f"customer {customer}" + (f" in {cur}" if cur else "")
+                raise NotFound(f"{what} has no ledger account", customer=customer)
+            views = []
+            now = self.clock()
+            for row in rows:
+                c = row.currency
+                if as_of is None and known_at is None:
+                    state = AccountState(row.id, customer, c, row.balance, row.debt, row.credit_limit,
+                                         store.load_lots(conn, and_(store.lots.c.account_id == row.id,
+                                                                    store.lots.c.remaining > 0)))
+                    views.append(BalanceView(customer, c, from_minor(row.balance, c),
+                                             from_minor(state.available(now), c), from_minor(row.debt, c),
+                                             from_minor(row.credit_limit, c)))
+                    continue
+                cond = [store.entries.c.account_id == row.id]
+                if as_of is not None:
+                    cond.append(store.entries.c.effective_at <= as_of)
+                if known_at is not None:
+                    cond.append(store.entries.c.recorded_at <= known_at)
+                total = conn.execute(select(func.coalesce(func.sum(store.entries.c.amount), 0)).where(*cond)).scalar()
+                views.append(BalanceView(customer, c, from_minor(int(total), c), as_of=as_of or known_at))
+        return views
+
+    def accounts(self, *, batch: int = 5000) -> Iterator[BalanceView]:
+        """Every account with its balance, streamed in customer order."""
+        acc = store.accounts
+        with self.engine.connect() as conn:
+            rows = conn.execution_options(stream_results=True, yield_per=batch).execute(
+                select(acc.c.customer_key, acc.c.currency, acc.c.balance, acc.c.debt, acc.c.credit_limit)
+                .order_by(acc.c.customer_key, acc.c.currency))
+            for r in rows:
+                yield BalanceView(r.customer_key, r.currency, from_minor(r.balance, r.currency),
+                                  debt=from_minor(r.debt, r.currency),
+                                  credit_limit=from_minor(r.credit_limit, r.currency))
+
+    def history(self, customer: str, currency: str | None = None, *, start: datetime | None = None,
+                end: datetime | None = None) -> list[Statement]:
+        """Statements per currency: entries with start <= effective time < end, in business-time order."""
+        start, end = as_utc(start, "start"), as_utc(end, "end")
+        e = store.entries
+        out = []
+        with self.engine.connect() as conn:
+            for view in self.balance(customer, currency):
+                c = view.currency
+                acc_id = conn.execute(select(store.accounts.c.id).where(
+                    store.accounts.c.customer_key == customer, store.accounts.c.currency == c)).scalar_one()
+                opening = 0
+                if start is not None:
+                    opening = int(conn.execute(select(func.coalesce(func.sum(e.c.amount), 0)).where(
+                        e.c.account_id == acc_id, e.c.effective_at < start)).scalar())
+                q = select(e).where(e.c.account_id == acc_id)
+                if start is not None:
+                    q = q.where(e.c.effective_at >= start)
+                if end is not None:
+                    q = q.where(e.c.effective_at < end)
+                running = opening
+                rows = []
+                for r in conn.execute(q.order_by(e.c.effective_at, e.c.id)):
+                    running += r.amount
+                    rows.append({"id": r.id, "kind": r.kind, "amount": fmt(r.amount, c), "running": fmt(running, c),
+                                 "balance_after": fmt(r.balance_after, c), "effective_at": r.effective_at.isoformat(),
+                                 "recorded_at": r.recorded_at.isoformat(), "key": r.posting_key,
+                                 "source": f"{r.source_system}:{r.source_id}" if r.source_system else None,
+                                 "memo": r.memo, "reverses": r.reverses_id})
+                out.append(Statement(customer, c, start, end, from_minor(opening, c), from_minor(running, c), rows))
+        return out
+
+    def entry(self, entry_id: int) -> dict[str, Any]:
+        """One entry with its allocations."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(store.entries, store.accounts.c.currency, store.accounts.c.customer_key)
+                               .join(store.accounts, store.accounts.c.id == store.entries.c.account_id)
+                               .where(store.entries.c.id == entry_id)).first()
+            if row is None:
+                raise NotFound(f"entry {entry_id} does not exist", entry=entry_id)
+            allocs = conn.execute(select(store.allocations.c.lot_id, store.allocations.c.amount)
+                                  .where(store.allocations.c.entry_id == entry_id)).all()
+        c = row.currency
+        return {"id": row.id, "customer": row.customer_key, "currency": c, "kind": row.kind,
+                "amount": fmt(row.amount, c), "balance_after": fmt(row.balance_after, c),
+                "effective_at": row.effective_at.isoformat(), "recorded_at": row.recorded_at.isoformat(),
+                "key": row.posting_key, "memo": row.memo, "reverses": row.reverses_id,
+                "allocations": [{"lot_id": a.lot_id, "amount": fmt(a.amount, c)} for a in allocs]}
+
+
+class _Replay(Exception):
+    """Internal: the key exists; unwind the transaction and answer from the stored posting."""
+
+    def __init__(self, row: Any) -> None:
+        super().__init__("replay")
+        self.row = row
+
+
+def _replayed(row: Any, key: str, digest: str) -> PostingResult:
+    if row.payload_hash != digest:
+        raise IdempotencyConflict(
+            f"idempotency key {key!r} was already used for a different {row.op} "
+            f"(customer {row.customer_key}, {row.currency}); nothing was written",
+            key=key, customer=row.customer_key)
+    return PostingResult("exists", json.loads(row.result))
+
+
+def now_utc() -> datetime:
+    """Aware current UTC time (for callers without a clock)."""
+    return datetime.now(UTC)

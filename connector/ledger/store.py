@@ -1,0 +1,220 @@
+"""Persistence for postings: account locks, state loading, id reservation and the plan writer.
+
+Both the single-posting path and the bulk importer write through `PlanWriter`, which buffers
+rows and flushes them with `executemany`; ids are reserved up front so allocations can point at
+entries and lots before they are flushed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from connector.ledger.plan import NewLot, Plan
+from connector.ledger.rules import AccountState, LotState
+from connector.ledger.tables import Account, Allocation, Entry, Lot, Posting
+from connector.money import fmt
+
+accounts = Account.__table__  # type: ignore[attr-defined]
+lots = Lot.__table__  # type: ignore[attr-defined]
+entries = Entry.__table__  # type: ignore[attr-defined]
+allocations = Allocation.__table__  # type: ignore[attr-defined]
+postings = Posting.__table__  # type: ignore[attr-defined]
+
+
+def is_postgres(conn: Connection) -> bool:
+    """True when the connection talks to PostgreSQL."""
+    return conn.dialect.name == "postgresql"
+
+
+def ensure_account(conn: Connection, customer: str, currency: str, now: datetime) -> None:
+    """Create the account row if it is missing (a concurrent creator wins harmlessly)."""
+    ins = pg_insert(accounts) if is_postgres(conn) else sqlite_insert(accounts)
+    conn.execute(ins.values(customer_key=customer, currency=currency, balance=0, debt=0, credit_limit=0,
+                            created_at=now, updated_at=now).on_conflict_do_nothing(
+        index_elements=["customer_key", "currency"]))
+
+
+def lock_account(conn: Connection, customer: str, currency: str, now: datetime, *,
+                 create: bool = True) -> AccountState | None:
+    """Lock one account for this transaction and load its open lots.
+
+    PostgreSQL: `SELECT ... FOR UPDATE` on the account row serializes writers per customer.
+    SQLite: the transaction already began with `BEGIN IMMEDIATE`, which serializes all writers.
+    """
+    query = select(accounts).where(accounts.c.customer_key == customer, accounts.c.currency == currency)
+    if is_postgres(conn):
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    if row is None:
+        if not create:
+            return None
+        ensure_account(conn, customer, currency, now)
+        row = conn.execute(query).first()
+    assert row is not None
+    state = AccountState(id=row.id, customer_key=row.customer_key, currency=row.currency, balance=row.balance,
+                         debt=row.debt, credit_limit=row.credit_limit)
+    state.lots = load_lots(conn, and_(lots.c.account_id == row.id, lots.c.remaining > 0))
+    return state
+
+
+def lock_account_by_id(conn: Connection, account_id: int, now: datetime) -> AccountState:
+    """Lock an account found by id (reversals start from an entry)."""
+    row = conn.execute(select(accounts.c.customer_key, accounts.c.currency).where(accounts.c.id == account_id)).one()
+    state = lock_account(conn, row.customer_key, row.currency, now, create=False)
+    assert state is not None
+    return state
+
+
+def load_lots(conn: Connection, where: Any) -> list[LotState]:
+    """Lots matching `where`, as rule states."""
+    rows = conn.execute(select(lots.c.id, lots.c.amount, lots.c.remaining, lots.c.effective_at, lots.c.expires_at,
+                               lots.c.refundable, lots.c.priority).where(where))
+    return [LotState(id=r.id, amount=r.amount, remaining=r.remaining, effective_at=r.effective_at,
+                     expires_at=r.expires_at, refundable=bool(r.refundable), priority=r.priority) for r in rows]
+
+
+def find_posting(conn: Connection, key: str) -> Any:
+    """The posting row stored under an idempotency key, if any."""
+    return conn.execute(select(postings).where(postings.c.key == key)).first()
+
+
+def find_postings(conn: Connection, keys: Iterable[str]) -> dict[str, Any]:
+    """Posting rows for many keys at once (bulk import)."""
+    found: dict[str, Any] = {}
+    key_list = list(keys)
+    for start in range(0, len(key_list), 500):
+        chunk = key_list[start:start + 500]
+        for row in conn.execute(select(postings.c.key, postings.c.payload_hash, postings.c.result)
+                                .where(postings.c.key.in_(chunk))):
+            found[row.key] = row
+    return found
+
+
+class IdReserver:
+    """Hands out primary keys for entries and lots inside one transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.pools: dict[str, list[int]] = {"entries": [], "lots": []}
+        self.next_sqlite: dict[str, int] = {}
+
+    def take(self, table: str, hint: int = 1) -> int:
+        """One new id for `table`; reserves `hint` at a time on PostgreSQL."""
+        if is_postgres(self.conn):
+            pool = self.pools[table]
+            if not pool:
+                rows = self.conn.exec_driver_sql(
+                    f"SELECT nextval('{table}_id_seq') FROM generate_series(1, {max(1, hint)})").all()
+                pool.extend(sorted((r[0] for r in rows), reverse=True))
+            return pool.pop()
+        # SQLite: the transaction holds the write lock (BEGIN IMMEDIATE), so MAX(id) is ours to extend.
+        if table not in self.next_sqlite:
+            tbl = entries if table == "entries" else lots
+            self.next_sqlite[table] = (self.conn.execute(select(func.max(tbl.c.id))).scalar() or 0) + 1
+        value = self.next_sqlite[table]
+        self.next_sqlite[table] = value + 1
+        return value
+
+
+class PlanWriter:
+    """Applies plans to in-memory account state and buffers the rows they write."""
+
+    def __init__(self, conn: Connection, now: datetime, *, batch_hint: int = 1) -> None:
+        self.conn = conn
+        self.now = now
+        self.ids = IdReserver(conn)
+        self.batch_hint = batch_hint
+        self.rows: dict[str, list[dict[str, Any]]] = {"postings": [], "entries": [], "lots": [], "allocations": []}
+        self.lot_updates: dict[int, int] = {}
+        self.account_updates: dict[int, AccountState] = {}
+
+    def apply(self, plan: Plan) -> dict[str, Any]:
+        """Record a plan's rows, update the account state in memory, return the posting result."""
+        state = plan.account
+        cur = state.currency
+        out_entries: list[dict[str, Any]] = []
+        for pe in plan.entries:
+            entry_id = self.ids.take("entries", self.batch_hint)
+            state.balance += pe.amount
+            self.rows["entries"].append({
+                "id": entry_id, "account_id": state.id, "kind": pe.kind, "amount": pe.amount,
+                "balance_after": state.balance, "effective_at": pe.effective_at, "recorded_at": self.now,
+                "posting_key": plan.key, "source_system": pe.source_system, "source_id": pe.source_id,
+                "memo": pe.memo, "reverses_id": pe.reverses_id})
+            if pe.new_lot is not None:
+                self._add_lot(state, pe.new_lot, entry_id)
+            allocs = []
+            for ref, amount in pe.allocations:
+                lot_id = self._apply_allocation(state, ref, amount)
+                self.rows["allocations"].append({"entry_id": entry_id, "lot_id": lot_id, "amount": amount})
+                allocs.append({"lot_id": lot_id, "amount": fmt(amount, cur)})
+            out = {"id": entry_id, "kind": pe.kind, "amount": fmt(pe.amount, cur),
+                   "balance_after": fmt(state.balance, cur), "effective_at": pe.effective_at.isoformat(),
+                   "allocations": allocs}
+            if pe.new_lot is not None and pe.new_lot.state is not None:
+                out["lot_id"] = pe.new_lot.state.id
+            out_entries.append(out)
+        state.lots = [lot for lot in state.lots if lot.remaining > 0]
+        self.account_updates[state.id] = state
+        result = {"op": plan.op, "key": plan.key, "customer": state.customer_key, "currency": cur,
+                  "balance": fmt(state.balance, cur), "entries": out_entries, **plan.extra}
+        self.rows["postings"].append({"key": plan.key, "op": plan.op, "payload_hash": plan.payload_hash,
+                                      "customer_key": state.customer_key, "currency": cur,
+                                      "result": json.dumps(result, separators=(",", ":")), "recorded_at": self.now})
+        return result
+
+    def _add_lot(self, state: AccountState, lot: NewLot, entry_id: int) -> None:
+        lot_id = self.ids.take("lots", self.batch_hint)
+        lot.state = LotState(id=lot_id, amount=lot.amount, remaining=0, effective_at=lot.effective_at,
+                             expires_at=lot.expires_at, refundable=lot.refundable, priority=lot.priority)
+        state.lots.append(lot.state)
+        self.rows["lots"].append({
+            "id": lot_id, "account_id": state.id, "entry_id": entry_id, "amount": lot.amount, "remaining": None,
+            "effective_at": lot.effective_at, "expires_at": lot.expires_at, "refundable": lot.refundable,
+            "priority": lot.priority, "source_system": lot.source_system, "source_id": lot.source_id,
+            "_state": lot.state})
+
+    def _apply_allocation(self, state: AccountState, ref: LotState | NewLot | None, amount: int) -> int | None:
+        if ref is None:
+            state.debt -= amount
+            return None
+        lot = ref.state if isinstance(ref, NewLot) else ref
+        assert lot is not None
+        lot.remaining += amount
+        if lot not in state.lots and lot.remaining > 0:
+            state.lots.append(lot)
+        self.lot_updates[lot.id] = lot.remaining
+        return lot.id
+
+    def flush(self) -> None:
+        """Write everything buffered (in foreign-key order)."""
+        conn = self.conn
+        new_lot_ids = set()
+        if self.rows["lots"]:
+            for row in self.rows["lots"]:
+                state = row.pop("_state")
+                row["remaining"] = state.remaining
+                new_lot_ids.add(row["id"])
+        for name, table in (("postings", postings), ("entries", entries), ("lots", lots),
+                            ("allocations", allocations)):
+            if self.rows[name]:
+                conn.execute(insert(table), self.rows[name])
+                self.rows[name] = []
+        changed = [{"lid": lid, "rem": rem} for lid, rem in self.lot_updates.items() if lid not in new_lot_ids]
+        if changed:
+            conn.execute(update(lots).where(lots.c.id == bindparam("lid")).values(remaining=bindparam("rem")),
+                         changed)
+        self.lot_updates = {}
+        if self.account_updates:
+            conn.execute(update(accounts).where(accounts.c.id == bindparam("aid")).values(
+                balance=bindparam("bal"), debt=bindparam("dbt"), updated_at=bindparam("upd")),
+                [{"aid": s.id, "bal": s.balance, "dbt": s.debt, "upd": self.now}
+                 for s in self.account_updates.values()])
+            self.account_updates = {}

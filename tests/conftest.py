@@ -1,0 +1,88 @@
+"""Shared fixtures: ledgers on SQLite and PostgreSQL, a controllable clock."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import create_engine, text
+
+PG_URL = os.environ.get("PREPAID_SYNC_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+class Clock:
+    """A clock tests move by hand."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> datetime:
+        self.now += timedelta(**kw)
+        return self.now
+
+
+def pg_available() -> str | None:
+    """None when PostgreSQL answers, else the reason."""
+    try:
+        engine = create_engine(PG_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # any driver error means "not reachable"
+        return f"PostgreSQL at {PG_URL} is not reachable: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+
+
+_PG_REASON: list[str | None] = []
+
+
+def require_pg() -> None:
+    """Skip (on a developer machine) or fail (in CI) when PostgreSQL is down."""
+    if not _PG_REASON:
+        _PG_REASON.append(pg_available())
+    reason = _PG_REASON[0]
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason} (CI=true: PostgreSQL tests must run)")
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A URL to a fresh PostgreSQL schema, dropped afterwards."""
+    require_pg()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: object) -> str:
+    """A URL to a new SQLite file."""
+    return f"sqlite:///{tmp_path}/ledger.db"  # type: ignore[str-format]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
+    """Each test using it runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/ledger.db"
+    return request.getfixturevalue("pg_url")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """A fixed, movable clock."""
+    return Clock()
