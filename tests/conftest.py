@@ -8,7 +8,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import create_engine, text
+
+# HYPOTHESIS_PROFILE=deep runs the property tests much longer (not in CI).
+settings.register_profile("ci", max_examples=60)
+settings.register_profile("deep", max_examples=2000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 PG_URL = os.environ.get("PREPAID_SYNC_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

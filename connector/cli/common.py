@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from connector.errors import ConnectorError
 
@@ -40,7 +41,7 @@ def handled(as_json: bool) -> Iterator[None]:
     except ConnectorError as exc:
         if as_json:
             emit_json(exc.to_dict())
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        err.print(Text.assemble(("error: ", "bold red"), str(exc)), highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
 
 

@@ -97,7 +97,7 @@ def refund(customer: str, amount: str, currency: Currency, key: Key, effective: 
         _show_posting(result, as_json)
 
 
-@app.command()
+@app.command(context_settings={"ignore_unknown_options": True})
 def adjust(customer: str, amount: Annotated[str, typer.Argument(help="Signed amount, e.g. -5.00.")],
            currency: Currency, key: Key,
            memo: Annotated[str, typer.Option("--memo", help="Why (required).")],
@@ -240,7 +240,7 @@ def import_csv(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
             emit_json(report.to_dict())
         else:
             for e in report.errors:
-                err.print(f"[red]{file}[/] {e}", highlight=False)
+                err.print(f"{file} {e}", style="red", markup=False, highlight=False, soft_wrap=True)
             state_word = "applied" if report.applied else ("checked (dry run)" if not report.errors else
                                                           "NOT applied: nothing was changed")
             out.print(f"{report.rows} rows: {report.created} new, {report.exists} already posted; {state_word}")
@@ -276,7 +276,7 @@ def verify(as_json: Json = False) -> None:
             if report.ok:
                 out.print(f"[green]ledger consistent[/]: {counts} ({seconds:.2f}s)")
             for p in report.problems:
-                err.print(f"[red]{p['check']}[/]: {p}", highlight=False)
+                err.print(f"[red]{p['check']}[/]: {p}", highlight=False, soft_wrap=True)
         if not report.ok:
             err.print(f"[bold red]verify found {len(report.problems)} inconsistencies[/]")
             raise typer.Exit(LedgerCorrupt.exit_code)

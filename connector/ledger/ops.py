@@ -61,8 +61,12 @@ def as_utc(value: datetime | None, field: str) -> datetime | None:
 def make_request(op: str, customer: str, amount: object, currency: str, key: str, *,
                  effective_at: datetime | None = None, expires_at: datetime | None = None,
                  refundable: bool | None = None, priority: int | None = None,
-                 source: tuple[str, str] | None = None, memo: str = "", now: datetime | None = None) -> Request:
-    """Validate inputs into a `Request`; every problem names the field and the reason."""
+                 source: tuple[str, str] | None = None, memo: str = "") -> Request:
+    """Validate inputs into a `Request`; every problem names the field and the reason.
+
+    Checks that depend on the clock (no post-dating, expiry after the effective time) run in
+    `plan`, after the idempotency lookup, so that a replay is answered even when time has moved on.
+    """
     if op not in OPS:
         raise InvalidInput(f"op: unknown operation {op!r}; use one of {', '.join(OPS)}", field="op")
     customer = (customer or "").strip()
@@ -76,16 +80,12 @@ def make_request(op: str, customer: str, amount: object, currency: str, key: str
     minor = to_minor(parse_amount(amount, cur, allow_negative=signed), cur)
     eff = as_utc(effective_at, "effective_at")
     exp = as_utc(expires_at, "expires_at")
-    now = now or datetime.now(UTC)
-    if eff is not None and eff > now + FUTURE_SKEW:
-        raise InvalidInput(f"effective_at: {eff.isoformat()} is in the future; entries may be backdated, "
-                           "not post-dated", field="effective_at")
     creates_lot = op == "deposit" or (op == "adjust" and minor > 0)
     if exp is not None:
         if not creates_lot:
             raise InvalidInput(f"expires_at: only deposits and positive adjustments create lots that expire "
                                f"(got it on {op})", field="expires_at")
-        if exp <= (eff or now):
+        if eff is not None and exp <= eff:
             raise InvalidInput(f"expires_at: {exp.isoformat()} is not after the effective time", field="expires_at")
     if op == "adjust" and not memo.strip():
         raise InvalidInput("memo: an adjustment needs a memo saying why", field="memo")
@@ -143,6 +143,7 @@ def plan(state: AccountState, req: Request, now: datetime, *, refund_policy: str
          refund_fee_pct: Decimal = Decimal(0)) -> Plan:
     """Plan `req` against `state`; raises a `LedgerRuleError` when a rule refuses it."""
     at = req.effective_at or now
+    _check_times(req, at, now)
     extra: dict[str, Any] = {"amount": fmt(req.amount, req.currency)}
     if req.op == "deposit":
         entries = [_credit(state, req, "deposit", at, req.refundable if req.refundable is not None else True)]
@@ -154,6 +155,15 @@ def plan(state: AccountState, req: Request, now: datetime, *, refund_policy: str
     else:
         entries = _plan_refund(state, req, at, refund_policy, refund_fee_pct, extra)
     return Plan(op=req.op, key=req.key, payload_hash=req.hash(), account=state, entries=entries, extra=extra)
+
+
+def _check_times(req: Request, at: datetime, now: datetime) -> None:
+    if req.effective_at is not None and req.effective_at > now + FUTURE_SKEW:
+        raise InvalidInput(f"effective_at: {req.effective_at.isoformat()} is in the future; entries may be "
+                           "backdated, not post-dated", field="effective_at")
+    if req.expires_at is not None and req.expires_at <= at:
+        raise InvalidInput(f"expires_at: {req.expires_at.isoformat()} is not after the effective time "
+                           f"{at.isoformat()}", field="expires_at")
 
 
 def _plan_refund(state: AccountState, req: Request, at: datetime, policy: str, fee_pct: Decimal,

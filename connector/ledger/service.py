@@ -20,7 +20,7 @@ from connector.errors import CurrencyMismatch, IdempotencyConflict, InvalidInput
 from connector.ledger import store
 from connector.ledger.db import make_engine
 from connector.ledger.ops import Request, as_utc, make_request, plan
-from connector.ledger.plan import Plan, PlannedEntry, payload_hash
+from connector.ledger.plan import NewLot, Plan, PlannedEntry, payload_hash
 from connector.ledger.rules import REFUND_POLICIES, AccountState
 from connector.ledger.tables import Terms, utcnow
 from connector.money import currency_code, fmt, from_minor, parse_amount, to_minor
@@ -119,29 +119,28 @@ class Ledger:
         """Add a lot of prepaid money."""
         return self.post(make_request("deposit", customer, amount, currency, key, effective_at=effective_at,
                                       expires_at=expires_at, refundable=refundable, priority=priority,
-                                      source=source, memo=memo, now=self.clock()))
+                                      source=source, memo=memo))
 
     def consume(self, customer: str, amount: object, currency: str, key: str, *,
                 effective_at: datetime | None = None, source: tuple[str, str] | None = None,
                 memo: str = "") -> PostingResult:
         """Draw money down in lot order; refused below minus the credit limit."""
         return self.post(make_request("consume", customer, amount, currency, key, effective_at=effective_at,
-                                      source=source, memo=memo, now=self.clock()))
+                                      source=source, memo=memo))
 
     def refund(self, customer: str, amount: object, currency: str, key: str, *,
                effective_at: datetime | None = None, source: tuple[str, str] | None = None,
                memo: str = "") -> PostingResult:
         """Pay money back under the customer's refund policy; never more than is refundable."""
         return self.post(make_request("refund", customer, amount, currency, key, effective_at=effective_at,
-                                      source=source, memo=memo, now=self.clock()))
+                                      source=source, memo=memo))
 
     def adjust(self, customer: str, amount: object, currency: str, key: str, *, memo: str,
                effective_at: datetime | None = None, expires_at: datetime | None = None,
                refundable: bool = False, source: tuple[str, str] | None = None) -> PostingResult:
         """A signed correction with a required memo (positive: a new lot, non-refundable by default)."""
         return self.post(make_request("adjust", customer, amount, currency, key, effective_at=effective_at,
-                                      expires_at=expires_at, refundable=refundable, source=source, memo=memo,
-                                      now=self.clock()))
+                                      expires_at=expires_at, refundable=refundable, source=source, memo=memo))
 
     def post(self, req: Request) -> PostingResult:
         """Run one validated request in its own transaction."""
@@ -200,22 +199,38 @@ class Ledger:
                 open_by_id[lot.id] = lot
         pe = PlannedEntry(kind="reverse", amount=-row.amount, effective_at=at, memo=memo or f"reverses entry {row.id}",
                           source_system=row.source_system, source_id=row.source_id, reverses_id=row.id)
-        debt = state.debt
+        net: dict[int, int] = {}
+        credit_line = 0  # the reversal's credit-line allocation: > 0 lowers the debt, < 0 raises it
         for a in allocs:
             if a.lot_id is None:
-                debt += a.amount
-                pe.allocations.append((None, -a.amount))
-                continue
-            lot = open_by_id[a.lot_id]
-            if lot.remaining - a.amount < 0:
+                credit_line -= a.amount
+            else:
+                net[a.lot_id] = net.get(a.lot_id, 0) - a.amount
+        for lot_id, delta in sorted(net.items()):
+            lot = open_by_id[lot_id]
+            if lot.remaining + delta < 0:
                 raise ReversalRefused(
                     f"entry {row.id} cannot be reversed: lot {lot.id} has only {fmt(lot.remaining, cur)} {cur} left "
-                    f"of the {fmt(a.amount, cur)} it would take back; reverse the spending first or post an adjustment",
+                    f"of the {fmt(-delta, cur)} it would take back; reverse the spending first or post an adjustment",
                     entry=row.id, lot=lot.id)
-            pe.allocations.append((lot, -a.amount))
-        if debt > state.credit_limit:
-            raise ReversalRefused(f"entry {row.id} cannot be reversed: it would take customer {state.customer_key} "
-                                  f"past the credit limit of {fmt(state.credit_limit, cur)} {cur}", entry=row.id)
+            if delta:
+                pe.allocations.append((lot, delta))
+        if credit_line > 0:
+            # Credit-line use being undone: repay what is still owed; if a later deposit already
+            # repaid it, the customer overpaid, and that money comes back as a new (refundable) lot.
+            repay = min(state.debt, credit_line)
+            if repay:
+                pe.allocations.append((None, repay))
+            if credit_line > repay:
+                back = credit_line - repay
+                pe.new_lot = NewLot(amount=back, effective_at=at, expires_at=None, refundable=True, priority=50)
+                pe.allocations.append((pe.new_lot, back))
+        elif credit_line < 0:
+            if state.debt - credit_line > state.credit_limit:
+                raise ReversalRefused(f"entry {row.id} cannot be reversed: it would take customer "
+                                      f"{state.customer_key} past the credit limit of "
+                                      f"{fmt(state.credit_limit, cur)} {cur}", entry=row.id)
+            pe.allocations.append((None, credit_line))
         return Plan(op="reverse", key=key, payload_hash=digest, account=state, entries=[pe],
                     extra={"amount": fmt(-row.amount, cur), "reverses": row.id})
 
