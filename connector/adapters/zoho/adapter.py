@@ -1,0 +1,340 @@
+"""ZohoAdapter: Zoho JSON <-> domain records, field writes with per-record results, idempotent tasks.
+
+Contracts live in **Deals** (standard in every org, upsertable, linked to Accounts) with custom
+prepayment fields; payments live in a custom module **Prepaid_Payments**. Both are only defaults:
+pass your own `EntitySpec`s to map other modules or field names.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from connector import money
+from connector.adapters.base import (
+    ApiUsage,
+    CrmAdapter,
+    EntitySpec,
+    FieldInfo,
+    FieldUpdate,
+    TaskRef,
+    TaskRequest,
+    WriteResult,
+)
+from connector.adapters.errors import CrmRequestError, RetriableCrmError
+from connector.adapters.zoho.client import ZohoClient, format_time, parse_time
+from connector.domain import (
+    Consumption,
+    Contract,
+    Customer,
+    Deletion,
+    Entity,
+    Payment,
+    PrepaymentBalance,
+    Record,
+)
+from connector.errors import InvalidInput
+
+log = logging.getLogger("connector.zoho.adapter")
+
+MODELS: dict[Entity, type[Any]] = {Entity.CUSTOMER: Customer, Entity.CONTRACT: Contract, Entity.PAYMENT: Payment,
+                                   Entity.CONSUMPTION: Consumption, Entity.PREPAYMENT: PrepaymentBalance}
+MONEY = {"prepay_amount", "credit_limit", "low_balance_threshold", "amount", "balance"}
+DECIMALS = {"refund_fee_pct"}
+DATES = {"due_date", "valid_from", "valid_until"}
+WHENS = {"paid_at", "used_at"}
+LOOKUPS = {"customer_id", "contract_id"}
+TASK_MARKER_FIELD = "Prepaid_Sync_Marker"
+CLOSED_STATUSES = ("Completed",)
+_COQL_IN = 50
+_TASK_ROUNDS = 3
+
+
+def default_specs() -> dict[Entity, EntitySpec]:
+    """Built-in mapping: Accounts (customers), Deals (contracts), Prepaid_Payments (payments)."""
+    return {
+        Entity.CUSTOMER: EntitySpec(entity=Entity.CUSTOMER, module="Accounts", fields={
+            "name": "Account_Name", "currency": "Currency"},
+            extra_fields=("Ledger_Customer_ID", "Prepaid_Balance", "Prepaid_Tier", "Prepaid_Flags")),
+        Entity.CONTRACT: EntitySpec(entity=Entity.CONTRACT, module="Deals", fields={
+            "customer_id": "Account_Name", "name": "Deal_Name", "currency": "Currency",
+            "prepay_amount": "Prepay_Amount", "due_date": "Closing_Date", "valid_from": "Valid_From",
+            "valid_until": "Valid_Until", "refund_policy": "Refund_Policy", "refund_fee_pct": "Refund_Fee_Pct",
+            "credit_limit": "Credit_Limit", "low_balance_threshold": "Low_Balance_Threshold", "status": "Stage"}),
+        Entity.PAYMENT: EntitySpec(entity=Entity.PAYMENT, module="Prepaid_Payments", fields={
+            "customer_id": "Account", "contract_id": "Deal", "amount": "Amount", "currency": "Currency",
+            "paid_at": "Payment_Date", "status": "Payment_Status", "method": "Payment_Method"}),
+    }
+
+
+class BadRecord(InvalidInput):
+    """A CRM record that cannot be mapped; names the record, the field and the reason."""
+
+    def __init__(self, key: str, field: str, reason: str) -> None:
+        super().__init__(f"{key}: field {field}: {reason}", record=key, field=field, reason=reason)
+        self.record = key
+        self.field = field
+        self.reason = reason
+
+
+class ZohoAdapter(CrmAdapter):
+    """The sync engine's view of one Zoho CRM org."""
+
+    kind = "zoho"
+
+    def __init__(self, client: ZohoClient, *, specs: dict[Entity, EntitySpec] | None = None,
+                 default_currency: str | None = None, task_marker_field: str = TASK_MARKER_FIELD,
+                 closed_statuses: Sequence[str] = CLOSED_STATUSES,
+                 on_bad_record: Callable[[BadRecord], None] | None = None) -> None:
+        self.client = client
+        self.specs = specs or default_specs()
+        self.default_currency = default_currency
+        self.task_marker_field = task_marker_field
+        self.closed_statuses = tuple(closed_statuses)
+        self.on_bad_record = on_bad_record
+        self.rejected: list[BadRecord] = []
+        self._fields: dict[str, list[FieldInfo]] = {}
+        self._owners: dict[tuple[str, str], str | None] = {}
+
+    # -- reading --------------------------------------------------------------------------
+
+    def stream(self, spec: EntitySpec, since: datetime | None = None,
+               overlap: timedelta = timedelta(seconds=0)) -> Iterator[Record | Deletion]:
+        """Records changed since `since - overlap` (oldest first), then deletions since then."""
+        fields = [*spec.crm_fields(), "Owner", "Modified_Time"]
+        for row in self.client.iter_records(spec.module, fields, since=since, overlap=overlap):
+            try:
+                yield self.to_domain(spec, row)
+            except BadRecord as bad:
+                self._reject(bad)
+        if since is None:
+            return  # a full read has no deletions to report: absent records are simply absent
+        for item in self.client.iter_deleted(spec.module, since=since - max(overlap, timedelta(seconds=1))):
+            yield Deletion(crm=self.kind, module=spec.module, entity=spec.entity, crm_id=str(item["id"]),
+                           deleted_at=parse_time(str(item["deleted_time"])))
+
+    def _reject(self, bad: BadRecord) -> None:
+        log.warning("skipping %s", bad)
+        self.rejected.append(bad)
+        if self.on_bad_record:
+            self.on_bad_record(bad)
+
+    def to_domain(self, spec: EntitySpec, row: dict[str, Any]) -> Record:
+        """Map one Zoho record to its domain model, or raise `BadRecord`."""
+        key = f"{self.kind}:{spec.module}:{row.get('id')}"
+        values: dict[str, Any] = {}
+        currency_field = spec.fields.get("currency")
+        currency = row.get(currency_field) if currency_field else None
+        if currency:
+            try:
+                currency = money.currency_code(str(currency))
+            except InvalidInput:
+                raise BadRecord(key, str(currency_field), f"unknown currency {currency!r}") from None
+        currency = currency or self.default_currency
+        for attr, crm_field in spec.fields.items():
+            raw = row.get(crm_field)
+            if raw in (None, "") or attr == "currency":
+                continue
+            values[attr] = self._convert(key, attr, crm_field, raw, currency)
+        if currency:
+            values["currency"] = currency
+        model = MODELS[spec.entity]
+        for attr in MONEY & set(model.model_fields) & set(spec.fields):
+            if attr in values and not currency:
+                raise BadRecord(key, spec.fields[attr], "amount without a currency (set default_currency or "
+                                "fill the record's currency)")
+        if values.get("valid_from") and values.get("valid_until") and values["valid_until"] < values["valid_from"]:
+            raise BadRecord(key, spec.fields["valid_until"], f"valid until {values['valid_until']} is before "
+                            f"valid from {values['valid_from']}")
+        owner = row.get("Owner")
+        base = {"crm": self.kind, "module": spec.module, "crm_id": str(row["id"]),
+                "modified_at": parse_time(str(row["Modified_Time"])),
+                "owner_id": str(owner["id"]) if isinstance(owner, dict) and owner.get("id") else None,
+                "fields": {name: row.get(name) for name in spec.extra_fields}}
+        for attr, info in model.model_fields.items():
+            if attr not in base and attr not in values and info.is_required() and attr != "entity":
+                if attr in LOOKUPS and info.annotation is not None and "None" in str(info.annotation):
+                    values[attr] = None
+                    continue
+                raise BadRecord(key, spec.fields.get(attr, attr), "required value is missing")
+        try:
+            return model(**base, **values)  # type: ignore[no-any-return]
+        except ValueError as exc:
+            raise BadRecord(key, "?", f"does not fit {model.__name__}: {exc}") from None
+
+    def _convert(self, key: str, attr: str, crm_field: str, raw: Any, currency: str | None) -> Any:
+        try:
+            if attr in MONEY:
+                if isinstance(raw, float) or not currency:
+                    return raw  # reported by the currency check / refused below
+                return money.parse_amount(raw, currency, field=crm_field, allow_zero=True)
+            if attr in DECIMALS:
+                if isinstance(raw, float):
+                    raise InvalidInput("floats are not accepted")
+                return Decimal(str(raw))
+            if attr in DATES:
+                return date.fromisoformat(str(raw))
+            if attr in WHENS:
+                text = str(raw)
+                return parse_time(text) if "T" in text else date.fromisoformat(text)
+            if attr in LOOKUPS:
+                if not isinstance(raw, dict) or not raw.get("id"):
+                    raise InvalidInput(f"expected a lookup {{id}}, got {raw!r}")
+                return str(raw["id"])
+            return raw if isinstance(raw, str) else str(raw)
+        except InvalidInput as exc:
+            raise BadRecord(key, crm_field, exc.message) from None
+        except (ValueError, TypeError) as exc:
+            raise BadRecord(key, crm_field, f"cannot read {raw!r}: {exc}") from None
+
+    def describe(self, module: str) -> list[FieldInfo]:
+        """Field metadata of `module` (cached for the adapter's lifetime)."""
+        if module not in self._fields:
+            infos = []
+            for meta in self.client.fields(module):
+                picks = tuple(p["actual_value"] for p in meta.get("pick_list_values") or []
+                              if p.get("actual_value") != "-None-")
+                infos.append(FieldInfo(
+                    api_name=meta["api_name"], label=meta.get("field_label") or "", data_type=meta["data_type"],
+                    required=bool(meta.get("system_mandatory")),
+                    read_only=bool(meta.get("field_read_only") or meta.get("read_only")),
+                    custom=bool(meta.get("custom_field")), picklist_values=picks,
+                    max_length=meta.get("length"), decimal_places=meta.get("decimal_place")))
+            self._fields[module] = infos
+        return self._fields[module]
+
+    # -- writing --------------------------------------------------------------------------
+
+    def write_fields(self, module: str, updates: Sequence[FieldUpdate]) -> list[WriteResult]:
+        """Partial updates, checked against field metadata first (Zoho silently ignores unknown keys)."""
+        known = {f.api_name: f for f in self.describe(module)}
+        results: list[WriteResult | None] = [None] * len(updates)
+        payload: list[dict[str, Any]] = []
+        positions: list[int] = []
+        for i, upd in enumerate(updates):
+            try:
+                payload.append({"id": upd.crm_id, **{k: self._outgoing(known, k, v) for k, v in upd.values.items()}})
+                positions.append(i)
+            except BadRecord as bad:
+                results[i] = WriteResult(crm_id=upd.crm_id, ok=False, code="REFUSED_LOCALLY",
+                                         message=bad.reason, field=bad.field)
+        for outcome in self.client.update(module, payload) if payload else []:
+            i = positions[outcome.index]
+            results[i] = WriteResult(crm_id=outcome.record_id or updates[i].crm_id, ok=outcome.ok,
+                                     code=outcome.code, message=outcome.message, field=outcome.field,
+                                     retriable=outcome.code in ("RECORD_LOCKED",))
+        return [r for r in results if r is not None]
+
+    def _outgoing(self, known: dict[str, FieldInfo], name: str, value: Any) -> Any:
+        info = known.get(name)
+        where = f"{name}"
+        if info is None:
+            raise BadRecord(where, name, "no such field in Zoho (it would be silently ignored)")
+        if info.read_only:
+            raise BadRecord(where, name, "field is read-only in Zoho")
+        if isinstance(value, float):
+            raise BadRecord(where, name, "floats are not sent; use Decimal")
+        if isinstance(value, Decimal) and info.decimal_places is not None and \
+                value != value.quantize(Decimal(1).scaleb(-info.decimal_places)):
+            raise BadRecord(where, name, f"{value} has more than {info.decimal_places} decimal places")
+        if info.picklist_values and value is not None and value not in info.picklist_values:
+            raise BadRecord(where, name, f"{value!r} is not one of {', '.join(info.picklist_values)}")
+        if isinstance(value, datetime):
+            return format_time(value)
+        if isinstance(value, date):
+            return value.isoformat()
+        return value
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def find_tasks(self, markers: Sequence[str]) -> list[TaskRef]:
+        """Tasks whose marker field holds one of `markers`, open or closed (via COQL, read-your-writes)."""
+        field = self.task_marker_field
+        out: list[TaskRef] = []
+        unique = list(dict.fromkeys(markers))
+        for start in range(0, len(unique), _COQL_IN):
+            chunk = unique[start:start + _COQL_IN]
+            quoted = ", ".join("'" + m.replace("\\", "\\\\").replace("'", "\\'") + "'" for m in chunk)
+            offset = 0
+            while True:
+                rows = self.client.coql(f"select id, Status, What_Id, {field} from Tasks where {field} in ({quoted}) "
+                                        f"order by id asc limit {offset}, 200")
+                for row in rows:
+                    what = row.get("What_Id")
+                    out.append(TaskRef(task_id=str(row["id"]), marker=str(row.get(field)),
+                                       open=row.get("Status") not in self.closed_statuses,
+                                       related_id=str(what["id"]) if isinstance(what, dict) else None))
+                if len(rows) < 200:
+                    break
+                offset += 200
+        return out
+
+    def create_tasks(self, tasks: Sequence[TaskRequest]) -> list[TaskRef]:
+        """Create each task unless an open one with its marker exists; safe to retry after a crash."""
+        wanted = {t.marker: t for t in tasks}
+        done: dict[str, TaskRef] = {}
+        for round_no in range(_TASK_ROUNDS):
+            for ref in self.find_tasks(list(wanted)):
+                if ref.open and ref.marker in wanted:
+                    done.setdefault(ref.marker, ref)
+            pending = [t for m, t in wanted.items() if m not in done]
+            if not pending:
+                break
+            try:
+                outcomes = self.client.insert("Tasks", [self._task_payload(t) for t in pending])
+            except RetriableCrmError as exc:
+                # The insert may or may not have happened: look the markers up again before retrying.
+                log.warning("task insert interrupted (%s); re-checking markers (round %d)", exc, round_no + 1)
+                if round_no == _TASK_ROUNDS - 1:
+                    raise
+                continue
+            for task, outcome in zip(pending, outcomes):
+                if outcome.ok and outcome.record_id:
+                    done[task.marker] = TaskRef(task_id=outcome.record_id, marker=task.marker, open=True,
+                                                related_id=task.related_id)
+                else:
+                    raise CrmRequestError(f"task {task.marker!r} refused: {outcome.code} {outcome.message} "
+                                          f"(field {outcome.field})", crm="zoho", code=outcome.code)
+            break
+        return [done[t.marker] for t in tasks if t.marker in done]
+
+    def _task_payload(self, task: TaskRequest) -> dict[str, Any]:
+        owner = task.owner_id or self._owner_of(task.related_module, task.related_id)
+        body: dict[str, Any] = {"Subject": task.subject, "Status": "Not Started",
+                                "What_Id": {"id": task.related_id}, "$se_module": task.related_module,
+                                self.task_marker_field: task.marker}
+        if task.description:
+            body["Description"] = task.description
+        if task.due_date:
+            body["Due_Date"] = task.due_date.isoformat()
+        if task.priority:
+            body["Priority"] = task.priority
+        if owner:
+            body["Owner"] = {"id": owner}
+        return body
+
+    def _owner_of(self, module: str, record_id: str) -> str | None:
+        key = (module, record_id)
+        if key not in self._owners:
+            rec = self.client.get_record(module, record_id, ["Owner"])
+            owner = (rec or {}).get("Owner")
+            self._owners[key] = str(owner["id"]) if isinstance(owner, dict) and owner.get("id") else None
+        return self._owners[key]
+
+    def close_task(self, task_id: str) -> None:
+        """Mark a task Completed."""
+        [outcome] = self.client.update("Tasks", [{"id": task_id, "Status": "Completed"}])
+        if not outcome.ok:
+            raise CrmRequestError(f"could not close task {task_id}: {outcome.code} {outcome.message}",
+                                  crm="zoho", code=outcome.code)
+
+    def usage(self) -> ApiUsage:
+        """Calls and credits this adapter's client has spent."""
+        return self.client.usage()
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self.client.session.close()

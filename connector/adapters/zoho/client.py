@@ -1,0 +1,498 @@
+"""Zoho CRM v8 REST client: one request chokepoint, typed errors, lazy paging, batched writes.
+
+Everything goes through `ZohoClient.request`: auth header, timeouts, the retry policy, the
+refresh-once on INVALID_TOKEN, the error table and the usage meter. JSON numbers are parsed as
+`Decimal` and `Decimal` is written back as an exact JSON number, so money never becomes a float.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+from tenacity import retry_if_exception_type
+
+from connector import redact
+from connector.adapters.base import ApiUsage
+from connector.adapters.errors import (
+    AuthError,
+    CrmConnectionError,
+    CrmError,
+    CrmNotFound,
+    CrmRequestError,
+    PermissionDenied,
+    QuotaExhausted,
+    RateLimited,
+    ServerError,
+)
+from connector.adapters.http import RetryPolicy, parse_retry_after
+from connector.adapters.zoho.auth import ZohoAuth
+
+log = logging.getLogger("connector.zoho.client")
+
+API_VERSION = "v8"
+MAX_FIELDS = 50
+PER_PAGE = 200
+DISCRETE_LIMIT = 2000
+TOKEN_CHAIN_LIMIT = 100_000
+WRITE_BATCH = 100
+DEFAULT_TIMEOUT = (5.0, 60.0)
+_EMPTY = (204, 304)
+
+# Zoho error code -> what the caller can do about it. Status decides when the code is unknown.
+ERROR_TABLE: dict[str, type[CrmError]] = {
+    "INVALID_TOKEN": AuthError,
+    "AUTHENTICATION_FAILURE": AuthError,
+    "OAUTH_SCOPE_MISMATCH": AuthError,
+    "INVALID_OAUTHSCOPE": AuthError,
+    "NO_PERMISSION": PermissionDenied,
+    "AUTHORIZATION_FAILED": PermissionDenied,
+    "INVALID_MODULE": CrmNotFound,
+    "INVALID_URL_PATTERN": CrmNotFound,
+    "NOT_FOUND": CrmNotFound,
+    "TOO_MANY_REQUESTS": RateLimited,
+    "INTERNAL_ERROR": ServerError,
+}
+STATUS_TABLE: dict[int, type[CrmError]] = {401: AuthError, 403: PermissionDenied, 404: CrmNotFound,
+                                           429: RateLimited}
+
+
+def parse_time(value: str) -> datetime:
+    """Parse a Zoho date-time (`2026-01-05T10:15:07+05:30`, or with `Z`) into an aware datetime."""
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def format_time(value: datetime) -> str:
+    """Render an instant the way Zoho expects: ISO 8601, whole seconds, explicit offset."""
+    aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return aware.replace(microsecond=0).isoformat()
+
+
+_DEC_MARK = "\u0000dec:"
+
+
+def _strip_marks(text: str) -> str:
+    out: list[str] = []
+    needle = '"\\u0000dec:'
+    start = 0
+    while True:
+        hit = text.find(needle, start)
+        if hit < 0:
+            out.append(text[start:])
+            return "".join(out)
+        end = text.index('"', hit + len(needle))
+        out.append(text[start:hit])
+        out.append(text[hit + len(needle):end])
+        start = end + 1
+
+
+def encode(payload: Any) -> str:
+    """Serialize a request body for Zoho (Decimal-exact)."""
+    return _strip_marks(json.dumps(_mark(payload), ensure_ascii=False, separators=(",", ":")))
+
+
+def _mark(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"cannot send non-finite amount {value}")
+        return f"{_DEC_MARK}{value}"
+    if isinstance(value, float):
+        raise TypeError("floats are not sent to Zoho; use Decimal")
+    if isinstance(value, Mapping):
+        return {k: _mark(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_mark(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class ZohoResponse:
+    """A decoded answer: status, JSON body (numbers as Decimal) and headers."""
+
+    status: int
+    body: Any
+    headers: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    """Zoho's verdict on one record of a write, in input order."""
+
+    index: int
+    ok: bool
+    record_id: str | None
+    code: str
+    message: str
+    field: str | None = None
+    action: str | None = None
+    details: Mapping[str, Any] = dc_field(default_factory=dict)
+
+
+class UsageMeter:
+    """Counts calls and credits per call type, and keeps the last X-API-CREDITS-REMAINING."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.credits = 0
+        self.by_type: dict[str, int] = {}
+        self.remaining: int | None = None
+
+    def add(self, call_type: str, credits: int, charged: bool) -> None:
+        """Record one HTTP call; `charged` says whether Zoho counts its credits."""
+        with self._lock:
+            self.calls += 1
+            self.by_type[f"{call_type}:calls"] = self.by_type.get(f"{call_type}:calls", 0) + 1
+            if charged:
+                self.credits += credits
+                self.by_type[f"{call_type}:credits"] = self.by_type.get(f"{call_type}:credits", 0) + credits
+
+    def snapshot(self) -> ApiUsage:
+        """An `ApiUsage` copy for the adapter boundary."""
+        with self._lock:
+            return ApiUsage(calls=self.calls, credits=self.credits, by_type=dict(self.by_type),
+                            remaining=self.remaining)
+
+
+def write_credits(count: int) -> int:
+    """Insert/update/upsert cost 1 credit per 10 records."""
+    return max(1, math.ceil(count / 10))
+
+
+def coql_credits(limit: int) -> int:
+    """COQL costs 1, 2 or 3 credits by LIMIT band (1-200, 201-1000, 1001-2000)."""
+    return 1 if limit <= 200 else 2 if limit <= 1000 else 3
+
+
+class _RecentKeys:
+    """(id, Modified_Time) keys seen within the last `window` of modification time."""
+
+    def __init__(self, window: timedelta) -> None:
+        self.window = window
+        self.keys: dict[tuple[str, datetime], None] = {}
+        self.newest: datetime | None = None
+
+    def seen(self, record_id: str, modified: datetime) -> bool:
+        """True if this key was seen before; records it otherwise."""
+        key = (record_id, modified)
+        if key in self.keys:
+            return True
+        self.keys[key] = None
+        if self.newest is None or modified > self.newest:
+            self.newest = modified
+        if len(self.keys) > 4 * PER_PAGE:
+            floor = self.newest - self.window
+            self.keys = {k: None for k in self.keys if k[1] >= floor}
+        return False
+
+
+class ZohoClient:
+    """Talks to one Zoho CRM org; thread-safe, with one `requests.Session`."""
+
+    def __init__(self, auth: ZohoAuth, *, session: requests.Session | None = None,
+                 retry: RetryPolicy | None = None, timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+                 trigger: Sequence[str] = (), api_version: str = API_VERSION) -> None:
+        self.auth = auth
+        self.session = session or auth.session
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout
+        self.trigger = list(trigger)
+        self.api_version = api_version
+        self.meter = UsageMeter()
+
+    # -- the chokepoint -------------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                body: Any = None, headers: Mapping[str, str] | None = None, call_type: str = "read",
+                credits: int = 1, idempotent: bool = True) -> ZohoResponse:
+        """Send one API call with auth, timeouts, retries and typed errors; `path` is under /crm/{v}."""
+        query = f"?{urlencode(params)}" if params else ""
+        described = f"{method} /crm/{self.api_version}{path}{query}"
+        retrying = self.retry.retrying(lambda: redact.url(described))
+        if not idempotent:
+            # A POST that created records cannot be repeated blindly; only a 429 (refused before
+            # any work) or a failed connect is safe to retry. Callers re-check and retry the rest.
+            retrying = retrying.copy(retry=retry_if_exception_type((RateLimited, _ConnectFailed)))
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._send(method, path, params, body, headers, call_type, credits, described)
+        except _ConnectFailed as exc:
+            raise exc.error from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(self, method: str, path: str, params: Mapping[str, Any] | None, body: Any,
+              headers: Mapping[str, str] | None, call_type: str, credits: int, described: str) -> ZohoResponse:
+        refreshed = False
+        data = encode(body) if body is not None else None
+        while True:
+            token = self.auth.access_token()
+            url = f"{self.auth.api_domain}/crm/{self.api_version}{path}"
+            send_headers = {"Authorization": f"Zoho-oauthtoken {token}", "Accept": "application/json"}
+            if data is not None:
+                send_headers["Content-Type"] = "application/json"
+            send_headers.update(headers or {})
+            try:
+                resp = self.session.request(method, url, params=params, data=data.encode() if data else None,
+                                            headers=send_headers, timeout=self.timeout)
+            except requests.ConnectionError as exc:
+                self.meter.add(call_type, credits, charged=False)
+                error = CrmConnectionError(f"no answer from Zoho: {type(exc).__name__}", crm="zoho",
+                                           request=redact.url(described))
+                if isinstance(exc, requests.ConnectTimeout) or "Connection refused" in str(exc):
+                    raise _ConnectFailed(error) from None
+                raise error from None
+            except requests.Timeout as exc:
+                self.meter.add(call_type, credits, charged=False)
+                raise CrmConnectionError(f"Zoho did not answer in time: {type(exc).__name__}", crm="zoho",
+                                         request=redact.url(described)) from None
+            parsed = self._decode(resp)
+            remaining = resp.headers.get("X-API-CREDITS-REMAINING")
+            if remaining is not None and remaining.strip().lstrip("-").isdigit():
+                self.meter.remaining = int(remaining)
+            charged = resp.status_code < 500 and resp.status_code not in (401, 429)
+            self.meter.add(call_type, credits, charged=charged)
+            log.debug("%s -> %d", redact.url(described), resp.status_code)
+            if resp.status_code < 400 or (resp.status_code == 400 and _is_record_list(parsed)):
+                return ZohoResponse(resp.status_code, parsed, resp.headers)
+            error = self._error(resp.status_code, parsed, resp.headers, described)
+            if error.code == "INVALID_TOKEN" and not refreshed:
+                refreshed = True
+                self.auth.invalidate(token)
+                continue
+            raise error
+
+    @staticmethod
+    def _decode(resp: requests.Response) -> Any:
+        if resp.status_code in _EMPTY or not resp.content:
+            return None
+        try:
+            return json.loads(resp.content, parse_float=Decimal)
+        except ValueError:
+            return {"body": resp.text[:500]}
+
+    def _error(self, status: int, body: Any, headers: Mapping[str, str], described: str) -> CrmError:
+        body = body if isinstance(body, dict) else {}
+        code = str(body.get("code", ""))
+        message = str(body.get("message", "") or f"HTTP {status}")
+        cls = ERROR_TABLE.get(code) or STATUS_TABLE.get(status) or (
+            ServerError if status >= 500 else CrmRequestError)
+        secrets = self.auth.secrets()
+        kwargs: dict[str, Any] = {"crm": "zoho", "status": status, "code": code,
+                                  "details": redact.data(body.get("details")),
+                                  "request": redact.text(redact.url(described), secrets)}
+        message = redact.text(message, secrets)
+        if cls is RateLimited and self.meter.remaining is not None and self.meter.remaining <= 0:
+            return QuotaExhausted(f"Zoho daily API credits are used up: {message}",
+                                  resume_at=datetime.now(timezone.utc) + timedelta(hours=24), **kwargs)
+        if issubclass(cls, RateLimited):
+            return cls(message, retry_after=parse_retry_after(headers.get("Retry-After")), **kwargs)
+        return cls(message, **kwargs)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def iter_records(self, module: str, fields: Sequence[str], *, since: datetime | None = None,
+                     overlap: timedelta = timedelta(seconds=1), per_page: int = PER_PAGE) -> Iterator[dict[str, Any]]:
+        """Yield records of `module` modified after `since - overlap` (all when None), oldest first.
+
+        Sorted by Modified_Time ascending; follows `next_page_token` (required past 2,000
+        records); restarts a new token chain from the last Modified_Time when a chain reaches
+        Zoho's 100,000-record cap or its token expires; never yields an (id, Modified_Time) twice.
+        """
+        names = list(dict.fromkeys([*fields, "Modified_Time"]))
+        if len(names) > MAX_FIELDS:
+            raise CrmRequestError(f"{module}: {len(names)} fields requested, Zoho allows {MAX_FIELDS} per call",
+                                  crm="zoho", code="LIMIT_EXCEEDED")
+        overlap = max(overlap, timedelta(seconds=1))
+        dedup = _RecentKeys(overlap + timedelta(seconds=1))
+        floor = since - overlap if since else None
+        base = {"fields": ",".join(names), "per_page": per_page, "sort_by": "Modified_Time", "sort_order": "asc"}
+        while True:
+            chain = _Chain()
+            for record, modified in self._chain(module, base, floor, chain):
+                if not dedup.seen(str(record["id"]), modified):
+                    yield record
+            if not chain.cut or chain.newest is None:
+                return
+            # Zoho caps a token chain at 100,000 records (and tokens expire): start a new chain at
+            # the last second we saw; the overlap is de-duplicated above.
+            restart = chain.newest - timedelta(seconds=1)
+            if floor is not None and restart <= floor:
+                raise CrmRequestError(f"{module}: more than {TOKEN_CHAIN_LIMIT} records share one second of "
+                                      "Modified_Time; cannot page further", crm="zoho",
+                                      code="PAGINATION_LIMIT_EXCEEDED")
+            floor = restart
+            log.info("%s: token chain ended at %s, continuing from there", module, format_time(chain.newest))
+
+    def _chain(self, module: str, base: Mapping[str, Any], floor: datetime | None, chain: _Chain
+               ) -> Iterator[tuple[dict[str, Any], datetime]]:
+        headers = {"If-Modified-Since": format_time(floor)} if floor else None
+        token: str | None = None
+        page = 1
+        fetched = 0
+        while True:
+            params = dict(base)
+            if token:
+                params["page_token"] = token
+            elif page > 1:
+                params["page"] = page
+            try:
+                resp = self.request("GET", f"/{module}", params=params, headers=headers, call_type="read")
+            except CrmRequestError as exc:
+                if token and exc.code in ("PAGINATION_LIMIT_EXCEEDED", "EXPIRED_VALUE", "TOKEN_BOUND_DATA_MISMATCH"):
+                    chain.cut = True
+                    return
+                raise
+            if resp.status in _EMPTY or not resp.body:
+                return
+            rows = resp.body.get("data") or []
+            info = resp.body.get("info") or {}
+            for row in rows:
+                modified = parse_time(str(row["Modified_Time"]))
+                chain.newest = modified
+                yield row, modified
+            fetched += len(rows)
+            if not info.get("more_records"):
+                return
+            next_token = info.get("next_page_token")
+            if next_token:
+                if next_token == token:
+                    raise CrmError(f"{module}: Zoho returned the same page token twice", crm="zoho")
+                token = str(next_token)
+                if fetched >= TOKEN_CHAIN_LIMIT:
+                    chain.cut = True
+                    return
+            else:
+                page += 1
+                if (page - 1) * int(base["per_page"]) >= DISCRETE_LIMIT:
+                    raise CrmError(f"{module}: more than {DISCRETE_LIMIT} records but no next_page_token",
+                                   crm="zoho", code="DISCRETE_PAGINATION_LIMIT_EXCEEDED")
+
+    def iter_deleted(self, module: str, *, since: datetime | None = None, deleted_type: str = "all",
+                     per_page: int = PER_PAGE) -> Iterator[dict[str, Any]]:
+        """Yield deleted-record entries of `module` (recycle bin and permanent) since `since`."""
+        headers = {"If-Modified-Since": format_time(since)} if since else None
+        page = 1
+        while True:
+            resp = self.request("GET", f"/{module}/deleted", headers=headers, call_type="deleted", credits=2,
+                                params={"type": deleted_type, "page": page, "per_page": per_page})
+            if resp.status in _EMPTY or not resp.body:
+                return
+            yield from resp.body.get("data") or []
+            if not (resp.body.get("info") or {}).get("more_records"):
+                return
+            page += 1
+
+    def get_record(self, module: str, record_id: str, fields: Sequence[str] = ()) -> dict[str, Any] | None:
+        """One record by id, or None when Zoho answers 204."""
+        params = {"fields": ",".join(fields)} if fields else None
+        resp = self.request("GET", f"/{module}/{record_id}", params=params, call_type="read")
+        if resp.status in _EMPTY or not resp.body:
+            return None
+        rows = resp.body.get("data") or []
+        return rows[0] if rows else None
+
+    def coql(self, query: str, *, limit: int = 200) -> list[dict[str, Any]]:
+        """Run one COQL select; returns its rows (empty on 204)."""
+        resp = self.request("POST", "/coql", body={"select_query": query}, call_type="coql",
+                            credits=coql_credits(limit))
+        if resp.status in _EMPTY or not resp.body:
+            return []
+        return list(resp.body.get("data") or [])
+
+    def fields(self, module: str) -> list[dict[str, Any]]:
+        """Field metadata of a module (`GET /settings/fields?module=`)."""
+        resp = self.request("GET", "/settings/fields", params={"module": module}, call_type="metadata")
+        return list((resp.body or {}).get("fields") or [])
+
+    def modules(self) -> list[dict[str, Any]]:
+        """Module metadata (`GET /settings/modules`)."""
+        resp = self.request("GET", "/settings/modules", call_type="metadata")
+        return list((resp.body or {}).get("modules") or [])
+
+    def create_fields(self, module: str, fields: Sequence[Mapping[str, Any]]) -> list[RecordOutcome]:
+        """Create custom fields, at most 5 per call as Zoho allows."""
+        out: list[RecordOutcome] = []
+        for start in range(0, len(fields), 5):
+            chunk = list(fields[start:start + 5])
+            resp = self.request("POST", "/settings/fields", params={"module": module}, body={"fields": chunk},
+                                call_type="metadata", idempotent=False)
+            out.extend(_outcomes((resp.body or {}).get("fields") or [], start, len(chunk), module))
+        return out
+
+    # -- writing --------------------------------------------------------------------------
+
+    def insert(self, module: str, records: Sequence[Mapping[str, Any]]) -> list[RecordOutcome]:
+        """Create records in batches of 100 (not idempotent: see `request`)."""
+        return self._write("POST", f"/{module}", module, records, idempotent=False)
+
+    def update(self, module: str, records: Sequence[Mapping[str, Any]]) -> list[RecordOutcome]:
+        """Update records (each carries `id`) in batches of 100."""
+        return self._write("PUT", f"/{module}", module, records)
+
+    def upsert(self, module: str, records: Sequence[Mapping[str, Any]],
+               duplicate_check_fields: Sequence[str] = ()) -> list[RecordOutcome]:
+        """Insert-or-update in batches of 100, matched on `duplicate_check_fields`."""
+        extra = {"duplicate_check_fields": list(duplicate_check_fields)} if duplicate_check_fields else {}
+        return self._write("POST", f"/{module}/upsert", module, records, extra=extra)
+
+    def _write(self, method: str, path: str, module: str, records: Sequence[Mapping[str, Any]], *,
+               idempotent: bool = True, extra: Mapping[str, Any] | None = None) -> list[RecordOutcome]:
+        out: list[RecordOutcome] = []
+        for start in range(0, len(records), WRITE_BATCH):
+            batch = list(records[start:start + WRITE_BATCH])
+            body = {"data": batch, "trigger": self.trigger, **(extra or {})}
+            resp = self.request(method, path, body=body, call_type="write", credits=write_credits(len(batch)),
+                                idempotent=idempotent)
+            out.extend(_outcomes((resp.body or {}).get("data") or [], start, len(batch), module))
+        return out
+
+    def usage(self) -> ApiUsage:
+        """Calls and credits spent so far."""
+        return self.meter.snapshot()
+
+
+@dataclass
+class _Chain:
+    cut: bool = False
+    newest: datetime | None = None
+
+
+class _ConnectFailed(Exception):
+    """The connection was never made, so even a non-idempotent call may be retried."""
+
+    def __init__(self, error: CrmConnectionError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _is_record_list(body: Any) -> bool:
+    return isinstance(body, dict) and isinstance(body.get("data"), list) and "code" not in body
+
+
+def _outcomes(items: Sequence[Mapping[str, Any]], start: int, expected: int, module: str) -> list[RecordOutcome]:
+    if len(items) != expected:
+        raise CrmError(f"{module}: Zoho answered {len(items)} results for {expected} records", crm="zoho")
+    out = []
+    for offset, item in enumerate(items):
+        details = item.get("details") or {}
+        ok = str(item.get("status", "")).lower() == "success"
+        out.append(RecordOutcome(
+            index=start + offset, ok=ok, code=str(item.get("code", "")), message=str(item.get("message", "")),
+            record_id=str(details["id"]) if details.get("id") else None,
+            field=details.get("api_name"), action=item.get("action"), details=redact.data(details)))
+    return out

@@ -1,0 +1,193 @@
+"""Run the sandbox as a loopback HTTP server (thread or blocking `serve`) or in-process on a Session."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import BytesIO
+from types import FrameType, TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import BaseAdapter
+from requests.structures import CaseInsensitiveDict
+
+from connector.adapters.zoho.sandbox.app import SandboxApp, SandboxConfig
+from connector.adapters.zoho.sandbox.seed import seed_org
+from connector.adapters.zoho.sandbox.store import Org
+
+log = logging.getLogger("connector.zoho.sandbox")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def _dispatch(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        url = urlsplit(self.path)
+        reply = self.server.app.handle(self.command, url.path, url.query, dict(self.headers.items()), body)
+        if reply.drop:
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        self.send_response(reply.status)
+        for key, value in reply.headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.end_headers()
+        if reply.body and self.command != "HEAD":
+            self.wfile.write(reply.body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _dispatch
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """Send the access log to the sandbox logger at debug level."""
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    app: SandboxApp
+
+
+class ZohoSandbox:
+    """A seeded sandbox org on a loopback port; use as a context manager or start()/stop()."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, seed: int = 0, latency_ms: int = 0,
+                 fail_rate: float = 0.0, token_ttl: int = 3600, daily_credits: int | None = None,
+                 concurrency: int | None = None, related: bool = True, config: SandboxConfig | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
+        self.host, self.port = host, port
+        self.config = config or SandboxConfig(seed=seed, latency_ms=latency_ms, fail_rate=fail_rate,
+                                              token_ttl=token_ttl, daily_credits=daily_credits,
+                                              concurrency=concurrency)
+        self.org = Org(clock=clock) if clock else Org()
+        self.summary = seed_org(self.org, self.config.seed, seed=self.config.seed, related=related)
+        self.app = SandboxApp(self.config, self.org)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def api_domain(self) -> str:
+        """Base URL of the API (what the token response calls `api_domain`)."""
+        return self.app.base_url
+
+    @property
+    def accounts_url(self) -> str:
+        """Base URL of the emulated accounts server (token endpoint at /oauth/v2/token)."""
+        return self.app.base_url
+
+    def info(self) -> dict[str, str]:
+        """URLs and the sandbox's fixed, fake credentials."""
+        return {"api_domain": self.api_domain, "accounts_url": self.accounts_url,
+                "client_id": self.config.client_id, "client_secret": self.config.client_secret,
+                "refresh_token": self.config.refresh_token}
+
+    def env(self, prefix: str = "ZOHO_") -> dict[str, str]:
+        """Environment variables holding the credentials, for `ZohoCredentials.from_env`."""
+        return {f"{prefix}CLIENT_ID": self.config.client_id, f"{prefix}CLIENT_SECRET": self.config.client_secret,
+                f"{prefix}REFRESH_TOKEN": self.config.refresh_token}
+
+    def start(self) -> ZohoSandbox:
+        """Bind the port and serve in a daemon thread."""
+        self._server = _Server((self.host, self.port), _Handler)
+        self._server.app = self.app
+        host, port = self._server.server_address[:2]
+        self.app.base_url = f"http://{host}:{port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="zoho-sandbox",
+                                        daemon=True)
+        self._thread.start()
+        log.info("zoho sandbox listening on %s", self.app.base_url)
+        return self
+
+    def stop(self) -> None:
+        """Shut the server down and wait for its thread."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def session(self, base_url: str = "https://sandbox.zohoapis.invalid") -> requests.Session:
+        """A Session on which the sandbox answers in-process (no socket) at `base_url`."""
+        self.app.base_url = base_url
+        sess = requests.Session()
+        sess.mount(base_url, InProcessTransport(self.app))
+        return sess
+
+    def __enter__(self) -> ZohoSandbox:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class InProcessTransport(BaseAdapter):
+    """A requests transport that hands each request straight to a `SandboxApp`."""
+
+    def __init__(self, app: SandboxApp) -> None:
+        super().__init__()
+        self.app = app
+
+    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
+             verify: Any = True, cert: Any = None, proxies: Mapping[str, str] | None = None) -> requests.Response:
+        """Answer `request` from the app."""
+        url = urlsplit(request.url or "")
+        body = request.body or b""
+        reply = self.app.handle(request.method or "GET", url.path, url.query, dict(request.headers),
+                                body.encode() if isinstance(body, str) else body)
+        if reply.drop:
+            raise requests.ConnectionError("Connection aborted: sandbox dropped the connection", request=request)
+        resp = requests.Response()
+        resp.status_code = reply.status
+        resp.headers = CaseInsensitiveDict(reply.headers)
+        resp.raw = BytesIO(reply.body)
+        resp._content = reply.body
+        resp.url = request.url or ""
+        resp.request = request
+        resp.encoding = "utf-8"
+        return resp
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def serve(host: str = "127.0.0.1", port: int = 0, seed: int = 0, latency_ms: int = 0, fail_rate: float = 0.0,
+          token_ttl: int = 3600, daily_credits: int | None = None, concurrency: int | None = None) -> None:
+    """Run a sandbox until SIGINT/SIGTERM; print one JSON line with URLs and credentials to stdout."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    sandbox = ZohoSandbox(host, port, seed=seed, latency_ms=latency_ms, fail_rate=fail_rate, token_ttl=token_ttl,
+                          daily_credits=daily_credits, concurrency=concurrency)
+    sandbox.start()
+    print(json.dumps(sandbox.info()), flush=True)
+    log.info("seeded %s", {k: v for k, v in sandbox.summary.items() if k != "anomalies"})
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sandbox.stop()
+        log.info("zoho sandbox stopped")
