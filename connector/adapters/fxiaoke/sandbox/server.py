@@ -1,0 +1,166 @@
+"""Ways to reach the sandbox: a loopback HTTP server, a background-thread wrapper, an in-process transport."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import signal
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType, TracebackType
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import BaseAdapter
+from requests.structures import CaseInsensitiveDict
+
+from connector.adapters.fxiaoke.sandbox.app import Reply, SandboxApp, SandboxConfig
+
+log = logging.getLogger("connector.fxiaoke.sandbox")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        """Hand the body to the app and write its reply."""
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        reply = self.server.app.handle(urlsplit(self.path).path, dict(self.headers.items()), raw)
+        self._send(reply)
+
+    def do_GET(self) -> None:  # noqa: N802 - the API is POST-only; answer like its gateway does
+        """Refuse non-POST calls with an envelope."""
+        self._send(Reply(body={"errorCode": 10006, "errorMessage": "the parameter method is missing or illegal",
+                               "errorDescription": "只支持POST请求"}))
+
+    def _send(self, reply: Reply) -> None:
+        if reply.drop:
+            self.close_connection = True
+            try:
+                self.connection.shutdown(2)
+            except OSError:
+                pass
+            return
+        payload = json.dumps(reply.body or {}, ensure_ascii=False).encode()
+        self.send_response(reply.status)
+        self.send_header("Content-Type", "application/json;charset=UTF-8")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base-class signature
+        """Access log at debug level, to stderr via logging."""
+        log.debug("%s %s", self.address_string(), format % args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], app: SandboxApp) -> None:
+        super().__init__(address, _Handler)
+        self.app = app
+
+
+class FxiaokeSandbox:
+    """The sandbox on a loopback port in a background thread: `with FxiaokeSandbox(seed=10) as sb: ...`."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, config: SandboxConfig | None = None,
+                 app: SandboxApp | None = None, **options: Any) -> None:
+        self.app = app or SandboxApp(config or SandboxConfig(**options))
+        self._address = (host, port)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        """`http://host:port` once started."""
+        if self._server is None:
+            raise RuntimeError("sandbox not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def info(self) -> dict[str, str]:
+        """Base URL and the credentials the sandbox accepts."""
+        return self.app.credentials.public(self.base_url)
+
+    def start(self) -> FxiaokeSandbox:
+        """Bind and serve in a daemon thread."""
+        self._server = _Server(self._address, self.app)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fxiaoke-sandbox", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FxiaokeSandbox:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class SandboxTransport(BaseAdapter):
+    """A requests transport that answers from a `SandboxApp` in-process (mount it on a Session)."""
+
+    def __init__(self, app: SandboxApp) -> None:
+        super().__init__()
+        self.app = app
+
+    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
+             verify: Any = True, cert: Any = None, proxies: Any = None) -> requests.Response:
+        """Hand the request to the app and wrap its reply as a Response."""
+        body = request.body or b""
+        raw = body.encode() if isinstance(body, str) else bytes(body)
+        reply = self.app.handle(urlsplit(request.url or "").path, dict(request.headers), raw)
+        if reply.drop:
+            raise requests.ConnectionError("sandbox dropped the connection", request=request)
+        response = requests.Response()
+        response.status_code = reply.status
+        response.headers = CaseInsensitiveDict({"Content-Type": "application/json;charset=UTF-8"})
+        response.raw = io.BytesIO(json.dumps(reply.body or {}, ensure_ascii=False).encode())
+        response.encoding = "utf-8"
+        response.url = request.url or ""
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def serve(host: str = "127.0.0.1", port: int = 0, seed: int = 0, latency_ms: int = 0, fail_rate: float = 0.0,
+          token_ttl: int = 7200, daily_quota: int | None = None, rate_limit: int | None = 100) -> None:
+    """Run the sandbox until SIGINT/SIGTERM; print one JSON line (URL + credentials) to stdout."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config = SandboxConfig(seed=seed, latency_ms=latency_ms, fail_rate=fail_rate, token_ttl=token_ttl,
+                           daily_quota=daily_quota, rate_limit=rate_limit)
+    sandbox = FxiaokeSandbox(host, port, config=config).start()
+    stopped = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stopped.set()
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        sys.stdout.write(json.dumps(sandbox.info()) + "\n")
+        sys.stdout.flush()
+        log.info("fxiaoke sandbox serving %s (seed=%d, rate_limit=%s, daily_quota=%s, fail_rate=%s)",
+                 sandbox.base_url, seed, rate_limit, daily_quota, fail_rate)
+        while not stopped.wait(0.5):
+            pass
+    finally:
+        sandbox.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        log.info("fxiaoke sandbox stopped")

@@ -1,0 +1,77 @@
+"""Fidelity: the third-party `fxiaoke-python` client, its fixed base URL redirected to the loopback sandbox."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+
+from connector.adapters.fxiaoke.sandbox import FxiaokeSandbox
+
+fxiaoke_api = pytest.importorskip("fxiaoke.api")
+from fxiaoke.baseObj import baseObj  # noqa: E402
+
+VENDOR = "https://open.fxiaoke.com"
+
+
+class Redirect(HTTPAdapter):
+    """Send requests for the vendor host to the sandbox instead (the client hard-codes its URLs)."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__()
+        self.target = target
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        request.url = (request.url or "").replace(VENDOR, self.target, 1)
+        return super().send(request, *args, **kwargs)
+
+
+def test_fxiaoke_python_can_token_query_get_and_create(loopback: Callable[..., FxiaokeSandbox]) -> None:
+    sandbox = loopback(seed=150)
+    creds = sandbox.app.credentials
+    api = fxiaoke_api.FxiaokeApi.init(app_id=creds.app_id, app_secret=creds.app_secret,
+                                      permanent_code=creds.permanent_code, open_user_id=creds.open_user_id)
+    api._session.requests.mount(VENDOR, Redirect(sandbox.base_url))
+    accounts = baseObj(api, "AccountObj")
+
+    cursor = accounts.query(limit=100)
+    first_page = list(cursor)
+    # Docs: `total` is 0 unless a count is asked for, so this client's total-driven cursor stops at page 1.
+    assert len(first_page) == 100 and cursor.total() == 0
+    assert all(isinstance(r["owner"], list) and isinstance(r["last_modified_time"], int) for r in first_page)
+
+    later = accounts.query(filters=[{"field_name": "_id", "field_values": [first_page[-1]["_id"]], "operator": "GT"}],
+                           orders=[{"fieldName": "_id", "isAsc": True}])
+    assert [r["_id"] for r in later] == sorted(sandbox.app.store.tables["AccountObj"].ids)[100:]
+
+    record = accounts.get(first_page[0]["_id"])
+    assert record["_id"] == first_page[0]["_id"] and record["name"] == first_page[0]["name"]
+
+    created = accounts.create({"name": "保真测试客户", "owner": [creds.open_user_id], "prepaid_balance__c": "88.80"})
+    assert created["errorCode"] == 0 and created["dataId"]
+    stored = sandbox.app.store.get("AccountObj", created["dataId"])
+    assert stored["prepaid_balance__c"] == "88.80" and stored["life_status"] == "normal"
+
+    contracts = baseObj(api, "prepay_contract__c")  # custom objects go through /cgi/crm/custom/v2/data/*
+    assert len(list(contracts.query(limit=10))) == 10
+
+    described = accounts.describe()
+    assert described["describe"]["fields"]["prepaid_tier__c"]["type"] == "select_one"
+
+
+def test_update_checked_directly_since_fxiaoke_python_has_none(loopback: Callable[..., FxiaokeSandbox]) -> None:
+    sandbox = loopback(seed=5)
+    creds = sandbox.app.credentials
+    base = sandbox.base_url
+    grant = requests.post(f"{base}/cgi/corpAccessToken/get/V2", timeout=5, json={
+        "appId": creds.app_id, "appSecret": creds.app_secret, "permanentCode": creds.permanent_code}).json()
+    rid = sandbox.app.store.tables["AccountObj"].ids[0]
+    body = {"corpAccessToken": grant["corpAccessToken"], "corpId": grant["corpId"],
+            "currentOpenUserId": creds.open_user_id, "triggerApprovalFlow": False, "triggerWorkFlow": False,
+            "data": {"object_data": {"dataObjectApiName": "AccountObj", "_id": rid, "prepaid_balance__c": "1234.50"}}}
+    answer = requests.post(f"{base}/cgi/crm/v2/data/update", json=body, timeout=5).json()
+    assert answer["errorCode"] == 0 and "data" not in answer
+    assert sandbox.app.store.get("AccountObj", rid)["prepaid_balance__c"] == "1234.50"

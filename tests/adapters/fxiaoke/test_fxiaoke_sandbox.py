@@ -1,0 +1,212 @@
+"""The sandbox follows the reference checklist: envelopes, tokens, limits, system fields, writes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from connector.adapters.fxiaoke.sandbox import SandboxApp
+
+
+def post(app: SandboxApp, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    reply = app.handle(path, headers or {}, json.dumps(body).encode())
+    assert reply.status == 200 and reply.body is not None
+    return reply.body
+
+
+def token(app: SandboxApp) -> dict[str, Any]:
+    c = app.credentials
+    return post(app, "/cgi/corpAccessToken/get/V2",
+                {"appId": c.app_id, "appSecret": c.app_secret, "permanentCode": c.permanent_code})
+
+
+_TOKENS: dict[int, dict[str, Any]] = {}
+
+
+def call(app: SandboxApp, path: str, data: dict[str, Any], **top: Any) -> dict[str, Any]:
+    t = _TOKENS.get(id(app))
+    if t is None or not app.tokens.valid(t["corpAccessToken"], "body"):
+        t = _TOKENS[id(app)] = token(app)
+    return post(app, path, {"corpAccessToken": t["corpAccessToken"], "corpId": t["corpId"],
+                            "currentOpenUserId": app.credentials.open_user_id, **top, "data": data})
+
+
+def query(app: SandboxApp, api: str, **info: Any) -> dict[str, Any]:
+    path = "/cgi/crm/custom/v2/data/query" if api.endswith("__c") else "/cgi/crm/v2/data/query"
+    return call(app, path, {"dataObjectApiName": api, "search_query_info": {"limit": 100, "offset": 0, **info}})
+
+
+def test_token_rules_same_token_then_new_after_6600s(sandbox_app: Callable[..., SandboxApp]) -> None:
+    app = sandbox_app()
+    first = token(app)
+    assert first["errorCode"] == 0 and first["expiresIn"] == 7200 and first["corpId"].startswith("FSCID_")
+    app.clock.advance(6000)
+    again = token(app)
+    assert again["corpAccessToken"] == first["corpAccessToken"] and again["expiresIn"] <= 1200
+    app.clock.advance(700)
+    renewed = token(app)
+    assert renewed["corpAccessToken"] != first["corpAccessToken"]
+    app.clock.advance(600)  # the first token is now past 7200 s
+    body = post(app, "/cgi/crm/v2/data/query", {"corpAccessToken": first["corpAccessToken"], "corpId": first["corpId"],
+                                                "currentOpenUserId": app.credentials.open_user_id, "data": {}})
+    assert body["errorCode"] == 20016 and body["traceId"]
+
+
+def test_token_endpoint_errors_and_rate_limit(sandbox_app: Callable[..., SandboxApp]) -> None:
+    app = sandbox_app()
+    c = app.credentials
+    bad = post(app, "/cgi/corpAccessToken/get/V2", {"appId": c.app_id, "appSecret": "x", "permanentCode": "y"})
+    assert bad["errorCode"] == 10006
+    for _ in range(9):
+        assert token(app)["errorCode"] == 0
+    assert token(app)["errorCode"] == 14001  # 11th call within a minute
+    app.clock.advance(61)
+    assert token(app)["errorCode"] == 0
+
+
+def test_header_style_token_and_credentials_checks(sandbox_app: Callable[..., SandboxApp]) -> None:
+    app = sandbox_app(seed=3)
+    c = app.credentials
+    grant = post(app, "/oauth2.0/token", {"appId": c.app_id, "appSecret": c.app_secret,
+                                          "permanentCode": c.permanent_code, "grantType": "app_secret"})
+    assert grant["errorCode"] == 0 and grant["ea"] == c.ea
+    headers = {"authorization": f"Bearer {grant['accessToken']}", "x-fs-ea": c.ea, "x-fs-userid": "1000"}
+    body = post(app, "/cgi/crm/v2/data/query", {"data": {"dataObjectApiName": "AccountObj",
+                                                         "search_query_info": {"limit": 10, "offset": 0}}}, headers)
+    assert body["errorCode"] == 0 and len(body["data"]["dataList"]) == 3
+    assert post(app, "/cgi/crm/v2/data/query", {"data": {}})["errorCode"] == 20017
+    assert post(app, "/cgi/crm/v2/data/query", {"corpAccessToken": "NOPE", "corpId": c.corp_id})["errorCode"] == 20016
+
+
+def test_query_limits_and_system_fields(sandbox_app: Callable[..., SandboxApp]) -> None:
+    app = sandbox_app(seed=30)
+    assert query(app, "AccountObj", offset=10_100)["errorCode"] == 10013
+    assert query(app, "AccountObj", limit=101)["errorCode"] == 32000
+    assert query(app, "AccountObj", limit=20, offset=30)["errorCode"] == 32000
+    assert query(app, "prepay_contract__c")["errorCode"] == 0
+    wrong_path = call(app, "/cgi/crm/v2/data/query", {"dataObjectApiName": "prepay_contract__c",
+                                                      "search_query_info": {"limit": 10, "offset": 0}})
+    assert wrong_path["errorCode"] == 10006
+    body = query(app, "PaymentObj")
+    assert set(body) >= {"traceId", "errorCode", "errorMessage", "errorDescription", "data"}
+    record = body["data"]["dataList"][0]
+    assert len(record["_id"]) == 24 and isinstance(record["owner"], list)
+    assert isinstance(record["last_modified_time"], int) and record["last_modified_time"] > 10**12
+    assert record["life_status"] in ("normal", "invalid") and isinstance(record["version"], str)
+    assert isinstance(record["payment_amount"], str) and record["payment_amount"].count(".") == 1
+    assert record["account_id__r"]
+    assert body["data"]["total"] == 0  # no count unless find_explicit_total_num
+
+
+def test_query_filters_orders_projection_and_count(sandbox_app: Callable[..., SandboxApp]) -> None:
+    app = sandbox_app(seed=40)
+    all_ids = [r["_id"] for r in query(app, "AccountObj", orders=[{"fieldName": "_id", "isAsc": True}])["data"]["dataList"]]
+    assert all_ids == sorted(all_ids) and len(all_ids) == 40
+    page = query(app, "AccountObj", filters=[{"field_name": "_id", "field_values": [all_ids[9]], "operator": "GT"}],
+                 orders=[{"fieldName": "_id", "isAsc": True}], limit=5, fieldProjection=["name"])
+    rows = page["data"]["dataList"]
+    assert [r["_id"] for r in rows] == all_ids[10:15] and set(rows[0]) == {"_id", "name"}
+    newest = query(app, "AccountObj", orders=[{"fieldName": "last_modified_time", "isAsc": False}], limit=1)
+    assert newest["data"]["dataList"][0]["_id"] == all_ids[-1]
+    counted = call(app, "/cgi/crm/v2/data/query", {"dataObjectApiName": "AccountObj", "find_explicit_total_num": True,
+                                                   "search_query_info": {"limit": 10, "offset": 0, "filters": [
+                                                       {"field_name": "account_level", "field_values": ["2", "3"],
+                                                        "operator": "IN"}]}})
+    assert 0 < counted["data"]["total"] < 40
+    assert query(app, "AccountObj", filters=[{"field_name": "nope", "field_values": ["x"], "operator": "EQ"}])[
+        "errorCode"] == 32000
+
+
+def test_writes_follow_vendor_rules(sandbox_app: Callable[..., SandboxApp]) -> None:
+    app = sandbox_app(seed=5)
+    owner = [app.credentials.open_user_id]
+    created = call(app, "/cgi/crm/v2/data/create", {"object_data": {
+        "dataObjectApiName": "AccountObj", "name": "新客户", "owner": owner, "prepaid_balance__c": "12.5"}},
+        triggerWorkFlow=False)
+    rid = created["dataId"]
+    got = call(app, "/cgi/crm/v2/data/get", {"dataObjectApiName": "AccountObj", "objectDataId": rid})["data"]
+    assert got["prepaid_balance__c"] == "12.50" and got["version"] == "1" and got["life_status"] == "normal"
+    assert call(app, "/cgi/crm/v2/data/create", {"object_data": {"dataObjectApiName": "AccountObj",
+                                                                 "owner": owner}})["errorCode"] == 32000
+    update = {"dataObjectApiName": "AccountObj", "_id": rid, "prepaid_tier__c": "Lw2xR"}
+    assert call(app, "/cgi/crm/v2/data/update", {"object_data": update})["errorCode"] == 0
+    after = app.store.get("AccountObj", rid)
+    assert after["version"] == "2" and after["name"] == "新客户" and after["prepaid_tier__c"] == "Lw2xR"
+    bad_option = {**update, "prepaid_tier__c": "黄金"}
+    assert call(app, "/cgi/crm/v2/data/update", {"object_data": bad_option})["errorCode"] == 32000
+    assert call(app, "/cgi/crm/v2/data/update", {"object_data": {**update, "owner": owner}})["errorCode"] == 32000
+    assert call(app, "/cgi/crm/v2/data/update", {"object_data": {**update, "prepaid_balance__c": "1.234"}})[
+        "errorCode"] == 32000
+    assert call(app, "/cgi/crm/v2/data/update", {"objectDataId": rid, "data": {}})["errorCode"] == 10006
+    assert call(app, "/cgi/crm/v2/data/delete", {"dataObjectApiName": "AccountObj", "idList": [rid]})["errorCode"] == 32000
+    assert call(app, "/cgi/crm/v2/data/invalid", {"dataObjectApiName": "AccountObj", "object_data_id": rid})[
+        "errorCode"] == 0
+    assert app.store.get("AccountObj", rid)["life_status"] == "invalid"
+    assert call(app, "/cgi/crm/v2/data/recover", {"dataObjectApiName": "AccountObj", "idList": [rid]})["errorCode"] == 0
+    assert app.store.get("AccountObj", rid)["life_status"] == "normal"
+    call(app, "/cgi/crm/v2/data/invalid", {"dataObjectApiName": "AccountObj", "object_data_id": rid})
+    assert call(app, "/cgi/crm/v2/data/delete", {"dataObjectApiName": "AccountObj", "idList": [rid]})["errorCode"] == 0
+    assert rid not in app.store.tables["AccountObj"].rows
+    other = app.staff[1].open_user_id
+    some = next(iter(app.store.tables["AccountObj"].rows))
+    call(app, "/cgi/crm/v2/data/changeOwner", {"dataObjectApiName": "AccountObj",
+                                              "Data": [{"objectDataId": some, "ownerId": [other]}]})
+    assert app.store.get("AccountObj", some)["owner"] == [other]
+
+
+def test_throttle_and_daily_quota(sandbox_app: Callable[..., SandboxApp]) -> None:
+    app = sandbox_app(seed=2, rate_limit=5, daily_quota=8)
+    codes = [query(app, "AccountObj")["errorCode"] for _ in range(6)]
+    assert codes == [0, 0, 0, 0, 0, 30004]
+    assert query(app, "prepay_contract__c")["errorCode"] == 0  # limits are per path (interface)
+    app.clock.advance(21)
+    codes = [query(app, "AccountObj")["errorCode"] for _ in range(3)]
+    assert codes == [0, 0, 30002]  # 6 admitted before, quota 8
+    app.clock.advance(86_400)
+    assert query(app, "AccountObj")["errorCode"] == 0
+
+
+def test_describe_object_list_users_and_messages(sandbox_app: Callable[..., SandboxApp]) -> None:
+    app = sandbox_app()
+    t = token(app)
+    creds = {"corpAccessToken": t["corpAccessToken"], "corpId": t["corpId"]}
+    described = post(app, "/cgi/crm/v2/object/describe", {**creds, "currentOpenUserId": app.credentials.open_user_id,
+                                                          "apiName": "PaymentObj", "includeDetail": True})
+    field = described["data"]["describe"]["fields"]["payment_amount"]
+    assert field["type"] == "currency" and field["decimal_places"] == 2 and field["is_required"] is True
+    objects = call(app, "/cgi/crm/v2/object/list", {})["data"]["objects"]
+    assert {"CustomerAccountObj", "PrepayDetailObj", "prepay_contract__c"} <= {o["describeApiName"] for o in objects}
+    found = post(app, "/cgi/user/getByMobile", {**creds, "mobile": "13800000000"})
+    assert found["empList"][0]["openUserId"] == app.credentials.open_user_id
+    sent = post(app, "/cgi/message/send", {**creds, "toUser": [app.credentials.open_user_id], "msgType": "text",
+                                           "text": {"content": "余额不足"}})
+    assert sent["errorCode"] == 0 and app.messages[0]["content"] == "余额不足"
+
+
+def test_seed_is_deterministic_and_has_anomalies(sandbox_app: Callable[..., SandboxApp]) -> None:
+    a, b = sandbox_app(seed=200), sandbox_app(seed=200)
+    assert a.credentials == b.credentials
+    assert list(a.store.tables["PaymentObj"].rows.values()) == list(b.store.tables["PaymentObj"].rows.values())
+    assert {"negative_payment", "zero_payment", "invalidated_payment", "duplicate_name", "orphan_payment",
+            "account_balance_mismatch", "contract_ends_before_start"} <= set(a.anomalies.by_kind)
+    assert len(a.store.tables["AccountObj"].rows) == 200
+
+
+@pytest.mark.parametrize("fault", ["system_busy", "http_502", "throttle", "disconnect"])
+def test_forced_faults(sandbox_app: Callable[..., SandboxApp], fault: str) -> None:
+    app = sandbox_app(seed=1)
+    t = token(app)
+    app.force_fault(fault)
+    reply = app.handle("/cgi/crm/v2/data/query", {}, json.dumps({
+        "corpAccessToken": t["corpAccessToken"], "corpId": t["corpId"],
+        "currentOpenUserId": app.credentials.open_user_id,
+        "data": {"dataObjectApiName": "AccountObj", "search_query_info": {"limit": 10, "offset": 0}}}).encode())
+    expected = {"system_busy": (200, -1), "http_502": (502, None), "throttle": (200, 30004), "disconnect": (None, None)}
+    status, code = expected[fault]
+    if status is None:
+        assert reply.drop
+    else:
+        assert reply.status == status and (code is None or reply.body["errorCode"] == code)
