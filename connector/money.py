@@ -6,6 +6,7 @@ The ledger stores integer minor units; this module is the only place that conver
 from __future__ import annotations
 
 import decimal
+import re
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 from connector.errors import InvalidInput
@@ -48,6 +49,10 @@ def parse_amount(value: object, currency: str, *, field: str = "amount", allow_z
     if isinstance(value, bool) or isinstance(value, float):
         raise InvalidInput(f"{field}: floats are not accepted for money ({value!r}); pass a decimal string",
                            field=field, value=value)
+    if type(value) is str and currency in MINOR_UNITS:
+        fast = _fast_amount(value, MINOR_UNITS[currency], field, allow_zero, allow_negative)
+        if fast is not None:
+            return fast
     try:
         if isinstance(value, Decimal):
             amount = value
@@ -74,6 +79,20 @@ def parse_amount(value: object, currency: str, *, field: str = "amount", allow_z
     return quantized
 
 
+_PLAIN = re.compile(r"(-?)(\d{1,30})(?:\.(\d+))?")
+
+
+def _fast_amount(text: str, exp: int, field: str, allow_zero: bool, allow_negative: bool) -> Decimal | None:
+    """The common case (`"1234.5"`) without the general parser; None hands over to it."""
+    m = _PLAIN.fullmatch(text)
+    if m is None or (m.group(3) is not None and len(m.group(3)) > exp):
+        return None
+    amount = Decimal(text)
+    if amount == 0 and not allow_zero or amount < 0 and not allow_negative:
+        return None
+    return amount.quantize(Decimal(1).scaleb(-exp)) if exp else amount.quantize(Decimal(1))
+
+
 def to_minor(amount: Decimal, currency: str) -> int:
     """Decimal (already quantized) -> integer minor units."""
     return int(amount.scaleb(exponent(currency)))
@@ -86,8 +105,15 @@ def from_minor(minor: int, currency: str) -> Decimal:
 
 
 def fmt(minor: int, currency: str) -> str:
-    """A decimal string for JSON and tables (`'1234.50'`)."""
-    return str(from_minor(minor, currency))
+    """A decimal string for JSON and tables (`'1234.50'`), computed in integers."""
+    exp = MINOR_UNITS.get(currency)
+    if exp is None:
+        exp = exponent(currency)
+    if exp == 0:
+        return str(minor)
+    sign = "-" if minor < 0 else ""
+    whole, frac = divmod(abs(minor), 10**exp)
+    return f"{sign}{whole}.{frac:0{exp}d}"
 
 
 def allocate(total: int, weights: list[int]) -> list[int]:

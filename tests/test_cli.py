@@ -98,7 +98,7 @@ def test_import_all_or_nothing(cli, tmp_path: Path) -> None:  # type: ignore[no-
     assert cli("ledger", "import", str(good), "--json")["created"] == 2
     assert cli("ledger", "import", str(good), "--json")["exists"] == 2
     report = cli("ledger", "import", str(bad), "--json", code=2)
-    assert [(e["line"], e["column"]) for e in report["errors"]] == [(4, "amount")]
+    assert [(e["line"], e["column"]) for e in report["errors"]] == [(3, "amount"), (4, "amount")]
     text = cli("ledger", "import", str(bad), code=2)
     assert "line 4, column amount" in text and "nothing was changed" in text
     assert cli("ledger", "accounts", "--json") == [

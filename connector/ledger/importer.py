@@ -32,7 +32,7 @@ from connector.timeutil import parse_datetime
 
 REQUIRED = ("op", "customer", "amount", "currency", "key")
 OPTIONAL = ("effective_at", "expires_at", "refundable", "priority", "source_system", "source_id", "memo")
-CHUNK = 2000
+CHUNK = 10000
 STATE_CACHE = 20000
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
@@ -103,7 +103,8 @@ def _to_request(row: dict[str, str]) -> Request:
         raise InvalidInput(row["__width__"], field="*")
 
     def get(name: str) -> str:
-        return (row.get(name) or "").strip()
+        value = row.get(name)
+        return value.strip() if value else ""
 
     refundable: bool | None = None
     if get("refundable"):
@@ -138,35 +139,34 @@ class Importer:
         self.chunk = chunk
 
     def run(self, path: str | Path, *, dry_run: bool = False, max_errors: int = 1000) -> ImportReport:
-        """Validate, then apply (unless `dry_run` or any row is bad)."""
+        """Check every row and apply them all in one transaction, or (any bad row, or `dry_run`) none.
+
+        One pass: rows are validated and planned as they are read; after the first bad row the
+        rest are still checked (so the report lists every bad row) and the transaction is rolled back.
+        """
         path = Path(path)
         report = ImportReport(dry_run=dry_run)
-        for line, row in _rows(path):
-            report.rows += 1
-            try:
-                _to_request(row)
-            except ConnectorError as exc:
-                if len(report.errors) < max_errors:
-                    report.errors.append(_error(line, exc, (row.get("key") or "").strip()))
-        if report.errors:
-            return report
-        self._apply(path, report, dry_run, max_errors)
-        return report
-
-    def _apply(self, path: Path, report: ImportReport, dry_run: bool, max_errors: int) -> None:
         conn = self.engine.connect()
         trans = conn.begin()
         try:
             session = _Session(conn, utcnow())
             batch: list[tuple[int, Request]] = []
             for line, row in _rows(path):
-                batch.append((line, _to_request(row)))
+                report.rows += 1
+                try:
+                    req = _to_request(row)
+                except ConnectorError as exc:
+                    if len(report.errors) < max_errors:
+                        report.errors.append(_error(line, exc, (row.get("key") or "").strip()))
+                    continue
+                batch.append((line, req))
                 if len(batch) >= self.chunk:
                     session.apply_chunk(batch, report, max_errors)
                     batch = []
             if batch:
                 session.apply_chunk(batch, report, max_errors)
             session.writer.flush()
+            report.errors.sort(key=lambda e: e.line)
             if report.errors or dry_run:
                 trans.rollback()
             else:
@@ -177,6 +177,7 @@ class Importer:
             raise
         finally:
             conn.close()
+        return report
 
 
 class _Session:
@@ -211,11 +212,11 @@ class _Session:
             state = self.states[(req.customer, req.currency)]
             policy, pct = self.policies.get((req.customer, req.currency), ("full", Decimal(0)))
             try:
-                p = plan(state, req, self.now, refund_policy=policy, refund_fee_pct=pct)
+                p = plan(state, req, self.now, refund_policy=policy, refund_fee_pct=pct, digest=digest)
             except ConnectorError as exc:
                 self._fail(report, max_errors, line, req, exc)
                 continue
-            self.writer.apply(p)
+            self.writer.apply(p, want_result=False)
             local[req.key] = digest
             report.created += 1
         self.writer.flush()
@@ -256,9 +257,7 @@ class _Session:
         acc = store.accounts
         have = {(r.customer_key, r.currency) for r in self.conn.execute(
             select(acc.c.customer_key, acc.c.currency).where(tuple_(acc.c.customer_key, acc.c.currency).in_(part)))}
-        for customer, currency in part:
-            if (customer, currency) not in have:
-                store.ensure_account(self.conn, customer, currency, self.now)
+        store.ensure_accounts(self.conn, [pair for pair in part if pair not in have], self.now)
 
     def _open_lots(self, account_ids: list[int]) -> Iterator[tuple[int, Any]]:
         lots = store.lots

@@ -6,6 +6,7 @@ the same things with the same messages.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -45,8 +46,19 @@ class Request:
                 "priority": self.priority, "source_system": self.source_system, "source_id": self.source_id}
 
     def hash(self) -> str:
-        """Payload hash for the idempotency record."""
-        return payload_hash(self.op, self.payload())
+        """Payload hash for the idempotency record (same canonical form as `plan.payload_hash`)."""
+        def t(value: datetime | None) -> str:
+            return value.isoformat() if value is not None else ""
+
+        def o(value: object) -> str:
+            return "" if value is None else str(value)
+
+        canonical = (f"{self.op}\x1famount={fmt(self.amount, self.currency)}\x1fcurrency={self.currency}"
+                     f"\x1fcustomer={self.customer}\x1feffective_at={t(self.effective_at)}"
+                     f"\x1fexpires_at={t(self.expires_at)}\x1fpriority={o(self.priority)}"
+                     f"\x1frefundable={o(self.refundable)}\x1fsource_id={o(self.source_id)}"
+                     f"\x1fsource_system={o(self.source_system)}")
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def as_utc(value: datetime | None, field: str) -> datetime | None:
@@ -140,7 +152,7 @@ def _debit(state: AccountState, req: Request, kind: str, amount: int, at: dateti
 
 
 def plan(state: AccountState, req: Request, now: datetime, *, refund_policy: str = "full",
-         refund_fee_pct: Decimal = Decimal(0)) -> Plan:
+         refund_fee_pct: Decimal = Decimal(0), digest: str | None = None) -> Plan:
     """Plan `req` against `state`; raises a `LedgerRuleError` when a rule refuses it."""
     at = req.effective_at or now
     _check_times(req, at, now)
@@ -154,7 +166,8 @@ def plan(state: AccountState, req: Request, now: datetime, *, refund_policy: str
                    else _debit(state, req, "adjust", -req.amount, at)]
     else:
         entries = _plan_refund(state, req, at, refund_policy, refund_fee_pct, extra)
-    return Plan(op=req.op, key=req.key, payload_hash=req.hash(), account=state, entries=entries, extra=extra)
+    return Plan(op=req.op, key=req.key, payload_hash=digest or req.hash(), account=state, entries=entries,
+                extra=extra)
 
 
 def _check_times(req: Request, at: datetime, now: datetime) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -56,6 +55,13 @@ class Plan:
 
 
 def payload_hash(op: str, payload: dict[str, Any]) -> str:
-    """A stable hash of what a posting asks for; the idempotency check compares these."""
-    canonical = json.dumps({"op": op, **payload}, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """A stable hash of what a posting asks for; the idempotency check compares these.
+
+    The canonical form is `op` then `name=value` pairs in name order, values as `str()`
+    (datetimes in ISO form, None as empty), joined by a unit separator.
+    """
+    parts = [op]
+    for name in sorted(payload):
+        value = payload[name]
+        parts.append(f"{name}={'' if value is None else value.isoformat() if isinstance(value, datetime) else value}")
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()

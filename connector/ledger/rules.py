@@ -12,13 +12,13 @@ A lot is spendable at time T when it is effective (`effective_at <= T`), has not
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
 RefundPolicy = Literal["full", "pro_rata", "none", "fee"]
 REFUND_POLICIES: tuple[str, ...] = ("full", "pro_rata", "none", "fee")
-_FAR_FUTURE = datetime.max.replace(tzinfo=None)
+_FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -39,8 +39,7 @@ class LotState:
 
     def order_key(self) -> tuple[int, datetime, datetime, int]:
         """Sort key of the documented drawdown order."""
-        exp = self.expires_at.replace(tzinfo=None) if self.expires_at else _FAR_FUTURE
-        return (self.priority, exp, self.effective_at.replace(tzinfo=None), self.id)
+        return (self.priority, self.expires_at or _FAR_FUTURE, self.effective_at, self.id)
 
 
 @dataclass(slots=True)

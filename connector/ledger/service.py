@@ -6,7 +6,6 @@ Idempotency is permanent: a key used before with the same payload returns the st
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -258,7 +257,9 @@ class Ledger:
                                       memo=f"lot {lot.id} expired", allocations=[(lot, -lot.remaining)])
                     p = Plan(op="expire", key=key, payload_hash=payload_hash("expire", {"lot": lot.id, "gone": gone}),
                              account=state, entries=[pe], extra={"amount": fmt(lot.remaining, currency), "lot": lot.id})
-                    results.append(PostingResult("created", writer.apply(p)))
+                    data = writer.apply(p)
+                    assert data is not None
+                    results.append(PostingResult("created", data))
                 writer.flush()
         return results
 
@@ -269,18 +270,19 @@ class Ledger:
                 try:
                     p = planner(conn, now)
                 except _Replay as replay:
-                    return _replayed(replay.row, key, digest)
+                    return _replayed(conn, replay.row, key, digest)
                 writer = store.PlanWriter(conn, now)
                 data = writer.apply(p)
                 writer.flush()
+                assert data is not None
                 return PostingResult("created", data)
         except IntegrityError:
             # Lost a race on the same key from another account's transaction: answer as a replay.
             with self.engine.connect() as conn:
                 row = store.find_posting(conn, key)
-            if row is None:
-                raise
-            return _replayed(row, key, digest)
+                if row is None:
+                    raise
+                return _replayed(conn, row, key, digest)
 
     def _check_currency(self, conn: Connection, state: AccountState, req: Request) -> None:
         if state.balance > 0 or state.credit_limit > 0:
@@ -467,13 +469,13 @@ class _Replay(Exception):
         self.row = row
 
 
-def _replayed(row: Any, key: str, digest: str) -> PostingResult:
+def _replayed(conn: Connection, row: Any, key: str, digest: str) -> PostingResult:
     if row.payload_hash != digest:
         raise IdempotencyConflict(
             f"idempotency key {key!r} was already used for a different {row.op} "
             f"(customer {row.customer_key}, {row.currency}); nothing was written",
             key=key, customer=row.customer_key)
-    return PostingResult("exists", json.loads(row.result))
+    return PostingResult("exists", store.rebuild_result(conn, row))
 
 
 def now_utc() -> datetime:

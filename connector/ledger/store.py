@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
+from sqlalchemy import Connection, and_, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -39,6 +39,16 @@ def ensure_account(conn: Connection, customer: str, currency: str, now: datetime
     conn.execute(ins.values(customer_key=customer, currency=currency, balance=0, debt=0, credit_limit=0,
                             created_at=now, updated_at=now).on_conflict_do_nothing(
         index_elements=["customer_key", "currency"]))
+
+
+def ensure_accounts(conn: Connection, pairs: list[tuple[str, str]], now: datetime) -> None:
+    """Create many missing accounts in one statement (bulk import)."""
+    if not pairs:
+        return
+    ins = pg_insert(accounts) if is_postgres(conn) else sqlite_insert(accounts)
+    conn.execute(ins.on_conflict_do_nothing(index_elements=["customer_key", "currency"]),
+                 [{"customer_key": c, "currency": cur, "balance": 0, "debt": 0, "credit_limit": 0,
+                   "created_at": now, "updated_at": now} for c, cur in pairs])
 
 
 def lock_account(conn: Connection, customer: str, currency: str, now: datetime, *,
@@ -97,6 +107,54 @@ def find_postings(conn: Connection, keys: Iterable[str]) -> dict[str, Any]:
     return found
 
 
+_TIME_TEXT: dict[datetime, str] = {}
+
+
+def _sqlite_time(value: datetime) -> str:
+    # The exact text SQLAlchemy's SQLite DateTime type stores (naive UTC), so reads and
+    # string comparisons in SQL agree with rows written through the ORM types. Most rows of
+    # a batch share a few times (the batch's `now`), hence the small cache.
+    text = _TIME_TEXT.get(value)
+    if text is None:
+        if len(_TIME_TEXT) > 4096:
+            _TIME_TEXT.clear()
+        text = _TIME_TEXT[value] = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return text
+
+
+_TIME_COLUMNS = frozenset({"effective_at", "expires_at", "recorded_at", "created_at", "updated_at"})
+
+
+def bulk_insert(conn: Connection, table: str, rows: list[dict[str, Any]]) -> None:
+    """`executemany` straight on the driver: the hot path of postings and imports.
+
+    Column values are already plain (ints, strings, booleans, aware datetimes); on SQLite
+    datetimes are rendered the way SQLAlchemy stores them.
+    """
+    columns = list(rows[0])
+    if is_postgres(conn):
+        marks = ", ".join(["%s"] * len(columns))
+        params = [tuple(row.values()) for row in rows]
+    else:
+        marks = ", ".join(["?"] * len(columns))
+        times = [i for i, c in enumerate(columns) if c in _TIME_COLUMNS]
+        params = []
+        for row in rows:
+            values = list(row.values())
+            for i in times:
+                if values[i] is not None:
+                    values[i] = _sqlite_time(values[i])
+            params.append(tuple(values))
+    conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", params)
+
+
+def bulk_update(conn: Connection, sql_sqlite: str, params: list[tuple[Any, ...]]) -> None:
+    """`executemany` of an UPDATE written with `?` marks (rewritten to `%s` for PostgreSQL)."""
+    if params:
+        sql = sql_sqlite.replace("?", "%s") if is_postgres(conn) else sql_sqlite
+        conn.exec_driver_sql(sql, params)
+
+
 class IdReserver:
     """Hands out primary keys for entries and lots inside one transaction."""
 
@@ -123,6 +181,41 @@ class IdReserver:
         return value
 
 
+def entry_doc(entry_id: int, kind: str, amount: int, balance_after: int, effective_at: datetime,
+              allocs: list[tuple[int | None, int]], new_lot: int | None, cur: str) -> dict[str, Any]:
+    """One entry as posting results show it."""
+    doc: dict[str, Any] = {"id": entry_id, "kind": kind, "amount": fmt(amount, cur),
+                           "balance_after": fmt(balance_after, cur), "effective_at": effective_at.isoformat(),
+                           "allocations": [{"lot_id": lot, "amount": fmt(a, cur)} for lot, a in allocs]}
+    if new_lot is not None:
+        doc["lot_id"] = new_lot
+    return doc
+
+
+def result_doc(op: str, key: str, customer: str, cur: str, balance: int, entry_docs: list[dict[str, Any]],
+               extra: dict[str, Any]) -> dict[str, Any]:
+    """The posting result document."""
+    return {"op": op, "key": key, "customer": customer, "currency": cur, "balance": fmt(balance, cur),
+            "entries": entry_docs, **extra}
+
+
+def rebuild_result(conn: Connection, posting: Any) -> dict[str, Any]:
+    """Derive a stored posting's result from its immutable entries and allocations (for replays)."""
+    rows = conn.execute(select(entries).where(entries.c.posting_key == posting.key).order_by(entries.c.id)).all()
+    ids = [r.id for r in rows]
+    allocs: dict[int, list[tuple[int | None, int]]] = {i: [] for i in ids}
+    for a in conn.execute(select(allocations.c.entry_id, allocations.c.lot_id, allocations.c.amount)
+                          .where(allocations.c.entry_id.in_(ids)).order_by(allocations.c.id)):
+        allocs[a.entry_id].append((a.lot_id, a.amount))
+    new_lots = {r.entry_id: r.id for r in conn.execute(select(lots.c.entry_id, lots.c.id)
+                                                       .where(lots.c.entry_id.in_(ids)))}
+    cur = posting.currency
+    docs = [entry_doc(r.id, r.kind, r.amount, r.balance_after, r.effective_at, allocs[r.id], new_lots.get(r.id), cur)
+            for r in rows]
+    balance = rows[-1].balance_after if rows else 0
+    return result_doc(posting.op, posting.key, posting.customer_key, cur, balance, docs, json.loads(posting.result))
+
+
 class PlanWriter:
     """Applies plans to in-memory account state and buffers the rows they write."""
 
@@ -135,8 +228,12 @@ class PlanWriter:
         self.lot_updates: dict[int, int] = {}
         self.account_updates: dict[int, AccountState] = {}
 
-    def apply(self, plan: Plan) -> dict[str, Any]:
-        """Record a plan's rows, update the account state in memory, return the posting result."""
+    def apply(self, plan: Plan, *, want_result: bool = True) -> dict[str, Any] | None:
+        """Record a plan's rows and update the account state in memory.
+
+        Returns the posting result (the same document `rebuild_result` derives from the stored
+        rows for a replay), unless `want_result` is False (bulk import skips building it).
+        """
         state = plan.account
         cur = state.currency
         out_entries: list[dict[str, Any]] = []
@@ -154,21 +251,20 @@ class PlanWriter:
             for ref, amount in pe.allocations:
                 lot_id = self._apply_allocation(state, ref, amount)
                 self.rows["allocations"].append({"entry_id": entry_id, "lot_id": lot_id, "amount": amount})
-                allocs.append({"lot_id": lot_id, "amount": fmt(amount, cur)})
-            out = {"id": entry_id, "kind": pe.kind, "amount": fmt(pe.amount, cur),
-                   "balance_after": fmt(state.balance, cur), "effective_at": pe.effective_at.isoformat(),
-                   "allocations": allocs}
-            if pe.new_lot is not None and pe.new_lot.state is not None:
-                out["lot_id"] = pe.new_lot.state.id
-            out_entries.append(out)
+                allocs.append((lot_id, amount))
+            if want_result:
+                new_lot = pe.new_lot.state.id if pe.new_lot is not None and pe.new_lot.state is not None else None
+                out_entries.append(entry_doc(entry_id, pe.kind, pe.amount, state.balance, pe.effective_at,
+                                             allocs, new_lot, cur))
         state.lots = [lot for lot in state.lots if lot.remaining > 0]
         self.account_updates[state.id] = state
-        result = {"op": plan.op, "key": plan.key, "customer": state.customer_key, "currency": cur,
-                  "balance": fmt(state.balance, cur), "entries": out_entries, **plan.extra}
         self.rows["postings"].append({"key": plan.key, "op": plan.op, "payload_hash": plan.payload_hash,
                                       "customer_key": state.customer_key, "currency": cur,
-                                      "result": json.dumps(result, separators=(",", ":")), "recorded_at": self.now})
-        return result
+                                      "result": json.dumps(plan.extra, separators=(",", ":")),
+                                      "recorded_at": self.now})
+        if not want_result:
+            return None
+        return result_doc(plan.op, plan.key, state.customer_key, cur, state.balance, out_entries, plan.extra)
 
     def _add_lot(self, state: AccountState, lot: NewLot, entry_id: int) -> None:
         lot_id = self.ids.take("lots", self.batch_hint)
@@ -202,19 +298,15 @@ class PlanWriter:
                 state = row.pop("_state")
                 row["remaining"] = state.remaining
                 new_lot_ids.add(row["id"])
-        for name, table in (("postings", postings), ("entries", entries), ("lots", lots),
-                            ("allocations", allocations)):
+        for name in ("postings", "entries", "lots", "allocations"):
             if self.rows[name]:
-                conn.execute(insert(table), self.rows[name])
+                bulk_insert(conn, name, self.rows[name])
                 self.rows[name] = []
-        changed = [{"lid": lid, "rem": rem} for lid, rem in self.lot_updates.items() if lid not in new_lot_ids]
-        if changed:
-            conn.execute(update(lots).where(lots.c.id == bindparam("lid")).values(remaining=bindparam("rem")),
-                         changed)
+        bulk_update(conn, "UPDATE lots SET remaining = ? WHERE id = ?",
+                    [(rem, lid) for lid, rem in self.lot_updates.items() if lid not in new_lot_ids])
         self.lot_updates = {}
         if self.account_updates:
-            conn.execute(update(accounts).where(accounts.c.id == bindparam("aid")).values(
-                balance=bindparam("bal"), debt=bindparam("dbt"), updated_at=bindparam("upd")),
-                [{"aid": s.id, "bal": s.balance, "dbt": s.debt, "upd": self.now}
-                 for s in self.account_updates.values()])
+            stamp = self.now if is_postgres(conn) else _sqlite_time(self.now)
+            bulk_update(conn, "UPDATE accounts SET balance = ?, debt = ?, updated_at = ? WHERE id = ?",
+                        [(st.balance, st.debt, stamp, st.id) for st in self.account_updates.values()])
             self.account_updates = {}

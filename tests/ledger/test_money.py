@@ -45,3 +45,16 @@ def test_allocate_sums_exactly(total: int, weights: list[int]) -> None:
     if weights and sum(weights):
         assert sum(parts) == total
         assert all(p >= 0 for p in parts)
+
+
+def test_request_hash_matches_the_generic_canonical_form() -> None:
+    from datetime import UTC, datetime
+
+    from connector.ledger.ops import make_request
+    from connector.ledger.plan import payload_hash
+
+    req = make_request("deposit", "c", "10.5", "CNY", "k", expires_at=datetime(2030, 1, 1, tzinfo=UTC),
+                       source=("zoho", "Payments:1"))
+    assert req.hash() == payload_hash("deposit", req.payload())
+    other = make_request("consume", "c", "10.5", "CNY", "k")
+    assert other.hash() == payload_hash("consume", other.payload())
