@@ -1,14 +1,16 @@
 """Engine factory and schema upgrades for the ledger database.
 
 SQLite (the embedded default) runs in WAL mode with foreign keys on, a busy timeout, and
-`BEGIN IMMEDIATE` for every transaction so that writers serialize up front instead of failing
-on lock upgrade. PostgreSQL uses row locks (`SELECT ... FOR UPDATE`) per account.
+`BEGIN IMMEDIATE` for every writing transaction (`write_transaction`) so that writers serialize
+up front instead of failing on lock upgrade; readers use deferred transactions and never block. PostgreSQL uses row locks (`SELECT ... FOR UPDATE`) per account.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool, StaticPool
 
@@ -57,7 +59,18 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Writers take the write lock up front (no deadlock on lock upgrade); readers stay deferred so
+    # that, with WAL, they never block writers.
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("ledger_write") else "BEGIN")
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: `BEGIN IMMEDIATE` on SQLite, a plain transaction on PostgreSQL."""
+    with engine.connect() as conn:
+        conn.execution_options(ledger_write=True)
+        with conn.begin():
+            yield conn
 
 
 def make_engine(url: str | None = None, *, upgrade: bool = True, **kw: Any) -> Engine:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import csv
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, tuple_
+from sqlalchemy import Connection, Engine, select
 
 from connector.errors import ConnectorError, IdempotencyConflict, InvalidInput
 from connector.ledger import store
@@ -134,9 +134,11 @@ def _error(line: int, exc: ConnectorError, key: str = "") -> RowError:
 class Importer:
     """Imports one CSV file into a ledger database."""
 
-    def __init__(self, engine: Engine, *, chunk: int = CHUNK) -> None:
+    def __init__(self, engine: Engine, *, chunk: int = CHUNK,
+                 deposit_guard: Callable[[Request], None] | None = None) -> None:
         self.engine = engine
         self.chunk = chunk
+        self.deposit_guard = deposit_guard  # as in `Ledger`: may refuse new deposits by raising
 
     def run(self, path: str | Path, *, dry_run: bool = False, max_errors: int = 1000) -> ImportReport:
         """Check every row and apply them all in one transaction, or (any bad row, or `dry_run`) none.
@@ -147,9 +149,10 @@ class Importer:
         path = Path(path)
         report = ImportReport(dry_run=dry_run)
         conn = self.engine.connect()
+        conn.execution_options(ledger_write=True)
         trans = conn.begin()
         try:
-            session = _Session(conn, utcnow())
+            session = _Session(conn, utcnow(), self.deposit_guard)
             batch: list[tuple[int, Request]] = []
             for line, row in _rows(path):
                 report.rows += 1
@@ -183,9 +186,10 @@ class Importer:
 class _Session:
     """State of one import transaction: cached account states and the plan writer."""
 
-    def __init__(self, conn: Connection, now: Any) -> None:
+    def __init__(self, conn: Connection, now: Any, deposit_guard: Callable[[Request], None] | None = None) -> None:
         self.conn = conn
         self.now = now
+        self.deposit_guard = deposit_guard
         self.writer = store.PlanWriter(conn, now, batch_hint=CHUNK)
         self.states: dict[tuple[str, str], AccountState] = {}
         self.policies: dict[tuple[str, str], tuple[str, Decimal]] = {}
@@ -212,6 +216,8 @@ class _Session:
             state = self.states[(req.customer, req.currency)]
             policy, pct = self.policies.get((req.customer, req.currency), ("full", Decimal(0)))
             try:
+                if req.op == "deposit" and self.deposit_guard is not None:
+                    self.deposit_guard(req)
                 p = plan(state, req, self.now, refund_policy=policy, refund_fee_pct=pct, digest=digest)
             except ConnectorError as exc:
                 self._fail(report, max_errors, line, req, exc)
@@ -233,40 +239,37 @@ class _Session:
         missing = sorted(pairs - set(self.states))
         if not missing:
             return
-        acc = store.accounts
-        for start in range(0, len(missing), 500):
-            part = missing[start:start + 500]
-            self._ensure(part)
-            query = select(acc).where(tuple_(acc.c.customer_key, acc.c.currency).in_(part)).order_by(acc.c.id)
-            if store.is_postgres(self.conn):
+        acc, conn = store.accounts, self.conn
+        step = 5000 if store.is_postgres(conn) else 500
+        for start in range(0, len(missing), step):
+            part = missing[start:start + step]
+            wanted = set(part)
+            customers = sorted({c for c, _ in part})
+            have = {(r.customer_key, r.currency) for r in conn.execute(
+                select(acc.c.customer_key, acc.c.currency).where(store.one_of(conn, acc.c.customer_key, customers)))}
+            store.ensure_accounts(conn, [pair for pair in part if pair not in have], self.now)
+            query = select(acc).where(store.one_of(conn, acc.c.customer_key, customers)).order_by(acc.c.id)
+            if store.is_postgres(conn):
                 query = query.with_for_update()
             by_id: dict[int, AccountState] = {}
-            for row in self.conn.execute(query):
+            for row in conn.execute(query):
+                if (row.customer_key, row.currency) not in wanted:
+                    continue
                 state = AccountState(row.id, row.customer_key, row.currency, row.balance, row.debt, row.credit_limit)
                 by_id[row.id] = state
                 self.states[(row.customer_key, row.currency)] = state
-            for lot in self._open_lots(list(by_id)):
-                by_id[lot[0]].lots.append(lot[1])
-            for row in self.conn.execute(select(terms_table.c.customer_key, terms_table.c.currency,
-                                                terms_table.c.refund_policy, terms_table.c.refund_fee_pct).where(
-                    tuple_(terms_table.c.customer_key, terms_table.c.currency).in_(part),
-                    terms_table.c.contract_ref == "")):
-                self.policies[(row.customer_key, row.currency)] = (row.refund_policy, Decimal(row.refund_fee_pct))
-
-    def _ensure(self, part: list[tuple[str, str]]) -> None:
-        acc = store.accounts
-        have = {(r.customer_key, r.currency) for r in self.conn.execute(
-            select(acc.c.customer_key, acc.c.currency).where(tuple_(acc.c.customer_key, acc.c.currency).in_(part)))}
-        store.ensure_accounts(self.conn, [pair for pair in part if pair not in have], self.now)
-
-    def _open_lots(self, account_ids: list[int]) -> Iterator[tuple[int, Any]]:
-        lots = store.lots
-        for r in self.conn.execute(select(lots.c.account_id, lots.c.id, lots.c.amount, lots.c.remaining,
-                                          lots.c.effective_at, lots.c.expires_at, lots.c.refundable,
-                                          lots.c.priority).where(lots.c.account_id.in_(account_ids),
-                                                                 lots.c.remaining > 0)):
-            yield r.account_id, LotState(r.id, r.amount, r.remaining, r.effective_at, r.expires_at,
-                                         bool(r.refundable), r.priority)
+            lots = store.lots
+            for r in conn.execute(select(lots.c.account_id, lots.c.id, lots.c.amount, lots.c.remaining,
+                                         lots.c.effective_at, lots.c.expires_at, lots.c.refundable, lots.c.priority)
+                                  .where(store.one_of(conn, lots.c.account_id, list(by_id)), lots.c.remaining > 0)):
+                by_id[r.account_id].lots.append(LotState(r.id, r.amount, r.remaining, r.effective_at, r.expires_at,
+                                                         bool(r.refundable), r.priority))
+            for row in conn.execute(select(terms_table.c.customer_key, terms_table.c.currency,
+                                           terms_table.c.refund_policy, terms_table.c.refund_fee_pct).where(
+                    store.one_of(conn, terms_table.c.customer_key, customers), terms_table.c.contract_ref == "")):
+                if (row.customer_key, row.currency) in wanted:
+                    self.policies[(row.customer_key, row.currency)] = (row.refund_policy,
+                                                                       Decimal(row.refund_fee_pct))
 
 
 def import_text(engine: Engine, content: str, **kw: Any) -> ImportReport:

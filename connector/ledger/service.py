@@ -12,12 +12,12 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, select
+from sqlalchemy import Connection, Engine, and_, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from connector.errors import CurrencyMismatch, IdempotencyConflict, InvalidInput, NotFound, ReversalRefused
 from connector.ledger import store
-from connector.ledger.db import make_engine
+from connector.ledger.db import make_engine, write_transaction
 from connector.ledger.ops import Request, as_utc, make_request, plan
 from connector.ledger.plan import NewLot, Plan, PlannedEntry, payload_hash
 from connector.ledger.rules import REFUND_POLICIES, AccountState
@@ -25,6 +25,8 @@ from connector.ledger.tables import Terms, utcnow
 from connector.money import currency_code, fmt, from_minor, parse_amount, to_minor
 
 terms_table = Terms.__table__  # type: ignore[attr-defined]
+_REFUND_POLICY = text("SELECT refund_policy, refund_fee_pct FROM terms WHERE customer_key = :customer "
+                      "AND currency = :currency AND contract_ref = ''")
 
 
 @dataclass(frozen=True)
@@ -100,9 +102,14 @@ class Statement:
 class Ledger:
     """Deposits, consumption, refunds, adjustments, reversals and expiry over one database."""
 
-    def __init__(self, engine: Engine, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, engine: Engine, clock: Callable[[], datetime] = utcnow,
+                 deposit_guard: Callable[[Request], None] | None = None) -> None:
         self.engine = engine
         self.clock = clock
+        self.deposit_guard = deposit_guard  # may refuse new deposits (compliance stop switch) by raising
+        # Called inside a posting's transaction (created or replayed) so callers can commit their
+        # own state with it, e.g. the sync engine's record state. None: nothing extra.
+        self.tx_hook: Callable[[Connection, PostingResult], None] | None = None
 
     @classmethod
     def open(cls, url: str | None = None, **kw: Any) -> Ledger:
@@ -150,8 +157,12 @@ class Ledger:
             existing = store.find_posting(conn, req.key)
             if existing is not None:
                 raise _Replay(existing)
+            if req.op == "deposit" and self.deposit_guard is not None:
+                self.deposit_guard(req)
             if req.op in ("consume", "refund") or (req.op == "adjust" and req.amount < 0):
                 self._check_currency(conn, state, req)
+            if req.op != "refund":
+                return plan(state, req, now)
             policy, fee_pct = self._refund_policy(conn, req.customer, req.currency)
             return plan(state, req, now, refund_policy=policy, refund_fee_pct=fee_pct)
 
@@ -243,7 +254,7 @@ class Ledger:
                 .where(store.lots.c.remaining > 0, store.lots.c.expires_at <= cutoff)).all()
         results: list[PostingResult] = []
         for customer, currency in due:
-            with self.engine.begin() as conn:
+            with write_transaction(self.engine) as conn:
                 now = self.clock()
                 state = store.lock_account(conn, customer, currency, now, create=False)
                 assert state is not None
@@ -265,17 +276,21 @@ class Ledger:
 
     def _run(self, key: str, digest: str, planner: Callable[[Connection, datetime], Plan]) -> PostingResult:
         try:
-            with self.engine.begin() as conn:
+            with write_transaction(self.engine) as conn:
                 now = self.clock()
                 try:
                     p = planner(conn, now)
                 except _Replay as replay:
-                    return _replayed(conn, replay.row, key, digest)
-                writer = store.PlanWriter(conn, now)
-                data = writer.apply(p)
-                writer.flush()
-                assert data is not None
-                return PostingResult("created", data)
+                    result = _replayed(conn, replay.row, key, digest)
+                else:
+                    writer = store.PlanWriter(conn, now)
+                    data = writer.apply(p)
+                    writer.flush()
+                    assert data is not None
+                    result = PostingResult("created", data)
+                if self.tx_hook is not None:
+                    self.tx_hook(conn, result)
+                return result
         except IntegrityError:
             # Lost a race on the same key from another account's transaction: answer as a replay.
             with self.engine.connect() as conn:
@@ -297,9 +312,7 @@ class Ledger:
                 customer=req.customer, currency=req.currency)
 
     def _refund_policy(self, conn: Connection, customer: str, currency: str) -> tuple[str, Decimal]:
-        row = conn.execute(select(terms_table.c.refund_policy, terms_table.c.refund_fee_pct).where(
-            terms_table.c.customer_key == customer, terms_table.c.currency == currency,
-            terms_table.c.contract_ref == "")).first()
+        row = conn.execute(_REFUND_POLICY, {"customer": customer, "currency": currency}).first()
         return (row.refund_policy, Decimal(row.refund_fee_pct)) if row else ("full", Decimal(0))
 
     # -- terms ------------------------------------------------------------------------------
@@ -328,7 +341,7 @@ class Ledger:
                "valid_from": valid_from, "valid_until": valid_until, "refund_policy": refund_policy,
                "refund_fee_pct": str(pct), "credit_limit": minor(credit_limit, "credit_limit") or 0,
                "low_balance_threshold": minor(low_balance_threshold, "low_balance_threshold")}
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:
             now = self.clock()
             row["updated_at"] = now
             if contract_ref == "":

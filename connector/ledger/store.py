@@ -12,13 +12,13 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select
+from sqlalchemy import ARRAY, BigInteger, Boolean, Connection, Integer, String, any_, literal, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from connector.ledger.plan import NewLot, Plan
 from connector.ledger.rules import AccountState, LotState
-from connector.ledger.tables import Account, Allocation, Entry, Lot, Posting
+from connector.ledger.tables import Account, Allocation, Entry, Lot, Posting, UTCDateTime
 from connector.money import fmt
 
 accounts = Account.__table__  # type: ignore[attr-defined]
@@ -51,6 +51,20 @@ def ensure_accounts(conn: Connection, pairs: list[tuple[str, str]], now: datetim
                    "created_at": now, "updated_at": now} for c, cur in pairs])
 
 
+# Hot-path statements are prepared once as `text()` with typed result columns: building
+# expression trees per call cost more than the database work of a posting.
+_ACCOUNT_SQL = ("SELECT id, customer_key, currency, balance, debt, credit_limit FROM accounts "
+                "WHERE customer_key = :customer AND currency = :currency")
+_SELECT_ACCOUNT = text(_ACCOUNT_SQL)
+_LOCK_ACCOUNT = text(_ACCOUNT_SQL + " FOR UPDATE")
+_OPEN_LOTS = text("SELECT id, amount, remaining, effective_at, expires_at, refundable, priority FROM lots "
+                  "WHERE account_id = :account AND remaining > 0").columns(
+    id=Integer, amount=BigInteger, remaining=BigInteger, effective_at=UTCDateTime, expires_at=UTCDateTime,
+    refundable=Boolean, priority=Integer)
+_FIND_POSTING = text("SELECT key, op, payload_hash, customer_key, currency, result FROM postings "
+                     "WHERE key = :key")
+
+
 def lock_account(conn: Connection, customer: str, currency: str, now: datetime, *,
                  create: bool = True) -> AccountState | None:
     """Lock one account for this transaction and load its open lots.
@@ -58,19 +72,20 @@ def lock_account(conn: Connection, customer: str, currency: str, now: datetime, 
     PostgreSQL: `SELECT ... FOR UPDATE` on the account row serializes writers per customer.
     SQLite: the transaction already began with `BEGIN IMMEDIATE`, which serializes all writers.
     """
-    query = select(accounts).where(accounts.c.customer_key == customer, accounts.c.currency == currency)
-    if is_postgres(conn):
-        query = query.with_for_update()
-    row = conn.execute(query).first()
+    query = _LOCK_ACCOUNT if is_postgres(conn) else _SELECT_ACCOUNT
+    params = {"customer": customer, "currency": currency}
+    row = conn.execute(query, params).first()
     if row is None:
         if not create:
             return None
         ensure_account(conn, customer, currency, now)
-        row = conn.execute(query).first()
+        row = conn.execute(query, params).first()
     assert row is not None
     state = AccountState(id=row.id, customer_key=row.customer_key, currency=row.currency, balance=row.balance,
                          debt=row.debt, credit_limit=row.credit_limit)
-    state.lots = load_lots(conn, and_(lots.c.account_id == row.id, lots.c.remaining > 0))
+    state.lots = [LotState(id=r.id, amount=r.amount, remaining=r.remaining, effective_at=r.effective_at,
+                           expires_at=r.expires_at, refundable=bool(r.refundable), priority=r.priority)
+                  for r in conn.execute(_OPEN_LOTS, {"account": row.id})]
     return state
 
 
@@ -92,17 +107,26 @@ def load_lots(conn: Connection, where: Any) -> list[LotState]:
 
 def find_posting(conn: Connection, key: str) -> Any:
     """The posting row stored under an idempotency key, if any."""
-    return conn.execute(select(postings).where(postings.c.key == key)).first()
+    return conn.execute(_FIND_POSTING, {"key": key}).first()
+
+
+def one_of(conn: Connection, column: Any, values: list[Any]) -> Any:
+    """`column IN values`; on PostgreSQL `column = ANY(array)`, one parameter however many values."""
+    if is_postgres(conn):
+        kind = ARRAY(BigInteger) if values and isinstance(values[0], int) else ARRAY(String)
+        return column == any_(literal(values, kind))
+    return column.in_(values)
 
 
 def find_postings(conn: Connection, keys: Iterable[str]) -> dict[str, Any]:
     """Posting rows for many keys at once (bulk import)."""
     found: dict[str, Any] = {}
     key_list = list(keys)
-    for start in range(0, len(key_list), 500):
-        chunk = key_list[start:start + 500]
-        for row in conn.execute(select(postings.c.key, postings.c.payload_hash, postings.c.result)
-                                .where(postings.c.key.in_(chunk))):
+    step = 20000 if is_postgres(conn) else 500
+    for start in range(0, len(key_list), step):
+        chunk = key_list[start:start + step]
+        for row in conn.execute(select(postings.c.key, postings.c.payload_hash)
+                                .where(one_of(conn, postings.c.key, chunk))):
             found[row.key] = row
     return found
 
@@ -174,8 +198,7 @@ class IdReserver:
             return pool.pop()
         # SQLite: the transaction holds the write lock (BEGIN IMMEDIATE), so MAX(id) is ours to extend.
         if table not in self.next_sqlite:
-            tbl = entries if table == "entries" else lots
-            self.next_sqlite[table] = (self.conn.execute(select(func.max(tbl.c.id))).scalar() or 0) + 1
+            self.next_sqlite[table] = (self.conn.exec_driver_sql(f"SELECT MAX(id) FROM {table}").scalar() or 0) + 1
         value = self.next_sqlite[table]
         self.next_sqlite[table] = value + 1
         return value
