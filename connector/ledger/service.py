@@ -152,7 +152,7 @@ class Ledger:
         """Run one validated request in its own transaction."""
 
         def planner(conn: Connection, now: datetime) -> Plan:
-            state = store.lock_account(conn, req.customer, req.currency, now)
+            state = store.lock_account(conn, req.customer, req.currency, now, key=req.key)
             assert state is not None
             existing = store.find_posting(conn, req.key)
             if existing is not None:

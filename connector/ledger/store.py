@@ -66,8 +66,11 @@ _FIND_POSTING = text("SELECT key, op, payload_hash, customer_key, currency, resu
 
 
 def lock_account(conn: Connection, customer: str, currency: str, now: datetime, *,
-                 create: bool = True) -> AccountState | None:
+                 create: bool = True, key: str | None = None) -> AccountState | None:
     """Lock one account for this transaction and load its open lots.
+
+    With `key` (a posting about to be made), PostgreSQL also fetches that posting and reserves
+    ids in the same round trip as the lots.
 
     PostgreSQL: `SELECT ... FOR UPDATE` on the account row serializes writers per customer.
     SQLite: the transaction already began with `BEGIN IMMEDIATE`, which serializes all writers.
@@ -83,10 +86,43 @@ def lock_account(conn: Connection, customer: str, currency: str, now: datetime, 
     assert row is not None
     state = AccountState(id=row.id, customer_key=row.customer_key, currency=row.currency, balance=row.balance,
                          debt=row.debt, credit_limit=row.credit_limit)
+    if is_postgres(conn) and key is not None:
+        lot_rows = _pg_pipelined_reads(conn, row.id, key)
+    else:
+        lot_rows = conn.execute(_OPEN_LOTS, {"account": row.id}).all()
     state.lots = [LotState(id=r.id, amount=r.amount, remaining=r.remaining, effective_at=r.effective_at,
                            expires_at=r.expires_at, refundable=bool(r.refundable), priority=r.priority)
-                  for r in conn.execute(_OPEN_LOTS, {"account": row.id})]
+                  for r in lot_rows]
     return state
+
+
+_PG_LOTS = ("SELECT id, amount, remaining, effective_at, expires_at, refundable, priority FROM lots "
+            "WHERE account_id = %s AND remaining > 0")
+_PG_POSTING = "SELECT key, op, payload_hash, customer_key, currency, result FROM postings WHERE key = %s"
+_PG_IDS = "SELECT nextval('entries_id_seq'), nextval('entries_id_seq'), nextval('lots_id_seq')"
+
+
+def _pg_pipelined_reads(conn: Connection, account_id: int, key: str) -> list[Any]:
+    """Open lots, the posting under `key` and a few ids in one round trip (psycopg pipeline).
+
+    Runs after the account row is locked, so the lots read is current. The posting row and the
+    reserved ids are left in `conn.info` for `find_posting` and `IdReserver` of this transaction.
+    """
+    from psycopg.rows import namedtuple_row
+
+    raw = conn.connection.dbapi_connection
+    with raw.pipeline():  # type: ignore[union-attr]
+        lots_cur = raw.cursor(row_factory=namedtuple_row)  # type: ignore[union-attr]
+        lots_cur.execute(_PG_LOTS, (account_id,))
+        post_cur = raw.cursor(row_factory=namedtuple_row)  # type: ignore[union-attr]
+        post_cur.execute(_PG_POSTING, (key,))
+        ids_cur = raw.cursor()  # type: ignore[union-attr]
+        ids_cur.execute(_PG_IDS)
+    lot_rows = lots_cur.fetchall()
+    conn.info["prefetched_posting"] = (key, post_cur.fetchone())
+    e1, e2, lot = ids_cur.fetchone()
+    conn.info["reserved_ids"] = {"entries": [e2, e1], "lots": [lot]}
+    return lot_rows
 
 
 def lock_account_by_id(conn: Connection, account_id: int, now: datetime) -> AccountState:
@@ -107,6 +143,9 @@ def load_lots(conn: Connection, where: Any) -> list[LotState]:
 
 def find_posting(conn: Connection, key: str) -> Any:
     """The posting row stored under an idempotency key, if any."""
+    prefetched = conn.info.pop("prefetched_posting", None)
+    if prefetched is not None and prefetched[0] == key:
+        return prefetched[1]
     return conn.execute(_FIND_POSTING, {"key": key}).first()
 
 
@@ -184,7 +223,7 @@ class IdReserver:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.pools: dict[str, list[int]] = {"entries": [], "lots": []}
+        self.pools: dict[str, list[int]] = conn.info.pop("reserved_ids", None) or {"entries": [], "lots": []}
         self.next_sqlite: dict[str, int] = {}
 
     def take(self, table: str, hint: int = 1) -> int:
@@ -313,7 +352,14 @@ class PlanWriter:
         return lot.id
 
     def flush(self) -> None:
-        """Write everything buffered (in foreign-key order)."""
+        """Write everything buffered (in foreign-key order); one round trip on PostgreSQL."""
+        if is_postgres(self.conn):
+            with self.conn.connection.dbapi_connection.pipeline():  # type: ignore[union-attr]
+                self._flush()
+        else:
+            self._flush()
+
+    def _flush(self) -> None:
         conn = self.conn
         new_lot_ids = set()
         if self.rows["lots"]:
