@@ -53,7 +53,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=30000",
-                   "temp_store=MEMORY", "cache_size=-65536"):
+                   "temp_store=MEMORY", "cache_size=-16384"):
         cur.execute(f"PRAGMA {pragma}")
     cur.close()
 

@@ -33,7 +33,7 @@ from connector.timeutil import parse_datetime
 REQUIRED = ("op", "customer", "amount", "currency", "key")
 OPTIONAL = ("effective_at", "expires_at", "refundable", "priority", "source_system", "source_id", "memo")
 CHUNK = 10000
-STATE_CACHE = 20000
+STATE_CACHE = 50000
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 
@@ -240,7 +240,7 @@ class _Session:
         if not missing:
             return
         acc, conn = store.accounts, self.conn
-        step = 5000 if store.is_postgres(conn) else 500
+        step = 5000
         for start in range(0, len(missing), step):
             part = missing[start:start + step]
             wanted = set(part)

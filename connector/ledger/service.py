@@ -25,6 +25,8 @@ from connector.ledger.tables import Terms, utcnow
 from connector.money import currency_code, fmt, from_minor, parse_amount, to_minor
 
 terms_table = Terms.__table__  # type: ignore[attr-defined]
+_ALL_BALANCES = text("SELECT customer_key, currency, balance, debt, credit_limit FROM accounts "
+                     "ORDER BY customer_key, currency")
 _REFUND_POLICY = text("SELECT refund_policy, refund_fee_pct FROM terms WHERE customer_key = :customer "
                       "AND currency = :currency AND contract_ref = ''")
 
@@ -414,15 +416,11 @@ class Ledger:
 
     def accounts(self, *, batch: int = 5000) -> Iterator[BalanceView]:
         """Every account with its balance, streamed in customer order."""
-        acc = store.accounts
         with self.engine.connect() as conn:
-            rows = conn.execution_options(stream_results=True, yield_per=batch).execute(
-                select(acc.c.customer_key, acc.c.currency, acc.c.balance, acc.c.debt, acc.c.credit_limit)
-                .order_by(acc.c.customer_key, acc.c.currency))
-            for r in rows:
-                yield BalanceView(r.customer_key, r.currency, from_minor(r.balance, r.currency),
-                                  debt=from_minor(r.debt, r.currency),
-                                  credit_limit=from_minor(r.credit_limit, r.currency))
+            rows = conn.execution_options(yield_per=batch).execute(_ALL_BALANCES)
+            for customer, cur, balance, debt, limit in rows:
+                yield BalanceView(customer, cur, Decimal(fmt(balance, cur)), debt=Decimal(fmt(debt, cur)),
+                                  credit_limit=Decimal(fmt(limit, cur)))
 
     def history(self, customer: str, currency: str | None = None, *, start: datetime | None = None,
                 end: datetime | None = None) -> list[Statement]:

@@ -161,7 +161,7 @@ def find_postings(conn: Connection, keys: Iterable[str]) -> dict[str, Any]:
     """Posting rows for many keys at once (bulk import)."""
     found: dict[str, Any] = {}
     key_list = list(keys)
-    step = 20000 if is_postgres(conn) else 500
+    step = 20000 if is_postgres(conn) else 5000
     for start in range(0, len(key_list), step):
         chunk = key_list[start:start + step]
         for row in conn.execute(select(postings.c.key, postings.c.payload_hash)
