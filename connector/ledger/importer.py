@@ -33,7 +33,7 @@ from connector.timeutil import parse_datetime
 REQUIRED = ("op", "customer", "amount", "currency", "key")
 OPTIONAL = ("effective_at", "expires_at", "refundable", "priority", "source_system", "source_id", "memo")
 CHUNK = 10000
-STATE_CACHE = 50000
+STATE_CACHE = 100_000  # account states kept between chunks (~80 MB at two open lots each)
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 

@@ -275,7 +275,19 @@ def rebuild_result(conn: Connection, posting: Any) -> dict[str, Any]:
     docs = [entry_doc(r.id, r.kind, r.amount, r.balance_after, r.effective_at, allocs[r.id], new_lots.get(r.id), cur)
             for r in rows]
     balance = rows[-1].balance_after if rows else 0
-    return result_doc(posting.op, posting.key, posting.customer_key, cur, balance, docs, json.loads(posting.result))
+    total = sum(r.amount for r in rows)
+    extra = {"amount": fmt(-total if posting.op in _OUTGOING else total, cur), **json.loads(posting.result)}
+    return result_doc(posting.op, posting.key, posting.customer_key, cur, balance, docs, extra)
+
+
+# Operations whose result states the amount as a positive outflow; the others state the signed inflow.
+_OUTGOING = frozenset({"consume", "refund", "expire"})
+
+
+def _stored_extra(extra: dict[str, Any]) -> str:
+    """What a posting keeps of its result beyond the entries: everything but the derivable amount."""
+    rest = {k: v for k, v in extra.items() if k != "amount"}
+    return json.dumps(rest, separators=(",", ":")) if rest else "{}"
 
 
 class PlanWriter:
@@ -322,7 +334,7 @@ class PlanWriter:
         self.account_updates[state.id] = state
         self.rows["postings"].append({"key": plan.key, "op": plan.op, "payload_hash": plan.payload_hash,
                                       "customer_key": state.customer_key, "currency": cur,
-                                      "result": json.dumps(plan.extra, separators=(",", ":")),
+                                      "result": _stored_extra(plan.extra),
                                       "recorded_at": self.now})
         if not want_result:
             return None

@@ -221,3 +221,24 @@ def test_verify_finds_a_tampered_cache(ledger: Ledger) -> None:
 def test_unknown_customer_balance_is_not_found(ledger: Ledger) -> None:
     with pytest.raises(NotFound, match="nobody"):
         ledger.balance("nobody")
+
+
+def test_every_replay_returns_the_original_result(ledger: Ledger) -> None:
+    ledger.set_terms(C, "CNY", refund_policy="fee", refund_fee_pct="10", credit_limit="5")
+    calls = [
+        lambda: ledger.deposit(C, "100", "CNY", "d", source=("zoho", "Payments:1")),
+        lambda: ledger.consume(C, "30", "CNY", "c", memo="usage"),
+        lambda: ledger.refund(C, "20", "CNY", "r"),
+        lambda: ledger.adjust(C, "-5", "CNY", "a1", memo="fix"),
+        lambda: ledger.adjust(C, "7", "CNY", "a2", memo="goodwill"),
+        lambda: ledger.consume(C, "55", "CNY", "c2"),  # reaches into the credit line
+    ]
+    results = []
+    for call in calls:
+        first, again = call(), call()
+        assert (first.status, again.status) == ("created", "exists")
+        assert again.data == first.data
+        results.append(first)
+    consumed = results[1].entry_ids[0]
+    rev = ledger.reverse(consumed, "rev")
+    assert ledger.reverse(consumed, "rev").data == rev.data
