@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from connector import __version__
-from connector.cli import db_cmd, demo_cmd, ledger_cmd, sandbox_cmd
+from connector.cli import db_cmd, demo_cmd, ledger_cmd, report_cmd, sandbox_cmd
 from connector.cli.common import state
 
 app = typer.Typer(name="prepaid-sync", no_args_is_help=True, add_completion=False,
@@ -16,6 +16,8 @@ app.add_typer(ledger_cmd.app, name="ledger")
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(sandbox_cmd.app, name="sandbox")
 app.command("demo")(demo_cmd.demo)
+app.add_typer(report_cmd.app, name="report")
+app.command("statement")(report_cmd.statement)
 
 
 def _version(value: bool) -> None:

@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from connector.cli.common import emit_json, err, handled, out, state
+from connector.compliance import DepositGuard
 from connector.errors import LedgerCorrupt
 from connector.ledger import Ledger, PostingResult
 from connector.ledger.importer import Importer
@@ -31,7 +32,7 @@ Source = Annotated[str | None, typer.Option("--source", help="Source reference S
 
 
 def _ledger() -> Ledger:
-    return Ledger.open(state.db)
+    return Ledger.open(state.db, deposit_guard=DepositGuard())
 
 
 def _source(value: str | None) -> tuple[str, str] | None:
@@ -235,7 +236,7 @@ def import_csv(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
                as_json: Json = False) -> None:
     """Import postings from a CSV file: all rows or none."""
     with handled(as_json):
-        report = Importer(_ledger().engine).run(file, dry_run=dry_run)
+        report = Importer(_ledger().engine, deposit_guard=DepositGuard()).run(file, dry_run=dry_run)
         if as_json:
             emit_json(report.to_dict())
         else:
