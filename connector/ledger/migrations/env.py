@@ -25,6 +25,9 @@ def run() -> None:
             context.run_migrations()
         return
     with engine.connect() as connection:
+        # Migrations write: on SQLite take the write lock up front (BEGIN IMMEDIATE), so processes
+        # upgrading one file at once wait for each other instead of failing on lock upgrade.
+        connection.execution_options(ledger_write=True)
         if connection.dialect.name == "postgresql":
             # Two processes upgrading one database at once must not both create tables.
             connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7410395117)")
