@@ -116,7 +116,7 @@ def test_db_upgrade_and_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert (tmp_path / "env.db").exists()
 
 
-def test_demo_runs_offline(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["demo", "--path", str(tmp_path / "demo.db")])
+def test_ledger_demo_runs_offline(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["ledger", "demo", "--path", str(tmp_path / "demo.db")])
     assert result.exit_code == 0, result.stdout
     assert "consistent" in result.stdout and "refused" in result.stdout

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from connector import __version__
-from connector.cli import db_cmd, demo_cmd, ledger_cmd, report_cmd, sandbox_cmd
+from connector.cli import db_cmd, demo_cmd, ledger_cmd, report_cmd, sandbox_cmd, sync_cmd, sync_demo
 from connector.cli.common import state
 
 app = typer.Typer(name="prepaid-sync", no_args_is_help=True, add_completion=False,
@@ -15,7 +15,11 @@ app = typer.Typer(name="prepaid-sync", no_args_is_help=True, add_completion=Fals
 app.add_typer(ledger_cmd.app, name="ledger")
 app.add_typer(db_cmd.app, name="db")
 app.add_typer(sandbox_cmd.app, name="sandbox")
-app.command("demo")(demo_cmd.demo)
+ledger_cmd.app.command("demo")(demo_cmd.demo)  # the ledger walkthrough (was `prepaid-sync demo`)
+app.add_typer(sync_cmd.sync_app, name="sync")
+app.add_typer(sync_cmd.mappings_app, name="mappings")
+app.command("init")(sync_cmd.init)
+app.command("demo")(sync_demo.demo)
 app.add_typer(report_cmd.app, name="report")
 app.command("statement")(report_cmd.statement)
 

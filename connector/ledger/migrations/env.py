@@ -6,6 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 from connector.ledger import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+from connector.sync import tables as sync_tables  # noqa: F401  (sync state tables, migration 0002)
 
 config = context.config
 target_metadata = SQLModel.metadata

@@ -1,0 +1,145 @@
+"""`prepaid-sync.toml`: database URL and named CRM connections; secrets only by env-var name (+ local .env)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from connector.errors import ConfigError
+from connector.mapping.loader import suggest
+
+CONFIG_NAME = "prepaid-sync.toml"
+ZOHO_SECRETS = {"client_id": "ZOHO_CLIENT_ID", "client_secret": "ZOHO_CLIENT_SECRET",
+                "refresh_token": "ZOHO_REFRESH_TOKEN"}
+FXIAOKE_SECRETS = {"app_id": "FXIAOKE_APP_ID", "app_secret": "FXIAOKE_APP_SECRET",
+                   "permanent_code": "FXIAOKE_PERMANENT_CODE"}
+
+
+class Connection(BaseModel):
+    """One CRM org: kind, mapping file, endpoints, env-var names of its secrets, schedule, knobs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    crm: Literal["zoho", "fxiaoke"]
+    mapping: str
+    data_center: str = "us"
+    accounts_url: str | None = None
+    api_domain: str | None = None
+    base_url: str | None = None
+    open_user_id: str | None = None
+    secrets: dict[str, str] = Field(default_factory=dict, description="secret name -> environment variable name")
+    schedule: str | None = Field(default=None, description="stored for the scheduler, e.g. 'every 15m' or a cron")
+    overlap_seconds: int = Field(default=120, ge=1)
+    retry_attempts: int = Field(default=5, ge=1, le=20)
+
+    @model_validator(mode="after")
+    def _secrets(self) -> Connection:
+        wanted = ZOHO_SECRETS if self.crm == "zoho" else FXIAOKE_SECRETS
+        for key in self.secrets:
+            if key not in wanted:
+                raise ValueError(f"secrets: unknown secret {key!r}{suggest(key, set(wanted))}")
+        if self.crm == "fxiaoke" and not self.base_url:
+            raise ValueError("base_url is required for an fxiaoke connection")
+        return self
+
+    def env_names(self) -> dict[str, str]:
+        """Secret name -> environment variable name, defaults filled in."""
+        return {**(ZOHO_SECRETS if self.crm == "zoho" else FXIAOKE_SECRETS), **self.secrets}
+
+
+class Settings(BaseModel):
+    """The whole config file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database_url: str = "sqlite:///./prepaid-sync.db"
+    default_connection: str | None = None
+    connections: dict[str, Connection] = Field(min_length=1)
+
+    def connection(self, name: str | None) -> tuple[str, Connection]:
+        """The named (or default, or only) connection."""
+        pick = name or self.default_connection or (next(iter(self.connections)) if len(self.connections) == 1 else None)
+        if pick is None:
+            raise ConfigError(f"several connections ({', '.join(self.connections)}); choose one with --connection",
+                              field="connection")
+        if pick not in self.connections:
+            raise ConfigError(f"no connection named {pick!r}{suggest(pick, set(self.connections))}; "
+                              f"have {', '.join(self.connections)}", field="connection")
+        return pick, self.connections[pick]
+
+
+class LoadedSettings(BaseModel):
+    """Settings plus where they came from (mapping paths resolve against the config's folder)."""
+
+    settings: Settings
+    path: Path
+
+    def mapping_path(self, conn: Connection) -> Path:
+        """The connection's mapping file, relative paths taken from the config file's folder."""
+        p = Path(conn.mapping)
+        return p if p.is_absolute() else self.path.parent / p
+
+
+def find_config(explicit: str | Path | None = None) -> Path:
+    """`--config`, else $PREPAID_SYNC_CONFIG, else ./prepaid-sync.toml."""
+    raw = explicit or os.environ.get("PREPAID_SYNC_CONFIG") or CONFIG_NAME
+    path = Path(raw)
+    if not path.exists():
+        raise ConfigError(f"{path}: no config file; run `prepaid-sync init` to write one", file=str(path))
+    return path
+
+
+def load_env(folder: Path) -> None:
+    """Read `<folder>/.env` into the environment without overriding variables already set."""
+    env_file = folder / ".env"
+    if env_file.exists():
+        for key, value in dotenv_values(env_file).items():
+            if value is not None and key not in os.environ:
+                os.environ[key] = value
+
+
+def load_settings(explicit: str | Path | None = None) -> LoadedSettings:
+    """Parse and validate the config file (and load the .env beside it)."""
+    path = find_config(explicit)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}", file=str(path)) from None
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            why = str(err["msg"]).removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                why = f"unknown key{suggest(str(err['loc'][-1]), set(Connection.model_fields) | set(Settings.model_fields))}"
+            parts.append(f"{where}: {why}")
+        raise ConfigError(f"{path}: " + "; ".join(parts), file=str(path)) from None
+    load_env(path.parent)
+    return LoadedSettings(settings=settings, path=path.resolve())
+
+
+def _q(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render(settings: Settings) -> str:
+    """TOML text for `settings` (what `init` writes)."""
+    lines = ["# prepaid-sync configuration. Secrets are never stored here: each `secrets` entry names the",
+             "# environment variable (or .env entry beside this file) that holds the secret.",
+             f"database_url = {_q(settings.database_url)}"]
+    if settings.default_connection:
+        lines.append(f"default_connection = {_q(settings.default_connection)}")
+    for name, conn in settings.connections.items():
+        lines += ["", f"[connections.{name}]"]
+        for key, value in conn.model_dump(exclude={"secrets"}, exclude_none=True).items():
+            lines.append(f"{key} = {_q(value) if isinstance(value, str) else value}")
+        lines += ["", f"[connections.{name}.secrets]"]
+        lines += [f"{k} = {_q(v)}" for k, v in conn.env_names().items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,185 @@
+"""The mapping file as pydantic v2 models: entities, field transforms and ownership, write-back, rules."""
+
+from __future__ import annotations
+
+import string
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from connector.domain import Contract, Customer, Payment
+
+FieldType = Literal["text", "decimal", "money", "integer", "date", "datetime", "picklist", "boolean", "lookup"]
+DERIVED = ("balance", "available", "tier", "flags", "runway_days", "reconciled_at", "points", "lifetime_prepaid")
+FLAGS = ("overdue", "amount_mismatch", "low_balance", "negative", "expiring_soon", "expired", "dormant",
+         "duplicate_payment", "manual_edit", "orphaned", "payment_changed", "payment_deleted")
+METRICS = ("lifetime_prepaid", "balance", "consumed", "available")
+TEMPLATE_VARS = ("customer", "customer_id", "flag", "detail", "balance", "currency", "tier", "runway_days")
+_ATTRS = {"customers": set(Customer.model_fields), "contracts": set(Contract.model_fields),
+          "payments": set(Payment.model_fields)}
+_BASE = {"crm", "module", "crm_id", "modified_at", "owner_id", "fields", "entity"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldMap(_Strict):
+    """One CRM field: its API name, type transform, picklist value map, owner and zone."""
+
+    crm: str = Field(min_length=1)
+    type: FieldType = "text"
+    owner: Literal["crm", "connector"] = "crm"
+    values: dict[str, str] = Field(default_factory=dict)
+    timezone: str | None = None
+
+    def to_crm(self, value: str) -> str:
+        """Our picklist value -> the CRM's (identity when unmapped)."""
+        return self.values.get(value, value)
+
+    def from_crm(self, value: str) -> str:
+        """The CRM's picklist value -> ours (`values` maps ours to theirs)."""
+        back = {v: k for k, v in self.values.items()}
+        return back.get(value, value)
+
+
+class EntityMap(_Strict):
+    """Where one entity lives and which CRM field holds each domain attribute."""
+
+    module: str = Field(min_length=1)
+    match_key: str = "id"
+    fields: dict[str, FieldMap] = Field(default_factory=dict)
+    extra: dict[str, FieldMap] = Field(default_factory=dict)
+    post_statuses: tuple[str, ...] = ()
+
+
+class TierLevel(_Strict):
+    """A tier and the minimum each metric must reach (all must hold)."""
+
+    name: str = Field(min_length=1)
+    min: dict[str, Decimal] = Field(default_factory=dict)
+
+    @field_validator("min")
+    @classmethod
+    def _metrics(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for key in value:
+            if key not in METRICS and not key.startswith("field:"):
+                raise ValueError(f"unknown metric {key!r}; use one of {', '.join(METRICS)} or field:<extra name>")
+        return value
+
+
+class Tiers(_Strict):
+    """Tier levels, lowest first, with hysteresis so a customer at a boundary does not flip each run."""
+
+    hysteresis_pct: Decimal = Field(default=Decimal(5), ge=0, le=50)
+    consumed_window_days: int = Field(default=90, ge=1)
+    levels: list[TierLevel] = Field(min_length=1)
+
+
+class Rules(_Strict):
+    """Flag thresholds, as data."""
+
+    low_balance_amount: Decimal = Field(default=Decimal(100), ge=0)
+    use_contract_threshold: bool = True
+    expiring_soon_days: int = Field(default=30, ge=0)
+    dormant_days: int = Field(default=90, ge=1)
+    duplicate_window_days: int = Field(default=3, ge=0)
+    overdue_grace_days: int = Field(default=0, ge=0)
+    mismatch_tolerance: Decimal = Field(default=Decimal(0), ge=0)
+    event_flag_days: int = Field(default=14, ge=1)
+    runway_window_days: int = Field(default=30, ge=1)
+
+
+class Points(_Strict):
+    """Reward points earned per unit of money prepaid and consumed."""
+
+    per_prepaid_unit: Decimal = Field(default=Decimal(0), ge=0)
+    per_consumed_unit: Decimal = Field(default=Decimal(0), ge=0)
+
+
+class TaskRule(_Strict):
+    """Which flag opens a task, what it says, when it is due, who gets it."""
+
+    flag: str
+    subject: str = Field(min_length=1)
+    description: str = ""
+    due_in_days: int = Field(default=3, ge=0)
+    assignee: str = "owner"
+    priority: str | None = None
+    close_when_cleared: bool = True
+
+    @field_validator("flag")
+    @classmethod
+    def _flag(cls, value: str) -> str:
+        if value not in FLAGS:
+            raise ValueError(f"unknown flag {value!r}")
+        return value
+
+    @field_validator("assignee")
+    @classmethod
+    def _assignee(cls, value: str) -> str:
+        if value != "owner" and not value.startswith("user:"):
+            raise ValueError("assignee must be 'owner' or 'user:<CRM user id>'")
+        return value
+
+    @field_validator("subject", "description")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        for _text, name, _spec, _conv in string.Formatter().parse(value):
+            if name is not None and name not in TEMPLATE_VARS:
+                raise ValueError(f"unknown placeholder '{name}'; use one of {', '.join(TEMPLATE_VARS)}")
+        return value
+
+
+class Tasks(_Strict):
+    """Task rules; `target` names the Fxiaoke object that holds tasks (Zoho uses Tasks)."""
+
+    target: str | None = None
+    rules: list[TaskRule] = Field(default_factory=list)
+
+
+class Mapping(_Strict):
+    """A whole mapping file."""
+
+    crm: Literal["zoho", "fxiaoke"]
+    version: Literal[1] = 1
+    currency: str | None = None
+    write_batch_size: int = Field(default=100, ge=1, le=100)
+    customers: EntityMap
+    contracts: EntityMap
+    payments: EntityMap
+    consumption: EntityMap | None = None
+    write_back: dict[str, FieldMap]
+    rules: Rules = Field(default_factory=Rules)
+    tiers: Tiers
+    points: Points | None = None
+    tasks: Tasks = Field(default_factory=Tasks)
+
+    @field_validator("write_back")
+    @classmethod
+    def _derived(cls, value: dict[str, FieldMap]) -> dict[str, FieldMap]:
+        for key in value:
+            if key not in DERIVED:
+                raise ValueError(f"unknown write-back value {key!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Mapping:
+        for section in ("customers", "contracts", "payments"):
+            emap: EntityMap = getattr(self, section)
+            for attr in emap.fields:
+                if attr not in _ATTRS[section] - _BASE:
+                    raise ValueError(f"{section}.fields: unknown attribute {attr!r}")
+            for name, fmap in {**emap.fields, **emap.extra}.items():
+                if fmap.owner != "crm":
+                    raise ValueError(f"{section}.fields.{name}: pulled fields are CRM-owned (owner: crm)")
+        for name, fmap in self.write_back.items():
+            if fmap.owner != "connector":
+                raise ValueError(f"write_back.{name}: written fields must be connector-owned (owner: connector)")
+        if "tier" in self.write_back:
+            names = {level.name for level in self.tiers.levels}
+            missing = names - set(self.write_back["tier"].values)
+            if self.write_back["tier"].type == "picklist" and missing:
+                raise ValueError(f"write_back.tier.values: no CRM value for tier(s) {', '.join(sorted(missing))}")
+        return self

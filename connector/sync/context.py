@@ -1,0 +1,81 @@
+"""What one run carries around: engine, ledger, adapter, mapping, run id, clock, counters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+
+from connector.adapters.base import CrmAdapter
+from connector.ledger import Ledger
+from connector.mapping.models import Mapping
+from connector.sync import state
+
+
+@dataclass
+class RunReport:
+    """The outcome of one run, as `sync run --json` prints it."""
+
+    connection: str
+    run_id: int = 0
+    status: str = "running"
+    dry_run: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    pulled: dict[str, int] = field(default_factory=dict)
+    deposits_posted: int = 0
+    consumptions_posted: int = 0
+    reversals_posted: int = 0
+    terms_set: int = 0
+    records_written: int = 0
+    write_calls: int = 0
+    tasks_created: int = 0
+    tasks_closed: int = 0
+    flags_opened: int = 0
+    flags_cleared: int = 0
+    api_calls: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+    error_total: int = 0
+    changes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def customer(self, key: str) -> dict[str, Any]:
+        """The per-customer change log (for the dry-run and demo report)."""
+        return self.changes.setdefault(key, {"postings": [], "fields": {}, "tasks_open": [], "tasks_close": []})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        out = {k: v for k, v in self.__dict__.items() if k != "changes"}
+        out["changes"] = self.changes if self.dry_run else {}
+        return out
+
+
+@dataclass
+class Ctx:
+    """One run's collaborators."""
+
+    connection: str
+    engine: Engine
+    ledger: Ledger
+    adapter: CrmAdapter
+    mapping: Mapping
+    clock: Callable[[], datetime]
+    overlap: timedelta
+    report: RunReport
+    run_id: int = 0
+    started_at: datetime = field(default_factory=lambda: datetime.min)
+    max_errors_listed: int = 200
+
+    def customer_key(self, crm_id: str) -> str:
+        """Ledger customer key of a CRM customer id, e.g. `zoho:Accounts:123`."""
+        return f"{self.mapping.crm}:{self.mapping.customers.module}:{crm_id}"
+
+    def error(self, record: str, fld: str, stage: str, reason: str) -> None:
+        """Record a per-record error (its own transaction) and list it in the report; the run goes on."""
+        with self.engine.begin() as conn:
+            state.record_error(conn, self.connection, self.run_id, record, fld, stage, reason, self.clock())
+        self.report.error_total += 1
+        if len(self.report.errors) < self.max_errors_listed:
+            self.report.errors.append({"record": record, "field": fld, "stage": stage, "reason": reason})

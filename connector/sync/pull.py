@@ -1,0 +1,313 @@
+"""Pull: CRM changes since the cursor -> sync state, contract terms and idempotent ledger postings."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, select
+
+from connector.adapters.base import EntitySpec
+from connector.domain import Consumption, Contract, Customer, Deletion, Entity, Payment
+from connector.errors import ConnectorError
+from connector.ledger.rules import REFUND_POLICIES
+from connector.ledger.service import PostingResult
+from connector.mapping.models import EntityMap, Mapping
+from connector.sync import state
+from connector.sync import tables as t
+from connector.sync.context import Ctx
+
+BATCH = 200
+STREAMS = ("customers", "contracts", "payments", "consumption")
+
+
+def specs(m: Mapping) -> dict[str, EntitySpec]:
+    """Adapter EntitySpecs from the mapping; customers also read back the connector-owned fields."""
+    out: dict[str, EntitySpec] = {}
+    sections: list[tuple[str, Entity, EntityMap | None]] = [
+        ("customers", Entity.CUSTOMER, m.customers), ("contracts", Entity.CONTRACT, m.contracts),
+        ("payments", Entity.PAYMENT, m.payments), ("consumption", Entity.CONSUMPTION, m.consumption)]
+    for name, entity, emap in sections:
+        if emap is None:
+            continue
+        extra = [f.crm for f in emap.extra.values()]
+        if name == "customers":
+            extra += [f.crm for f in m.write_back.values()]
+        out[name] = EntitySpec(entity=entity, module=emap.module, fields={a: f.crm for a, f in emap.fields.items()},
+                               extra_fields=tuple(dict.fromkeys(extra)))
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float):
+        return format(Decimal(str(value)), "f")
+    return value
+
+
+def fingerprint(data: Any) -> str:
+    """A stable digest of what matters in a record."""
+    return hashlib.sha256(state.dumps(data).encode()).hexdigest()[:32]
+
+
+def _picked(emap: EntityMap, attr: str, value: Any) -> Any:
+    fmap = emap.fields.get(attr)
+    return fmap.from_crm(value) if fmap is not None and isinstance(value, str) else value
+
+
+def run_stream(ctx: Ctx, name: str, spec: EntitySpec, since: datetime | None) -> None:
+    """Read one stream to its end, then save its cursor (the run's start time) with the last batch."""
+    handler = {"customers": _Customers, "contracts": _Contracts, "payments": _Items,
+               "consumption": _Items}[name](ctx, name)
+    count = 0
+    for item in ctx.adapter.stream(spec, since=since, overlap=ctx.overlap if since else ctx.overlap * 0):
+        count += 1
+        handler.take(item)
+    with ctx.engine.begin() as conn:
+        handler.flush(conn)
+        state.set_cursor(conn, ctx.connection, name, ctx.started_at, ctx.run_id)
+    ctx.report.pulled[name] = count
+
+
+class _Handler:
+    def __init__(self, ctx: Ctx, name: str) -> None:
+        self.ctx = ctx
+        self.name = name
+        self.rows: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+    def take(self, item: Any) -> None:
+        raise NotImplementedError
+
+    def queue(self, keys: dict[str, Any], values: dict[str, Any]) -> None:
+        self.rows.append((keys, values))
+        if len(self.rows) >= BATCH:
+            with self.ctx.engine.begin() as conn:
+                self.flush(conn)
+
+    def flush(self, conn: Connection) -> None:
+        table = t.customers if self.name == "customers" else t.contracts if self.name == "contracts" else t.items
+        for keys, values in self.rows:
+            state.upsert(conn, table, keys, values)
+        self.rows = []
+
+
+class _Customers(_Handler):
+    def take(self, item: Any) -> None:
+        ctx = self.ctx
+        keys = {"connection": ctx.connection, "crm_id": item.crm_id}
+        if isinstance(item, Deletion):
+            self.queue(keys, {"deleted_at": item.deleted_at})
+            return
+        assert isinstance(item, Customer)
+        self.queue(keys, {"name": item.name, "owner_id": item.owner_id, "currency": item.currency,
+                          "fields": state.dumps(_plain(item.fields)), "deleted_at": None,
+                          "modified_at": item.modified_at})
+
+
+class _Contracts(_Handler):
+    def take(self, item: Any) -> None:
+        ctx = self.ctx
+        keys = {"connection": ctx.connection, "crm_id": item.crm_id}
+        if isinstance(item, Deletion):
+            self.queue(keys, {"deleted_at": item.deleted_at, "payload": "{}"})
+            return
+        assert isinstance(item, Contract)
+        emap = ctx.mapping.contracts
+        payload = {"crm_id": item.crm_id, "name": item.name, "prepay_amount": item.prepay_amount,
+                   "due_date": item.due_date, "valid_from": item.valid_from, "valid_until": item.valid_until,
+                   "refund_policy": _picked(emap, "refund_policy", item.refund_policy),
+                   "refund_fee_pct": item.refund_fee_pct, "credit_limit": item.credit_limit,
+                   "low_balance_threshold": item.low_balance_threshold,
+                   "status": _picked(emap, "status", item.status), "customer_id": item.customer_id}
+        digest = fingerprint(payload)
+        with ctx.engine.connect() as conn:
+            old = conn.execute(select(t.contracts.c.payload, t.contracts.c.currency, t.contracts.c.deleted_at)
+                               .where(t.contracts.c.connection == ctx.connection,
+                                      t.contracts.c.crm_id == item.crm_id)).first()
+        if old is not None and old.deleted_at is None and fingerprint(state.loads(old.payload)) == digest:
+            return  # unchanged (an overlap re-read or an echo)
+        if not item.customer_id:
+            ctx.error(item.key, ctx.mapping.contracts.fields["customer_id"].crm, "pull", "contract has no customer")
+            return
+        customer = ctx.customer_key(item.customer_id)
+        currency = item.currency or _customer_currency(ctx, item.customer_id) or ctx.mapping.currency
+        if not currency:
+            ctx.error(item.key, "currency", "pull", "no currency on the contract, its customer or the mapping")
+            return
+        policy = payload["refund_policy"] if payload["refund_policy"] in REFUND_POLICIES else "full"
+        terms = dict(agreed_amount=item.prepay_amount, due_date=item.due_date, valid_from=item.valid_from,
+                     valid_until=item.valid_until, refund_policy=policy, refund_fee_pct=item.refund_fee_pct or 0,
+                     credit_limit=item.credit_limit or 0, low_balance_threshold=item.low_balance_threshold)
+        try:
+            ctx.ledger.set_terms(customer, currency, contract_ref=item.key, **terms)
+            ctx.ledger.set_terms(customer, currency, **terms)
+        except ConnectorError as exc:
+            ctx.error(item.key, str(exc.details.get("field", "")), "terms", exc.message)
+            return
+        ctx.report.terms_set += 1
+        with ctx.engine.begin() as conn:
+            state.resolve_error(conn, ctx.connection, item.key, "terms", ctx.clock())
+        self.queue(keys, {"customer_id": item.customer_id, "currency": currency,
+                          "payload": state.dumps(payload), "deleted_at": None, "modified_at": item.modified_at})
+
+
+def _customer_currency(ctx: Ctx, crm_id: str) -> str | None:
+    with ctx.engine.connect() as conn:
+        return conn.execute(select(t.customers.c.currency).where(
+            t.customers.c.connection == ctx.connection, t.customers.c.crm_id == crm_id)).scalar()
+
+
+def _when(value: datetime | date | None, zone: str | None, now: datetime) -> datetime | None:
+    """Business time of a record: a bare date is the start of that day in the field's zone; never after now."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        at = value.astimezone(UTC)
+    else:
+        tz = ZoneInfo(zone) if zone else UTC
+        at = datetime(value.year, value.month, value.day, tzinfo=tz).astimezone(UTC)
+    return min(at, now)
+
+
+class _Items(_Handler):
+    """Payments (-> deposits) and consumption (-> consume); edits reverse and re-post; deletes reverse."""
+
+    def take(self, item: Any) -> None:
+        ctx = self.ctx
+        kind = "payment" if self.name == "payments" else "consumption"
+        with ctx.engine.connect() as conn:
+            old = conn.execute(select(t.items).where(t.items.c.connection == ctx.connection,
+                                                     t.items.c.kind == kind, t.items.c.crm_id == item.crm_id)).first()
+        if isinstance(item, Deletion):
+            if old is not None and old.status != "deleted":
+                apply_deletion(ctx, kind, old, item.key)
+            return
+        apply_item(ctx, kind, item, old)
+
+
+def _postable(m: Mapping, kind: str, item: Payment | Consumption) -> bool:
+    statuses = m.payments.post_statuses if kind == "payment" else ()
+    return not statuses or (isinstance(item, Payment) and item.status in statuses)
+
+
+def apply_item(ctx: Ctx, kind: str, item: Payment | Consumption, old: Any) -> None:
+    """Post a new or edited payment/consumption exactly once (retried from state on later runs)."""
+    m = ctx.mapping
+    emap = m.payments if kind == "payment" else m.consumption
+    assert emap is not None
+    if not item.customer_id:
+        ctx.error(item.key, emap.fields["customer_id"].crm, "post", f"{kind} has no customer")
+        return
+    customer = ctx.customer_key(item.customer_id)
+    currency = item.currency or _customer_currency(ctx, item.customer_id) or m.currency
+    when_field = emap.fields.get("paid_at" if kind == "payment" else "used_at")
+    at = _when(item.paid_at if isinstance(item, Payment) else item.used_at,
+               when_field.timezone if when_field else None, ctx.clock()) or item.modified_at
+    postable = _postable(m, kind, item)
+    facts = {"customer": customer, "currency": currency, "amount": item.amount, "at": at, "postable": postable,
+             "contract": getattr(item, "contract_id", None)}
+    digest = fingerprint(facts)
+    if old is not None and old.fingerprint == digest and old.status in ("posted", "skipped"):
+        return  # seen exactly like this before: overlap re-read or echo
+    version = (old.version + 1) if old is not None else 1
+    event = None
+    if old is not None and old.status == "posted":
+        if not reverse_entries(ctx, old, f"#v{old.version}:edit", "edited in the CRM"):
+            return
+        event = "payment_changed" if kind == "payment" else None
+    row = {"customer_id": item.customer_id, "contract_id": getattr(item, "contract_id", None), "currency": currency,
+           "amount": format(item.amount, "f"), "at": at, "fingerprint": digest, "version": version,
+           "payload": item.model_dump_json(), "modified_at": item.modified_at}
+    if event:
+        row.update(event=event, event_at=ctx.clock())
+    keys = {"connection": ctx.connection, "kind": kind, "crm_id": item.crm_id}
+    if not postable:
+        with ctx.engine.begin() as conn:
+            state.upsert(conn, t.items, keys, {**row, "status": "skipped", "entry_ids": "[]"})
+        return
+    if not currency:
+        _fail(ctx, keys, row, item.key, "currency", "no currency on the record, its customer or the mapping")
+        return
+
+    def hook(conn: Connection, result: PostingResult) -> None:
+        state.upsert(conn, t.items, keys, {**row, "status": "posted", "entry_ids": state.dumps(result.entry_ids)})
+        state.resolve_error(conn, ctx.connection, item.key, "post", ctx.clock())
+
+    key = f"{item.key}#v{version}"
+    ctx.ledger.tx_hook = hook
+    try:
+        if kind == "payment":
+            result = ctx.ledger.deposit(customer, item.amount, currency, key, effective_at=at,
+                                        source=(m.crm, item.key), memo=f"{item.module} {item.crm_id}")
+        else:
+            result = ctx.ledger.consume(customer, item.amount, currency, key, effective_at=at,
+                                        source=(m.crm, item.key), memo=f"{item.module} {item.crm_id}")
+    except ConnectorError as exc:
+        _fail(ctx, keys, row, item.key, emap.fields["amount"].crm, exc.message)
+        return
+    finally:
+        ctx.ledger.tx_hook = None
+    if result.created:
+        if kind == "payment":
+            ctx.report.deposits_posted += 1
+        else:
+            ctx.report.consumptions_posted += 1
+        ctx.report.customer(customer)["postings"].append(
+            f"{'deposit' if kind == 'payment' else 'consume'} {item.amount} {currency} ({item.key} v{version})")
+
+
+def _fail(ctx: Ctx, keys: dict[str, Any], row: dict[str, Any], record: str, fld: str, reason: str) -> None:
+    with ctx.engine.begin() as conn:
+        state.upsert(conn, t.items, keys, {**row, "status": "error", "entry_ids": "[]"})
+    ctx.error(record, fld, "post", reason)
+
+
+def reverse_entries(ctx: Ctx, old: Any, suffix: str, why: str) -> bool:
+    """Reverse every entry a posted item wrote (idempotent keys); False if the ledger refused."""
+    for entry_id in state.loads(old.entry_ids) or []:
+        try:
+            result = ctx.ledger.reverse(entry_id, f"{_item_key(ctx, old)}{suffix}:{entry_id}", memo=why)
+        except ConnectorError as exc:
+            ctx.error(_item_key(ctx, old), "amount", "reverse", exc.message)
+            return False
+        if result.created:
+            ctx.report.reversals_posted += 1
+            ctx.report.customer(ctx.customer_key(old.customer_id))["postings"].append(
+                f"reverse entry {entry_id} ({why})")
+    return True
+
+
+def _item_key(ctx: Ctx, old: Any) -> str:
+    emap = ctx.mapping.payments if old.kind == "payment" else ctx.mapping.consumption
+    assert emap is not None
+    return f"{ctx.mapping.crm}:{emap.module}:{old.crm_id}"
+
+
+def apply_deletion(ctx: Ctx, kind: str, old: Any, record: str) -> None:
+    """A deleted payment/consumption: reverse what it posted and raise an event flag."""
+    if old.status == "posted" and not reverse_entries(ctx, old, f"#v{old.version}:delete", "deleted in the CRM"):
+        return
+    with ctx.engine.begin() as conn:
+        conn.execute(t.items.update().where(t.items.c.connection == ctx.connection, t.items.c.kind == kind,
+                                            t.items.c.crm_id == old.crm_id)
+                     .values(status="deleted", event="payment_deleted" if old.status == "posted" else None,
+                             event_at=ctx.clock()))
+        state.resolve_error(conn, ctx.connection, record, "post", ctx.clock())
+
+
+def retry_failed(ctx: Ctx, kinds: Iterable[str]) -> None:
+    """Re-try items whose posting failed on an earlier run, from their stored payload (no CRM reads)."""
+    for kind in kinds:
+        with ctx.engine.connect() as conn:
+            rows = conn.execute(select(t.items).where(t.items.c.connection == ctx.connection, t.items.c.kind == kind,
+                                                      t.items.c.status == "error")).all()
+        model = Payment if kind == "payment" else Consumption
+        for row in rows:
+            apply_item(ctx, kind, model.model_validate_json(row.payload), row)

@@ -1,0 +1,178 @@
+"""Push: send the persisted outbox (field writes in the CRM's batch size, then tasks) and mark each answer."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+
+from connector.adapters.base import FieldUpdate, TaskRequest
+from connector.adapters.errors import CrmError
+from connector.errors import ConnectorError
+from connector.sync import state
+from connector.sync import tables as t
+from connector.sync.context import Ctx
+
+PENDING = ("planned", "failed")
+MAX_ATTEMPTS = 8
+
+
+def decode_values(ctx: Ctx, payload: str) -> dict[str, Any]:
+    """Outbox payload (JSON) -> typed values by the write-back field types (Decimal, int, datetime)."""
+    types = {fm.crm: fm.type for fm in ctx.mapping.write_back.values()}
+    out: dict[str, Any] = {}
+    for k, v in json.loads(payload).items():
+        kind = types.get(k)
+        if v is None:
+            out[k] = None
+        elif kind in ("money", "decimal"):
+            out[k] = Decimal(str(v))
+        elif kind == "integer":
+            out[k] = int(Decimal(str(v)))
+        elif kind == "datetime":
+            out[k] = datetime.fromisoformat(str(v))
+        elif kind == "date":
+            out[k] = date.fromisoformat(str(v))
+        else:
+            out[k] = v
+    return out
+
+
+def pending(ctx: Ctx) -> list[Any]:
+    """Outbox rows still to send (planned now, or left by a crashed or failed run)."""
+    with ctx.engine.connect() as conn:
+        return list(conn.execute(select(t.outbox).where(
+            t.outbox.c.connection == ctx.connection, t.outbox.c.status.in_(PENDING + ("sending",)))
+            .order_by(t.outbox.c.id)).all())
+
+
+def push(ctx: Ctx) -> None:
+    """Send every pending outbox row; a failure marks the row and the run goes on."""
+    rows = pending(ctx)
+    writes = [r for r in rows if r.kind == "write"]
+    by_module: dict[str, list[Any]] = defaultdict(list)
+    for r in writes:
+        by_module[r.module].append(r)
+    size = ctx.mapping.write_batch_size
+    for module, items in by_module.items():
+        for start in range(0, len(items), size):
+            _send_writes(ctx, module, items[start:start + size])
+    opens = [r for r in rows if r.kind == "task_open"]
+    for start in range(0, len(opens), 50):
+        _send_opens(ctx, opens[start:start + 50])
+    closes = [r for r in rows if r.kind == "task_close"]
+    for start in range(0, len(closes), 50):
+        _send_closes(ctx, closes[start:start + 50])
+
+
+def _mark(ctx: Ctx, ids: list[int], status: str, answer: Any = None) -> None:
+    with ctx.engine.begin() as conn:
+        conn.execute(t.outbox.update().where(t.outbox.c.id.in_(ids)).values(
+            status=status, answer=state.dumps(answer) if answer is not None else None,
+            attempts=t.outbox.c.attempts + 1, updated_at=ctx.clock()))
+
+
+def _send_writes(ctx: Ctx, module: str, rows: list[Any]) -> None:
+    updates = [FieldUpdate(crm_id=r.crm_id, values=decode_values(ctx, r.payload)) for r in rows]
+    _mark_sending(ctx, [r.id for r in rows])
+    try:
+        results = ctx.adapter.write_fields(module, updates)
+    except (CrmError, ConnectorError) as exc:
+        for r in rows:
+            ctx.error(f"{ctx.mapping.crm}:{module}:{r.crm_id}", "", "write", str(exc))
+        _mark(ctx, [r.id for r in rows], "failed", {"error": str(exc)})
+        return
+    ctx.report.write_calls += 1
+    now = ctx.clock()
+    with ctx.engine.begin() as conn:
+        for r, res in zip(rows, results):
+            answer = {"ok": res.ok, "code": res.code, "message": res.message, "field": res.field}
+            record = f"{ctx.mapping.crm}:{module}:{r.crm_id}"
+            if res.ok:
+                conn.execute(t.outbox.update().where(t.outbox.c.id == r.id).values(
+                    status="ok", answer=state.dumps(answer), attempts=r.attempts + 1, updated_at=now))
+                values = json.loads(r.payload)
+                cust = conn.execute(select(t.customers.c.fields).where(
+                    t.customers.c.connection == ctx.connection, t.customers.c.crm_id == r.crm_id)).scalar()
+                fields = state.loads(cust) or {}
+                for k, v in values.items():
+                    state.upsert(conn, t.sent, {"connection": ctx.connection, "crm_id": r.crm_id, "field": k},
+                                 {"value": _canon(ctx, k, v), "run_id": ctx.run_id, "sent_at": now})
+                    fields[k] = v
+                conn.execute(t.customers.update().where(t.customers.c.connection == ctx.connection,
+                                                        t.customers.c.crm_id == r.crm_id)
+                             .values(fields=state.dumps(fields)))
+                state.resolve_error(conn, ctx.connection, record, "write", now)
+                ctx.report.records_written += 1
+            else:
+                status = "failed" if r.attempts + 1 < MAX_ATTEMPTS else "dead"
+                conn.execute(t.outbox.update().where(t.outbox.c.id == r.id).values(
+                    status=status, answer=state.dumps(answer), attempts=r.attempts + 1, updated_at=now))
+                state.record_error(conn, ctx.connection, ctx.run_id, record, res.field or "", "write",
+                                   f"{res.code}: {res.message}", now)
+                ctx.report.error_total += 1
+                ctx.report.errors.append({"record": record, "field": res.field or "", "stage": "write",
+                                          "reason": f"{res.code}: {res.message}"})
+
+
+def _canon(ctx: Ctx, crm_field: str, value: Any) -> str | None:
+    from connector.sync.reconcile import norm
+
+    for fm in ctx.mapping.write_back.values():
+        if fm.crm == crm_field:
+            return norm(fm, value)
+    return None if value is None else str(value)
+
+
+def _mark_sending(ctx: Ctx, ids: list[int]) -> None:
+    with ctx.engine.begin() as conn:
+        conn.execute(t.outbox.update().where(t.outbox.c.id.in_(ids)).values(status="sending", updated_at=ctx.clock()))
+
+
+def _send_opens(ctx: Ctx, rows: list[Any]) -> None:
+    tasks = [TaskRequest.model_validate_json(r.payload) for r in rows]
+    _mark_sending(ctx, [r.id for r in rows])
+    try:
+        refs = ctx.adapter.create_tasks(tasks)
+    except (CrmError, ConnectorError) as exc:
+        for r in rows:
+            ctx.error(r.marker or "", "", "task", str(exc))
+        _mark(ctx, [r.id for r in rows], "failed", {"error": str(exc)})
+        return
+    by_marker = {ref.marker: ref for ref in refs}
+    now = ctx.clock()
+    with ctx.engine.begin() as conn:
+        for r in rows:
+            ref = by_marker.get(r.marker)
+            if ref is None:
+                conn.execute(t.outbox.update().where(t.outbox.c.id == r.id).values(
+                    status="failed", attempts=r.attempts + 1, updated_at=now, answer=state.dumps({"ok": False})))
+                continue
+            conn.execute(t.outbox.update().where(t.outbox.c.id == r.id).values(
+                status="ok", attempts=r.attempts + 1, updated_at=now,
+                answer=state.dumps({"ok": True, "task_id": ref.task_id})))
+            conn.execute(t.flags.update().where(t.flags.c.connection == ctx.connection, t.flags.c.marker == r.marker)
+                         .values(task_id=ref.task_id))
+            ctx.report.tasks_created += 1
+
+
+def _send_closes(ctx: Ctx, rows: list[Any]) -> None:
+    _mark_sending(ctx, [r.id for r in rows])
+    try:
+        found = ctx.adapter.find_tasks([r.marker for r in rows])
+        closed: set[str] = set()
+        for ref in found:
+            if ref.open:
+                ctx.adapter.close_task(ref.task_id)
+                closed.add(ref.marker)
+    except (CrmError, ConnectorError) as exc:
+        _mark(ctx, [r.id for r in rows], "failed", {"error": str(exc)})
+        for r in rows:
+            ctx.error(r.marker or "", "", "task", str(exc))
+        return
+    _mark(ctx, [r.id for r in rows], "ok", {"ok": True})
+    ctx.report.tasks_closed += len(closed)
