@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -60,6 +60,8 @@ class Settings(BaseModel):
     database_url: str = "sqlite:///./prepaid-sync.db"
     default_connection: str | None = None
     connections: dict[str, Connection] = Field(min_length=1)
+    compliance: dict[str, Any] = Field(default_factory=dict, description="read and checked by "
+                                       "connector.compliance.rules.load_rules")
 
     def connection(self, name: str | None) -> tuple[str, Connection]:
         """The named (or default, or only) connection."""

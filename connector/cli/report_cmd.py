@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from sqlalchemy import Engine
 
 from connector.cli.common import emit_json, handled, out, state
 from connector.compliance.custody import custody_report, previous_quarter, quarter_bounds
@@ -24,6 +25,7 @@ from connector.reports.display import money, zone
 from connector.reports.html import to_html as report_html
 from connector.reports.render import CUSTOMER_COLUMNS, SUMMARY_COLUMNS, customer_rows, print_tables, summary_rows, \
     to_csv, write_json
+from connector.reports.sync_attributes import for_connection
 from connector.statements import StatementLoader
 from connector.statements import to_csv as statement_csv
 from connector.statements import to_html as statement_html
@@ -36,8 +38,11 @@ AsOf = Annotated[str | None, typer.Option("--as-of", help="A date (end of that d
                                           "default now.")]
 Attributes = Annotated[Path | None, typer.Option("--attributes", help="CSV of CRM attributes: customer,name,owner,"
                                                  "tier,flags,kind (flags ';'-separated).")]
-Config = Annotated[Path | None, typer.Option("--config", help="File with the [compliance] table (else "
-                                             "$PREPAID_SYNC_CONFIG, else ./prepaid-sync.toml, else defaults).")]
+Config = Annotated[Path | None, typer.Option("--config", help="File with the [compliance] table and the "
+                                             "connections (else $PREPAID_SYNC_CONFIG, else "
+                                             "./prepaid-sync.toml, else defaults).")]
+ConnectionOpt = Annotated[str | None, typer.Option("--connection", help="Take tier, owner, flags and names "
+                                                   "from this connection's sync state (see --config).")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 FORMATS = ("table", "json", "csv", "html")
 
@@ -57,8 +62,15 @@ def parse_as_of(value: str | None) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def _attributes(path: Path | None) -> CustomerAttributes:
-    return StaticAttributes.from_csv(path) if path else NoAttributes()
+def _sources(path: Path | None, connection: str | None,
+             config: Path | None) -> tuple[Engine, CustomerAttributes]:
+    """The ledger engine and the attributes: `--attributes` CSV, `--connection` sync state, or none."""
+    if path is not None and connection is not None:
+        raise InvalidInput("give --attributes FILE or --connection NAME, not both", field="connection")
+    if connection is not None:
+        provider = for_connection(connection, config, state.db)
+        return provider.engine, provider
+    return make_engine(state.db), StaticAttributes.from_csv(path) if path else NoAttributes()
 
 
 def _write(text: str, path: Path | None) -> None:
@@ -75,7 +87,7 @@ def report(ctx: typer.Context, as_of: AsOf = None,
            fmt: Annotated[str, typer.Option("--format", "-f", help="table, json, csv or html.")] = "table",
            out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file (csv: also "
                                                          "FILE.customers.csv).")] = None,
-           attributes: Attributes = None, config: Config = None,
+           attributes: Attributes = None, connection: ConnectionOpt = None, config: Config = None,
            window: Annotated[int, typer.Option("--window-days", min=1, help="Days of consumption behind the "
                                                "rate.")] = 90,
            within: Annotated[int, typer.Option("--within", min=0, help="List customers running out within N "
@@ -87,8 +99,9 @@ def report(ctx: typer.Context, as_of: AsOf = None,
     with handled(fmt == "json"):
         if fmt not in FORMATS:
             raise InvalidInput(f"format: {fmt!r} is not one of {', '.join(FORMATS)}", field="format")
-        rep = build_report(make_engine(state.db), parse_as_of(as_of), attributes=_attributes(attributes),
-                           rules=load_rules(config), window_days=window, within_days=within, top_n=top)
+        engine, provider = _sources(attributes, connection, config)
+        rep = build_report(engine, parse_as_of(as_of), attributes=provider, rules=load_rules(config),
+                           window_days=window, within_days=within, top_n=top)
         if fmt == "table":
             print_tables(rep, out)
         elif fmt == "json" and out_file is not None:
@@ -130,13 +143,15 @@ def custody(quarter: Annotated[str | None, typer.Option("--quarter", help="e.g. 
 def compliance(start: Annotated[str | None, typer.Option("--from", help="Deposits from this date (default: "
                                                          "90 days before --to).")] = None,
                end: Annotated[str | None, typer.Option("--to", help="Through this date (default today).")] = None,
-               attributes: Attributes = None, config: Config = None, as_json: Json = False) -> None:
+               attributes: Attributes = None, connection: ConnectionOpt = None, config: Config = None,
+               as_json: Json = False) -> None:
     """Threshold warnings (real name, cash) for deposits in a period, and the prepayment switch."""
     with handled(as_json):
         rules = load_rules(config)
         stop = parse_datetime(end, "to", end_of_day=True) or datetime.now(UTC)
         begin = parse_datetime(start, "from") or stop - timedelta(days=90)
-        warnings = threshold_warnings(make_engine(state.db), begin, stop, rules, _attributes(attributes))
+        engine, provider = _sources(attributes, connection, config)
+        warnings = threshold_warnings(engine, begin, stop, rules, provider)
         if as_json:
             emit_json({"rules": rules.source, "accept_prepayments": rules.accept_prepayments,
                        "from": begin.isoformat(), "to": stop.isoformat(), "warnings": [w.to_dict() for w in warnings]})
@@ -187,7 +202,7 @@ def statement(customer: Annotated[str | None, typer.Argument(help="Customer key 
               out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file.")] = None,
               all_: Annotated[bool, typer.Option("--all", help="One file per customer with a balance.")] = False,
               out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Directory for --all.")] = None,
-              attributes: Attributes = None, config: Config = None) -> None:
+              attributes: Attributes = None, connection: ConnectionOpt = None, config: Config = None) -> None:
     """A customer statement: opening balance, every entry, closing balance, open lots, refund policy."""
     with handled(fmt == "json"):
         if fmt not in ("html", "csv", "json"):
@@ -201,8 +216,9 @@ def statement(customer: Annotated[str | None, typer.Argument(help="Customer key 
         zone_info = zone(tz)
         now = datetime.now(UTC)
         stop = _bound(end, tz, "to", next_day=True) or now
-        loader = StatementLoader(make_engine(state.db), _bound(start, tz, "from"), min(stop, now),
-                                 attributes=_attributes(attributes), rules=load_rules(config),
+        engine, provider = _sources(attributes, connection, config)
+        loader = StatementLoader(engine, _bound(start, tz, "from"), min(stop, now), attributes=provider,
+                                 rules=load_rules(config),
                                  currency=currency.upper() if currency else None)
 
         def _render(st: object) -> str:

@@ -1,8 +1,8 @@
 """Per-customer CRM attributes (name, owner, tier, flags, kind) for reports, from a pluggable provider.
 
 The ledger knows money, not people. A report asks a `CustomerAttributes` provider for what the
-CRM knows; `NoAttributes` answers nothing, `StaticAttributes` answers from a CSV file. The sync
-engine's tables can back another provider later (`--connection`), without touching the reports.
+CRM knows; `NoAttributes` answers nothing, `StaticAttributes` answers from a CSV file, and
+`sync_attributes.SyncAttributes` answers from the sync engine's tables (`--connection`).
 """
 
 from __future__ import annotations
