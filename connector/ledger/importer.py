@@ -20,13 +20,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine
 
 from connector.errors import ConnectorError, IdempotencyConflict, InvalidInput
 from connector.ledger import store
 from connector.ledger.ops import Request, make_request, plan
-from connector.ledger.rules import AccountState, LotState
-from connector.ledger.service import terms_table
+from connector.ledger.rules import AccountState
 from connector.ledger.tables import utcnow
 from connector.timeutil import parse_datetime
 
@@ -236,40 +235,7 @@ class _Session:
             report.errors.append(err)
 
     def _load_states(self, pairs: set[tuple[str, str]]) -> None:
-        missing = sorted(pairs - set(self.states))
-        if not missing:
-            return
-        acc, conn = store.accounts, self.conn
-        step = 5000
-        for start in range(0, len(missing), step):
-            part = missing[start:start + step]
-            wanted = set(part)
-            customers = sorted({c for c, _ in part})
-            have = {(r.customer_key, r.currency) for r in conn.execute(
-                select(acc.c.customer_key, acc.c.currency).where(store.one_of(conn, acc.c.customer_key, customers)))}
-            store.ensure_accounts(conn, [pair for pair in part if pair not in have], self.now)
-            query = select(acc).where(store.one_of(conn, acc.c.customer_key, customers)).order_by(acc.c.id)
-            if store.is_postgres(conn):
-                query = query.with_for_update()
-            by_id: dict[int, AccountState] = {}
-            for row in conn.execute(query):
-                if (row.customer_key, row.currency) not in wanted:
-                    continue
-                state = AccountState(row.id, row.customer_key, row.currency, row.balance, row.debt, row.credit_limit)
-                by_id[row.id] = state
-                self.states[(row.customer_key, row.currency)] = state
-            lots = store.lots
-            for r in conn.execute(select(lots.c.account_id, lots.c.id, lots.c.amount, lots.c.remaining,
-                                         lots.c.effective_at, lots.c.expires_at, lots.c.refundable, lots.c.priority)
-                                  .where(store.one_of(conn, lots.c.account_id, list(by_id)), lots.c.remaining > 0)):
-                by_id[r.account_id].lots.append(LotState(r.id, r.amount, r.remaining, r.effective_at, r.expires_at,
-                                                         bool(r.refundable), r.priority))
-            for row in conn.execute(select(terms_table.c.customer_key, terms_table.c.currency,
-                                           terms_table.c.refund_policy, terms_table.c.refund_fee_pct).where(
-                    store.one_of(conn, terms_table.c.customer_key, customers), terms_table.c.contract_ref == "")):
-                if (row.customer_key, row.currency) in wanted:
-                    self.policies[(row.customer_key, row.currency)] = (row.refund_policy,
-                                                                       Decimal(row.refund_fee_pct))
+        store.lock_accounts(self.conn, pairs, self.now, states=self.states, policies=self.policies)
 
 
 def import_text(engine: Engine, content: str, **kw: Any) -> ImportReport:

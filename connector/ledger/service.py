@@ -6,7 +6,8 @@ Idempotency is permanent: a key used before with the same payload returns the st
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import copy
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -15,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, select, text
 from sqlalchemy.exc import IntegrityError
 
-from connector.errors import CurrencyMismatch, IdempotencyConflict, InvalidInput, NotFound, ReversalRefused
+from connector.errors import ConnectorError, CurrencyMismatch, IdempotencyConflict, InvalidInput, NotFound, ReversalRefused
 from connector.ledger import store
 from connector.ledger.db import make_engine, write_transaction
 from connector.ledger.ops import Request, as_utc, make_request, plan
@@ -56,6 +57,20 @@ class PostingResult:
     def to_dict(self) -> dict[str, Any]:
         """JSON form: the stored result plus `status`."""
         return {"status": self.status, **self.data}
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """One request's outcome in `Ledger.post_batch`: created, exists (the stored result) or refused."""
+
+    request: Request
+    result: PostingResult | None = None
+    error: ConnectorError | None = None
+
+    @property
+    def status(self) -> str:
+        """`created`, `exists` or `refused`."""
+        return self.result.status if self.result is not None else "refused"
 
 
 @dataclass(frozen=True)
@@ -169,6 +184,75 @@ class Ledger:
             return plan(state, req, now, refund_policy=policy, refund_fee_pct=fee_pct)
 
         return self._run(req.key, req.hash(), planner)
+
+    def post_batch(self, requests: Sequence[Request], *,
+                   hook: Callable[[Connection, list[BatchOutcome]], None] | None = None) -> list[BatchOutcome]:
+        """Run many validated requests, in order, in ONE transaction; one outcome per request.
+
+        Each request gets what `post` would answer had the requests been posted one after another:
+        `created`, `exists` (the stored result; a key repeated in the batch answers like a replay)
+        or refused (the `LedgerRuleError`, `IdempotencyConflict`, `InvalidInput` or deposit-guard
+        error `post` would raise). A refused request writes nothing and does not stop the others.
+        Accounts are created and locked up front, in a fixed order. `hook(conn, outcomes)` runs in
+        the same transaction (so callers commit their own state with the postings); if it raises,
+        nothing is written.
+        """
+        reqs = list(requests)
+        if not reqs:
+            return []
+        for attempt in range(3):
+            try:
+                with write_transaction(self.engine) as conn:
+                    outcomes = self._batch(conn, reqs)
+                    if hook is not None:
+                        hook(conn, outcomes)
+                    return outcomes
+            except IntegrityError:
+                # Lost a race on a key to a concurrent transaction: the batch is rolled back whole;
+                # run it again, when that key now answers as a replay (or a conflict).
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _batch(self, conn: Connection, reqs: list[Request]) -> list[BatchOutcome]:
+        now = self.clock()
+        policies: dict[tuple[str, str], tuple[str, Decimal]] = {}
+        states = store.lock_accounts(conn, {(r.customer, r.currency) for r in reqs}, now, policies=policies)
+        seen = store.find_postings(conn, {r.key for r in reqs})
+        writer = store.PlanWriter(conn, now, batch_hint=len(reqs))
+        local: dict[str, tuple[str, dict[str, Any]]] = {}  # keys created by this batch: hash, result
+        outcomes: list[BatchOutcome] = []
+        for req in reqs:
+            digest = req.hash()
+            try:
+                if req.key in local:
+                    prior, data = local[req.key]
+                    if prior != digest:
+                        raise IdempotencyConflict(
+                            f"idempotency key {req.key!r} was already used for a different {req.op} "
+                            f"(customer {req.customer}, {req.currency}); nothing was written",
+                            key=req.key, customer=req.customer)
+                    outcomes.append(BatchOutcome(req, PostingResult("exists", copy.deepcopy(data))))
+                    continue
+                if req.key in seen:
+                    outcomes.append(BatchOutcome(req, _replayed(conn, seen[req.key], req.key, digest)))
+                    continue
+                state = states[(req.customer, req.currency)]
+                if req.op == "deposit" and self.deposit_guard is not None:
+                    self.deposit_guard(req)
+                if req.op in ("consume", "refund") or (req.op == "adjust" and req.amount < 0):
+                    self._check_currency(conn, state, req, states)
+                policy, pct = policies.get((req.customer, req.currency), ("full", Decimal(0)))
+                p = plan(state, req, now, refund_policy=policy, refund_fee_pct=pct, digest=digest)
+            except ConnectorError as exc:
+                outcomes.append(BatchOutcome(req, error=exc))
+                continue
+            data = writer.apply(p)
+            assert data is not None
+            local[req.key] = (digest, data)
+            outcomes.append(BatchOutcome(req, PostingResult("created", data)))
+        writer.flush()
+        return outcomes
 
     def reverse(self, entry_id: int, key: str, *, memo: str = "", effective_at: datetime | None = None) -> PostingResult:
         """Post the exact opposite of an entry; the original never changes."""
@@ -301,12 +385,20 @@ class Ledger:
                     raise
                 return _replayed(conn, row, key, digest)
 
-    def _check_currency(self, conn: Connection, state: AccountState, req: Request) -> None:
+    def _check_currency(self, conn: Connection, state: AccountState, req: Request,
+                        pending: dict[tuple[str, str], AccountState] | None = None) -> None:
         if state.balance > 0 or state.credit_limit > 0:
             return
-        others = conn.execute(select(store.accounts.c.currency).where(
+        found = set(conn.execute(select(store.accounts.c.currency).where(
             store.accounts.c.customer_key == req.customer, store.accounts.c.currency != req.currency,
-            store.accounts.c.balance > 0)).scalars().all()
+            store.accounts.c.balance > 0)).scalars().all())
+        for (customer, cur), other in (pending or {}).items():  # a batch's balances not yet written
+            if customer == req.customer and cur != req.currency:
+                if other.balance > 0:
+                    found.add(cur)
+                else:
+                    found.discard(cur)
+        others = sorted(found)
         if others:
             raise CurrencyMismatch(
                 f"{req.op} of {fmt(req.amount, req.currency)} {req.currency} for customer {req.customer} refused: "
@@ -324,40 +416,68 @@ class Ledger:
                   refund_policy: str = "full", refund_fee_pct: object = 0, credit_limit: object = 0,
                   low_balance_threshold: object = None) -> dict[str, Any]:
         """Create or replace the terms of a customer (contract_ref '') or of one of its contracts."""
-        cur = currency_code(currency)
-        if refund_policy not in REFUND_POLICIES:
-            raise InvalidInput(f"refund_policy: {refund_policy!r} is not one of {', '.join(REFUND_POLICIES)}",
-                               field="refund_policy")
-        pct = parse_amount(str(refund_fee_pct), "USD", field="refund_fee_pct", allow_zero=True) \
-            if not isinstance(refund_fee_pct, float) else parse_amount(refund_fee_pct, "USD")
-        if pct > 100:
-            raise InvalidInput("refund_fee_pct: must be between 0 and 100", field="refund_fee_pct")
-
-        def minor(value: object, name: str, zero: bool = True) -> int | None:
-            if value is None:
-                return None
-            return to_minor(parse_amount(value, cur, field=name, allow_zero=zero), cur)
-
-        row = {"customer_key": customer, "currency": cur, "contract_ref": contract_ref,
-               "agreed_amount": minor(agreed_amount, "agreed_amount"), "due_date": due_date,
-               "valid_from": valid_from, "valid_until": valid_until, "refund_policy": refund_policy,
-               "refund_fee_pct": str(pct), "credit_limit": minor(credit_limit, "credit_limit") or 0,
-               "low_balance_threshold": minor(low_balance_threshold, "low_balance_threshold")}
+        row = _terms_row(customer, currency, contract_ref=contract_ref, agreed_amount=agreed_amount,
+                         due_date=due_date, valid_from=valid_from, valid_until=valid_until,
+                         refund_policy=refund_policy, refund_fee_pct=refund_fee_pct, credit_limit=credit_limit,
+                         low_balance_threshold=low_balance_threshold)
         with write_transaction(self.engine) as conn:
-            now = self.clock()
+            self._write_terms(conn, [row], self.clock())
+        return self.get_terms(customer, row["currency"], contract_ref) or {}
+
+    def set_terms_many(self, items: Sequence[dict[str, Any]], *,
+                       hook: Callable[[Connection, list[ConnectorError | None]], None] | None = None
+                       ) -> list[ConnectorError | None]:
+        """`set_terms` for many, in order, in ONE transaction; per item None (written) or the refusal.
+
+        Each item holds `set_terms`' arguments by name (`customer`, `currency`, ...). An invalid
+        item writes nothing and does not stop the others; later items win over earlier ones for the
+        same terms, as one `set_terms` call after another would. `hook(conn, outcomes)` runs in the
+        same transaction.
+        """
+        rows: list[dict[str, Any]] = []
+        outcomes: list[ConnectorError | None] = []
+        for item in items:
+            try:
+                rows.append(_terms_row(**item))
+                outcomes.append(None)
+            except ConnectorError as exc:
+                outcomes.append(exc)
+        if not items:
+            return outcomes
+        with write_transaction(self.engine) as conn:
+            self._write_terms(conn, rows, self.clock())
+            if hook is not None:
+                hook(conn, outcomes)
+        return outcomes
+
+    def _write_terms(self, conn: Connection, rows: list[dict[str, Any]], now: datetime) -> None:
+        customer_level = [(r["customer_key"], r["currency"]) for r in rows if r["contract_ref"] == ""]
+        states = store.lock_accounts(conn, customer_level, now) if customer_level else {}
+        limits: dict[int, int] = {}
+        for row in rows:
             row["updated_at"] = now
-            if contract_ref == "":
-                state = store.lock_account(conn, customer, cur, now)
-                assert state is not None
-                conn.execute(store.accounts.update().where(store.accounts.c.id == state.id)
-                             .values(credit_limit=row["credit_limit"], updated_at=now))
-            scope = and_(terms_table.c.customer_key == customer, terms_table.c.currency == cur,
-                         terms_table.c.contract_ref == contract_ref)
-            if conn.execute(select(terms_table.c.id).where(scope)).first():
-                conn.execute(terms_table.update().where(scope).values(**row))
+            if row["contract_ref"] == "":
+                limits[states[(row["customer_key"], row["currency"])].id] = row["credit_limit"]
+        if limits:
+            stamp = now if store.is_postgres(conn) else store._sqlite_time(now)
+            store.bulk_update(conn, "UPDATE accounts SET credit_limit = ?, updated_at = ? WHERE id = ?",
+                              [(limit, stamp, acc_id) for acc_id, limit in limits.items()])
+        scopes = {(r["customer_key"], r["currency"], r["contract_ref"]) for r in rows}
+        customers = sorted({c for c, _, _ in scopes})
+        have: set[tuple[str, str, str]] = set()
+        for start in range(0, len(customers), 5000):
+            have |= {(r.customer_key, r.currency, r.contract_ref) for r in conn.execute(
+                select(terms_table.c.customer_key, terms_table.c.currency, terms_table.c.contract_ref).where(
+                    store.one_of(conn, terms_table.c.customer_key, customers[start:start + 5000])))}
+        for row in rows:
+            scope = (row["customer_key"], row["currency"], row["contract_ref"])
+            if scope in have:
+                conn.execute(terms_table.update().where(
+                    terms_table.c.customer_key == scope[0], terms_table.c.currency == scope[1],
+                    terms_table.c.contract_ref == scope[2]).values(**row))
             else:
                 conn.execute(terms_table.insert().values(**row))
-        return self.get_terms(customer, cur, contract_ref) or {}
+                have.add(scope)
 
     def get_terms(self, customer: str, currency: str, contract_ref: str = "") -> dict[str, Any] | None:
         """Terms as JSON-friendly data, or None."""
@@ -487,6 +607,32 @@ def _replayed(conn: Connection, row: Any, key: str, digest: str) -> PostingResul
             f"(customer {row.customer_key}, {row.currency}); nothing was written",
             key=key, customer=row.customer_key)
     return PostingResult("exists", store.rebuild_result(conn, row))
+
+
+def _terms_row(customer: str, currency: str, *, contract_ref: str = "", agreed_amount: object = None,
+               due_date: date | None = None, valid_from: date | None = None, valid_until: date | None = None,
+               refund_policy: str = "full", refund_fee_pct: object = 0, credit_limit: object = 0,
+               low_balance_threshold: object = None) -> dict[str, Any]:
+    """Validate `set_terms` arguments into a terms row (amounts in minor units)."""
+    cur = currency_code(currency)
+    if refund_policy not in REFUND_POLICIES:
+        raise InvalidInput(f"refund_policy: {refund_policy!r} is not one of {', '.join(REFUND_POLICIES)}",
+                           field="refund_policy")
+    pct = parse_amount(str(refund_fee_pct), "USD", field="refund_fee_pct", allow_zero=True) \
+        if not isinstance(refund_fee_pct, float) else parse_amount(refund_fee_pct, "USD")
+    if pct > 100:
+        raise InvalidInput("refund_fee_pct: must be between 0 and 100", field="refund_fee_pct")
+
+    def minor(value: object, name: str, zero: bool = True) -> int | None:
+        if value is None:
+            return None
+        return to_minor(parse_amount(value, cur, field=name, allow_zero=zero), cur)
+
+    return {"customer_key": customer, "currency": cur, "contract_ref": contract_ref,
+            "agreed_amount": minor(agreed_amount, "agreed_amount"), "due_date": due_date,
+            "valid_from": valid_from, "valid_until": valid_until, "refund_policy": refund_policy,
+            "refund_fee_pct": str(pct), "credit_limit": minor(credit_limit, "credit_limit") or 0,
+            "low_balance_threshold": minor(low_balance_threshold, "low_balance_threshold")}
 
 
 def now_utc() -> datetime:

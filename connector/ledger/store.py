@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ARRAY, BigInteger, Boolean, Connection, Integer, String, any_, literal, select, text
@@ -18,7 +19,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from connector.ledger.plan import NewLot, Plan
 from connector.ledger.rules import AccountState, LotState
-from connector.ledger.tables import Account, Allocation, Entry, Lot, Posting, UTCDateTime
+from connector.ledger.tables import Account, Allocation, Entry, Lot, Posting, Terms, UTCDateTime
 from connector.money import fmt
 
 accounts = Account.__table__  # type: ignore[attr-defined]
@@ -158,16 +159,65 @@ def one_of(conn: Connection, column: Any, values: list[Any]) -> Any:
 
 
 def find_postings(conn: Connection, keys: Iterable[str]) -> dict[str, Any]:
-    """Posting rows for many keys at once (bulk import)."""
+    """Posting rows for many keys at once (bulk import, batches); rows as `find_posting` returns them."""
     found: dict[str, Any] = {}
     key_list = list(keys)
     step = 20000 if is_postgres(conn) else 5000
     for start in range(0, len(key_list), step):
         chunk = key_list[start:start + step]
-        for row in conn.execute(select(postings.c.key, postings.c.payload_hash)
+        for row in conn.execute(select(postings.c.key, postings.c.op, postings.c.payload_hash,
+                                       postings.c.customer_key, postings.c.currency, postings.c.result)
                                 .where(one_of(conn, postings.c.key, chunk))):
             found[row.key] = row
     return found
+
+
+def lock_accounts(conn: Connection, pairs: Iterable[tuple[str, str]], now: datetime, *,
+                  states: dict[tuple[str, str], AccountState] | None = None,
+                  policies: dict[tuple[str, str], tuple[str, Decimal]] | None = None,
+                  step: int = 5000) -> dict[tuple[str, str], AccountState]:
+    """Create missing accounts, lock them and load their open lots (and refund policies), in bulk.
+
+    Accounts already in `states` are left alone. Rows are created and locked in one order (pairs
+    sorted; rows by id), so concurrent batches cannot deadlock. PostgreSQL: `SELECT ... FOR UPDATE`;
+    SQLite: the transaction already holds the write lock (`BEGIN IMMEDIATE`). When `policies` is
+    given, the customer-level refund policy of each pair that has terms is stored in it.
+    """
+    terms = Terms.__table__  # type: ignore[attr-defined]
+    states = {} if states is None else states
+    missing = sorted(set(pairs) - set(states))
+    acc = accounts
+    for start in range(0, len(missing), step):
+        part = missing[start:start + step]
+        wanted = set(part)
+        customers = sorted({c for c, _ in part})
+        have = {(r.customer_key, r.currency) for r in conn.execute(
+            select(acc.c.customer_key, acc.c.currency).where(one_of(conn, acc.c.customer_key, customers)))}
+        ensure_accounts(conn, [pair for pair in part if pair not in have], now)
+        query = select(acc).where(one_of(conn, acc.c.customer_key, customers)).order_by(acc.c.id)
+        if is_postgres(conn):
+            query = query.with_for_update()
+        by_id: dict[int, AccountState] = {}
+        for row in conn.execute(query):
+            if (row.customer_key, row.currency) not in wanted:
+                continue
+            state = AccountState(row.id, row.customer_key, row.currency, row.balance, row.debt, row.credit_limit)
+            by_id[row.id] = state
+            states[(row.customer_key, row.currency)] = state
+        for r in conn.execute(select(lots.c.account_id, lots.c.id, lots.c.amount, lots.c.remaining,
+                                     lots.c.effective_at, lots.c.expires_at, lots.c.refundable, lots.c.priority)
+                              .where(one_of(conn, lots.c.account_id, list(by_id)), lots.c.remaining > 0)
+                              .order_by(lots.c.id)):
+            by_id[r.account_id].lots.append(LotState(r.id, r.amount, r.remaining, r.effective_at, r.expires_at,
+                                                     bool(r.refundable), r.priority))
+        if policies is None:
+            continue
+        for row in conn.execute(select(terms.c.customer_key, terms.c.currency, terms.c.refund_policy,
+                                       terms.c.refund_fee_pct).where(
+                one_of(conn, terms.c.customer_key, customers), terms.c.contract_ref == "")):
+            if (row.customer_key, row.currency) in wanted:
+                policies[(row.customer_key, row.currency)] = (row.refund_policy, Decimal(row.refund_fee_pct))
+    return states
 
 
 _TIME_TEXT: dict[datetime, str] = {}

@@ -15,7 +15,8 @@ from connector.adapters.base import EntitySpec
 from connector.domain import Consumption, Contract, Customer, Deletion, Entity, Payment
 from connector.errors import ConnectorError
 from connector.ledger.rules import REFUND_POLICIES
-from connector.ledger.service import PostingResult
+from connector.ledger.ops import make_request
+from connector.ledger.service import BatchOutcome
 from connector.mapping.models import EntityMap, Mapping
 from connector.sync import state
 from connector.sync import tables as t
@@ -70,6 +71,7 @@ def run_stream(ctx: Ctx, name: str, spec: EntitySpec, since: datetime | None) ->
     for item in ctx.adapter.stream(spec, since=since, overlap=ctx.overlap if since else ctx.overlap * 0):
         count += 1
         handler.take(item)
+    handler.finish()  # post what is still pending before the cursor may pass it
     with ctx.engine.begin() as conn:
         handler.flush(conn)
         state.set_cursor(conn, ctx.connection, name, ctx.started_at, ctx.run_id)
@@ -84,6 +86,9 @@ class _Handler:
 
     def take(self, item: Any) -> None:
         raise NotImplementedError
+
+    def finish(self) -> None:
+        """Process what is buffered (in its own transactions); the stream's last flush follows."""
 
     def queue(self, keys: dict[str, Any], values: dict[str, Any]) -> None:
         self.rows.append((keys, values))
@@ -112,50 +117,107 @@ class _Customers(_Handler):
 
 
 class _Contracts(_Handler):
+    """Contracts set terms (contract and customer level), a page at a time in one transaction."""
+
+    def __init__(self, ctx: Ctx, name: str) -> None:
+        super().__init__(ctx, name)
+        self.pending: list[Contract] = []
+
     def take(self, item: Any) -> None:
         ctx = self.ctx
-        keys = {"connection": ctx.connection, "crm_id": item.crm_id}
         if isinstance(item, Deletion):
-            self.queue(keys, {"deleted_at": item.deleted_at, "payload": "{}"})
+            self.finish()
+            self.queue({"connection": ctx.connection, "crm_id": item.crm_id},
+                       {"deleted_at": item.deleted_at, "payload": "{}"})
             return
         assert isinstance(item, Contract)
+        if any(p.crm_id == item.crm_id for p in self.pending):
+            self.finish()
+        self.pending.append(item)
+        if len(self.pending) >= BATCH:
+            self.finish()
+
+    def finish(self) -> None:
+        items, self.pending = self.pending, []
+        if not items:
+            return
+        ctx = self.ctx
         emap = ctx.mapping.contracts
-        payload = {"crm_id": item.crm_id, "name": item.name, "prepay_amount": item.prepay_amount,
-                   "due_date": item.due_date, "valid_from": item.valid_from, "valid_until": item.valid_until,
-                   "refund_policy": _picked(emap, "refund_policy", item.refund_policy),
-                   "refund_fee_pct": item.refund_fee_pct, "credit_limit": item.credit_limit,
-                   "low_balance_threshold": item.low_balance_threshold,
-                   "status": _picked(emap, "status", item.status), "customer_id": item.customer_id}
-        digest = fingerprint(payload)
+        c = t.contracts.c
         with ctx.engine.connect() as conn:
-            old = conn.execute(select(t.contracts.c.payload, t.contracts.c.currency, t.contracts.c.deleted_at)
-                               .where(t.contracts.c.connection == ctx.connection,
-                                      t.contracts.c.crm_id == item.crm_id)).first()
-        if old is not None and old.deleted_at is None and fingerprint(state.loads(old.payload)) == digest:
-            return  # unchanged (an overlap re-read or an echo)
-        if not item.customer_id:
-            ctx.error(item.key, ctx.mapping.contracts.fields["customer_id"].crm, "pull", "contract has no customer")
+            olds = {r.crm_id: r for r in conn.execute(select(c.crm_id, c.payload, c.deleted_at).where(
+                c.connection == ctx.connection, c.crm_id.in_([i.crm_id for i in items])))}
+        currencies = _customer_currencies(ctx, [i.customer_id for i in items if not i.currency and i.customer_id])
+        todo: list[tuple[Contract, dict[str, Any], str]] = []
+        terms_items: list[dict[str, Any]] = []
+        for item in items:
+            payload = {"crm_id": item.crm_id, "name": item.name, "prepay_amount": item.prepay_amount,
+                       "due_date": item.due_date, "valid_from": item.valid_from, "valid_until": item.valid_until,
+                       "refund_policy": _picked(emap, "refund_policy", item.refund_policy),
+                       "refund_fee_pct": item.refund_fee_pct, "credit_limit": item.credit_limit,
+                       "low_balance_threshold": item.low_balance_threshold,
+                       "status": _picked(emap, "status", item.status), "customer_id": item.customer_id}
+            old = olds.get(item.crm_id)
+            if old is not None and old.deleted_at is None and \
+                    fingerprint(state.loads(old.payload)) == fingerprint(payload):
+                continue  # unchanged (an overlap re-read or an echo)
+            if not item.customer_id:
+                ctx.error(item.key, emap.fields["customer_id"].crm, "pull", "contract has no customer")
+                continue
+            customer = ctx.customer_key(item.customer_id)
+            currency = item.currency or currencies.get(item.customer_id) or ctx.mapping.currency
+            if not currency:
+                ctx.error(item.key, "currency", "pull", "no currency on the contract, its customer or the mapping")
+                continue
+            policy = payload["refund_policy"] if payload["refund_policy"] in REFUND_POLICIES else "full"
+            terms = dict(customer=customer, currency=currency, agreed_amount=item.prepay_amount,
+                         due_date=item.due_date, valid_from=item.valid_from, valid_until=item.valid_until,
+                         refund_policy=policy, refund_fee_pct=item.refund_fee_pct or 0,
+                         credit_limit=item.credit_limit or 0, low_balance_threshold=item.low_balance_threshold)
+            terms_items += [{**terms, "contract_ref": item.key}, terms]
+            todo.append((item, payload, currency))
+        if not todo:
             return
-        customer = ctx.customer_key(item.customer_id)
-        currency = item.currency or _customer_currency(ctx, item.customer_id) or ctx.mapping.currency
-        if not currency:
-            ctx.error(item.key, "currency", "pull", "no currency on the contract, its customer or the mapping")
-            return
-        policy = payload["refund_policy"] if payload["refund_policy"] in REFUND_POLICIES else "full"
-        terms = dict(agreed_amount=item.prepay_amount, due_date=item.due_date, valid_from=item.valid_from,
-                     valid_until=item.valid_until, refund_policy=policy, refund_fee_pct=item.refund_fee_pct or 0,
-                     credit_limit=item.credit_limit or 0, low_balance_threshold=item.low_balance_threshold)
-        try:
-            ctx.ledger.set_terms(customer, currency, contract_ref=item.key, **terms)
-            ctx.ledger.set_terms(customer, currency, **terms)
-        except ConnectorError as exc:
-            ctx.error(item.key, str(exc.details.get("field", "")), "terms", exc.message)
-            return
-        ctx.report.terms_set += 1
-        with ctx.engine.begin() as conn:
-            state.resolve_error(conn, ctx.connection, item.key, "terms", ctx.clock())
-        self.queue(keys, {"customer_id": item.customer_id, "currency": currency,
-                          "payload": state.dumps(payload), "deleted_at": None, "modified_at": item.modified_at})
+        now = ctx.clock()
+
+        def hook(conn: Connection, outcomes: list[ConnectorError | None]) -> None:
+            # The contract's sync state commits with its terms.
+            done = [(item, payload, currency) for n, (item, payload, currency) in enumerate(todo)
+                    if outcomes[2 * n] is None and outcomes[2 * n + 1] is None]
+            open_errors = _open_errors(conn, ctx, [item.key for item, _, _ in done], "terms")
+            for item, payload, currency in done:
+                if item.key in open_errors:
+                    state.resolve_error(conn, ctx.connection, item.key, "terms", now)
+                state.upsert(conn, t.contracts, {"connection": ctx.connection, "crm_id": item.crm_id},
+                             {"customer_id": item.customer_id, "currency": currency,
+                              "payload": state.dumps(payload), "deleted_at": None, "modified_at": item.modified_at})
+
+        outcomes = ctx.ledger.set_terms_many(terms_items, hook=hook)
+        for n, (item, _, _) in enumerate(todo):
+            exc = outcomes[2 * n] or outcomes[2 * n + 1]
+            if exc is not None:
+                ctx.error(item.key, str(exc.details.get("field", "")), "terms", exc.message)
+            else:
+                ctx.report.terms_set += 1
+
+
+def _open_errors(conn: Connection, ctx: Ctx, records: list[str], stage: str) -> set[str]:
+    """Which of `records` have an open error at `stage` (so only those are resolved)."""
+    if not records:
+        return set()
+    e = t.errors.c
+    return set(conn.execute(select(e.record).where(e.connection == ctx.connection, e.stage == stage,
+                                                   e.resolved_at.is_(None), e.record.in_(records))).scalars())
+
+
+def _customer_currencies(ctx: Ctx, crm_ids: list[str]) -> dict[str, str]:
+    """Currencies of many pulled customers at once."""
+    if not crm_ids:
+        return {}
+    c = t.customers.c
+    with ctx.engine.connect() as conn:
+        return {r.crm_id: r.currency for r in conn.execute(select(c.crm_id, c.currency).where(
+            c.connection == ctx.connection, c.crm_id.in_(sorted(set(crm_ids))))) if r.currency}
 
 
 def _customer_currency(ctx: Ctx, crm_id: str) -> str | None:
@@ -177,19 +239,119 @@ def _when(value: datetime | date | None, zone: str | None, now: datetime) -> dat
 
 
 class _Items(_Handler):
-    """Payments (-> deposits) and consumption (-> consume); edits reverse and re-post; deletes reverse."""
+    """Payments (-> deposits) and consumption (-> consume); edits reverse and re-post; deletes reverse.
+
+    Items are taken a page (`BATCH`) at a time: their sync state is read in one query and their
+    postings go to the ledger in one transaction, with the items' state (`Poster`).
+    """
+
+    def __init__(self, ctx: Ctx, name: str) -> None:
+        super().__init__(ctx, name)
+        self.kind = "payment" if name == "payments" else "consumption"
+        self.pending: dict[str, Any] = {}
 
     def take(self, item: Any) -> None:
-        ctx = self.ctx
-        kind = "payment" if self.name == "payments" else "consumption"
-        with ctx.engine.connect() as conn:
-            old = conn.execute(select(t.items).where(t.items.c.connection == ctx.connection,
-                                                     t.items.c.kind == kind, t.items.c.crm_id == item.crm_id)).first()
-        if isinstance(item, Deletion):
-            if old is not None and old.status != "deleted":
-                apply_deletion(ctx, kind, old, item.key)
+        if item.crm_id in self.pending:
+            self.finish()
+        self.pending[item.crm_id] = item
+        if len(self.pending) >= BATCH:
+            self.finish()
+
+    def finish(self) -> None:
+        items, self.pending = list(self.pending.values()), {}
+        if not items:
             return
-        apply_item(ctx, kind, item, old)
+        ctx, kind = self.ctx, self.kind
+        c = t.items.c
+        with ctx.engine.connect() as conn:
+            olds = {r.crm_id: r for r in conn.execute(select(t.items).where(
+                c.connection == ctx.connection, c.kind == kind, c.crm_id.in_([i.crm_id for i in items])))}
+        poster = Poster(ctx)
+        poster.currencies = _customer_currencies(
+            ctx, [i.customer_id for i in items if not isinstance(i, Deletion) and not i.currency and i.customer_id])
+        for item in items:
+            old = olds.get(item.crm_id)
+            if isinstance(item, Deletion):
+                if old is not None and old.status != "deleted":
+                    poster.flush()  # keep the ledger's order of events
+                    apply_deletion(ctx, kind, old, item.key)
+                continue
+            apply_item(ctx, kind, item, old, poster)
+        poster.flush()
+
+
+class _Pending:
+    __slots__ = ("kind", "req", "keys", "row", "record", "fld", "customer", "label", "new")
+
+    def __init__(self, **kw: Any) -> None:
+        for k, v in kw.items():
+            setattr(self, k, v)
+
+
+class Poster:
+    """Collects postings (and state-only item rows) and sends them as one ledger batch.
+
+    Each posting's item state row is written in the batch's transaction (`Ledger.post_batch`
+    hook), so a posting and the state that says it was made commit together or not at all.
+    """
+
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx = ctx
+        self.pending: list[_Pending] = []
+        self.rows: list[tuple[dict[str, Any], dict[str, Any], bool]] = []  # state-only: keys, values, new
+        self.currencies: dict[str, str] = {}
+
+    def currency_of(self, crm_id: str) -> str | None:
+        """A customer's currency (prefetched for the page, else read)."""
+        return self.currencies.get(crm_id) or _customer_currency(self.ctx, crm_id)
+
+    def flush(self) -> None:
+        """Post everything collected in one transaction, then record the refusals (run goes on)."""
+        pending, rows = self.pending, self.rows
+        self.pending, self.rows = [], []
+        ctx = self.ctx
+        if not pending:
+            if rows:
+                with ctx.engine.begin() as conn:
+                    _write_rows(conn, rows)
+            return
+        now = ctx.clock()
+
+        def hook(conn: Connection, outcomes: list[BatchOutcome]) -> None:
+            _write_rows(conn, rows)
+            done = [(p, o) for p, o in zip(pending, outcomes, strict=True) if o.result is not None]
+            open_errors = _open_errors(conn, ctx, [p.record for p, _ in done], "post")
+            new = [{**p.keys, **p.row, "status": "posted", "entry_ids": state.dumps(o.result.entry_ids)}
+                   for p, o in done if p.new]
+            if new:
+                conn.execute(t.items.insert(), new)
+            for p, o in done:
+                assert o.result is not None
+                if not p.new:
+                    state.upsert(conn, t.items, p.keys,
+                                 {**p.row, "status": "posted", "entry_ids": state.dumps(o.result.entry_ids)})
+                if p.record in open_errors:
+                    state.resolve_error(conn, ctx.connection, p.record, "post", now)
+
+        outcomes = ctx.ledger.post_batch([p.req for p in pending], hook=hook)
+        for p, o in zip(pending, outcomes, strict=True):
+            if o.error is not None:
+                _fail(ctx, p.keys, p.row, p.record, p.fld, o.error.message)
+            elif o.result is not None and o.result.created:
+                if p.kind == "payment":
+                    ctx.report.deposits_posted += 1
+                else:
+                    ctx.report.consumptions_posted += 1
+                ctx.report.customer(p.customer)["postings"].append(p.label)
+
+
+def _write_rows(conn: Connection, rows: list[tuple[dict[str, Any], dict[str, Any], bool]]) -> None:
+    new = [{**keys, **values} for keys, values, is_new in rows if is_new]
+    if new:
+        conn.execute(t.items.insert(), new)
+    for keys, values, is_new in rows:
+        if not is_new:
+            state.upsert(conn, t.items, keys, values)
 
 
 def _postable(m: Mapping, kind: str, item: Payment | Consumption) -> bool:
@@ -197,8 +359,16 @@ def _postable(m: Mapping, kind: str, item: Payment | Consumption) -> bool:
     return not statuses or (isinstance(item, Payment) and item.status in statuses)
 
 
-def apply_item(ctx: Ctx, kind: str, item: Payment | Consumption, old: Any) -> None:
-    """Post a new or edited payment/consumption exactly once (retried from state on later runs)."""
+def apply_item(ctx: Ctx, kind: str, item: Payment | Consumption, old: Any, poster: Poster | None = None) -> None:
+    """Post a new or edited payment/consumption exactly once (retried from state on later runs).
+
+    With `poster` the posting joins its batch (sent by `poster.flush()`); without, it is sent now.
+    """
+    if poster is None:
+        poster = Poster(ctx)
+        apply_item(ctx, kind, item, old, poster)
+        poster.flush()
+        return
     m = ctx.mapping
     emap = m.payments if kind == "payment" else m.consumption
     assert emap is not None
@@ -206,7 +376,7 @@ def apply_item(ctx: Ctx, kind: str, item: Payment | Consumption, old: Any) -> No
         ctx.error(item.key, emap.fields["customer_id"].crm, "post", f"{kind} has no customer")
         return
     customer = ctx.customer_key(item.customer_id)
-    currency = item.currency or _customer_currency(ctx, item.customer_id) or m.currency
+    currency = item.currency or poster.currency_of(item.customer_id) or m.currency
     when_field = emap.fields.get("paid_at" if kind == "payment" else "used_at")
     at = _when(item.paid_at if isinstance(item, Payment) else item.used_at,
                when_field.timezone if when_field else None, ctx.clock()) or item.modified_at
@@ -219,6 +389,7 @@ def apply_item(ctx: Ctx, kind: str, item: Payment | Consumption, old: Any) -> No
     version = (old.version + 1) if old is not None else 1
     event = None
     if old is not None and old.status == "posted":
+        poster.flush()  # the ledger sees events in the CRM's order
         if not reverse_entries(ctx, old, f"#v{old.version}:edit", "edited in the CRM"):
             return
         event = "payment_changed" if kind == "payment" else None
@@ -229,38 +400,22 @@ def apply_item(ctx: Ctx, kind: str, item: Payment | Consumption, old: Any) -> No
         row.update(event=event, event_at=ctx.clock())
     keys = {"connection": ctx.connection, "kind": kind, "crm_id": item.crm_id}
     if not postable:
-        with ctx.engine.begin() as conn:
-            state.upsert(conn, t.items, keys, {**row, "status": "skipped", "entry_ids": "[]"})
+        poster.rows.append((keys, {**row, "status": "skipped", "entry_ids": "[]"}, old is None))
         return
     if not currency:
         _fail(ctx, keys, row, item.key, "currency", "no currency on the record, its customer or the mapping")
         return
-
-    def hook(conn: Connection, result: PostingResult) -> None:
-        state.upsert(conn, t.items, keys, {**row, "status": "posted", "entry_ids": state.dumps(result.entry_ids)})
-        state.resolve_error(conn, ctx.connection, item.key, "post", ctx.clock())
-
-    key = f"{item.key}#v{version}"
-    ctx.ledger.tx_hook = hook
+    op = "deposit" if kind == "payment" else "consume"
+    fld = emap.fields["amount"].crm
     try:
-        if kind == "payment":
-            result = ctx.ledger.deposit(customer, item.amount, currency, key, effective_at=at,
-                                        source=(m.crm, item.key), memo=f"{item.module} {item.crm_id}")
-        else:
-            result = ctx.ledger.consume(customer, item.amount, currency, key, effective_at=at,
-                                        source=(m.crm, item.key), memo=f"{item.module} {item.crm_id}")
+        req = make_request(op, customer, item.amount, currency, f"{item.key}#v{version}", effective_at=at,
+                           source=(m.crm, item.key), memo=f"{item.module} {item.crm_id}")
     except ConnectorError as exc:
-        _fail(ctx, keys, row, item.key, emap.fields["amount"].crm, exc.message)
+        _fail(ctx, keys, row, item.key, fld, exc.message)
         return
-    finally:
-        ctx.ledger.tx_hook = None
-    if result.created:
-        if kind == "payment":
-            ctx.report.deposits_posted += 1
-        else:
-            ctx.report.consumptions_posted += 1
-        ctx.report.customer(customer)["postings"].append(
-            f"{'deposit' if kind == 'payment' else 'consume'} {item.amount} {currency} ({item.key} v{version})")
+    poster.pending.append(_Pending(kind=kind, req=req, keys=keys, row=row, record=item.key, fld=fld,
+                                  customer=customer, label=f"{op} {item.amount} {currency} ({item.key} v{version})",
+                                  new=old is None))
 
 
 def _fail(ctx: Ctx, keys: dict[str, Any], row: dict[str, Any], record: str, fld: str, reason: str) -> None:
@@ -309,5 +464,9 @@ def retry_failed(ctx: Ctx, kinds: Iterable[str]) -> None:
             rows = conn.execute(select(t.items).where(t.items.c.connection == ctx.connection, t.items.c.kind == kind,
                                                       t.items.c.status == "error")).all()
         model = Payment if kind == "payment" else Consumption
+        poster = Poster(ctx)
         for row in rows:
-            apply_item(ctx, kind, model.model_validate_json(row.payload), row)
+            apply_item(ctx, kind, model.model_validate_json(row.payload), row, poster)
+            if len(poster.pending) >= BATCH:
+                poster.flush()
+        poster.flush()
