@@ -179,7 +179,17 @@ class Importer:
             raise
         finally:
             conn.close()
+        if report.applied and report.created and self.engine.dialect.name == "postgresql":
+            self._vacuum()
         return report
+
+
+    def _vacuum(self) -> None:
+        # A bulk import rewrites many account and lot rows: reclaim the dead versions and refresh
+        # the planner's statistics now, as PostgreSQL advises after bulk loads, rather than leave
+        # the next queries to a bloated table until autovacuum comes round.
+        with self.engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM (ANALYZE) accounts, lots")
 
 
 class _Session:
