@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from connector.cli.common import emit_json, err, handled, out, state
+from connector.cli.progress import RunProgress
 from connector.config import Connection, LoadedSettings, Settings, load_settings, render
 from connector.errors import ConfigError
 from connector.ledger.db import make_engine
@@ -81,7 +82,12 @@ def run_cmd(connection: ConnOpt = None, config: ConfigOpt = None,
     """Pull CRM changes, post them to the ledger, reconcile, and write back what changed."""
     with handled(as_json):
         engine, _name = engine_for(load_settings(config), connection)
-        report = engine.run(full=full, dry_run=dry_run)
+        if as_json:
+            report = engine.run(full=full, dry_run=dry_run)
+        else:
+            with RunProgress(err) as progress:
+                engine.progress = progress
+                report = engine.run(full=full, dry_run=dry_run)
         engine.adapter.close()
     if as_json:
         emit_json(report.to_dict())

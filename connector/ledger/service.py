@@ -534,6 +534,25 @@ class Ledger:
                 views.append(BalanceView(customer, c, from_minor(int(total), c), as_of=as_of or known_at))
         return views
 
+    def balances_with_prefix(self, prefix: str) -> dict[tuple[str, str], BalanceView]:
+        """Current balance views (with `available`, as `balance` computes it) of every customer whose key starts
+        with `prefix`, keyed by (customer, currency); two queries however many accounts."""
+        acc, lots = store.accounts, store.lots
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(acc).where(acc.c.customer_key.startswith(prefix, autoescape=True))).all()
+            ids = select(acc.c.id).where(acc.c.customer_key.startswith(prefix, autoescape=True))
+            lots_of = store.load_lots_by_account(conn, and_(lots.c.account_id.in_(ids), lots.c.remaining > 0))
+        now = self.clock()
+        out: dict[tuple[str, str], BalanceView] = {}
+        for row in rows:
+            c = row.currency
+            state = AccountState(row.id, row.customer_key, c, row.balance, row.debt, row.credit_limit,
+                                 lots_of.get(row.id, []))
+            out[(row.customer_key, c)] = BalanceView(row.customer_key, c, from_minor(row.balance, c),
+                                                     from_minor(state.available(now), c), from_minor(row.debt, c),
+                                                     from_minor(row.credit_limit, c))
+        return out
+
     def accounts(self, *, batch: int = 5000) -> Iterator[BalanceView]:
         """Every account with its balance, streamed in customer order."""
         with self.engine.connect() as conn:

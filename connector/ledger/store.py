@@ -136,10 +136,19 @@ def lock_account_by_id(conn: Connection, account_id: int, now: datetime) -> Acco
 
 def load_lots(conn: Connection, where: Any) -> list[LotState]:
     """Lots matching `where`, as rule states."""
-    rows = conn.execute(select(lots.c.id, lots.c.amount, lots.c.remaining, lots.c.effective_at, lots.c.expires_at,
-                               lots.c.refundable, lots.c.priority).where(where))
-    return [LotState(id=r.id, amount=r.amount, remaining=r.remaining, effective_at=r.effective_at,
-                     expires_at=r.expires_at, refundable=bool(r.refundable), priority=r.priority) for r in rows]
+    return [lot for lots_of in load_lots_by_account(conn, where).values() for lot in lots_of]
+
+
+def load_lots_by_account(conn: Connection, where: Any) -> dict[int, list[LotState]]:
+    """Lots matching `where`, as rule states grouped by account id."""
+    rows = conn.execute(select(lots.c.account_id, lots.c.id, lots.c.amount, lots.c.remaining, lots.c.effective_at,
+                               lots.c.expires_at, lots.c.refundable, lots.c.priority).where(where))
+    out: dict[int, list[LotState]] = {}
+    for r in rows:
+        out.setdefault(r.account_id, []).append(LotState(
+            id=r.id, amount=r.amount, remaining=r.remaining, effective_at=r.effective_at, expires_at=r.expires_at,
+            refundable=bool(r.refundable), priority=r.priority))
+    return out
 
 
 def find_posting(conn: Connection, key: str) -> Any:

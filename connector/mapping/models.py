@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connector.domain import Contract, Customer, Payment
+from connector.domain import Contract, Customer, Payment, PrepaymentBalance
 
 FieldType = Literal["text", "decimal", "money", "integer", "date", "datetime", "picklist", "boolean", "lookup"]
 DERIVED = ("balance", "available", "tier", "flags", "runway_days", "reconciled_at", "points", "lifetime_prepaid")
@@ -17,7 +17,7 @@ FLAGS = ("overdue", "amount_mismatch", "low_balance", "negative", "expiring_soon
 METRICS = ("lifetime_prepaid", "balance", "consumed", "available")
 TEMPLATE_VARS = ("customer", "customer_id", "flag", "detail", "balance", "currency", "tier", "runway_days")
 _ATTRS = {"customers": set(Customer.model_fields), "contracts": set(Contract.model_fields),
-          "payments": set(Payment.model_fields)}
+          "payments": set(Payment.model_fields), "prepayment": set(PrepaymentBalance.model_fields)}
 _BASE = {"crm", "module", "crm_id", "modified_at", "owner_id", "fields", "entity"}
 
 
@@ -150,6 +150,7 @@ class Mapping(_Strict):
     contracts: EntityMap
     payments: EntityMap
     consumption: EntityMap | None = None
+    prepayment: EntityMap | None = None
     write_back: dict[str, FieldMap]
     rules: Rules = Field(default_factory=Rules)
     tiers: Tiers
@@ -166,8 +167,13 @@ class Mapping(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> Mapping:
-        for section in ("customers", "contracts", "payments"):
-            emap: EntityMap = getattr(self, section)
+        for section in ("customers", "contracts", "payments", "prepayment"):
+            emap: EntityMap | None = getattr(self, section)
+            if emap is None:
+                continue
+            if section == "prepayment" and not {"customer_id", "balance"} <= set(emap.fields):
+                raise ValueError("prepayment.fields: map both customer_id and balance (the CRM's native "
+                                 "prepayment balance compared with the ledger)")
             for attr in emap.fields:
                 if attr not in _ATTRS[section] - _BASE:
                     raise ValueError(f"{section}.fields: unknown attribute {attr!r}")

@@ -28,7 +28,7 @@ ZOHO_TYPES = {"money": "currency", "decimal": "double", "integer": "integer", "t
 
 def _fields(m: Mapping) -> list[tuple[str, str, FieldMap]]:
     out = []
-    for section in ("customers", "contracts", "payments", "consumption"):
+    for section in ("customers", "contracts", "payments", "consumption", "prepayment"):
         emap = getattr(m, section)
         if emap is None:
             continue

@@ -67,6 +67,12 @@ class Ctx:
     run_id: int = 0
     started_at: datetime = field(default_factory=lambda: datetime.min)
     max_errors_listed: int = 200
+    progress: Callable[[str, int, int | None], None] | None = None
+
+    def tick(self, stage: str, done: int, total: int | None = None) -> None:
+        """Tell the progress observer (if any) how far `stage` is; `total` None while it is unknown."""
+        if self.progress is not None:
+            self.progress(stage, done, total)
 
     def customer_key(self, crm_id: str) -> str:
         """Ledger customer key of a CRM customer id, e.g. `zoho:Accounts:123`."""

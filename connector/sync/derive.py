@@ -40,6 +40,7 @@ class Facts:
     payments: list[tuple[str, Decimal, str, date]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
     prev_tier: str | None = None
+    native_balance: Decimal | None = None
 
 
 @dataclass
@@ -123,6 +124,9 @@ def flags_of(facts: Facts, m: Mapping, today: date) -> list[Flag]:
         if paid and abs(paid - agreed) > r.mismatch_tolerance and (paid > agreed or past_due):
             add("amount_mismatch", f"contract {c.get('name') or c['crm_id']}: CRM amount {agreed} {cur}, "
                                    f"ledger deposits {paid} {cur}")
+    if facts.native_balance is not None and abs(facts.native_balance - facts.balance) > r.mismatch_tolerance:
+        out.append(Flag("amount_mismatch", f"ps:amount_mismatch:{key}:native",  # apart from contract mismatches
+                        f"CRM prepayment balance {facts.native_balance} {cur}, ledger balance {facts.balance} {cur}"))
     if facts.deleted:
         if facts.has_account and facts.balance != 0:
             add("orphaned", f"customer deleted in the CRM; the ledger keeps {facts.balance} {cur}")

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, select
 
 from connector.adapters.base import EntitySpec
-from connector.domain import Consumption, Contract, Customer, Deletion, Entity, Payment
+from connector.domain import Consumption, Contract, Customer, Deletion, Entity, Payment, PrepaymentBalance
 from connector.errors import ConnectorError
 from connector.ledger.rules import REFUND_POLICIES
 from connector.ledger.ops import make_request
@@ -23,7 +23,8 @@ from connector.sync import tables as t
 from connector.sync.context import Ctx
 
 BATCH = 200
-STREAMS = ("customers", "contracts", "payments", "consumption")
+PROGRESS_EVERY = 100  # records between progress ticks while a stream is read
+STREAMS = ("customers", "contracts", "payments", "consumption", "prepayment")
 
 
 def specs(m: Mapping) -> dict[str, EntitySpec]:
@@ -31,7 +32,8 @@ def specs(m: Mapping) -> dict[str, EntitySpec]:
     out: dict[str, EntitySpec] = {}
     sections: list[tuple[str, Entity, EntityMap | None]] = [
         ("customers", Entity.CUSTOMER, m.customers), ("contracts", Entity.CONTRACT, m.contracts),
-        ("payments", Entity.PAYMENT, m.payments), ("consumption", Entity.CONSUMPTION, m.consumption)]
+        ("payments", Entity.PAYMENT, m.payments), ("consumption", Entity.CONSUMPTION, m.consumption),
+        ("prepayment", Entity.PREPAYMENT, m.prepayment)]
     for name, entity, emap in sections:
         if emap is None:
             continue
@@ -66,16 +68,19 @@ def _picked(emap: EntityMap, attr: str, value: Any) -> Any:
 def run_stream(ctx: Ctx, name: str, spec: EntitySpec, since: datetime | None) -> None:
     """Read one stream to its end, then save its cursor (the run's start time) with the last batch."""
     handler = {"customers": _Customers, "contracts": _Contracts, "payments": _Items,
-               "consumption": _Items}[name](ctx, name)
+               "consumption": _Items, "prepayment": _Native}[name](ctx, name)
     count = 0
     for item in ctx.adapter.stream(spec, since=since, overlap=ctx.overlap if since else ctx.overlap * 0):
         count += 1
         handler.take(item)
+        if count % PROGRESS_EVERY == 0:
+            ctx.tick(f"pull {name}", count)
     handler.finish()  # post what is still pending before the cursor may pass it
     with ctx.engine.begin() as conn:
         handler.flush(conn)
         state.set_cursor(conn, ctx.connection, name, ctx.started_at, ctx.run_id)
     ctx.report.pulled[name] = count
+    ctx.tick(f"pull {name}", count, count)
 
 
 class _Handler:
@@ -114,6 +119,21 @@ class _Customers(_Handler):
         self.queue(keys, {"name": item.name, "owner_id": item.owner_id, "currency": item.currency,
                           "fields": state.dumps(_plain(item.fields)), "deleted_at": None,
                           "modified_at": item.modified_at})
+
+
+class _Native(_Handler):
+    """CRM-native prepayment balances (Fxiaoke CustomerAccountObj): stored as `prepayment` items, never posted."""
+
+    def take(self, item: Any) -> None:
+        keys = {"connection": self.ctx.connection, "kind": "prepayment", "crm_id": item.crm_id}
+        if isinstance(item, Deletion):
+            self.queue(keys, {"status": "deleted", "modified_at": item.deleted_at, "fingerprint": "", "payload": "{}"})
+            return
+        assert isinstance(item, PrepaymentBalance)
+        currency = item.currency or self.ctx.mapping.currency
+        self.queue(keys, {"customer_id": item.customer_id, "currency": currency, "amount": format(item.balance, "f"),
+                          "fingerprint": fingerprint([item.customer_id, currency, format(item.balance, "f")]),
+                          "status": "native", "payload": item.model_dump_json(), "modified_at": item.modified_at})
 
 
 class _Contracts(_Handler):

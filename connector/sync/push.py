@@ -58,15 +58,22 @@ def push(ctx: Ctx) -> None:
     for r in writes:
         by_module[r.module].append(r)
     size = ctx.mapping.write_batch_size
+    sent = 0
     for module, items in by_module.items():
         for start in range(0, len(items), size):
+            ctx.tick("write", sent, len(writes))
             _send_writes(ctx, module, items[start:start + size])
+            sent += len(items[start:start + size])
+    ctx.tick("write", sent, len(writes))
     opens = [r for r in rows if r.kind == "task_open"]
-    for start in range(0, len(opens), 50):
-        _send_opens(ctx, opens[start:start + 50])
     closes = [r for r in rows if r.kind == "task_close"]
-    for start in range(0, len(closes), 50):
-        _send_closes(ctx, closes[start:start + 50])
+    done, total = 0, len(opens) + len(closes)
+    for send, group in ((_send_opens, opens), (_send_closes, closes)):
+        for start in range(0, len(group), 50):
+            ctx.tick("tasks", done, total)
+            send(ctx, group[start:start + 50])
+            done += len(group[start:start + 50])
+    ctx.tick("tasks", done, total)
 
 
 def _mark(ctx: Ctx, ids: list[int], status: str, answer: Any = None) -> None:

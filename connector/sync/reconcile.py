@@ -89,7 +89,8 @@ def _load(ctx: Ctx) -> dict[str, Any]:
     return out
 
 
-def _facts(ctx: Ctx, cust: Any, data: dict[str, Any], accounts: list[Any], sums: dict[int, Any]) -> Facts:
+def _facts(ctx: Ctx, cust: Any, data: dict[str, Any], accounts: list[Any], sums: dict[int, Any],
+           available: dict[tuple[str, str], Decimal]) -> Facts:
     key = ctx.customer_key(cust.crm_id)
     currency = cust.currency
     if currency is None and accounts:
@@ -104,7 +105,9 @@ def _facts(ctx: Ctx, cust: Any, data: dict[str, Any], accounts: list[Any], sums:
             continue
         f.has_account = True
         f.balance = from_minor(acc.balance, currency)
-        f.available = from_minor(acc.balance + acc.credit_limit - acc.debt, currency)
+        # the ledger's own figure; an account opened since it was read (by another process) falls back to the
+        # account row's balance + unused credit line until the next run
+        f.available = available.get((key, currency), from_minor(acc.balance + acc.credit_limit - acc.debt, currency))
         s = sums.get(acc.id)
         if s is not None:
             f.lifetime_consumed = from_minor(int(s.consumed), currency)
@@ -117,6 +120,8 @@ def _facts(ctx: Ctx, cust: Any, data: dict[str, Any], accounts: list[Any], sums:
         if row.currency == currency or row.currency is None:
             f.contracts.append(payload)
     for item in data["items"].get(cust.crm_id, []):
+        if item.kind == "prepayment" and item.status == "native" and item.currency in (None, currency):
+            f.native_balance = (f.native_balance or Decimal(0)) + Decimal(item.amount)
         if item.kind != "payment" or item.status != "posted" or item.currency != currency:
             continue
         amount = Decimal(item.amount)
@@ -172,6 +177,8 @@ def reconcile(ctx: Ctx) -> None:
     today = now.date()
     data = _load(ctx)
     by_customer, sums = _ledger_facts(ctx)
+    views = ctx.ledger.balances_with_prefix(f"{m.crm}:{m.customers.module}:")
+    available = {k: v.available for k, v in views.items() if v.available is not None}
     by_crm = {fm.crm: (name, fm) for name, fm in m.write_back.items()}
     rules = {r.flag: r for r in m.tasks.rules}
     since = now - timedelta(days=m.rules.event_flag_days)
@@ -179,9 +186,12 @@ def reconcile(ctx: Ctx) -> None:
     cleared: list[int] = []
     tiers: list[tuple[str, str]] = []
     plans: list[dict[str, Any]] = []
-    for cust in data["customers"]:
+    total = len(data["customers"])
+    for done, cust in enumerate(data["customers"]):
+        if done % 200 == 0:
+            ctx.tick("reconcile", done, total)
         key = ctx.customer_key(cust.crm_id)
-        facts = _facts(ctx, cust, data, by_customer.get(key, []), sums)
+        facts = _facts(ctx, cust, data, by_customer.get(key, []), sums, available)
         if facts.deleted and not (facts.has_account and facts.balance != 0) and not data["flags"].get(key):
             continue
         d = derive(facts, m, today)
@@ -271,6 +281,7 @@ def reconcile(ctx: Ctx) -> None:
             conn.execute(t.outbox.insert(), [{"connection": ctx.connection, "run_id": ctx.run_id, "status": "planned",
                                               "attempts": 0, "created_at": now, "updated_at": now, "marker": None,
                                               **p} for p in plans])
+    ctx.tick("reconcile", total, total)
     ctx.report.flags_opened += len(flag_rows)
     ctx.report.flags_cleared += len(cleared)
 

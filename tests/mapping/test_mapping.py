@@ -85,12 +85,12 @@ def test_online_check_passes_defaults_and_catches_drift() -> None:
     data = yaml.safe_load((DEFAULTS / "zoho.yaml").read_text())
     data["write_back"]["tier"]["values"]["gold"] = "Golden"
     data["write_back"]["balance"]["crm"] = "Prepaid_Balanse"
-    data["write_back"]["available"] = {"crm": "Prepaid_Available", "type": "money", "owner": "connector"}
+    data["write_back"]["lifetime_prepaid"] = {"crm": "Prepaid_Lifetime", "type": "money", "owner": "connector"}
     problems = check_online(eng.adapter, parse_mapping(data))
     reasons = " | ".join(p["reason"] for p in problems)
     assert "'Golden' is not a value" in reasons and "did you mean 'Gold'" in reasons
     assert "no field 'Prepaid_Balanse'" in reasons and "did you mean 'Prepaid_Balance'" in reasons
-    assert "no field 'Prepaid_Available'" in reasons
+    assert "no field 'Prepaid_Lifetime'" in reasons
     created = check_online(eng.adapter, parse_mapping({**data, "write_back": {
         **data["write_back"], "balance": {"crm": "Prepaid_Balance", "type": "money", "owner": "connector"},
         "tier": {**data["write_back"]["tier"], "values": {"bronze": "Bronze", "silver": "Silver", "gold": "Gold",

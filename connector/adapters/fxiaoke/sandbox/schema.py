@@ -72,6 +72,7 @@ OBJECTS: dict[str, dict[str, Any]] = {
         "tel": _f("phone_number", "电话"),
         "remark": _f("long_text", "备注"),
         "prepaid_balance__c": _f("currency", "预付余额", custom=True),
+        "prepaid_available__c": _f("currency", "预付可用余额", custom=True),
         "prepaid_tier__c": _f("select_one", "预付等级", options=TIER_OPTIONS, custom=True),
         "prepaid_flags__c": _f("long_text", "预付提醒", custom=True),
         "prepaid_runway_days__c": _f("number", "余额可用天数", places=0, custom=True),

@@ -78,6 +78,7 @@ def default_modules() -> dict[str, dict[str, Any]]:
         field("Annual_Revenue", "currency"), *_currency_fields(), field("Description", "textarea"),
         field("Ledger_Customer_ID", "text", custom=True, length=50, unique=True),
         field("Prepaid_Balance", "currency", custom=True),
+        field("Prepaid_Available", "currency", custom=True),
         field("Prepaid_Tier", "picklist", custom=True, picklist=["Bronze", "Silver", "Gold", "Platinum"]),
         field("Prepaid_Runway_Days", "integer", custom=True),
         field("Prepaid_Flags", "text", custom=True, length=255),
