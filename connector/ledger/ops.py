@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from connector.errors import InsufficientBalance, InvalidInput, RefundRefused
-from connector.ledger.plan import NewLot, Plan, PlannedEntry, payload_hash
+from connector.ledger.plan import NewLot, Plan, PlannedEntry
 from connector.ledger.rules import AccountState, draw, refund_fee, refundable_caps
 from connector.money import currency_code, fmt, parse_amount, to_minor
 

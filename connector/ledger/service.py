@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -652,8 +652,3 @@ def _terms_row(customer: str, currency: str, *, contract_ref: str = "", agreed_a
             "valid_from": valid_from, "valid_until": valid_until, "refund_policy": refund_policy,
             "refund_fee_pct": str(pct), "credit_limit": minor(credit_limit, "credit_limit") or 0,
             "low_balance_threshold": minor(low_balance_threshold, "low_balance_threshold")}
-
-
-def now_utc() -> datetime:
-    """Aware current UTC time (for callers without a clock)."""
-    return datetime.now(UTC)

@@ -25,7 +25,7 @@ def test_zoho_available_follows_the_ledger_and_is_rewritten_only_on_change(tmp_p
     clock = Clock()
     eng, sb = zoho_engine(f"sqlite:///{tmp_path}/z.db", seed=40, clock=clock)
     org = sb.org
-    accounts, deals, pays = org.modules["Accounts"], org.modules["Deals"], org.modules["Prepaid_Payments"]
+    accounts, deals = org.modules["Accounts"], org.modules["Deals"]
     assert eng.run().status == "ok"
     ledger = Ledger(eng.engine, clock=clock)
     views = ledger.balances_with_prefix("zoho:Accounts:")

@@ -10,8 +10,7 @@ import pytest
 
 from connector.adapters.zoho.sandbox import ZohoSandbox
 
-import zohocrmsdk as sdk  # noqa: E402  (a declared test dependency: fail, never skip)
-
+# zohocrmsdk8-0 is a declared test dependency: if it is missing this module fails, it is never skipped.
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken  # noqa: E402
 from zohocrmsdk.src.com.zoho.api.authenticator.store import FileStore  # noqa: E402
 from zohocrmsdk.src.com.zoho.api.logger import Logger  # noqa: E402
