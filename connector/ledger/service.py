@@ -183,7 +183,7 @@ class Ledger:
             policy, fee_pct = self._refund_policy(conn, req.customer, req.currency)
             return plan(state, req, now, refund_policy=policy, refund_fee_pct=fee_pct)
 
-        return self._run(req.key, req.hash(), planner)
+        return self._run(req.key, req.hash(), planner, _asked(req))
 
     def post_batch(self, requests: Sequence[Request], *,
                    hook: Callable[[Connection, list[BatchOutcome]], None] | None = None) -> list[BatchOutcome]:
@@ -235,7 +235,7 @@ class Ledger:
                     outcomes.append(BatchOutcome(req, PostingResult("exists", copy.deepcopy(data))))
                     continue
                 if req.key in seen:
-                    outcomes.append(BatchOutcome(req, _replayed(conn, seen[req.key], req.key, digest)))
+                    outcomes.append(BatchOutcome(req, _replayed(conn, seen[req.key], req.key, digest, _asked(req))))
                     continue
                 state = states[(req.customer, req.currency)]
                 if req.op == "deposit" and self.deposit_guard is not None:
@@ -360,14 +360,15 @@ class Ledger:
                 writer.flush()
         return results
 
-    def _run(self, key: str, digest: str, planner: Callable[[Connection, datetime], Plan]) -> PostingResult:
+    def _run(self, key: str, digest: str, planner: Callable[[Connection, datetime], Plan],
+             asked: str = "") -> PostingResult:
         try:
             with write_transaction(self.engine) as conn:
                 now = self.clock()
                 try:
                     p = planner(conn, now)
                 except _Replay as replay:
-                    result = _replayed(conn, replay.row, key, digest)
+                    result = _replayed(conn, replay.row, key, digest, asked)
                 else:
                     writer = store.PlanWriter(conn, now)
                     data = writer.apply(p)
@@ -383,7 +384,7 @@ class Ledger:
                 row = store.find_posting(conn, key)
                 if row is None:
                     raise
-                return _replayed(conn, row, key, digest)
+                return _replayed(conn, row, key, digest, asked)
 
     def _check_currency(self, conn: Connection, state: AccountState, req: Request,
                         pending: dict[tuple[str, str], AccountState] | None = None) -> None:
@@ -619,11 +620,16 @@ class _Replay(Exception):
         self.row = row
 
 
-def _replayed(conn: Connection, row: Any, key: str, digest: str) -> PostingResult:
+def _asked(req: Request) -> str:
+    """The request in words, for refusals: `consume of 5.00 CNY for customer c1`."""
+    return f"{req.op} of {fmt(abs(req.amount), req.currency)} {req.currency} for customer {req.customer}"
+
+
+def _replayed(conn: Connection, row: Any, key: str, digest: str, asked: str = "") -> PostingResult:
     if row.payload_hash != digest:
         raise IdempotencyConflict(
-            f"idempotency key {key!r} was already used for a different {row.op} "
-            f"(customer {row.customer_key}, {row.currency}); nothing was written",
+            f"{asked + ' refused: ' if asked else ''}idempotency key {key!r} was already used for a different "
+            f"{row.op} (customer {row.customer_key}, {row.currency}); nothing was written",
             key=key, customer=row.customer_key)
     return PostingResult("exists", store.rebuild_result(conn, row))
 
