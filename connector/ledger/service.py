@@ -124,9 +124,6 @@ class Ledger:
         self.engine = engine
         self.clock = clock
         self.deposit_guard = deposit_guard  # may refuse new deposits (compliance stop switch) by raising
-        # Called inside a posting's transaction (created or replayed) so callers can commit their
-        # own state with it, e.g. the sync engine's record state. None: nothing extra.
-        self.tx_hook: Callable[[Connection, PostingResult], None] | None = None
 
     @classmethod
     def open(cls, url: str | None = None, **kw: Any) -> Ledger:
@@ -375,8 +372,6 @@ class Ledger:
                     writer.flush()
                     assert data is not None
                     result = PostingResult("created", data)
-                if self.tx_hook is not None:
-                    self.tx_hook(conn, result)
                 return result
         except IntegrityError:
             # Lost a race on the same key from another account's transaction: answer as a replay.
