@@ -69,6 +69,9 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that will write: `BEGIN IMMEDIATE` on SQLite, a plain transaction on PostgreSQL."""
     with engine.connect() as conn:
         conn.execution_options(ledger_write=True)
+        # Per-transaction hand-offs (see store.lock_account) never outlive their transaction.
+        conn.info.pop("prefetched_posting", None)
+        conn.info.pop("reserved_ids", None)
         with conn.begin():
             yield conn
 

@@ -22,10 +22,11 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from connector.errors import ConnectorError, IdempotencyConflict, InvalidInput
+from connector.errors import ConnectorError, CurrencyMismatch, IdempotencyConflict, InvalidInput
 from connector.ledger import store
-from connector.ledger.ops import Request, make_request, plan
+from connector.ledger.ops import Request, make_request
 from connector.ledger.rules import AccountState
+from connector.ledger.service import Ledger
 from connector.ledger.tables import utcnow
 from connector.timeutil import parse_datetime
 
@@ -202,54 +203,35 @@ class _Session:
     def __init__(self, conn: Connection, now: Any, deposit_guard: Callable[[Request], None] | None = None) -> None:
         self.conn = conn
         self.now = now
-        self.deposit_guard = deposit_guard
+        self.ledger = Ledger(conn.engine, deposit_guard=deposit_guard)
         self.writer = store.PlanWriter(conn, now, batch_hint=CHUNK)
         self.states: dict[tuple[str, str], AccountState] = {}
         self.policies: dict[tuple[str, str], tuple[str, Decimal]] = {}
 
     def apply_chunk(self, batch: list[tuple[int, Request]], report: ImportReport, max_errors: int) -> None:
-        """Plan and buffer one chunk of rows; rule failures become row errors."""
+        """Plan and buffer one chunk of rows with the ledger's batch core; refusals become row errors."""
         if len(self.states) > STATE_CACHE:
             self.writer.flush()
             self.states.clear()
             self.policies.clear()
-        self._load_states({(r.customer, r.currency) for _, r in batch})
-        seen = store.find_postings(self.conn, {r.key for _, r in batch})
-        local: dict[str, str] = {}
-        for line, req in batch:
-            digest = req.hash()
-            prior = local.get(req.key) or (seen[req.key].payload_hash if req.key in seen else None)
-            if prior is not None:
-                if prior == digest:
-                    report.exists += 1
-                else:
-                    self._fail(report, max_errors, line, req, IdempotencyConflict(
-                        f"idempotency key {req.key!r} was already used with a different payload", field="key"))
-                continue
-            state = self.states[(req.customer, req.currency)]
-            policy, pct = self.policies.get((req.customer, req.currency), ("full", Decimal(0)))
-            try:
-                if req.op == "deposit" and self.deposit_guard is not None:
-                    self.deposit_guard(req)
-                p = plan(state, req, self.now, refund_policy=policy, refund_fee_pct=pct, digest=digest)
-            except ConnectorError as exc:
-                self._fail(report, max_errors, line, req, exc)
-                continue
-            self.writer.apply(p, want_result=False)
-            local[req.key] = digest
-            report.created += 1
+        reqs = [req for _, req in batch]
+        store.lock_accounts(self.conn, {(r.customer, r.currency) for r in reqs}, self.now, states=self.states,
+                            policies=self.policies)
+        outcomes = self.ledger.apply_requests(self.conn, reqs, self.states, self.policies, self.writer, self.now,
+                                              results=False)
+        for (line, req), outcome in zip(batch, outcomes, strict=True):
+            if outcome.error is not None:
+                if len(report.errors) < max_errors:
+                    err = _error(line, outcome.error, req.key)
+                    if err.column == "-":
+                        err.column = ("key" if isinstance(outcome.error, IdempotencyConflict) else
+                                      "currency" if isinstance(outcome.error, CurrencyMismatch) else "amount")
+                    report.errors.append(err)
+            elif outcome.status == "exists":
+                report.exists += 1
+            else:
+                report.created += 1
         self.writer.flush()
-
-    @staticmethod
-    def _fail(report: ImportReport, max_errors: int, line: int, req: Request, exc: ConnectorError) -> None:
-        if len(report.errors) < max_errors:
-            err = _error(line, exc, req.key)
-            if err.column == "-":
-                err.column = "amount"
-            report.errors.append(err)
-
-    def _load_states(self, pairs: set[tuple[str, str]]) -> None:
-        store.lock_accounts(self.conn, pairs, self.now, states=self.states, policies=self.policies)
 
 
 def import_text(engine: Engine, content: str, **kw: Any) -> ImportReport:

@@ -21,7 +21,7 @@ from connector.ledger import store
 from connector.ledger.db import make_engine, write_transaction
 from connector.ledger.ops import Request, as_utc, make_request, plan
 from connector.ledger.plan import NewLot, Plan, PlannedEntry, payload_hash
-from connector.ledger.rules import REFUND_POLICIES, AccountState
+from connector.ledger.rules import REFUND_POLICIES, AccountState, LotState
 from connector.ledger.tables import Terms, utcnow
 from connector.money import currency_code, fmt, from_minor, parse_amount, to_minor
 
@@ -171,10 +171,7 @@ class Ledger:
             existing = store.find_posting(conn, req.key)
             if existing is not None:
                 raise _Replay(existing)
-            if req.op == "deposit" and self.deposit_guard is not None:
-                self.deposit_guard(req)
-            if req.op in ("consume", "refund") or (req.op == "adjust" and req.amount < 0):
-                self._check_currency(conn, state, req)
+            self._admit(conn, state, req)
             if req.op != "refund":
                 return plan(state, req, now)
             policy, fee_pct = self._refund_policy(conn, req.customer, req.currency)
@@ -215,40 +212,51 @@ class Ledger:
         now = self.clock()
         policies: dict[tuple[str, str], tuple[str, Decimal]] = {}
         states = store.lock_accounts(conn, {(r.customer, r.currency) for r in reqs}, now, policies=policies)
-        seen = store.find_postings(conn, {r.key for r in reqs})
         writer = store.PlanWriter(conn, now, batch_hint=len(reqs))
-        local: dict[str, tuple[str, dict[str, Any]]] = {}  # keys created by this batch: hash, result
+        outcomes = self.apply_requests(conn, reqs, states, policies, writer, now)
+        writer.flush()
+        return outcomes
+
+    def apply_requests(self, conn: Connection, reqs: list[Request], states: dict[tuple[str, str], AccountState],
+                       policies: dict[tuple[str, str], tuple[str, Decimal]], writer: store.PlanWriter,
+                       now: datetime, *, results: bool = True) -> list[BatchOutcome]:
+        """The core of `post_batch` and the CSV import: plan each request on locked `states` and buffer it.
+
+        Accounts must already be locked (`store.lock_accounts`); the caller flushes `writer`. With
+        `results=False` (bulk import) no result documents are built: a replay is only checked
+        against its payload hash and answers `exists` with an empty document.
+        """
+        seen = store.find_postings(conn, {r.key for r in reqs})
+        local: dict[str, tuple[str, dict[str, Any] | None]] = {}  # keys created here: hash, result
         outcomes: list[BatchOutcome] = []
         for req in reqs:
             digest = req.hash()
             try:
-                if req.key in local:
-                    prior, data = local[req.key]
-                    if prior != digest:
-                        raise IdempotencyConflict(
-                            f"idempotency key {req.key!r} was already used for a different {req.op} "
-                            f"(customer {req.customer}, {req.currency}); nothing was written",
-                            key=req.key, customer=req.customer)
-                    outcomes.append(BatchOutcome(req, PostingResult("exists", copy.deepcopy(data))))
-                    continue
-                if req.key in seen:
-                    outcomes.append(BatchOutcome(req, _replayed(conn, seen[req.key], req.key, digest, _asked(req))))
+                if req.key in local or req.key in seen:
+                    if req.key in local:
+                        prior, data = local[req.key]
+                        if prior != digest:
+                            raise _conflict(req.key, req.op, req.customer, req.currency, _asked(req))
+                        answer = PostingResult("exists", copy.deepcopy(data) if data else {})
+                    elif results:
+                        answer = _replayed(conn, seen[req.key], req.key, digest, _asked(req))
+                    elif seen[req.key].payload_hash != digest:
+                        row = seen[req.key]
+                        raise _conflict(req.key, row.op, row.customer_key, row.currency, _asked(req))
+                    else:
+                        answer = PostingResult("exists", {})
+                    outcomes.append(BatchOutcome(req, answer))
                     continue
                 state = states[(req.customer, req.currency)]
-                if req.op == "deposit" and self.deposit_guard is not None:
-                    self.deposit_guard(req)
-                if req.op in ("consume", "refund") or (req.op == "adjust" and req.amount < 0):
-                    self._check_currency(conn, state, req, states)
+                self._admit(conn, state, req, states)
                 policy, pct = policies.get((req.customer, req.currency), ("full", Decimal(0)))
                 p = plan(state, req, now, refund_policy=policy, refund_fee_pct=pct, digest=digest)
             except ConnectorError as exc:
                 outcomes.append(BatchOutcome(req, error=exc))
                 continue
-            data = writer.apply(p)
-            assert data is not None
+            data = writer.apply(p, want_result=results)
             local[req.key] = (digest, data)
-            outcomes.append(BatchOutcome(req, PostingResult("created", data)))
-        writer.flush()
+            outcomes.append(BatchOutcome(req, PostingResult("created", data or {})))
         return outcomes
 
     def reverse(self, entry_id: int, key: str, *, memo: str = "", effective_at: datetime | None = None) -> PostingResult:
@@ -381,6 +389,14 @@ class Ledger:
                     raise
                 return _replayed(conn, row, key, digest, asked)
 
+    def _admit(self, conn: Connection, state: AccountState, req: Request,
+               pending: dict[tuple[str, str], AccountState] | None = None) -> None:
+        """Checks a new posting passes before it is planned: the deposit guard, currencies never mixing."""
+        if req.op == "deposit" and self.deposit_guard is not None:
+            self.deposit_guard(req)
+        if req.op in ("consume", "refund") or (req.op == "adjust" and req.amount < 0):
+            self._check_currency(conn, state, req, pending)
+
     def _check_currency(self, conn: Connection, state: AccountState, req: Request,
                         pending: dict[tuple[str, str], AccountState] | None = None) -> None:
         if state.balance > 0 or state.credit_limit > 0:
@@ -455,9 +471,8 @@ class Ledger:
             if row["contract_ref"] == "":
                 limits[states[(row["customer_key"], row["currency"])].id] = row["credit_limit"]
         if limits:
-            stamp = now if store.is_postgres(conn) else store._sqlite_time(now)
             store.bulk_update(conn, "UPDATE accounts SET credit_limit = ?, updated_at = ? WHERE id = ?",
-                              [(limit, stamp, acc_id) for acc_id, limit in limits.items()])
+                              [(limit, now, acc_id) for acc_id, limit in limits.items()])
         scopes = {(r["customer_key"], r["currency"], r["contract_ref"]) for r in rows}
         customers = sorted({c for c, _, _ in scopes})
         have: set[tuple[str, str, str]] = set()
@@ -514,12 +529,8 @@ class Ledger:
             for row in rows:
                 c = row.currency
                 if as_of is None and known_at is None:
-                    state = AccountState(row.id, customer, c, row.balance, row.debt, row.credit_limit,
-                                         store.load_lots(conn, and_(store.lots.c.account_id == row.id,
-                                                                    store.lots.c.remaining > 0)))
-                    views.append(BalanceView(customer, c, from_minor(row.balance, c),
-                                             from_minor(state.available(now), c), from_minor(row.debt, c),
-                                             from_minor(row.credit_limit, c)))
+                    views.append(_current_view(row, store.load_lots(conn, and_(
+                        store.lots.c.account_id == row.id, store.lots.c.remaining > 0)), now))
                     continue
                 cond = [store.entries.c.account_id == row.id]
                 if as_of is not None:
@@ -541,12 +552,7 @@ class Ledger:
         now = self.clock()
         out: dict[tuple[str, str], BalanceView] = {}
         for row in rows:
-            c = row.currency
-            state = AccountState(row.id, row.customer_key, c, row.balance, row.debt, row.credit_limit,
-                                 lots_of.get(row.id, []))
-            out[(row.customer_key, c)] = BalanceView(row.customer_key, c, from_minor(row.balance, c),
-                                                     from_minor(state.available(now), c), from_minor(row.debt, c),
-                                                     from_minor(row.credit_limit, c))
+            out[(row.customer_key, row.currency)] = _current_view(row, lots_of.get(row.id, []), now)
         return out
 
     def accounts(self, *, batch: int = 5000) -> Iterator[BalanceView]:
@@ -615,6 +621,21 @@ class _Replay(Exception):
         self.row = row
 
 
+def _current_view(row: Any, open_lots: list[LotState], now: datetime) -> BalanceView:
+    """An account row and its open lots as the balance now, with what is available to spend."""
+    c = row.currency
+    state = AccountState(row.id, row.customer_key, c, row.balance, row.debt, row.credit_limit, open_lots)
+    return BalanceView(row.customer_key, c, from_minor(row.balance, c), from_minor(state.available(now), c),
+                       from_minor(row.debt, c), from_minor(row.credit_limit, c))
+
+
+def _conflict(key: str, op: str, customer: str, currency: str, asked: str) -> IdempotencyConflict:
+    """The refusal of a key already used, by this batch or before, with another payload."""
+    return IdempotencyConflict(
+        f"{asked + ' refused: ' if asked else ''}idempotency key {key!r} was already used for a different "
+        f"{op} (customer {customer}, {currency}); nothing was written", key=key, customer=customer)
+
+
 def _asked(req: Request) -> str:
     """The request in words, for refusals: `consume of 5.00 CNY for customer c1`."""
     return f"{req.op} of {fmt(abs(req.amount), req.currency)} {req.currency} for customer {req.customer}"
@@ -622,10 +643,7 @@ def _asked(req: Request) -> str:
 
 def _replayed(conn: Connection, row: Any, key: str, digest: str, asked: str = "") -> PostingResult:
     if row.payload_hash != digest:
-        raise IdempotencyConflict(
-            f"{asked + ' refused: ' if asked else ''}idempotency key {key!r} was already used for a different "
-            f"{row.op} (customer {row.customer_key}, {row.currency}); nothing was written",
-            key=key, customer=row.customer_key)
+        raise _conflict(key, row.op, row.customer_key, row.currency, asked)
     return PostingResult("exists", store.rebuild_result(conn, row))
 
 

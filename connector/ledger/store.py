@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ARRAY, BigInteger, Boolean, Connection, Integer, String, any_, literal, select, text
+from sqlalchemy import ARRAY, BigInteger, Boolean, Connection, Integer, String, and_, any_, literal, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -36,10 +36,7 @@ def is_postgres(conn: Connection) -> bool:
 
 def ensure_account(conn: Connection, customer: str, currency: str, now: datetime) -> None:
     """Create the account row if it is missing (a concurrent creator wins harmlessly)."""
-    ins = pg_insert(accounts) if is_postgres(conn) else sqlite_insert(accounts)
-    conn.execute(ins.values(customer_key=customer, currency=currency, balance=0, debt=0, credit_limit=0,
-                            created_at=now, updated_at=now).on_conflict_do_nothing(
-        index_elements=["customer_key", "currency"]))
+    ensure_accounts(conn, [(customer, currency)], now)
 
 
 def ensure_accounts(conn: Connection, pairs: list[tuple[str, str]], now: datetime) -> None:
@@ -91,10 +88,14 @@ def lock_account(conn: Connection, customer: str, currency: str, now: datetime, 
         lot_rows = _pg_pipelined_reads(conn, row.id, key)
     else:
         lot_rows = conn.execute(_OPEN_LOTS, {"account": row.id}).all()
-    state.lots = [LotState(id=r.id, amount=r.amount, remaining=r.remaining, effective_at=r.effective_at,
-                           expires_at=r.expires_at, refundable=bool(r.refundable), priority=r.priority)
-                  for r in lot_rows]
+    state.lots = [lot_state(r) for r in lot_rows]
     return state
+
+
+def lot_state(r: Any) -> LotState:
+    """A lot row (id, amount, remaining, effective_at, expires_at, refundable, priority) as rule state."""
+    return LotState(id=r.id, amount=r.amount, remaining=r.remaining, effective_at=r.effective_at,
+                    expires_at=r.expires_at, refundable=bool(r.refundable), priority=r.priority)
 
 
 _PG_LOTS = ("SELECT id, amount, remaining, effective_at, expires_at, refundable, priority FROM lots "
@@ -140,14 +141,13 @@ def load_lots(conn: Connection, where: Any) -> list[LotState]:
 
 
 def load_lots_by_account(conn: Connection, where: Any) -> dict[int, list[LotState]]:
-    """Lots matching `where`, as rule states grouped by account id."""
+    """Lots matching `where`, as rule states grouped by account id (each list in lot-id order)."""
     rows = conn.execute(select(lots.c.account_id, lots.c.id, lots.c.amount, lots.c.remaining, lots.c.effective_at,
-                               lots.c.expires_at, lots.c.refundable, lots.c.priority).where(where))
+                               lots.c.expires_at, lots.c.refundable, lots.c.priority).where(where)
+                        .order_by(lots.c.id))
     out: dict[int, list[LotState]] = {}
     for r in rows:
-        out.setdefault(r.account_id, []).append(LotState(
-            id=r.id, amount=r.amount, remaining=r.remaining, effective_at=r.effective_at, expires_at=r.expires_at,
-            refundable=bool(r.refundable), priority=r.priority))
+        out.setdefault(r.account_id, []).append(lot_state(r))
     return out
 
 
@@ -213,12 +213,9 @@ def lock_accounts(conn: Connection, pairs: Iterable[tuple[str, str]], now: datet
             state = AccountState(row.id, row.customer_key, row.currency, row.balance, row.debt, row.credit_limit)
             by_id[row.id] = state
             states[(row.customer_key, row.currency)] = state
-        for r in conn.execute(select(lots.c.account_id, lots.c.id, lots.c.amount, lots.c.remaining,
-                                     lots.c.effective_at, lots.c.expires_at, lots.c.refundable, lots.c.priority)
-                              .where(one_of(conn, lots.c.account_id, list(by_id)), lots.c.remaining > 0)
-                              .order_by(lots.c.id)):
-            by_id[r.account_id].lots.append(LotState(r.id, r.amount, r.remaining, r.effective_at, r.expires_at,
-                                                     bool(r.refundable), r.priority))
+        open_lots = load_lots_by_account(conn, and_(one_of(conn, lots.c.account_id, list(by_id)), lots.c.remaining > 0))
+        for account_id, account_lots in open_lots.items():
+            by_id[account_id].lots.extend(account_lots)
         if policies is None:
             continue
         for row in conn.execute(select(terms.c.customer_key, terms.c.currency, terms.c.refund_policy,
@@ -271,10 +268,17 @@ def bulk_insert(conn: Connection, table: str, rows: list[dict[str, Any]]) -> Non
 
 
 def bulk_update(conn: Connection, sql_sqlite: str, params: list[tuple[Any, ...]]) -> None:
-    """`executemany` of an UPDATE written with `?` marks (rewritten to `%s` for PostgreSQL)."""
-    if params:
-        sql = sql_sqlite.replace("?", "%s") if is_postgres(conn) else sql_sqlite
-        conn.exec_driver_sql(sql, params)
+    """`executemany` of an UPDATE written with `?` marks (rewritten to `%s` for PostgreSQL).
+
+    Datetime parameters are rendered for SQLite the way `bulk_insert` renders them.
+    """
+    if not params:
+        return
+    if is_postgres(conn):
+        conn.exec_driver_sql(sql_sqlite.replace("?", "%s"), params)
+        return
+    conn.exec_driver_sql(sql_sqlite, [tuple(_sqlite_time(v) if isinstance(v, datetime) else v for v in row)
+                                      for row in params])
 
 
 class IdReserver:
@@ -446,7 +450,6 @@ class PlanWriter:
                     [(rem, lid) for lid, rem in self.lot_updates.items() if lid not in new_lot_ids])
         self.lot_updates = {}
         if self.account_updates:
-            stamp = self.now if is_postgres(conn) else _sqlite_time(self.now)
             bulk_update(conn, "UPDATE accounts SET balance = ?, debt = ?, updated_at = ? WHERE id = ?",
-                        [(st.balance, st.debt, stamp, st.id) for st in self.account_updates.values()])
+                        [(st.balance, st.debt, self.now, st.id) for st in self.account_updates.values()])
             self.account_updates = {}

@@ -52,3 +52,9 @@ def test_dry_run_checks_and_writes_nothing(ledger: Ledger) -> None:
     report = import_text(ledger.engine, GOOD.replace("adjust,b,-1,USD,x1,,,,,,\n", ""), dry_run=True)
     assert (report.dry_run, report.applied, report.created, report.errors) == (True, False, 5, [])
     assert verify(ledger.engine).counts["entries"] == 0
+
+
+def test_import_refuses_currency_mixing_like_single_postings(ledger: Ledger) -> None:
+    report = import_text(ledger.engine, "op,customer,amount,currency,key\ndeposit,m,10,CNY,m1\nconsume,m,1,USD,m2\n")
+    assert [(e.line, e.column) for e in report.errors] == [(3, "currency")]
+    assert "currencies never mix" in report.errors[0].reason
