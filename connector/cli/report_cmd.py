@@ -49,17 +49,10 @@ FORMATS = ("table", "json", "csv", "html")
 
 def parse_as_of(value: str | None) -> datetime:
     """`2026-06-30` -> the last instant of that day (UTC); a date-time as given; None -> now."""
-    if value is None or not value.strip():
+    parsed = parse_datetime(value, "as-of", end_of_day=True)  # a bare date: the start of the next day
+    if value is None or parsed is None:
         return datetime.now(UTC)
-    text = value.strip()
-    try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1, microseconds=-1)
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"as-of: {value!r} is not an ISO 8601 date or date-time", field="as-of") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return parsed - timedelta(microseconds=1) if len(value.strip()) == 10 else parsed
 
 
 def _sources(path: Path | None, connection: str | None,

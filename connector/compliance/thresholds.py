@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from connector.compliance.rules import ComplianceRules
 from connector.money import fmt, from_minor
 from connector.reports.attributes import CustomerAttributes, NoAttributes
-from connector.reports.queries import aware, deposits_between
+from connector.reports.queries import aware, deposits_between, reference
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +47,7 @@ def threshold_warnings(engine: Engine, start: datetime, end: datetime, rules: Co
     for d in deposits:
         cur, amount = d.currency, int(d.amount)
         value = from_minor(amount, cur)
-        ref = f"{d.source_system}:{d.source_id}" if d.source_system else d.posting_key
-        where = f"deposit {ref} of {fmt(amount, cur)} {cur} for customer {d.customer_key}"
+        where = f"deposit {reference(d)} of {fmt(amount, cur)} {cur} for customer {d.customer_key}"
         limit = rules.real_name_threshold.get(cur)
         if limit is not None and value >= limit:
             out.append(ThresholdWarning(d.customer_key, cur, d.id, aware(d.effective_at), amount, "real_name",

@@ -10,12 +10,12 @@ from sqlalchemy import Engine
 
 from connector.compliance.refunds import refund_figures
 from connector.compliance.rules import ComplianceRules
-from connector.ledger.rules import LotState
+from connector.ledger.rules import AccountState, LotState
 from connector.reports import queries as q
 from connector.reports.attributes import CustomerAttributes, CustomerInfo, NoAttributes
 from connector.reports.metrics import BUCKETS, daily_rate, expected_breakage, match_payments, risk_score, runway_days
 from connector.reports.model import NONE, NO_USE, RUNWAY_BUCKETS, AccountRow, CurrencySummary, Group, Punctuality, \
-    Report
+    Report, mean_days
 
 
 def month_starts(as_of: datetime, months: int) -> list[str]:
@@ -80,7 +80,8 @@ def build_report(engine: Engine, as_of: datetime, *, attributes: CustomerAttribu
                          flags=tuple(ci.flags), balance=a.balance, balance_before=a.balance_before,
                          debt=debt.get(a.account_id, 0))
         acc_lots = lots.get(a.account_id, [])
-        spendable = sorted((lot for lot, _ in acc_lots if lot.spendable_at(as_of)), key=LotState.order_key)
+        spendable = AccountState(a.account_id, a.customer, a.currency, a.balance, row.debt, a.credit_limit,
+                                 [lot for lot, _ in acc_lots]).spendable(as_of)
         row.spendable = sum(lot.remaining for lot in spendable) - row.debt
         row.consumed = max(0, consumed.get(a.account_id, 0))
         row.rate = daily_rate(row.consumed, a.first_at, as_of, window_days)
@@ -120,7 +121,8 @@ def _summarize(report: Report) -> None:
     for row in report.accounts:
         s = report.currencies.setdefault(row.currency, CurrencySummary(row.currency))
         s.accounts += 1
-        s.liability += max(row.balance, 0)
+        held = max(row.balance, 0)
+        s.liability += held
         s.receivable += row.debt
         s.refund_contract += row.refund_contract
         s.refund_rules += row.refund_rules
@@ -129,7 +131,6 @@ def _summarize(report: Report) -> None:
         for days in BUCKETS:
             s.expiring[days] += row.expiring[days]
             s.breakage[days] += row.breakage[days]
-        held = max(row.balance, 0)
         for data, name in ((report.by_tier, row.tier), (report.by_owner, row.owner)):
             g = data.setdefault(row.currency, {}).setdefault(name or NONE, Group())
             g.customers += 1
@@ -151,10 +152,7 @@ def _summarize(report: Report) -> None:
                 p.pending += 1
             if pay.arrived is not None and pay.days_late is not None:
                 arrived.append(pay.days_late)
-    if arrived:
-        p.avg_days_late = (Decimal(sum(arrived)) / len(arrived)).quantize(Decimal("0.1"))
-        p.max_days_late = max(arrived)
-        late = [d for d in arrived if d > 0]
-        if late:
-            p.avg_days_late_of_late = (Decimal(sum(late)) / len(late)).quantize(Decimal("0.1"))
+    p.avg_days_late = mean_days(arrived)
+    p.avg_days_late_of_late = mean_days([d for d in arrived if d > 0])
+    p.max_days_late = max(arrived, default=None)
     report.punctuality = p

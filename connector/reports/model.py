@@ -57,8 +57,7 @@ class AccountRow:
 
     def avg_days_late(self) -> Decimal | None:
         """Mean of (arrival - due date) over arrived payments, one decimal."""
-        days = [p.days_late for p in self.payments if p.arrived is not None and p.days_late is not None]
-        return (Decimal(sum(days)) / len(days)).quantize(Decimal("0.1")) if days else None
+        return mean_days([p.days_late for p in self.payments if p.arrived is not None and p.days_late is not None])
 
     def runway_bucket(self) -> str:
         """The runway distribution bucket of this account."""
@@ -88,6 +87,11 @@ class AccountRow:
             "refund_rules": fmt(self.refund_rules, c), "refund_notes": self.refund_notes,
             "risk_score": self.risk, "risk_band": self.risk_band, "risk_reasons": self.risk_reasons,
         }
+
+
+def mean_days(days: list[int]) -> Decimal | None:
+    """Mean of whole days, one decimal (Decimal, never float); None for an empty list."""
+    return (Decimal(sum(days)) / len(days)).quantize(Decimal("0.1")) if days else None
 
 
 def fmt_rate(rate: Decimal, currency: str) -> str:

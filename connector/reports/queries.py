@@ -204,6 +204,11 @@ def deposits_between(conn: Connection, start: datetime, end: datetime) -> Iterat
     yield from conn.execute(query)
 
 
+def reference(row: Any) -> str:
+    """How an entry row is referred to: `source_system:source_id`, else its idempotency key."""
+    return f"{row.source_system}:{row.source_id}" if row.source_system else row.posting_key
+
+
 def positive_balances(conn: Connection, as_of: datetime) -> dict[str, tuple[int, int]]:
     """Per currency at `as_of`: (sum of positive balances, number of such accounts)."""
     per = (select(E.c.account_id, func.sum(E.c.amount).label("bal")).where(E.c.effective_at <= as_of)
@@ -220,4 +225,4 @@ def aware(value: datetime) -> datetime:
 
 __all__ = ["AccountAgg", "OpenLot", "TermsRow", "account_aggregates", "all_terms", "consumption_reversals",
            "debts", "deposits_between", "deposits_for_terms", "forfeited_paid", "latest_effective", "lot_totals",
-           "monthly_consumption", "open_lots", "positive_balances"]
+           "monthly_consumption", "open_lots", "positive_balances", "reference"]

@@ -14,7 +14,7 @@ from rich.table import Table
 from connector.money import fmt
 from connector.reports.display import money
 from connector.reports.metrics import BUCKETS
-from connector.reports.model import Report
+from connector.reports.model import Report, fmt_rate
 
 CUSTOMER_COLUMNS = ("customer", "currency", "name", "owner", "tier", "flags", "balance", "debt", "spendable",
                     "daily_rate", "runway_days", "expiring_30d", "expiring_60d", "expiring_90d", "breakage_90d",
@@ -67,7 +67,7 @@ def customer_rows(report: Report) -> Iterator[list[str]]:
         c = r.currency
         avg = r.avg_days_late()
         yield [r.customer, c, r.name or "", r.owner or "", r.tier or "", ";".join(r.flags), fmt(r.balance, c),
-               fmt(r.debt, c), fmt(r.spendable, c), fmt(int(r.rate.per_day.quantize(1)), c),
+               fmt(r.debt, c), fmt(r.spendable, c), fmt_rate(r.rate.per_day, c),
                "" if r.runway is None else str(r.runway), *(fmt(r.expiring[d], c) for d in BUCKETS),
                fmt(r.breakage[90], c), fmt(r.expired_unswept, c), "" if avg is None else str(avg), str(len(r.late)),
                str(len(r.overdue)), r.refund_policy, fmt(r.refund_contract, c), fmt(r.refund_rules, c), str(r.risk),

@@ -100,10 +100,6 @@ class CustomerStatement:
                 "sections": [s.to_dict() for s in self.sections]}
 
 
-def _reference(r: Any) -> str:
-    return f"{r.source_system}:{r.source_id}" if r.source_system else r.posting_key
-
-
 class StatementLoader:
     """Builds statements for a period [start, end) under the rules in force."""
 
@@ -192,7 +188,7 @@ class StatementLoader:
         running = opening
         for r in rows:
             running += r.amount
-            sec.lines.append(Line(r.id, q.aware(r.effective_at), r.kind, int(r.amount), running, _reference(r),
+            sec.lines.append(Line(r.id, q.aware(r.effective_at), r.kind, int(r.amount), running, q.reference(r),
                                   r.memo or ""))
         sec.closing = running
         sec.lots = sorted((LotLine(s.id, s.effective_at, s.expires_at, s.amount, s.remaining, s.refundable)

@@ -5,16 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from html import escape
 from zoneinfo import ZoneInfo
 
 from connector.money import fmt
 from connector.reports.display import day, money
-from connector.statements.builder import CustomerStatement, Section
+from connector.statements.builder import TICK, CustomerStatement, Section
 from connector.statements.labels import labels
-
-_ONE_US = timedelta(microseconds=1)
 
 CSS = """
 @page { size: A4; margin: 14mm 12mm; }
@@ -96,7 +94,7 @@ def to_html(st: CustomerStatement, lang: str, tz: ZoneInfo, generated: datetime)
     """A self-contained printable HTML statement."""
     t = labels(lang)
     period_from = day(st.start, tz) if st.start else t["from_start"]
-    period_to = day(st.end - _ONE_US, tz)
+    period_to = day(st.end - TICK, tz)
     who = escape(st.name or st.customer)
     return f"""<!DOCTYPE html>
 <html lang="{'zh-CN' if lang == 'zh' else 'en'}"><head><meta charset="utf-8">
@@ -128,7 +126,7 @@ def to_csv(st: CustomerStatement, lang: str, tz: ZoneInfo) -> str:
         for x in sec.lines:
             w.writerow([st.customer, c, day(x.at, tz), t.get(x.kind, x.kind), x.reference, x.memo, fmt(x.amount, c),
                         fmt(x.running, c)])
-        w.writerow([st.customer, c, day(st.end - _ONE_US, tz), t["closing"], "", "", "", fmt(sec.closing, c)])
+        w.writerow([st.customer, c, day(st.end - TICK, tz), t["closing"], "", "", "", fmt(sec.closing, c)])
     return buf.getvalue()
 
 

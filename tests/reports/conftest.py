@@ -12,24 +12,24 @@ from connector.ledger import Ledger
 from connector.ledger.db import make_engine
 
 
+def _seeded(url: str) -> Iterator[Book]:
+    engine = make_engine(url)
+    ledger = Ledger(engine, clock=lambda: NOW)
+    seed(ledger)
+    yield Book(engine, ledger, url)
+    engine.dispose()
+
+
 @pytest.fixture
 def book(db_url: str) -> Iterator[Book]:
     """The seeded book on SQLite and PostgreSQL, clock at 2026-07-01 00:00 UTC."""
-    engine = make_engine(db_url)
-    ledger = Ledger(engine, clock=lambda: NOW)
-    seed(ledger)
-    yield Book(engine, ledger, db_url)
-    engine.dispose()
+    yield from _seeded(db_url)
 
 
 @pytest.fixture
 def sqlite_book(sqlite_url: str) -> Iterator[Book]:
     """The seeded book on SQLite only (CLI and browser tests)."""
-    engine = make_engine(sqlite_url)
-    ledger = Ledger(engine, clock=lambda: NOW)
-    seed(ledger)
-    yield Book(engine, ledger, sqlite_url)
-    engine.dispose()
+    yield from _seeded(sqlite_url)
 
 
 @pytest.fixture
