@@ -297,20 +297,18 @@ class FxiaokeAdapter(CrmAdapter):
         target = self.task_target
         if target.kind == "message":
             return [TaskRef(task_id=f"message:{m}", marker=m, open=True) for m in markers if m in self._sent_markers]
-        found: list[TaskRef] = []
         unique = list(dict.fromkeys(markers))
-        fields = [f for f in (target.marker_field, target.related_field, target.status_field) if f]
-        if target.marker_embedded:
-            for marker in unique:
-                flt = [{"field_name": target.marker_field, "field_values": [f"[{marker}]"], "operator": "LIKE"}]
-                for raw in self.client.iter_records(target.api_name, filters=flt, projection=fields + ["life_status"]):
-                    found.append(self._task_ref(raw, marker))
-        else:
-            for i in range(0, len(unique), 50):
-                chunk = unique[i:i + 50]
-                flt = [{"field_name": target.marker_field, "field_values": chunk, "operator": "IN"}]
-                for raw in self.client.iter_records(target.api_name, filters=flt, projection=fields + ["life_status"]):
-                    found.append(self._task_ref(raw, str(raw.get(target.marker_field))))
+        projection = [f for f in (target.marker_field, target.related_field, target.status_field) if f]
+        projection.append("life_status")
+        # An embedded marker is found with one LIKE per marker; a marker field with IN, 50 at a time.
+        queries: list[tuple[list[str], str, str | None]] = (
+            [([f"[{m}]"], "LIKE", m) for m in unique] if target.marker_embedded
+            else [(unique[i:i + 50], "IN", None) for i in range(0, len(unique), 50)])
+        found: list[TaskRef] = []
+        for values, operator, marker in queries:
+            flt = [{"field_name": target.marker_field, "field_values": values, "operator": operator}]
+            for raw in self.client.iter_records(target.api_name, filters=flt, projection=projection):
+                found.append(self._task_ref(raw, marker if marker is not None else str(raw.get(target.marker_field))))
         return found
 
     def _task_ref(self, raw: Mapping[str, Any], marker: str) -> TaskRef:
@@ -325,13 +323,19 @@ class FxiaokeAdapter(CrmAdapter):
     def create_tasks(self, tasks: Sequence[TaskRequest]) -> list[TaskRef]:
         """Create follow-ups for record owners; a marker that already has an open task is not created again."""
         open_by_marker = {ref.marker: ref for ref in self.find_tasks([t.marker for t in tasks]) if ref.open}
+        owners: dict[tuple[str, str], str | None] = {}  # one GET per related record, not per task
         out: list[TaskRef] = []
         for task in tasks:
             existing = open_by_marker.get(task.marker)
             if existing is not None:
                 out.append(existing)
                 continue
-            owner = task.owner_id or self._record_owner(task.related_module, task.related_id)
+            owner = task.owner_id
+            if not owner:
+                key = (task.related_module, task.related_id)
+                if key not in owners:
+                    owners[key] = self._record_owner(*key)
+                owner = owners[key]
             ref = self._create_task(task, owner)
             open_by_marker[task.marker] = ref
             out.append(ref)

@@ -102,6 +102,15 @@ def test_tasks_on_active_record_are_never_duplicated(adapter: FxiaokeAdapter, sm
     assert reopened[0].task_id != first[0].task_id and reopened[0].open
 
 
+def test_task_owner_is_looked_up_once_per_related_record(adapter: FxiaokeAdapter,
+                                                         small_tenant: SandboxApp) -> None:
+    tasks = [_task(small_tenant, f"ps:overdue:fxiaoke:AccountObj:owner{i}") for i in range(3)]
+    before = sum(n for path, n in adapter.usage().by_type.items() if path.endswith("/get"))
+    refs = adapter.create_tasks(tasks)
+    gets = sum(n for path, n in adapter.usage().by_type.items() if path.endswith("/get")) - before
+    assert len({r.task_id for r in refs}) == 3 and gets == 1
+
+
 def test_tasks_on_custom_object_use_status_codes(small_tenant: SandboxApp) -> None:
     adapter = FxiaokeAdapter(make_client(small_tenant), task_target=FxiaokeTaskTarget.custom_object(notify=True))
     task = _task(small_tenant, "ps:overdue:fxiaoke:AccountObj:9")

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import signal
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import BaseAdapter
-from requests.structures import CaseInsensitiveDict
 
 from connector.adapters.fxiaoke.sandbox.app import Reply, SandboxApp, SandboxConfig
+from connector.adapters.sandbox_http import Answer, BackgroundServer, InProcessAdapter, drop_connection
 
 log = logging.getLogger("connector.fxiaoke.sandbox")
+JSON_HEADERS = {"Content-Type": "application/json;charset=UTF-8"}
+
+
+def _encode(reply: Reply) -> bytes:
+    return json.dumps(reply.body or {}, ensure_ascii=False).encode()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -40,15 +43,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, reply: Reply) -> None:
         if reply.drop:
-            self.close_connection = True
-            try:
-                self.connection.shutdown(2)
-            except OSError:
-                pass
+            drop_connection(self)
             return
-        payload = json.dumps(reply.body or {}, ensure_ascii=False).encode()
+        payload = _encode(reply)
         self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json;charset=UTF-8")
+        self.send_header("Content-Type", JSON_HEADERS["Content-Type"])
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
@@ -66,76 +65,40 @@ class _Server(ThreadingHTTPServer):
         self.app = app
 
 
-class FxiaokeSandbox:
+class FxiaokeSandbox(BackgroundServer):
     """The sandbox on a loopback port in a background thread: `with FxiaokeSandbox(seed=10) as sb: ...`."""
+
+    thread_name = "fxiaoke-sandbox"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, config: SandboxConfig | None = None,
                  app: SandboxApp | None = None, **options: Any) -> None:
         self.app = app or SandboxApp(config or SandboxConfig(**options))
         self._address = (host, port)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
         """`http://host:port` once started."""
-        if self._server is None:
-            raise RuntimeError("sandbox not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.server_url
 
     def info(self) -> dict[str, str]:
         """Base URL and the credentials the sandbox accepts."""
         return self.app.credentials.public(self.base_url)
 
-    def start(self) -> FxiaokeSandbox:
-        """Bind and serve in a daemon thread."""
-        self._server = _Server(self._address, self.app)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fxiaoke-sandbox", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FxiaokeSandbox:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+    def _bind(self) -> _Server:
+        return _Server(self._address, self.app)
 
 
-class SandboxTransport(BaseAdapter):
+class SandboxTransport(InProcessAdapter):
     """A requests transport that answers from a `SandboxApp` in-process (mount it on a Session)."""
 
     def __init__(self, app: SandboxApp) -> None:
         super().__init__()
         self.app = app
 
-    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
-             verify: Any = True, cert: Any = None, proxies: Any = None) -> requests.Response:
-        """Hand the request to the app and wrap its reply as a Response."""
-        body = request.body or b""
-        raw = body.encode() if isinstance(body, str) else bytes(body)
-        reply = self.app.handle(urlsplit(request.url or "").path, dict(request.headers), raw)
-        if reply.drop:
-            raise requests.ConnectionError("sandbox dropped the connection", request=request)
-        response = requests.Response()
-        response.status_code = reply.status
-        response.headers = CaseInsensitiveDict({"Content-Type": "application/json;charset=UTF-8"})
-        response.raw = io.BytesIO(json.dumps(reply.body or {}, ensure_ascii=False).encode())
-        response.encoding = "utf-8"
-        response.url = request.url or ""
-        response.request = request
-        return response
-
-    def close(self) -> None:
-        """Nothing to release."""
+    def answer(self, request: requests.PreparedRequest, body: bytes) -> Answer:
+        """Hand the request to the app; encode its reply like the HTTP handler does."""
+        reply = self.app.handle(urlsplit(request.url or "").path, dict(request.headers), body)
+        return None if reply.drop else (reply.status, JSON_HEADERS, _encode(reply))
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, seed: int = 0, latency_ms: int = 0, fail_rate: float = 0.0,

@@ -5,20 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import socket
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from io import BytesIO
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import BaseAdapter
-from requests.structures import CaseInsensitiveDict
 
+from connector.adapters.sandbox_http import Answer, BackgroundServer, InProcessAdapter, drop_connection
 from connector.adapters.zoho.sandbox.app import SandboxApp, SandboxConfig
 from connector.adapters.zoho.sandbox.seed import seed_org
 from connector.adapters.zoho.sandbox.store import Org
@@ -36,11 +33,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         reply = self.server.app.handle(self.command, url.path, url.query, dict(self.headers.items()), body)
         if reply.drop:
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            drop_connection(self)
             return
         self.send_response(reply.status)
         for key, value in reply.headers.items():
@@ -62,8 +55,11 @@ class _Server(ThreadingHTTPServer):
     app: SandboxApp
 
 
-class ZohoSandbox:
+class ZohoSandbox(BackgroundServer):
     """A seeded sandbox org on a loopback port; use as a context manager or start()/stop()."""
+
+    thread_name = "zoho-sandbox"
+    poll_interval = 0.05
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, seed: int = 0, latency_ms: int = 0,
                  fail_rate: float = 0.0, token_ttl: int = 3600, daily_credits: int | None = None,
@@ -76,8 +72,6 @@ class ZohoSandbox:
         self.org = Org(clock=clock) if clock else Org()
         self.summary = seed_org(self.org, self.config.seed, seed=self.config.seed, related=related)
         self.app = SandboxApp(self.config, self.org)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def api_domain(self) -> str:
@@ -100,27 +94,13 @@ class ZohoSandbox:
         return {f"{prefix}CLIENT_ID": self.config.client_id, f"{prefix}CLIENT_SECRET": self.config.client_secret,
                 f"{prefix}REFRESH_TOKEN": self.config.refresh_token}
 
-    def start(self) -> ZohoSandbox:
-        """Bind the port and serve in a daemon thread."""
-        self._server = _Server((self.host, self.port), _Handler)
-        self._server.app = self.app
-        host, port = self._server.server_address[:2]
+    def _bind(self) -> _Server:
+        server = _Server((self.host, self.port), _Handler)
+        server.app = self.app
+        host, port = server.server_address[:2]
         self.app.base_url = f"http://{host}:{port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="zoho-sandbox",
-                                        daemon=True)
-        self._thread.start()
         log.info("zoho sandbox listening on %s", self.app.base_url)
-        return self
-
-    def stop(self) -> None:
-        """Shut the server down and wait for its thread."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        return server
 
     def session(self, base_url: str = "https://sandbox.zohoapis.invalid") -> requests.Session:
         """A Session on which the sandbox answers in-process (no socket) at `base_url`."""
@@ -129,42 +109,21 @@ class ZohoSandbox:
         sess.mount(base_url, InProcessTransport(self.app))
         return sess
 
-    def __enter__(self) -> ZohoSandbox:
-        return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
-
-
-class InProcessTransport(BaseAdapter):
+class InProcessTransport(InProcessAdapter):
     """A requests transport that hands each request straight to a `SandboxApp`."""
+
+    drop_message = "Connection aborted: sandbox dropped the connection"
 
     def __init__(self, app: SandboxApp) -> None:
         super().__init__()
         self.app = app
 
-    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
-             verify: Any = True, cert: Any = None, proxies: Mapping[str, str] | None = None) -> requests.Response:
+    def answer(self, request: requests.PreparedRequest, body: bytes) -> Answer:
         """Answer `request` from the app."""
         url = urlsplit(request.url or "")
-        body = request.body or b""
-        reply = self.app.handle(request.method or "GET", url.path, url.query, dict(request.headers),
-                                body.encode() if isinstance(body, str) else body)
-        if reply.drop:
-            raise requests.ConnectionError("Connection aborted: sandbox dropped the connection", request=request)
-        resp = requests.Response()
-        resp.status_code = reply.status
-        resp.headers = CaseInsensitiveDict(reply.headers)
-        resp.raw = BytesIO(reply.body)
-        resp._content = reply.body
-        resp.url = request.url or ""
-        resp.request = request
-        resp.encoding = "utf-8"
-        return resp
-
-    def close(self) -> None:
-        """Nothing to release."""
+        reply = self.app.handle(request.method or "GET", url.path, url.query, dict(request.headers), body)
+        return None if reply.drop else (reply.status, reply.headers, reply.body)
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, seed: int = 0, latency_ms: int = 0, fail_rate: float = 0.0,
