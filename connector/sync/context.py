@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from connector.adapters.base import CrmAdapter
 from connector.ledger import Ledger
@@ -81,7 +81,11 @@ class Ctx:
     def error(self, record: str, fld: str, stage: str, reason: str) -> None:
         """Record a per-record error (its own transaction) and list it in the report; the run goes on."""
         with self.engine.begin() as conn:
-            state.record_error(conn, self.connection, self.run_id, record, fld, stage, reason, self.clock())
+            self.error_in(conn, record, fld, stage, reason, self.clock())
+
+    def error_in(self, conn: Connection, record: str, fld: str, stage: str, reason: str, now: datetime) -> None:
+        """`error` inside the caller's transaction `conn`."""
+        state.record_error(conn, self.connection, self.run_id, record, fld, stage, reason, now)
         self.report.error_total += 1
         if len(self.report.errors) < self.max_errors_listed:
             self.report.errors.append({"record": record, "field": fld, "stage": stage, "reason": reason})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,8 +14,8 @@ from sqlalchemy import Connection, select
 from connector.adapters.base import EntitySpec
 from connector.domain import Consumption, Contract, Customer, Deletion, Entity, Payment, PrepaymentBalance
 from connector.errors import ConnectorError
-from connector.ledger.rules import REFUND_POLICIES
 from connector.ledger.ops import make_request
+from connector.ledger.rules import REFUND_POLICIES
 from connector.ledger.service import BatchOutcome
 from connector.mapping.models import EntityMap, Mapping
 from connector.sync import state
@@ -70,7 +70,7 @@ def run_stream(ctx: Ctx, name: str, spec: EntitySpec, since: datetime | None) ->
     handler = {"customers": _Customers, "contracts": _Contracts, "payments": _Items,
                "consumption": _Items, "prepayment": _Native}[name](ctx, name)
     count = 0
-    for item in ctx.adapter.stream(spec, since=since, overlap=ctx.overlap if since else ctx.overlap * 0):
+    for item in ctx.adapter.stream(spec, since=since, overlap=ctx.overlap if since else timedelta(0)):
         count += 1
         handler.take(item)
         if count % PROGRESS_EVERY == 0:
@@ -287,8 +287,7 @@ class _Items(_Handler):
             olds = {r.crm_id: r for r in conn.execute(select(t.items).where(
                 c.connection == ctx.connection, c.kind == kind, c.crm_id.in_([i.crm_id for i in items])))}
         poster = Poster(ctx)
-        poster.currencies = _customer_currencies(
-            ctx, [i.customer_id for i in items if not isinstance(i, Deletion) and not i.currency and i.customer_id])
+        poster.prefetch(items)
         for item in items:
             old = olds.get(item.crm_id)
             if isinstance(item, Deletion):
@@ -319,11 +318,18 @@ class Poster:
         self.ctx = ctx
         self.pending: list[_Pending] = []
         self.rows: list[tuple[dict[str, Any], dict[str, Any], bool]] = []  # state-only: keys, values, new
-        self.currencies: dict[str, str] = {}
+        self.currencies: dict[str, str | None] = {}
+
+    def prefetch(self, items: Iterable[Any]) -> None:
+        """Read the currencies of the customers of `items` that carry none, in one query."""
+        ids = {i.customer_id for i in items if not isinstance(i, Deletion) and not i.currency and i.customer_id}
+        self.currencies |= dict.fromkeys(ids, None) | _customer_currencies(self.ctx, list(ids))
 
     def currency_of(self, crm_id: str) -> str | None:
         """A customer's currency (prefetched for the page, else read)."""
-        return self.currencies.get(crm_id) or _customer_currency(self.ctx, crm_id)
+        if crm_id in self.currencies:
+            return self.currencies[crm_id]
+        return _customer_currency(self.ctx, crm_id)
 
     def flush(self) -> None:
         """Post everything collected in one transaction, then record the refusals (run goes on)."""
@@ -485,8 +491,12 @@ def retry_failed(ctx: Ctx, kinds: Iterable[str]) -> None:
                                                       t.items.c.status == "error")).all()
         model = Payment if kind == "payment" else Consumption
         poster = Poster(ctx)
-        for row in rows:
-            apply_item(ctx, kind, model.model_validate_json(row.payload), row, poster)
-            if len(poster.pending) >= BATCH:
-                poster.flush()
+        for start in range(0, len(rows), BATCH):
+            page = rows[start:start + BATCH]
+            items = [model.model_validate_json(row.payload) for row in page]
+            poster.prefetch(items)
+            for row, item in zip(page, items, strict=True):
+                apply_item(ctx, kind, item, row, poster)
+                if len(poster.pending) >= BATCH:
+                    poster.flush()
         poster.flush()

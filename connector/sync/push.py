@@ -16,6 +16,7 @@ from connector.errors import ConnectorError
 from connector.sync import state
 from connector.sync import tables as t
 from connector.sync.context import Ctx
+from connector.sync.reconcile import norm
 
 PENDING = ("planned", "failed")
 MAX_ATTEMPTS = 8
@@ -95,7 +96,11 @@ def _send_writes(ctx: Ctx, module: str, rows: list[Any]) -> None:
         return
     ctx.report.write_calls += 1
     now = ctx.clock()
+    write_back = {fm.crm: fm for fm in ctx.mapping.write_back.values()}
+    c = t.customers.c
     with ctx.engine.begin() as conn:
+        read = dict(conn.execute(select(c.crm_id, c.fields).where(
+            c.connection == ctx.connection, c.crm_id.in_([r.crm_id for r in rows if r.crm_id]))).all())
         for r, res in zip(rows, results):
             answer = {"ok": res.ok, "code": res.code, "message": res.message, "field": res.field}
             record = f"{ctx.mapping.crm}:{module}:{r.crm_id}"
@@ -103,36 +108,23 @@ def _send_writes(ctx: Ctx, module: str, rows: list[Any]) -> None:
                 conn.execute(t.outbox.update().where(t.outbox.c.id == r.id).values(
                     status="ok", answer=state.dumps(answer), attempts=r.attempts + 1, updated_at=now))
                 values = json.loads(r.payload)
-                cust = conn.execute(select(t.customers.c.fields).where(
-                    t.customers.c.connection == ctx.connection, t.customers.c.crm_id == r.crm_id)).scalar()
-                fields = state.loads(cust) or {}
+                fields = state.loads(read.get(r.crm_id)) or {}
                 for k, v in values.items():
+                    fm = write_back.get(k)
                     state.upsert(conn, t.sent, {"connection": ctx.connection, "crm_id": r.crm_id, "field": k},
-                                 {"value": _canon(ctx, k, v), "run_id": ctx.run_id, "sent_at": now})
+                                 {"value": norm(fm, v) if fm is not None else None if v is None else str(v),
+                                  "run_id": ctx.run_id, "sent_at": now})
                     fields[k] = v
-                conn.execute(t.customers.update().where(t.customers.c.connection == ctx.connection,
-                                                        t.customers.c.crm_id == r.crm_id)
-                             .values(fields=state.dumps(fields)))
+                read[r.crm_id] = state.dumps(fields)
+                conn.execute(t.customers.update().where(c.connection == ctx.connection, c.crm_id == r.crm_id)
+                             .values(fields=read[r.crm_id]))
                 state.resolve_error(conn, ctx.connection, record, "write", now)
                 ctx.report.records_written += 1
             else:
                 status = "failed" if r.attempts + 1 < MAX_ATTEMPTS else "dead"
                 conn.execute(t.outbox.update().where(t.outbox.c.id == r.id).values(
                     status=status, answer=state.dumps(answer), attempts=r.attempts + 1, updated_at=now))
-                state.record_error(conn, ctx.connection, ctx.run_id, record, res.field or "", "write",
-                                   f"{res.code}: {res.message}", now)
-                ctx.report.error_total += 1
-                ctx.report.errors.append({"record": record, "field": res.field or "", "stage": "write",
-                                          "reason": f"{res.code}: {res.message}"})
-
-
-def _canon(ctx: Ctx, crm_field: str, value: Any) -> str | None:
-    from connector.sync.reconcile import norm
-
-    for fm in ctx.mapping.write_back.values():
-        if fm.crm == crm_field:
-            return norm(fm, value)
-    return None if value is None else str(value)
+                ctx.error_in(conn, record, res.field or "", "write", f"{res.code}: {res.message}", now)
 
 
 def _mark_sending(ctx: Ctx, ids: list[int]) -> None:

@@ -48,7 +48,7 @@ def _ledger_facts(ctx: Ctx) -> tuple[dict[str, list[Any]], dict[int, Any]]:
     consume = e.c.kind == "consume"
     with ctx.engine.connect() as conn:
         accounts = conn.execute(select(a.c.id, a.c.customer_key, a.c.currency, a.c.balance, a.c.debt,
-                                       a.c.credit_limit).where(a.c.customer_key.like(prefix + "%"))).all()
+                                       a.c.credit_limit).where(a.c.customer_key.startswith(prefix, autoescape=True))).all()
         sums = conn.execute(select(
             e.c.account_id, func.max(e.c.id).label("last_entry"), func.max(e.c.effective_at).label("last_at"),
             func.coalesce(func.sum(case((consume, -e.c.amount), else_=0)), 0).label("consumed"),
@@ -56,7 +56,7 @@ def _ledger_facts(ctx: Ctx) -> tuple[dict[str, list[Any]], dict[int, Any]]:
             .label("consumed_tier"),
             func.coalesce(func.sum(case(((consume) & (e.c.effective_at >= run_from), -e.c.amount), else_=0)), 0)
             .label("consumed_runway"))
-            .join(a, a.c.id == e.c.account_id).where(a.c.customer_key.like(prefix + "%"))
+            .join(a, a.c.id == e.c.account_id).where(a.c.customer_key.startswith(prefix, autoescape=True))
             .group_by(e.c.account_id)).all()
     by_customer: dict[str, list[Any]] = defaultdict(list)
     for row in accounts:
@@ -152,7 +152,7 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def desired_values(ctx: Ctx, d: Derived, flags: list[Flag], currency: str | None) -> dict[str, Any]:
+def desired_values(ctx: Ctx, d: Derived, flags: list[Flag]) -> dict[str, Any]:
     """Our value of each mapped write-back field, as it is sent (CRM field name -> value)."""
     wb = ctx.mapping.write_back
     codes = ",".join(sorted({f.code for f in flags}))
@@ -204,8 +204,8 @@ def reconcile(ctx: Ctx) -> None:
         base = [*d.flags, *_event_flags(ctx, cust, data, since)]
         flags = base
         if not facts.deleted:
-            desired = desired_values(ctx, d, base, facts.currency)
-            for crm_field, value in desired.items():
+            desired = desired_values(ctx, d, base)
+            for crm_field in desired:
                 last = sent.get(crm_field)
                 have = norm(by_crm[crm_field][1], read.get(crm_field)) if crm_field in read else last
                 if last is not None and have != last:
@@ -213,7 +213,7 @@ def reconcile(ctx: Ctx) -> None:
                                           f"{crm_field} was changed in the CRM from {last} to {have}"))
             flags = [*base, *new_flags]
             if new_flags:
-                desired = desired_values(ctx, d, flags, facts.currency)
+                desired = desired_values(ctx, d, flags)
             for crm_field, value in desired.items():
                 fm = by_crm[crm_field][1]
                 want, last = norm(fm, value), sent.get(crm_field)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
@@ -13,6 +13,7 @@ from connector.adapters.base import CrmAdapter
 from connector.adapters.errors import CrmError
 from connector.errors import ConnectorError
 from connector.ledger import Ledger
+from connector.ledger.tables import utcnow
 from connector.mapping.models import Mapping
 from connector.sync import state
 from connector.sync import tables as t
@@ -21,11 +22,6 @@ from connector.sync.dryrun import DryRunAdapter, scratch_engine
 from connector.sync.pull import retry_failed, run_stream, specs
 from connector.sync.push import push
 from connector.sync.reconcile import reconcile
-
-
-def utcnow() -> datetime:
-    """Aware UTC now."""
-    return datetime.now(UTC)
 
 
 class SyncEngine:
