@@ -20,6 +20,10 @@ runs = Table(
     Column("dry_run", Boolean, nullable=False, default=False),
     Column("pid", Integer),
     Column("stats", Text),
+    Column("worker", String(K)),
+    Column("trigger", String(16)),
+    Column("reason", Text),
+    Index("ix_sync_runs_connection", "connection", "id"),
 )
 locks = Table(
     "sync_locks", md,
@@ -28,6 +32,9 @@ locks = Table(
     Column("pid", Integer, nullable=False),
     Column("host", String(K), nullable=False),
     Column("acquired_at", UTCDateTime(), nullable=False),
+    Column("holder", String(K)),
+    Column("heartbeat_at", UTCDateTime()),
+    Column("lease_until", UTCDateTime()),
 )
 cursors = Table(
     "sync_cursors", md,
@@ -134,4 +141,42 @@ errors = Table(
     Column("attempts", Integer, nullable=False, default=1),
     Column("resolved_at", UTCDateTime()),
     UniqueConstraint("connection", "record", "stage", name="uq_sync_errors_record"),
+)
+schedule = Table(
+    "sync_schedule", md,
+    Column("connection", String(K), primary_key=True),
+    Column("spec", String(K), nullable=False),
+    Column("next_run_at", UTCDateTime(), nullable=False),
+    Column("slot_at", UTCDateTime()),
+    Column("claimed_by", String(K)),
+    Column("lease_until", UTCDateTime()),
+    Column("run_id", Integer),
+    Column("last_run_at", UTCDateTime()),
+    Column("last_status", String(20)),
+    Column("missed", Integer, nullable=False, default=0),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+api_usage = Table(
+    "sync_api_usage", md,
+    Column("connection", String(K), primary_key=True),
+    Column("day", String(10), primary_key=True),
+    Column("calls", Integer, nullable=False, default=0),
+    Column("credits", Integer, nullable=False, default=0),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+alerts = Table(
+    "ops_alerts", md,
+    Column("id", Integer, primary_key=True),
+    Column("connection", String(K), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("run_id", Integer),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("sent_at", UTCDateTime()),
+    Index("ix_ops_alerts_due", "status", "next_attempt_at"),
 )
