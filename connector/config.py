@@ -33,7 +33,16 @@ class Connection(BaseModel):
     base_url: str | None = None
     open_user_id: str | None = None
     secrets: dict[str, str] = Field(default_factory=dict, description="secret name -> environment variable name")
-    schedule: str | None = Field(default=None, description="stored for the scheduler, e.g. 'every 15m' or a cron")
+    schedule: str | None = Field(default=None, description="when `prepaid-sync schedule` runs it: 'every 15 minutes' "
+                                 "or a five-field cron such as '*/15 8-20 * * 1-5'; none = not scheduled")
+    timezone: str | None = Field(default=None, description="zone of the cron and of the API budget's day "
+                                 "(e.g. Asia/Shanghai); default [scheduler].timezone, else the machine's")
+    misfire_grace_seconds: int = Field(default=600, ge=1, description="a run due longer ago than this is skipped "
+                                       "(and counted as missed) instead of started late")
+    daily_api_budget: int | None = Field(default=None, ge=1, description="most API units a day may spend; "
+                                         "a run stops cleanly before it")
+    budget_unit: Literal["calls", "credits"] | None = Field(default=None, description="what the budget counts; "
+                                                            "default credits on Zoho, calls on Fxiaoke")
     overlap_seconds: int = Field(default=120, ge=1)
     retry_attempts: int = Field(default=5, ge=1, le=20)
 
@@ -45,11 +54,53 @@ class Connection(BaseModel):
                 raise ValueError(f"secrets: unknown secret {key!r}{suggest(key, set(wanted))}")
         if self.crm == "fxiaoke" and not self.base_url:
             raise ValueError("base_url is required for an fxiaoke connection")
+        if self.timezone is not None:
+            check_timezone(self.timezone)
+        if self.schedule is not None:
+            from connector.ops.schedule_spec import parse_schedule
+
+            parse_schedule(self.schedule)
         return self
+
+    def unit(self) -> str:
+        """What `daily_api_budget` counts."""
+        return self.budget_unit or ("credits" if self.crm == "zoho" else "calls")
 
     def env_names(self) -> dict[str, str]:
         """Secret name -> environment variable name, defaults filled in."""
         return {**(ZOHO_SECRETS if self.crm == "zoho" else FXIAOKE_SECRETS), **self.secrets}
+
+
+def check_timezone(name: str) -> None:
+    """Raise ValueError unless `name` is an IANA zone this machine knows."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as Asia/Shanghai)") from None
+
+
+class SchedulerSettings(BaseModel):
+    """`[scheduler]`: how `prepaid-sync schedule` workers share connections."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timezone: str | None = Field(default=None, description="default zone for every connection; else the machine's")
+    lease_seconds: int = Field(default=60, ge=5, description="a run's lease; a holder that stops heart-beating "
+                               "for this long is taken over")
+    heartbeat_seconds: int = Field(default=15, ge=1)
+    poll_seconds: int = Field(default=5, ge=1, description="how often a worker looks for due or orphaned runs")
+    shutdown_seconds: int = Field(default=60, ge=1, description="after SIGTERM, how long the current run may take "
+                                  "to finish its batch before the worker gives up waiting")
+
+    @model_validator(mode="after")
+    def _zone(self) -> SchedulerSettings:
+        if self.timezone is not None:
+            check_timezone(self.timezone)
+        if self.heartbeat_seconds * 2 > self.lease_seconds:
+            raise ValueError("heartbeat_seconds must be at most half of lease_seconds")
+        return self
 
 
 class Settings(BaseModel):
@@ -62,6 +113,14 @@ class Settings(BaseModel):
     connections: dict[str, Connection] = Field(min_length=1)
     compliance: dict[str, Any] = Field(default_factory=dict, description="read and checked by "
                                        "connector.compliance.rules.load_rules")
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    alerts: dict[str, Any] = Field(default_factory=dict, description="read and checked by "
+                                   "connector.ops.alerts.config.load_alerts")
+    log_format: Literal["text", "json"] = "text"
+
+    def zone(self, conn: Connection) -> str | None:
+        """The connection's time zone name (None = the machine's)."""
+        return conn.timezone or self.scheduler.timezone
 
     def connection(self, name: str | None) -> tuple[str, Connection]:
         """The named (or default, or only) connection."""

@@ -1,0 +1,1 @@
+"""Operations: schedules, run leases, API budgets, alerts, run history and logs."""

@@ -1,0 +1,58 @@
+"""A connection's `schedule` text -> an APScheduler 3 trigger ('every 15 minutes' or a five-field cron)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta, tzinfo
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from tzlocal import get_localzone
+
+_EVERY = re.compile(r"^\s*every\s+(\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?)\s*$", re.I)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_schedule(text: str) -> timedelta | str:
+    """Validate `text`; an interval comes back as a timedelta, a cron as its normalized text.
+
+    Raises ValueError naming what is wrong, e.g. a cron with six fields or 'every 0 minutes'.
+    """
+    m = _EVERY.match(text)
+    if m:
+        n = int(m.group(1))
+        if n <= 0:
+            raise ValueError(f"schedule {text!r}: the interval must be positive")
+        step = timedelta(**{_UNITS[m.group(2)[0].lower()]: n})
+        if step < timedelta(seconds=10):
+            raise ValueError(f"schedule {text!r}: shorter than 10 seconds")
+        return step
+    fields = text.split()
+    if len(fields) != 5:
+        raise ValueError(f"schedule {text!r}: expected 'every N minutes' or a cron with five fields "
+                         f"(minute hour day month weekday), got {len(fields)} field(s)")
+    try:
+        CronTrigger.from_crontab(" ".join(fields), timezone=ZoneInfo("UTC"))
+    except ValueError as exc:
+        raise ValueError(f"schedule {text!r}: {exc}") from None
+    return " ".join(fields)
+
+
+def zone(name: str | None) -> tzinfo:
+    """The named IANA zone, or the machine's."""
+    return ZoneInfo(name) if name else get_localzone()
+
+
+def trigger(text: str, tz_name: str | None) -> BaseTrigger:
+    """The APScheduler trigger for a schedule text in the given zone (interval anchored at the epoch, so
+    every worker computes the same fire times)."""
+    parsed = parse_schedule(text)
+    tz = zone(tz_name)
+    if isinstance(parsed, timedelta):
+        from datetime import datetime
+
+        return IntervalTrigger(seconds=int(parsed.total_seconds()), start_date=datetime(2000, 1, 1, tzinfo=tz),
+                               timezone=tz)
+    return CronTrigger.from_crontab(parsed, timezone=tz)
