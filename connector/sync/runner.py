@@ -98,6 +98,6 @@ class SyncEngine:
                 conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(
                     status=report.status if report.status != "running" else "crashed",
                     finished_at=report.finished_at, stats=state.dumps({k: v for k, v in report.to_dict().items()
-                                                                       if k not in ("errors", "changes")})))
+                                                                       if k != "changes"})))
                 state.release_lock(conn, self.connection, int(run_id))
         return report
