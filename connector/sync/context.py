@@ -15,6 +15,15 @@ from connector.mapping.models import Mapping
 from connector.sync import state
 
 
+class StopRequested(Exception):
+    """Raised at the next safe point (between pages and batches) when the run must end early."""
+
+    def __init__(self, reason: str, status: str = "interrupted") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
 @dataclass
 class RunReport:
     """The outcome of one run, as `sync run --json` prints it."""
@@ -39,6 +48,8 @@ class RunReport:
     api_calls: int = 0
     errors: list[dict[str, str]] = field(default_factory=list)
     error_total: int = 0
+    reason: str = ""
+    trigger: str = "manual"
     changes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def customer(self, key: str) -> dict[str, Any]:
@@ -68,11 +79,19 @@ class Ctx:
     started_at: datetime = field(default_factory=lambda: datetime.min)
     max_errors_listed: int = 200
     progress: Callable[[str, int, int | None], None] | None = None
+    should_stop: Callable[[], StopRequested | None] | None = None
 
     def tick(self, stage: str, done: int, total: int | None = None) -> None:
-        """Tell the progress observer (if any) how far `stage` is; `total` None while it is unknown."""
+        """Tell the progress observer (if any) how far `stage` is; `total` None while it is unknown.
+
+        Ticks fall between pages and batches, where everything before is committed: the place to stop
+        when a signal, a lost lease or the API budget asks for it."""
         if self.progress is not None:
             self.progress(stage, done, total)
+        if self.should_stop is not None:
+            stop = self.should_stop()
+            if stop is not None:
+                raise stop
 
     def customer_key(self, crm_id: str) -> str:
         """Ledger customer key of a CRM customer id, e.g. `zoho:Accounts:123`."""

@@ -1,7 +1,12 @@
-"""One sync run: lock -> pull every stream -> retry failed postings -> reconcile -> push the outbox."""
+"""One sync run: lock -> pull every stream -> retry failed postings -> reconcile -> push the outbox.
+
+A run ends early, at the next point where everything before it is committed, when `should_stop` asks
+(a signal), when its lease is lost, or when the API budget would be passed; the outbox and cursors
+make the next run carry on from there."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -17,11 +22,15 @@ from connector.ledger.tables import utcnow
 from connector.mapping.models import Mapping
 from connector.sync import state
 from connector.sync import tables as t
-from connector.sync.context import Ctx, RunReport
+from connector.ops.budget import ApiBudget, BudgetExhausted
+from connector.sync.context import Ctx, RunReport, StopRequested
 from connector.sync.dryrun import DryRunAdapter, scratch_engine
+from connector.sync.lock import Heartbeat, LeaseLost, RunLock
 from connector.sync.pull import retry_failed, run_stream, specs
 from connector.sync.push import push
 from connector.sync.reconcile import reconcile
+
+log = logging.getLogger(__name__)
 
 
 class SyncEngine:
@@ -29,8 +38,14 @@ class SyncEngine:
 
     def __init__(self, connection: str, engine: Engine, adapter: CrmAdapter, mapping: Mapping, *,
                  clock: Callable[[], datetime] = utcnow, overlap: timedelta = timedelta(seconds=120),
-                 progress: Callable[[str, int, int | None], None] | None = None) -> None:
+                 progress: Callable[[str, int, int | None], None] | None = None,
+                 holder: str | None = None, lease: timedelta = timedelta(seconds=60),
+                 heartbeat: timedelta = timedelta(seconds=15), budget: ApiBudget | None = None) -> None:
         self.connection = connection
+        self.holder = holder
+        self.lease = lease
+        self.heartbeat = heartbeat
+        self.budget = budget
         self.progress = progress
         self.engine = engine
         self.adapter = adapter
@@ -51,34 +66,65 @@ class SyncEngine:
         if self._ctx is not None:
             self._ctx.error(f"{self.mapping.crm}:{rej.module}:{rej.crm_id}", rej.field, "pull", rej.reason)
 
-    def run(self, *, full: bool = False, dry_run: bool = False) -> RunReport:
+    def run(self, *, full: bool = False, dry_run: bool = False, trigger: str = "manual",
+            should_stop: Callable[[], str | None] | None = None) -> RunReport:
         """One run; with `dry_run` the database changes are thrown away (a SQLite copy, or a PostgreSQL
-        transaction rolled back) and no CRM write is sent."""
+        transaction rolled back) and no CRM write is sent. `should_stop` returns a reason when the run
+        must end at the next safe point (e.g. 'SIGTERM')."""
         if dry_run:
             with scratch_engine(self.engine) as scratch:
                 planner = SyncEngine(self.connection, scratch, DryRunAdapter(self.adapter, self.mapping),
-                                     self.mapping, clock=self.clock, overlap=self.overlap, progress=self.progress)
-                report = planner._run(full=full)
+                                     self.mapping, clock=self.clock, overlap=self.overlap, progress=self.progress,
+                                     budget=self.budget)
+                report = planner._run(full=full, trigger=trigger, should_stop=should_stop, lock=False)
                 report.dry_run = True
                 return report
-        return self._run(full=full)
+        return self._run(full=full, trigger=trigger, should_stop=should_stop, lock=True)
 
-    def _run(self, *, full: bool) -> RunReport:
+    def _run(self, *, full: bool, trigger: str, should_stop: Callable[[], str | None] | None,
+             lock: bool) -> RunReport:
+        run_lock = RunLock(self.engine, self.connection, holder=self.holder, lease=self.lease)
+        if lock:
+            run_lock.acquire()  # RunLocked names the holder
+        try:
+            return self._locked_run(full=full, trigger=trigger, should_stop=should_stop,
+                                    run_lock=run_lock if lock else None)
+        finally:
+            if lock:
+                run_lock.release()
+
+    def _locked_run(self, *, full: bool, trigger: str, should_stop: Callable[[], str | None] | None,
+                    run_lock: RunLock | None) -> RunReport:
         started = self.clock()
-        report = RunReport(connection=self.connection, started_at=started)
+        report = RunReport(connection=self.connection, started_at=started, trigger=trigger)
         ledger = Ledger(self.engine, clock=self.clock)
         ctx = Ctx(connection=self.connection, engine=self.engine, ledger=ledger, adapter=self.adapter,
                   mapping=self.mapping, clock=self.clock, overlap=self.overlap, report=report, started_at=started,
                   progress=self.progress)
         with self.engine.begin() as conn:
-            run_id = conn.execute(t.runs.insert().values(connection=self.connection, started_at=started,
-                                                         status="running", dry_run=False, pid=os.getpid())
-                                  ).inserted_primary_key[0]
-            state.acquire_lock(conn, self.connection, run_id, started)
+            run_id = conn.execute(t.runs.insert().values(
+                connection=self.connection, started_at=started, status="running", dry_run=False, pid=os.getpid(),
+                worker=run_lock.holder if run_lock else self.holder, trigger=trigger)).inserted_primary_key[0]
         ctx.run_id = report.run_id = int(run_id)
+        if run_lock is not None:
+            run_lock.bind(ctx.run_id)
         self._ctx = ctx
         calls_before = self.adapter.usage().calls
+        beat = Heartbeat(run_lock, self.heartbeat) if run_lock is not None else None
+
+        def stop_check() -> StopRequested | None:
+            if beat is not None and beat.lost:
+                return StopRequested(beat.lost, "failed")
+            why = should_stop() if should_stop is not None else None
+            return StopRequested(why) if why else None
+
+        ctx.should_stop = stop_check
+        gate = getattr(self.adapter, "set_gate", None)
+        if self.budget is not None and gate is not None:
+            gate(self.budget.charge)
         try:
+            if beat is not None:
+                beat.__enter__()
             for name, spec in specs(self.mapping).items():
                 since = None if full else state.get_cursor(self.engine, self.connection, name)
                 run_stream(ctx, name, spec, since)
@@ -86,18 +132,31 @@ class SyncEngine:
             reconcile(ctx)
             push(ctx)
             report.status = "ok" if report.error_total == 0 else "partial"
-        except (CrmError, ConnectorError) as exc:
+        except StopRequested as stop:
+            report.status, report.reason = stop.status, stop.reason
+            log.warning("run %s of %s stopped early: %s", ctx.run_id, self.connection, stop.reason)
+        except BudgetExhausted as exc:
+            report.status, report.reason = "budget", exc.reason
+            log.warning("run %s of %s stopped for the API budget: %s", ctx.run_id, self.connection, exc.reason)
+        except (CrmError, ConnectorError, LeaseLost) as exc:
             report.status = "failed"
+            report.reason = str(exc)
             report.error_total += 1
             report.errors.append({"record": "", "field": "", "stage": "run", "reason": str(exc)})
+        except BaseException as exc:
+            report.status, report.reason = "crashed", f"{type(exc).__name__}: {exc}"
+            raise
         finally:
+            if beat is not None:
+                beat.__exit__(None, None, None)
+            if self.budget is not None and gate is not None:
+                gate(None)
             self._ctx = None
             report.api_calls = self.adapter.usage().calls - calls_before
             report.finished_at = self.clock()
             with self.engine.begin() as conn:
                 conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(
-                    status=report.status if report.status != "running" else "crashed",
+                    status=report.status if report.status != "running" else "crashed", reason=report.reason or None,
                     finished_at=report.finished_at, stats=state.dumps({k: v for k, v in report.to_dict().items()
                                                                        if k != "changes"})))
-                state.release_lock(conn, self.connection, int(run_id))
         return report

@@ -165,7 +165,7 @@ def test_second_run_is_refused_while_one_holds_the_lock(zoho: tuple) -> None:
     with eng.engine.begin() as conn:
         conn.execute(t.locks.insert().values(connection="zoho", run_id=99, pid=1, host="elsewhere",
                                              acquired_at=eng.clock()))
-    from connector.sync.state import RunLocked
+    from connector.sync.lock import RunLocked
 
     with pytest.raises(RunLocked, match="being synced by run 99"):
         eng.run()

@@ -1,0 +1,83 @@
+"""A connection's daily API budget: count every call before it is sent, stop cleanly before the limit.
+
+The count lives in `sync_api_usage`, one row per connection and day, where the day is the calendar day
+in the connection's time zone (Zoho and Fxiaoke both reset their daily allowances at local midnight of
+the org). Every attempt is counted, retries included, so the count can run a little above what the CRM
+charges, never below it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, time, timedelta, timezone, tzinfo
+
+from sqlalchemy import Engine, select
+
+from connector.ledger.db import write_transaction
+from connector.ledger.tables import utcnow
+from connector.sync import tables as t
+
+
+class BudgetExhausted(Exception):
+    """The next call would pass the day's budget; the run must stop and resume in the next window."""
+
+    def __init__(self, reason: str, resumes_at: datetime) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.resumes_at = resumes_at
+
+
+class ApiBudget:
+    """Charges calls against `limit` units a day ('calls' or 'credits') and persists what was spent."""
+
+    def __init__(self, engine: Engine, connection: str, *, limit: int | None, unit: str, tz: tzinfo,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self.connection = connection
+        self.limit = limit
+        self.unit = unit
+        self.tz = tz
+        self.clock = clock
+
+    def day(self, now: datetime | None = None) -> str:
+        """Today's key, YYYY-MM-DD in the connection's zone."""
+        return (now or self.clock()).astimezone(self.tz).date().isoformat()
+
+    def next_window(self, now: datetime | None = None) -> datetime:
+        """When the next day starts (UTC)."""
+        local = (now or self.clock()).astimezone(self.tz)
+        midnight = datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=self.tz)
+        return midnight.astimezone(timezone.utc)
+
+    def used(self, now: datetime | None = None) -> int:
+        """Units spent today."""
+        col = t.api_usage.c.credits if self.unit == "credits" else t.api_usage.c.calls
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(col).where(t.api_usage.c.connection == self.connection,
+                                                      t.api_usage.c.day == self.day(now))).scalar() or 0)
+
+    def remaining(self, now: datetime | None = None) -> int | None:
+        """Units left today (None: no budget set)."""
+        return None if self.limit is None else max(0, self.limit - self.used(now))
+
+    def charge(self, call_type: str, credits: int = 1) -> None:
+        """Count one call of `credits` credits, or raise BudgetExhausted if it would pass the limit."""
+        now = self.clock()
+        cost = credits if self.unit == "credits" else 1
+        day = self.day(now)
+        u = t.api_usage.c
+        with write_transaction(self.engine) as conn:
+            row = conn.execute(select(u.calls, u.credits).where(u.connection == self.connection, u.day == day)).first()
+            spent = 0 if row is None else (row.credits if self.unit == "credits" else row.calls)
+            if self.limit is not None and spent + cost > self.limit:
+                resumes = self.next_window(now)
+                raise BudgetExhausted(
+                    f"daily API budget of {self.limit} {self.unit} for {self.connection!r} would be passed by a "
+                    f"{call_type} call costing {cost} ({spent} spent on {day}); resumes after "
+                    f"{resumes.astimezone(self.tz):%Y-%m-%d %H:%M %Z}", resumes)
+            if row is None:
+                conn.execute(t.api_usage.insert().values(connection=self.connection, day=day, calls=1,
+                                                         credits=credits, updated_at=now))
+            else:
+                conn.execute(t.api_usage.update().where(u.connection == self.connection, u.day == day).values(
+                    calls=u.calls + 1, credits=u.credits + credits, updated_at=now))

@@ -1,0 +1,222 @@
+"""The per-connection run lock: one run of a connection at a time, across processes and hosts.
+
+PostgreSQL: a session-level advisory lock held on a dedicated connection for the whole run. The
+server drops it the moment that session ends, so a killed process never leaves it behind.
+
+SQLite: a lease row in `sync_locks` with an expiry that a heartbeat keeps pushing forward. A holder
+that stops heart-beating (killed, frozen, unplugged) loses the lease when it expires; a holder on
+this host whose process is gone loses it at once.
+
+On both, the `sync_locks` row names the holder (run, worker, pid, host, since) so that a refused run
+and `prepaid-sync status` can say who holds the connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, Engine, select, text
+
+from connector.errors import ConnectorError
+from connector.ledger.db import write_transaction
+from connector.ledger.tables import utcnow
+from connector.sync import tables as t
+
+log = logging.getLogger(__name__)
+ADVISORY_CLASS = 0x5053  # "PS": the first key of our two-key advisory locks
+
+
+class RunLocked(ConnectorError):
+    """Another run of the same connection is in progress."""
+
+    exit_code = 4
+
+
+class LeaseLost(ConnectorError):
+    """This run's lease expired and another holder took the connection over."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def default_holder() -> str:
+    """`host:pid`, the name a process holds locks under unless it is given a worker id."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class RunLock:
+    """Take, keep alive and give back the run lock of one connection."""
+
+    def __init__(self, engine: Engine, connection: str, *, holder: str | None = None,
+                 lease: timedelta = timedelta(seconds=60), clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self.connection = connection
+        self.holder = holder or default_holder()
+        self.lease = lease
+        self.clock = clock
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.run_id = 0
+        self.held = False
+        self._pg: Connection | None = None
+        self._postgres = engine.dialect.name == "postgresql"
+
+    # -- taking --------------------------------------------------------------------------------
+
+    def acquire(self) -> None:
+        """Take the lock or raise RunLocked naming the holder and since when."""
+        if self._postgres:
+            self._acquire_advisory()
+        else:
+            self._acquire_lease()
+        self.held = True
+
+    def _row(self, conn: Connection) -> object | None:
+        return conn.execute(select(t.locks).where(t.locks.c.connection == self.connection)).first()
+
+    def _refuse(self, row: object | None) -> RunLocked:
+        if row is None:
+            return RunLocked(f"connection {self.connection!r} is being synced by another session; try again when "
+                             f"it ends", connection=self.connection)
+        r = row  # type: ignore[assignment]
+        who = f"worker {r.holder}, " if getattr(r, "holder", None) else ""
+        lease = (f"; lease until {r.lease_until:%Y-%m-%d %H:%M:%S} UTC" if getattr(r, "lease_until", None) else "")
+        return RunLocked(f"connection {self.connection!r} is being synced by run {r.run_id} ({who}pid {r.pid} on "
+                         f"{r.host}, since {r.acquired_at:%Y-%m-%d %H:%M:%S} UTC{lease}); try again when it ends",
+                         connection=self.connection)
+
+    def _acquire_lease(self) -> None:
+        now = self.clock()
+        with write_transaction(self.engine) as conn:
+            row = self._row(conn)
+            if row is not None:
+                expired = row.lease_until is not None and row.lease_until <= now
+                dead_here = row.host == self.host and not _alive(row.pid)
+                if not (expired or dead_here):
+                    raise self._refuse(row)
+                log.warning("taking over the run lock of %s from run %s (%s)", self.connection, row.run_id,
+                            "lease expired" if expired else f"pid {row.pid} is gone")
+                conn.execute(t.locks.delete().where(t.locks.c.connection == self.connection))
+            conn.execute(t.locks.insert().values(
+                connection=self.connection, run_id=0, pid=self.pid, host=self.host, holder=self.holder,
+                acquired_at=now, heartbeat_at=now, lease_until=now + self.lease))
+
+    def _advisory_key(self) -> dict[str, object]:
+        return {"k": ADVISORY_CLASS, "c": self.connection}
+
+    def _acquire_advisory(self) -> None:
+        pg = self.engine.connect()
+        try:
+            got = pg.execute(text("SELECT pg_try_advisory_lock(:k, hashtext(current_database() || '/' || "
+                                  "current_schema() || '/' || :c))"), self._advisory_key()).scalar()
+            pg.commit()
+        except Exception:
+            pg.close()
+            raise
+        if not got:
+            pg.close()
+            with self.engine.connect() as conn:
+                raise self._refuse(self._row(conn))
+        self._pg = pg
+        now = self.clock()
+        try:
+            with self.engine.begin() as conn:
+                # We hold the advisory lock, so any row left here belongs to a session that has ended.
+                conn.execute(t.locks.delete().where(t.locks.c.connection == self.connection))
+                conn.execute(t.locks.insert().values(
+                    connection=self.connection, run_id=0, pid=self.pid, host=self.host, holder=self.holder,
+                    acquired_at=now, heartbeat_at=now, lease_until=now + self.lease))
+        except Exception:
+            self._unlock_advisory()
+            raise
+
+    # -- keeping -------------------------------------------------------------------------------
+
+    def bind(self, run_id: int) -> None:
+        """Record which run holds the lock."""
+        self.run_id = run_id
+        with self.engine.begin() as conn:
+            conn.execute(t.locks.update().where(t.locks.c.connection == self.connection,
+                                                t.locks.c.holder == self.holder).values(run_id=run_id))
+
+    def heartbeat(self) -> None:
+        """Push the lease forward; raise LeaseLost when another holder has taken the connection."""
+        now = self.clock()
+        if self._pg is not None:
+            self._pg.execute(text("SELECT 1")).scalar()  # the session that holds the advisory lock is alive
+            self._pg.commit()
+        with self.engine.begin() as conn:
+            n = conn.execute(t.locks.update().where(
+                t.locks.c.connection == self.connection, t.locks.c.holder == self.holder,
+                t.locks.c.pid == self.pid).values(heartbeat_at=now, lease_until=now + self.lease)).rowcount
+        if n == 0:
+            self.held = False
+            raise LeaseLost(f"the run lock of {self.connection!r} was taken over by another worker after this "
+                            f"run's lease expired", connection=self.connection)
+
+    # -- giving back ---------------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Drop the lock if this process still holds it (safe to call twice)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(t.locks.delete().where(t.locks.c.connection == self.connection,
+                                                    t.locks.c.holder == self.holder, t.locks.c.pid == self.pid))
+        finally:
+            self._unlock_advisory()
+            self.held = False
+
+    def _unlock_advisory(self) -> None:
+        if self._pg is None:
+            return
+        pg, self._pg = self._pg, None
+        try:
+            pg.execute(text("SELECT pg_advisory_unlock(:k, hashtext(current_database() || '/' || "
+                            "current_schema() || '/' || :c))"), self._advisory_key())
+            pg.commit()
+        except Exception:  # the session is going away anyway, and with it the lock
+            log.warning("could not unlock the advisory lock of %s cleanly", self.connection, exc_info=True)
+        finally:
+            pg.close()
+
+
+class Heartbeat:
+    """A daemon thread that keeps a RunLock's lease alive while a run works; `lost` is set when it can't."""
+
+    def __init__(self, lock: RunLock, every: timedelta) -> None:
+        self.lock = lock
+        self.every = every.total_seconds()
+        self.lost: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{lock.connection}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.every + 5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.lock.heartbeat()
+            except LeaseLost as exc:
+                self.lost = str(exc)
+                log.error("%s", exc)
+                return
+            except Exception:  # a database hiccup: try again next beat; the lease has slack for it
+                log.warning("heartbeat of %s failed; retrying", self.lock.connection, exc_info=True)
