@@ -44,6 +44,8 @@ class Connection(BaseModel):
     budget_unit: Literal["calls", "credits"] | None = Field(default=None, description="what the budget counts; "
                                                             "default credits on Zoho, calls on Fxiaoke")
     overlap_seconds: int = Field(default=120, ge=1)
+    deletion_check_minutes: int = Field(default=60, ge=0, description="Zoho: read `/deleted` at most this often "
+                                        "per stream (deletions are noticed within it); 0 = every run")
     retry_attempts: int = Field(default=5, ge=1, le=20)
 
     @model_validator(mode="after")

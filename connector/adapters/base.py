@@ -117,14 +117,20 @@ class CrmAdapter(abc.ABC):
     """What the sync engine needs from a CRM. Zoho and Fxiaoke both implement it."""
 
     kind: str
+    deletion_check_interval: timedelta | None = None
+    """How often the engine asks for deletions when the CRM reports them through a separate read
+    (Zoho's `/deleted`); None when deletions come with the records (Fxiaoke's invalidated rows)."""
 
     @abc.abstractmethod
     def stream(self, spec: EntitySpec, since: datetime | None = None,
-               overlap: timedelta = timedelta(seconds=0)) -> Iterator[Record | Deletion]:
-        """Yield records of `spec` changed at or after `since - overlap`, then deletions since then.
+               overlap: timedelta = timedelta(seconds=0), *,
+               deletions_since: datetime | None = None) -> Iterator[Record | Deletion]:
+        """Yield records of `spec` changed at or after `since - overlap`, then deletions.
 
         Lazy: one page at a time. Within one call no (crm_id, modified_at) is yielded twice.
-        `since=None` means a full read.
+        `since=None` means a full read. An adapter with a separate deletion read
+        (`deletion_check_interval` set) reads it only when `deletions_since` is given, from
+        `deletions_since - overlap`; the others yield deletions among the records and ignore it.
         """
 
     @abc.abstractmethod

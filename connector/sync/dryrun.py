@@ -17,8 +17,16 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
-from connector.adapters.base import ApiUsage, CrmAdapter, EntitySpec, FieldInfo, FieldUpdate, TaskRef, TaskRequest, \
-    WriteResult
+from connector.adapters.base import (
+    ApiUsage,
+    CrmAdapter,
+    EntitySpec,
+    FieldInfo,
+    FieldUpdate,
+    TaskRef,
+    TaskRequest,
+    WriteResult,
+)
 from connector.domain import Deletion, Record
 from connector.errors import ConfigError
 from connector.ledger.db import make_engine
@@ -119,14 +127,16 @@ class DryRunAdapter(CrmAdapter):
         self.planned_calls = 0
         self.on_bad_record = getattr(inner, "on_bad_record", None)
         self.on_reject = getattr(inner, "on_reject", None)
+        self.deletion_check_interval = inner.deletion_check_interval
 
     def stream(self, spec: EntitySpec, since: datetime | None = None,
-               overlap: timedelta = timedelta(seconds=0)) -> Iterator[Record | Deletion]:
+               overlap: timedelta = timedelta(seconds=0), *,
+               deletions_since: datetime | None = None) -> Iterator[Record | Deletion]:
         """Read from the real CRM."""
         for name in ("on_bad_record", "on_reject"):
             if hasattr(self.inner, name):
                 setattr(self.inner, name, getattr(self, name))
-        return self.inner.stream(spec, since, overlap)
+        return self.inner.stream(spec, since, overlap, deletions_since=deletions_since)
 
     def describe(self, module: str) -> list[FieldInfo]:
         """Read from the real CRM."""

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import Engine
+
 from connector.adapters.base import CrmAdapter
 from connector.adapters.http import RetryPolicy
-from connector.config import Connection
+from connector.config import Connection, LoadedSettings
 from connector.domain import Entity
+from connector.errors import ConfigError
+from connector.mapping import load_mapping
 from connector.mapping.models import Mapping
+from connector.ops.schedule_spec import zone
+from connector.sync.budget import ApiBudget
 from connector.sync.pull import specs
+from connector.sync.runner import SyncEngine
 
 _ENTITY = {"customers": Entity.CUSTOMER, "contracts": Entity.CONTRACT, "payments": Entity.PAYMENT,
            "consumption": Entity.CONSUMPTION}
@@ -25,10 +35,28 @@ def build_adapter(conn: Connection, mapping: Mapping, retry: RetryPolicy | None 
                                 api_domain=conn.api_domain, client_id_env=names["client_id"],
                                 client_secret_env=names["client_secret"], refresh_token_env=names["refresh_token"])
         client = ZohoClient(ZohoAuth.from_env(config), retry=retry)
-        return ZohoAdapter(client, specs=by_entity, default_currency=mapping.currency)
+        return ZohoAdapter(client, specs=by_entity, default_currency=mapping.currency,
+                           deletion_check_interval=timedelta(minutes=conn.deletion_check_minutes))
     from connector.adapters.fxiaoke import FxiaokeAdapter, FxiaokeTaskTarget
 
     target = FxiaokeTaskTarget.custom_object(mapping.tasks.target) if mapping.tasks.target else None
     assert conn.base_url is not None
     return FxiaokeAdapter.from_env(conn.base_url, env_names=names, open_user_id=conn.open_user_id,
                                    currency=mapping.currency or "CNY", task_target=target, retry=retry)
+
+
+def build_sync_engine(loaded: LoadedSettings, name: str | None, db: Engine, *, holder: str | None = None,
+                      progress: Callable[[str, int, int | None], None] | None = None) -> SyncEngine:
+    """The SyncEngine of a configured connection: its mapping, adapter, lease settings and API budget."""
+    conn_name, conn = loaded.settings.connection(name)
+    mapping = load_mapping(loaded.mapping_path(conn))
+    if mapping.crm != conn.crm:
+        raise ConfigError(f"connection {conn_name!r} is {conn.crm} but its mapping is for {mapping.crm}",
+                          field="mapping")
+    sched = loaded.settings.scheduler
+    budget = ApiBudget(db, conn_name, limit=conn.daily_api_budget, unit=conn.unit(),
+                       tz=zone(loaded.settings.zone(conn))) if conn.daily_api_budget else None
+    return SyncEngine(conn_name, db, build_adapter(conn, mapping), mapping,
+                      overlap=timedelta(seconds=conn.overlap_seconds), progress=progress, holder=holder,
+                      lease=timedelta(seconds=sched.lease_seconds),
+                      heartbeat=timedelta(seconds=sched.heartbeat_seconds), budget=budget)

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, select
 
 from connector.adapters.base import EntitySpec
 from connector.domain import Consumption, Contract, Customer, Deletion, Entity, Payment, PrepaymentBalance
-from connector.errors import ConnectorError
+from connector.errors import ConnectorError, InsufficientBalance
 from connector.ledger.ops import make_request
 from connector.ledger.rules import REFUND_POLICIES
 from connector.ledger.service import BatchOutcome
@@ -66,11 +66,17 @@ def _picked(emap: EntityMap, attr: str, value: Any) -> Any:
 
 
 def run_stream(ctx: Ctx, name: str, spec: EntitySpec, since: datetime | None) -> None:
-    """Read one stream to its end, then save its cursor (the run's start time) with the last batch."""
+    """Read one stream to its end, then save its cursor (the run's start time) with the last batch.
+
+    Where deletions come from a separate read (Zoho `/deleted`), it is made only when due
+    (`deletion_check`) and its own cursor is saved in the same transaction.
+    """
     handler = {"customers": _Customers, "contracts": _Contracts, "payments": _Items,
                "consumption": _Items, "prepayment": _Native}[name](ctx, name)
+    checked, deletions_since = deletion_check(ctx, name, since)
+    overlap = ctx.overlap if since is not None or deletions_since is not None else timedelta(0)
     count = 0
-    for item in ctx.adapter.stream(spec, since=since, overlap=ctx.overlap if since else timedelta(0)):
+    for item in ctx.adapter.stream(spec, since=since, overlap=overlap, deletions_since=deletions_since):
         count += 1
         handler.take(item)
         if count % PROGRESS_EVERY == 0:
@@ -79,8 +85,31 @@ def run_stream(ctx: Ctx, name: str, spec: EntitySpec, since: datetime | None) ->
     with ctx.engine.begin() as conn:
         handler.flush(conn)
         state.set_cursor(conn, ctx.connection, name, ctx.started_at, ctx.run_id)
+        if checked:
+            state.set_cursor(conn, ctx.connection, state.deletion_stream(name), ctx.started_at, ctx.run_id)
     ctx.report.pulled[name] = count
     ctx.tick(f"pull {name}", count, count)
+
+
+def deletion_check(ctx: Ctx, name: str, since: datetime | None) -> tuple[bool, datetime | None]:
+    """Whether this run checks the stream's deletions (and saves its deletion cursor), and from when.
+
+    Only adapters with a separate deletion read (`deletion_check_interval`) have a deletion cursor.
+    It is due when the last check is at least the interval old (0: every run), on a full run, or when
+    there is none yet; the read starts at the last check (the adapter subtracts the overlap), or at
+    the stream's cursor when no check was recorded. A first pull of a stream has nothing to delete:
+    it only starts the deletion cursor.
+    """
+    interval = ctx.adapter.deletion_check_interval
+    if interval is None:
+        return False, None
+    last = state.get_cursor(ctx.engine, ctx.connection, state.deletion_stream(name))
+    if last is None:
+        last = since if since is not None else state.get_cursor(ctx.engine, ctx.connection, name)
+        return True, last
+    if since is None or ctx.started_at - last >= interval:
+        return True, last
+    return False, None
 
 
 class _Handler:
@@ -103,8 +132,7 @@ class _Handler:
 
     def flush(self, conn: Connection) -> None:
         table = t.customers if self.name == "customers" else t.contracts if self.name == "contracts" else t.items
-        for keys, values in self.rows:
-            state.upsert(conn, table, keys, values)
+        state.upsert_many(conn, table, [{**keys, **values} for keys, values in self.rows])
         self.rows = []
 
 
@@ -204,13 +232,11 @@ class _Contracts(_Handler):
             # The contract's sync state commits with its terms.
             done = [(item, payload, currency) for n, (item, payload, currency) in enumerate(todo)
                     if outcomes[2 * n] is None and outcomes[2 * n + 1] is None]
-            open_errors = _open_errors(conn, ctx, [item.key for item, _, _ in done], "terms")
-            for item, payload, currency in done:
-                if item.key in open_errors:
-                    state.resolve_error(conn, ctx.connection, item.key, "terms", now)
-                state.upsert(conn, t.contracts, {"connection": ctx.connection, "crm_id": item.crm_id},
-                             {"customer_id": item.customer_id, "currency": currency,
-                              "payload": state.dumps(payload), "deleted_at": None, "modified_at": item.modified_at})
+            state.resolve_errors(conn, ctx.connection, [item.key for item, _, _ in done], "terms", now)
+            state.upsert_many(conn, t.contracts, [
+                {"connection": ctx.connection, "crm_id": item.crm_id, "customer_id": item.customer_id,
+                 "currency": currency, "payload": state.dumps(payload), "deleted_at": None,
+                 "modified_at": item.modified_at} for item, payload, currency in done])
 
         outcomes = ctx.ledger.set_terms_many(terms_items, hook=hook)
         for n, (item, _, _) in enumerate(todo):
@@ -219,15 +245,6 @@ class _Contracts(_Handler):
                 ctx.error(item.key, str(exc.details.get("field", "")), "terms", exc.message)
             else:
                 ctx.report.terms_set += 1
-
-
-def _open_errors(conn: Connection, ctx: Ctx, records: list[str], stage: str) -> set[str]:
-    """Which of `records` have an open error at `stage` (so only those are resolved)."""
-    if not records:
-        return set()
-    e = t.errors.c
-    return set(conn.execute(select(e.record).where(e.connection == ctx.connection, e.stage == stage,
-                                                   e.resolved_at.is_(None), e.record.in_(records))).scalars())
 
 
 def _customer_currencies(ctx: Ctx, crm_ids: list[str]) -> dict[str, str]:
@@ -300,7 +317,7 @@ class _Items(_Handler):
 
 
 class _Pending:
-    __slots__ = ("kind", "req", "keys", "row", "record", "fld", "customer", "label", "new")
+    __slots__ = ("kind", "req", "keys", "row", "record", "fld", "at_fld", "zone", "customer", "label", "new")
 
     def __init__(self, **kw: Any) -> None:
         for k, v in kw.items():
@@ -317,7 +334,7 @@ class Poster:
     def __init__(self, ctx: Ctx) -> None:
         self.ctx = ctx
         self.pending: list[_Pending] = []
-        self.rows: list[tuple[dict[str, Any], dict[str, Any], bool]] = []  # state-only: keys, values, new
+        self.rows: list[tuple[dict[str, Any], bool]] = []  # state-only item rows (keys and values), new
         self.currencies: dict[str, str | None] = {}
 
     def prefetch(self, items: Iterable[Any]) -> None:
@@ -344,25 +361,16 @@ class Poster:
         now = ctx.clock()
 
         def hook(conn: Connection, outcomes: list[BatchOutcome]) -> None:
-            _write_rows(conn, rows)
-            done = [(p, o) for p, o in zip(pending, outcomes, strict=True) if o.result is not None]
-            open_errors = _open_errors(conn, ctx, [p.record for p, _ in done], "post")
-            new = [{**p.keys, **p.row, "status": "posted", "entry_ids": state.dumps(o.result.entry_ids)}
-                   for p, o in done if p.new]
-            if new:
-                conn.execute(t.items.insert(), new)
-            for p, o in done:
-                assert o.result is not None
-                if not p.new:
-                    state.upsert(conn, t.items, p.keys,
-                                 {**p.row, "status": "posted", "entry_ids": state.dumps(o.result.entry_ids)})
-                if p.record in open_errors:
-                    state.resolve_error(conn, ctx.connection, p.record, "post", now)
+            done = [(p, o.result) for p, o in zip(pending, outcomes, strict=True) if o.result is not None]
+            posted = [({**p.keys, **p.row, "status": "posted", "entry_ids": state.dumps(res.entry_ids)}, p.new)
+                      for p, res in done]
+            _write_rows(conn, rows + posted)
+            state.resolve_errors(conn, ctx.connection, [p.record for p, _ in done], "post", now)
 
         outcomes = ctx.ledger.post_batch([p.req for p in pending], hook=hook)
         for p, o in zip(pending, outcomes, strict=True):
             if o.error is not None:
-                _fail(ctx, p.keys, p.row, p.record, p.fld, o.error.message)
+                _fail(ctx, p.keys, p.row, p.record, *_refusal(ctx, p, o.error))
             elif o.result is not None and o.result.created:
                 if p.kind == "payment":
                     ctx.report.deposits_posted += 1
@@ -371,13 +379,51 @@ class Poster:
                 ctx.report.customer(p.customer)["postings"].append(p.label)
 
 
-def _write_rows(conn: Connection, rows: list[tuple[dict[str, Any], dict[str, Any], bool]]) -> None:
-    new = [{**keys, **values} for keys, values, is_new in rows if is_new]
+def _refusal(ctx: Ctx, p: _Pending, error: ConnectorError) -> tuple[str, str]:
+    """The field to name and the reason to record for a refused posting.
+
+    A consumption refused for want of money while the customer has a deposit dated after it was most
+    likely entered with the wrong date (a lot cannot be spent before it takes effect): say so, with
+    both dates, and name the date field.
+    """
+    if p.kind != "consumption" or not isinstance(error, InsufficientBalance):
+        return p.fld, error.message
+    at: datetime = p.row["at"]
+    i = t.items.c
+    with ctx.engine.connect() as conn:
+        deposits = list(conn.execute(select(i.at).where(
+            i.connection == ctx.connection, i.kind == "payment", i.status == "posted",
+            i.customer_id == p.row["customer_id"], i.currency == p.row["currency"]).order_by(i.at)).scalars())
+    later = [d for d in deposits if d is not None and d > at]
+    if not later:
+        return p.fld, error.message  # no later deposit would fund it: an amount or a payment is wrong
+    paid_at = ctx.mapping.payments.fields.get("paid_at")
+    first = _local(later[0], paid_at.timezone if paid_at else None)
+    if len(later) == len(deposits):
+        return p.at_fld, (f"consumption dated {_local(at, p.zone)} is before any deposit available then "
+                          f"(first deposit {first}); correct the date in the CRM")
+    details = error.details
+    cur = p.row["currency"]
+    return p.at_fld, (f"consumption of {details.get('amount')} {cur} dated {_local(at, p.zone)}: only "
+                      f"{details.get('available')} {cur} was available then and the next deposit is dated "
+                      f"{first}; correct the date in the CRM if it was used later, or record the payment that "
+                      "funded it")
+
+
+def _local(at: datetime, zone: str | None) -> str:
+    """A time as the CRM user sees it: the date alone at midnight, else date, time and zone."""
+    local = at.astimezone(ZoneInfo(zone) if zone else UTC)
+    if (local.hour, local.minute, local.second) == (0, 0, 0):
+        return f"{local:%Y-%m-%d}"
+    return f"{local:%Y-%m-%d %H:%M} {zone or 'UTC'}"
+
+
+def _write_rows(conn: Connection, rows: list[tuple[dict[str, Any], bool]]) -> None:
+    """Item state rows: plain inserts for items seen the first time, upserts for the others."""
+    new = [row for row, is_new in rows if is_new]
     if new:
         conn.execute(t.items.insert(), new)
-    for keys, values, is_new in rows:
-        if not is_new:
-            state.upsert(conn, t.items, keys, values)
+    state.upsert_many(conn, t.items, [row for row, is_new in rows if not is_new])
 
 
 def _postable(m: Mapping, kind: str, item: Payment | Consumption) -> bool:
@@ -426,7 +472,7 @@ def apply_item(ctx: Ctx, kind: str, item: Payment | Consumption, old: Any, poste
         row.update(event=event, event_at=ctx.clock())
     keys = {"connection": ctx.connection, "kind": kind, "crm_id": item.crm_id}
     if not postable:
-        poster.rows.append((keys, {**row, "status": "skipped", "entry_ids": "[]"}, old is None))
+        poster.rows.append(({**keys, **row, "status": "skipped", "entry_ids": "[]"}, old is None))
         return
     if not currency:
         _fail(ctx, keys, row, item.key, "currency", "no currency on the record, its customer or the mapping")
@@ -440,8 +486,9 @@ def apply_item(ctx: Ctx, kind: str, item: Payment | Consumption, old: Any, poste
         _fail(ctx, keys, row, item.key, fld, exc.message)
         return
     poster.pending.append(_Pending(kind=kind, req=req, keys=keys, row=row, record=item.key, fld=fld,
-                                  customer=customer, label=f"{op} {item.amount} {currency} ({item.key} v{version})",
-                                  new=old is None))
+                                  at_fld=when_field.crm if when_field else fld,
+                                  zone=when_field.timezone if when_field else None, customer=customer,
+                                  label=f"{op} {item.amount} {currency} ({item.key} v{version})", new=old is None))
 
 
 def _fail(ctx: Ctx, keys: dict[str, Any], row: dict[str, Any], record: str, fld: str, reason: str) -> None:
@@ -484,11 +531,20 @@ def apply_deletion(ctx: Ctx, kind: str, old: Any, record: str) -> None:
 
 
 def retry_failed(ctx: Ctx, kinds: Iterable[str]) -> None:
-    """Re-try items whose posting failed on an earlier run, from their stored payload (no CRM reads)."""
+    """Re-try items whose posting failed on an earlier run, from their stored payload (no CRM reads).
+
+    Items already tried (and refused) by this run's pull are left for the next run: nothing they
+    depend on has changed since, and a second try would only report the same error twice.
+    """
+    e = t.errors.c
     for kind in kinds:
         with ctx.engine.connect() as conn:
             rows = conn.execute(select(t.items).where(t.items.c.connection == ctx.connection, t.items.c.kind == kind,
                                                       t.items.c.status == "error")).all()
+            tried = set(conn.execute(select(e.record).where(
+                e.connection == ctx.connection, e.stage == "post", e.run_id == ctx.run_id,
+                e.resolved_at.is_(None))).scalars())
+        rows = [row for row in rows if _item_key(ctx, row) not in tried]
         model = Payment if kind == "payment" else Consumption
         poster = Poster(ctx)
         for start in range(0, len(rows), BATCH):

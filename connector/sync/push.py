@@ -8,11 +8,12 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from connector.adapters.base import FieldUpdate, TaskRequest
 from connector.adapters.errors import CrmError
 from connector.errors import ConnectorError
+from connector.ledger.db import write_transaction
 from connector.sync import state
 from connector.sync import tables as t
 from connector.sync.context import Ctx
@@ -98,33 +99,48 @@ def _send_writes(ctx: Ctx, module: str, rows: list[Any]) -> None:
     now = ctx.clock()
     write_back = {fm.crm: fm for fm in ctx.mapping.write_back.values()}
     c = t.customers.c
-    with ctx.engine.begin() as conn:
+    # The outbox rows' answers and the values sent commit together, each kind in one set-based statement.
+    # The transaction reads before it writes, so it takes SQLite's write lock up front (no failed upgrade
+    # when the run's heartbeat has written meanwhile).
+    with write_transaction(ctx.engine) as conn:
         read = dict(conn.execute(select(c.crm_id, c.fields).where(
             c.connection == ctx.connection, c.crm_id.in_([r.crm_id for r in rows if r.crm_id]))).all())
+        answers: list[dict[str, Any]] = []
+        sent: list[dict[str, Any]] = []
+        ok_records: list[str] = []
         for r, res in zip(rows, results):
             answer = {"ok": res.ok, "code": res.code, "message": res.message, "field": res.field}
             record = f"{ctx.mapping.crm}:{module}:{r.crm_id}"
             if res.ok:
-                conn.execute(t.outbox.update().where(t.outbox.c.id == r.id).values(
-                    status="ok", answer=state.dumps(answer), attempts=r.attempts + 1, updated_at=now))
+                answers.append({"b_id": r.id, "b_status": "ok", "b_answer": state.dumps(answer),
+                                "b_attempts": r.attempts + 1})
                 values = json.loads(r.payload)
                 fields = state.loads(read.get(r.crm_id)) or {}
                 for k, v in values.items():
                     fm = write_back.get(k)
-                    state.upsert(conn, t.sent, {"connection": ctx.connection, "crm_id": r.crm_id, "field": k},
-                                 {"value": norm(fm, v) if fm is not None else None if v is None else str(v),
-                                  "run_id": ctx.run_id, "sent_at": now})
+                    sent.append({"connection": ctx.connection, "crm_id": r.crm_id, "field": k,
+                                 "value": norm(fm, v) if fm is not None else None if v is None else str(v),
+                                 "run_id": ctx.run_id, "sent_at": now})
                     fields[k] = v
                 read[r.crm_id] = state.dumps(fields)
-                conn.execute(t.customers.update().where(c.connection == ctx.connection, c.crm_id == r.crm_id)
-                             .values(fields=read[r.crm_id]))
-                state.resolve_error(conn, ctx.connection, record, "write", now)
+                ok_records.append(record)
                 ctx.report.records_written += 1
             else:
                 status = "failed" if r.attempts + 1 < MAX_ATTEMPTS else "dead"
-                conn.execute(t.outbox.update().where(t.outbox.c.id == r.id).values(
-                    status=status, answer=state.dumps(answer), attempts=r.attempts + 1, updated_at=now))
+                answers.append({"b_id": r.id, "b_status": status, "b_answer": state.dumps(answer),
+                                "b_attempts": r.attempts + 1})
                 ctx.error_in(conn, record, res.field or "", "write", f"{res.code}: {res.message}", now)
+        if answers:
+            conn.execute(t.outbox.update().where(t.outbox.c.id == bindparam("b_id")).values(
+                status=bindparam("b_status"), answer=bindparam("b_answer"), attempts=bindparam("b_attempts"),
+                updated_at=now), answers)
+        state.upsert_many(conn, t.sent, sent)
+        written = [{"b_id": crm_id, "b_fields": read[crm_id]} for crm_id in
+                   dict.fromkeys(r.crm_id for r, res in zip(rows, results) if res.ok)]
+        if written:
+            conn.execute(t.customers.update().where(c.connection == ctx.connection, c.crm_id == bindparam("b_id"))
+                         .values(fields=bindparam("b_fields")), written)
+        state.resolve_errors(conn, ctx.connection, ok_records, "write", now)
 
 
 def _mark_sending(ctx: Ctx, ids: list[int]) -> None:

@@ -39,9 +39,10 @@ class Clock:
         self.now += timedelta(**kw)
 
 
-def zoho_engine(db_url: str, seed: int = 40, clock: Clock | None = None, **sandbox_kw: Any
+def zoho_engine(db_url: str, seed: int = 40, clock: Clock | None = None, *,
+                deletion_check: timedelta = timedelta(minutes=60), **sandbox_kw: Any
                 ) -> tuple[SyncEngine, ZohoSandbox]:
-    """A sync engine on a seeded in-process Zoho sandbox."""
+    """A sync engine on a seeded in-process Zoho sandbox (`/deleted` read at most every `deletion_check`)."""
     clock = clock or Clock()
     sb = ZohoSandbox(seed=seed, clock=lambda: clock().timestamp(), **sandbox_kw)
     session = sb.session()
@@ -49,7 +50,8 @@ def zoho_engine(db_url: str, seed: int = 40, clock: Clock | None = None, **sandb
     config = ZohoAuthConfig(accounts_url=sb.accounts_url, api_domain=sb.api_domain)
     auth = ZohoAuth.from_env(config, session=session, environ=sb.env())
     client = ZohoClient(auth, session=session, retry=RetryPolicy(max_attempts=6, sleep=lambda s: None))
-    adapter = ZohoAdapter(client, specs={_ENT[k]: v for k, v in specs(mapping).items()})
+    adapter = ZohoAdapter(client, specs={_ENT[k]: v for k, v in specs(mapping).items()},
+                          deletion_check_interval=deletion_check)
     engine = SyncEngine("zoho", make_engine(db_url), adapter, mapping, clock=clock)
     return engine, sb
 

@@ -48,7 +48,8 @@ def test_sigkill_at_random_points_then_rerun_converges(tmp_path: Path) -> None:
     rng = random.Random(int(os.environ.get("CRASH_SEED", "7")))
     rounds = int(os.environ.get("CRASH_ROUNDS", "4"))
     with ZohoSandbox(seed=150, latency_ms=3) as sb:
-        write_config(tmp_path, "zoho", sandbox=sb.api_domain)
+        # Deletions are made between runs seconds apart: check `/deleted` on every run.
+        write_config(tmp_path, "zoho", sandbox=sb.api_domain, extra={"deletion_check_minutes": 0})
         cfg = tmp_path / "prepaid-sync.toml"
         org = sb.org
         pays = org.modules["Prepaid_Payments"]

@@ -6,9 +6,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect, text
-
 from helpers import Clock, zoho_engine
+from sqlalchemy import inspect, text
 
 pytestmark = pytest.mark.postgres
 
@@ -41,7 +40,7 @@ def test_dry_run_on_postgres_plans_and_changes_nothing(pg_url: str) -> None:
     clock.advance(minutes=5)
     org.update(pays, edited["id"], {"Amount": Decimal(str(edited["Amount"])) + 7})
     org.delete(pays, deleted["id"])
-    clock.advance(minutes=5)
+    clock.advance(minutes=61)  # past the deletion check interval: this run reads `/deleted`
     before_db, before_crm = snapshot(eng.engine), crm(sb)
     plan = eng.run(dry_run=True)
     assert plan.status == "ok" and plan.reversals_posted == 2 and plan.deposits_posted == 1

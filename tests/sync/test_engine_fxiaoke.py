@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
 
+from helpers import fxiaoke_engine
 from sqlalchemy import select
 
 from connector.ledger import Ledger
 from connector.sync import tables as t
-from helpers import fxiaoke_engine
 
 
 def _balances(engine: object) -> dict[str, Decimal]:
@@ -30,9 +33,12 @@ def test_fxiaoke_full_edit_invalidate_manual_edit(tmp_path: object) -> None:
     assert tiers <= {"tq8Ga", "Lw2xR", "p0Zk3"}  # tier written as the tenant's option codes
     eng.clock.advance(minutes=5)
     assert eng.run().records_written == 0  # echoes of our writes
+    # Customers that spent nothing: a deposit already drawn on cannot be reversed (the ledger refuses).
+    spending = {r.get("customer_id") for r in store.table("PrepayDetailObj").rows.values()
+                if r.get("record_type") != "income_record_type__c"}
     pays = [r for r in store.table("PaymentObj").rows.values()
-            if r.get("account_id") in accounts and r.get("life_status") == "normal"
-            and not str(r["payment_amount"]).startswith(("-", "0"))]
+            if r.get("account_id") in accounts and r.get("account_id") not in spending
+            and r.get("life_status") == "normal" and not str(r["payment_amount"]).startswith(("-", "0"))]
     edited, voided = pays[0], pays[1]
     victim = pays[2]["account_id"]
     store.update("PaymentObj", edited["_id"], {"payment_amount": str(Decimal(edited["payment_amount"]) + 1)}, admin)
@@ -51,3 +57,55 @@ def test_fxiaoke_full_edit_invalidate_manual_edit(tmp_path: object) -> None:
     eng.clock.advance(minutes=5)
     quiet = eng.run()
     assert quiet.records_written == 0 and quiet.tasks_created == 0 and quiet.deposits_posted == 0
+
+
+def _local(ms: int, fmt: str) -> str:
+    return datetime.fromtimestamp(ms / 1000, ZoneInfo("Asia/Shanghai")).strftime(fmt)
+
+
+def test_consumption_dated_before_its_deposit_is_refused_with_an_actionable_error(tmp_path: object) -> None:
+    eng, app = fxiaoke_engine(f"sqlite:///{tmp_path}/f.db", seed=60)
+    store, admin = app.store, app.credentials.open_user_id
+    no_credit = {c["account_id__c"] for c in store.table("prepay_contract__c").rows.values()
+                 if c.get("credit_limit__c") == "0.00"}  # (a credit line would fund the consumption)
+    good: dict[str, list[dict[str, Any]]] = {}
+    for r in store.table("PaymentObj").rows.values():
+        if r.get("life_status") == "normal" and not str(r["payment_amount"]).startswith(("-", "0")) and \
+                r.get("account_id") in no_credit:
+            good.setdefault(r["account_id"], []).append(r)
+    one = next(a for a, ps in good.items() if len(ps) == 1)
+    two = next(a for a, ps in good.items() if len(ps) == 2)
+    first, second = sorted(good[two], key=lambda r: r["payment_time"])
+    early = store.create("PrepayDetailObj", {
+        "owner": [admin], "customer_id": one, "amount": "10.00", "outcome_type": "1", "record_type": "default__c",
+        "transaction_time": good[one][0]["payment_time"] - 2 * 86_400_000 + 10 * 3_600_000}, admin)
+    between = store.create("PrepayDetailObj", {
+        "owner": [admin], "customer_id": two, "amount": f"{Decimal(first['payment_amount']) + 1:.2f}",
+        "outcome_type": "1", "record_type": "default__c",
+        "transaction_time": first["payment_time"] + 86_400_000}, admin)
+    report = eng.run()
+    assert report.status == "partial" and report.deposits_posted > 0 and report.consumptions_posted > 0
+    errors = {e["record"]: e for e in report.errors if e["stage"] == "post"}
+    assert set(errors) == {f"fxiaoke:PrepayDetailObj:{early['_id']}", f"fxiaoke:PrepayDetailObj:{between['_id']}"}
+    refused = errors[f"fxiaoke:PrepayDetailObj:{early['_id']}"]
+    assert refused["field"] == "transaction_time"
+    assert refused["reason"] == (
+        f"consumption dated {_local(early['transaction_time'], '%Y-%m-%d %H:%M')} Asia/Shanghai is before any "
+        f"deposit available then (first deposit {_local(good[one][0]['payment_time'], '%Y-%m-%d')}); "
+        "correct the date in the CRM")
+    short = errors[f"fxiaoke:PrepayDetailObj:{between['_id']}"]
+    assert short["field"] == "transaction_time" and f"only {first['payment_amount']} CNY was available then" in \
+        short["reason"] and f"next deposit is dated {_local(second['payment_time'], '%Y-%m-%d')}" in short["reason"]
+    eng.clock.advance(minutes=5)
+    again = eng.run()  # retried from the stored payload, still refused, recorded once per run
+    assert [e["record"] for e in again.errors if e["stage"] == "post"].count(refused["record"]) == 1
+    with eng.engine.connect() as conn:
+        row = conn.execute(select(t.errors).where(t.errors.c.record == refused["record"])).one()
+    assert row.attempts == 2 and row.resolved_at is None and row.field == "transaction_time"
+    store.update("PrepayDetailObj", early["_id"],
+                 {"transaction_time": good[one][0]["payment_time"] + 86_400_000}, admin)
+    eng.clock.advance(minutes=5)
+    fixed = eng.run()
+    assert fixed.consumptions_posted == 1
+    with eng.engine.connect() as conn:
+        assert conn.execute(select(t.errors.c.resolved_at).where(t.errors.c.record == refused["record"])).scalar()

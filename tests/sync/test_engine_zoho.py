@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from helpers import Clock, zoho_engine
 from sqlalchemy import select
 
 from connector.ledger import Ledger
 from connector.sync import tables as t
-from helpers import Clock, zoho_engine
 
 
 def live_payments(sb: object) -> dict[str, Decimal]:
@@ -64,7 +66,69 @@ def test_full_sync_posts_each_payment_once_and_settles(zoho: tuple) -> None:
     quiet = eng.run()
     assert quiet.pulled == {"customers": 0, "contracts": 0, "payments": 0}
     assert quiet.records_written == 0 and quiet.write_calls == 0
-    assert quiet.api_calls == 6  # per stream: one (empty) read and one deleted-records check
+    assert quiet.api_calls == 3  # one (empty) read per stream; `/deleted` is not due yet
+
+
+def calls_by_type(eng: Any) -> Counter[str]:
+    """API calls the engine's adapter has made so far, by call type (`read`, `deleted`, `write`, ...)."""
+    return Counter({k.removesuffix(":calls"): v for k, v in eng.adapter.usage().by_type.items()
+                    if k.endswith(":calls")})
+
+
+def test_no_change_run_after_a_deletion_check_reads_once_per_stream(zoho: tuple) -> None:
+    eng, _sb, clock = zoho
+    eng.run()
+    clock.advance(minutes=5)
+    eng.run()  # echoes of our own writes
+    clock.advance(minutes=61)
+    before = calls_by_type(eng)
+    checked = eng.run()
+    spent = calls_by_type(eng) - before
+    assert spent["deleted"] == 3 and checked.reversals_posted == 0  # (the hour also expired the access token)
+    clock.advance(minutes=5)
+    before = calls_by_type(eng)
+    quiet = eng.run()
+    spent = calls_by_type(eng) - before
+    assert dict(spent) == {"read": 3} and quiet.api_calls == 3 and quiet.write_calls == 0
+    with eng.engine.connect() as conn:
+        cursors = dict(conn.execute(select(t.cursors.c.stream, t.cursors.c.cursor_at)).all())
+    assert {cursors[f"{name}:deleted"] for name in ("customers", "contracts", "payments")} == \
+        {checked.started_at}  # the check's cursor stays where the check ran
+
+
+def test_full_run_and_missing_deletion_cursor_read_deletions_since_the_last_check(zoho: tuple) -> None:
+    eng, sb, clock = zoho
+    eng.run()
+    pays = sb.org.modules["Prepaid_Payments"]
+    posted = [r for r in pays.records.values() if (r.get("Account") or {}).get("id") and r.get("Currency")]
+    clock.advance(minutes=5)
+    sb.org.delete(pays, posted[0]["id"])
+    clock.advance(minutes=5)
+    full = eng.run(full=True)  # re-reads everything and, within the interval, still reads `/deleted`
+    assert full.reversals_posted == 1 and ledger_balances(eng.engine) == live_payments(sb)
+    with eng.engine.begin() as conn:  # as a database from before deletion cursors existed
+        conn.execute(t.cursors.delete().where(t.cursors.c.stream.like("%:deleted")))
+    clock.advance(minutes=5)
+    sb.org.delete(pays, posted[1]["id"])
+    clock.advance(minutes=5)
+    before = calls_by_type(eng)
+    upgraded = eng.run()  # no deletion cursor: check from the stream's cursor
+    assert (calls_by_type(eng) - before)["deleted"] == 3 and upgraded.reversals_posted == 1
+    assert ledger_balances(eng.engine) == live_payments(sb)
+
+
+def test_interval_zero_checks_deletions_every_run(tmp_path: object) -> None:
+    clock = Clock()
+    eng, sb = zoho_engine(f"sqlite:///{tmp_path}/z0.db", seed=40, clock=clock, deletion_check=timedelta(0))
+    before = calls_by_type(eng)
+    eng.run()
+    assert (calls_by_type(eng) - before)["deleted"] == 0  # a first full read has nothing to delete
+    for _ in range(2):
+        clock.advance(minutes=1)
+        before = calls_by_type(eng)
+        eng.run()
+        spent = calls_by_type(eng) - before
+        assert spent["deleted"] == 3 and spent["read"] == 3
 
 
 def test_edit_and_delete_reverse_and_flag(zoho: tuple) -> None:
@@ -78,8 +142,12 @@ def test_edit_and_delete_reverse_and_flag(zoho: tuple) -> None:
     org.update(pays, edited["id"], {"Amount": Decimal(str(edited["Amount"])) + 7})
     org.delete(pays, deleted["id"])
     clock.advance(minutes=5)
-    report = eng.run()
-    assert report.reversals_posted == 2 and report.deposits_posted == 1
+    edits = eng.run()  # the edit shows in the incremental read; `/deleted` is not due before 60 minutes
+    assert edits.reversals_posted == 1 and edits.deposits_posted == 1
+    assert ledger_balances(eng.engine) != live_payments(sb)
+    clock.advance(minutes=55)
+    report = eng.run()  # 60 minutes after the full run: deletions are checked
+    assert report.reversals_posted == 1 and report.deposits_posted == 0
     assert ledger_balances(eng.engine) == live_payments(sb)
     with eng.engine.connect() as conn:
         codes = {r.code for r in conn.execute(select(t.flags).where(t.flags.c.cleared_at.is_(None)))}

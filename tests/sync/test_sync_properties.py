@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 from decimal import Decimal
 
+from helpers import Clock, zoho_engine
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from helpers import Clock, zoho_engine
 from test_engine_zoho import ledger_balances, live_payments
 
 OPS = st.lists(st.tuples(st.sampled_from(["new", "edit", "delete", "hand_edit", "status", "run"]),
@@ -16,10 +16,10 @@ OPS = st.lists(st.tuples(st.sampled_from(["new", "edit", "delete", "hand_edit", 
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(ops=OPS)
-def test_interleavings_converge(ops: list[tuple[str, int]]) -> None:
+@given(ops=OPS, check_minutes=st.sampled_from([0, 1, 60]))
+def test_interleavings_converge(ops: list[tuple[str, int]], check_minutes: int) -> None:
     clock = Clock()
-    eng, sb = zoho_engine("sqlite:///:memory:", seed=12, clock=clock)
+    eng, sb = zoho_engine("sqlite:///:memory:", seed=12, clock=clock, deletion_check=timedelta(minutes=check_minutes))
     org = sb.org
     pays, accounts = org.modules["Prepaid_Payments"], org.modules["Accounts"]
     eng.run()
@@ -41,7 +41,7 @@ def test_interleavings_converge(ops: list[tuple[str, int]]) -> None:
             org.update(accounts, acc, {"Prepaid_Balance": Decimal(n)})
         else:
             eng.run()
-    clock.advance(seconds=7)
+    clock.advance(minutes=check_minutes, seconds=7)  # deletions are noticed within the check interval
     eng.run()
     clock.advance(seconds=7)
     final = eng.run()

@@ -1,6 +1,11 @@
 """Fxiaoke (纷享销客 / ShareCRM) adapter: client, auth, adapter; the emulator lives in `sandbox`."""
 
-from connector.adapters.fxiaoke.adapter import DEFAULT_SPECS, FxiaokeAdapter, FxiaokeTaskTarget, RecordRejected
+from connector.adapters.fxiaoke.adapter import (
+           DEFAULT_SPECS,
+           FxiaokeAdapter,
+           FxiaokeTaskTarget,
+           RecordRejected,
+)
 from connector.adapters.fxiaoke.auth import FxiaokeAuth, FxiaokeCredentials
 from connector.adapters.fxiaoke.client import FxiaokeClient
 

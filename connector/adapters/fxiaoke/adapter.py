@@ -175,8 +175,12 @@ class FxiaokeAdapter(CrmAdapter):
     # -- reading ---------------------------------------------------------------------------------
 
     def stream(self, spec: EntitySpec, since: datetime | None = None,
-               overlap: timedelta = timedelta(seconds=0)) -> Iterator[Record | Deletion]:
-        """Records changed since `since - overlap` (keyset-paged); invalidated rows come out as Deletions."""
+               overlap: timedelta = timedelta(seconds=0), *,
+               deletions_since: datetime | None = None) -> Iterator[Record | Deletion]:
+        """Records changed since `since - overlap` (keyset-paged); invalidated rows come out as Deletions.
+
+        Fxiaoke has no separate deletion read, so `deletions_since` is not used.
+        """
         since_ms = to_epoch_ms(since - overlap) if since is not None else None
         projection = list(dict.fromkeys([*SYSTEM_READ, *spec.crm_fields()]))
         for raw in self.client.iter_records(spec.module, projection=projection, since_ms=since_ms):

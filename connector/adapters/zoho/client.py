@@ -185,6 +185,7 @@ class _RecentKeys:
         self.window = window
         self.keys: dict[tuple[str, datetime], None] = {}
         self.newest: datetime | None = None
+        self.prune_at = 4 * PER_PAGE
 
     def seen(self, record_id: str, modified: datetime) -> bool:
         """True if this key was seen before; records it otherwise."""
@@ -194,9 +195,12 @@ class _RecentKeys:
         self.keys[key] = None
         if self.newest is None or modified > self.newest:
             self.newest = modified
-        if len(self.keys) > 4 * PER_PAGE:
+        if len(self.keys) > self.prune_at:
             floor = self.newest - self.window
             self.keys = {k: None for k in self.keys if k[1] >= floor}
+            # Many records can share the window (a bulk edit stamps thousands within a second):
+            # prune again only once the set has doubled, so the cost stays linear in the records.
+            self.prune_at = max(4 * PER_PAGE, 2 * len(self.keys))
         return False
 
 

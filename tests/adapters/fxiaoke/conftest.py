@@ -6,10 +6,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from fxiaoke_helpers import make_client
 
 from connector.adapters.fxiaoke import FxiaokeAdapter
 from connector.adapters.fxiaoke.sandbox import FxiaokeSandbox, SandboxApp, SandboxConfig
-from fxiaoke_helpers import make_client
+
 
 @pytest.fixture
 def sandbox_app() -> Callable[..., SandboxApp]:

@@ -6,12 +6,13 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import Decimal
 
+from fxiaoke_helpers import make_client
+
 from connector.adapters.base import FieldUpdate, TaskRequest
 from connector.adapters.fxiaoke import DEFAULT_SPECS, FxiaokeAdapter, FxiaokeTaskTarget
 from connector.adapters.fxiaoke.client import from_epoch_ms
 from connector.adapters.fxiaoke.sandbox import SandboxApp
 from connector.domain import Contract, Customer, Deletion, Entity, Payment, PrepaymentBalance
-from fxiaoke_helpers import make_client
 
 
 def test_full_stream_maps_every_entity(adapter: FxiaokeAdapter, small_tenant: SandboxApp) -> None:

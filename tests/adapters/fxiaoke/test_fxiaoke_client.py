@@ -23,7 +23,13 @@ from connector.adapters.errors import (
     ServerError,
     TokenRefreshLimited,
 )
-from connector.adapters.fxiaoke import DEFAULT_SPECS, FxiaokeAdapter, FxiaokeAuth, FxiaokeClient, FxiaokeCredentials
+from connector.adapters.fxiaoke import (
+    DEFAULT_SPECS,
+    FxiaokeAdapter,
+    FxiaokeAuth,
+    FxiaokeClient,
+    FxiaokeCredentials,
+)
 from connector.adapters.http import RetryPolicy
 from connector.domain import Entity, Payment
 from connector.errors import ConfigError

@@ -10,12 +10,12 @@ from datetime import timedelta
 from decimal import Decimal
 
 import requests
+from fxiaoke_helpers import make_client
 
 from connector.adapters.base import FieldUpdate, TaskRequest
 from connector.adapters.fxiaoke import DEFAULT_SPECS, FxiaokeAdapter
 from connector.adapters.fxiaoke.sandbox import FxiaokeSandbox
 from connector.domain import Customer, Deletion, Entity
-from fxiaoke_helpers import make_client
 
 
 def test_full_and_incremental_pull_with_faults_and_throttling(loopback: Callable[..., FxiaokeSandbox]) -> None:

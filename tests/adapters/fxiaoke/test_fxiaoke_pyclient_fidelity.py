@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+# A declared test dependency: missing, it must fail the suite rather than skip the fidelity check.
+import fxiaoke.api as fxiaoke_api  # noqa: E402
 import requests
+from fxiaoke.baseObj import baseObj  # noqa: E402
 from requests.adapters import HTTPAdapter
 
 from connector.adapters.fxiaoke.sandbox import FxiaokeSandbox
-
-# A declared test dependency: missing, it must fail the suite rather than skip the fidelity check.
-import fxiaoke.api as fxiaoke_api  # noqa: E402
-from fxiaoke.baseObj import baseObj  # noqa: E402
 
 VENDOR = "https://open.fxiaoke.com"
 

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 import requests
+from pydantic import SecretStr
+from zoho_helpers import ACCOUNTS, API, CLIENT_SECRET, REFRESH_TOKEN, TOKEN_URL, FakeClock  # noqa: F401
 
 from connector.adapters.http import RetryPolicy
 from connector.adapters.zoho.auth import ZohoAuth, ZohoAuthConfig, ZohoCredentials
 from connector.adapters.zoho.client import ZohoClient
 from connector.adapters.zoho.sandbox import ZohoSandbox
-from pydantic import SecretStr
-from zoho_helpers import ACCOUNTS, API, CLIENT_SECRET, REFRESH_TOKEN, TOKEN_URL, FakeClock  # noqa: F401
 
 
 @pytest.fixture

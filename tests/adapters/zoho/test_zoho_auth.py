@@ -9,11 +9,11 @@ import pytest
 import requests
 import responses
 from pydantic import SecretStr
+from zoho_helpers import CLIENT_SECRET, REFRESH_TOKEN, TOKEN_URL, FakeClock, token_body
 
 from connector.adapters.errors import AuthError, CrmConnectionError, TokenRefreshLimited
 from connector.adapters.zoho.auth import DATA_CENTERS, ZohoAuth, ZohoAuthConfig, ZohoCredentials
 from connector.errors import ConfigError
-from zoho_helpers import CLIENT_SECRET, REFRESH_TOKEN, TOKEN_URL, FakeClock, token_body
 
 
 def make_auth(clock: FakeClock, **config: object) -> ZohoAuth:

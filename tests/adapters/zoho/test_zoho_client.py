@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 import responses
+from zoho_helpers import ACCESS_TOKEN, API, CLIENT_SECRET, REFRESH_TOKEN, TOKEN_URL, error_body, token_body
 
 from connector.adapters.errors import (
     AuthError,
@@ -25,7 +26,6 @@ from connector.adapters.errors import (
     ServerError,
 )
 from connector.adapters.zoho.client import ZohoClient, encode, parse_time
-from zoho_helpers import ACCESS_TOKEN, API, CLIENT_SECRET, REFRESH_TOKEN, TOKEN_URL, error_body, token_body
 
 ACCOUNTS_URL = f"{API}/crm/v8/Accounts"
 IST = timezone(timedelta(hours=5, minutes=30))
@@ -295,3 +295,17 @@ def test_encode_and_parse_time() -> None:
     with pytest.raises(TypeError):
         encode({"a": 0.1})
     assert parse_time("2026-01-05T10:15:00+05:30") == parse_time("2026-01-05T04:45:00Z")
+
+
+def test_overlap_dedup_stays_linear_when_thousands_share_one_second() -> None:
+    from connector.adapters.zoho.client import _RecentKeys
+
+    keys = _RecentKeys(timedelta(seconds=2))
+    stamp = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)  # a bulk edit: every record in one second
+    rebuilds = 0
+    for n in range(10_000):
+        before = keys.prune_at
+        assert keys.seen(str(n), stamp) is False
+        rebuilds += keys.prune_at != before
+    assert rebuilds <= 6  # the set is rebuilt only when it has doubled, not on every record
+    assert keys.seen("17", stamp) is True and keys.seen("17", stamp + timedelta(seconds=1)) is False

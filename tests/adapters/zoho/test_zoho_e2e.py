@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from zoho_helpers import sandbox_client
 
 from connector.adapters.base import FieldUpdate, TaskRequest
 from connector.adapters.errors import QuotaExhausted
@@ -14,7 +15,6 @@ from connector.adapters.http import RetryPolicy
 from connector.adapters.zoho import ZohoAdapter, default_specs
 from connector.adapters.zoho.adapter import BadRecord
 from connector.domain import Contract, Customer, Deletion, Entity, Payment
-from zoho_helpers import sandbox_client
 
 
 @pytest.fixture
@@ -62,7 +62,9 @@ def test_incremental_with_overlap_and_deletions() -> None:
             sb.org.clock = lambda: since.timestamp()  # same second as the cursor: the classic "+1 s" loss
             sb.org.update(sb.org.modules["Accounts"], ids[3], {"Prepaid_Tier": "Gold"})
             sb.org.delete(sb.org.modules["Accounts"], ids[4])
-        changed = list(adapter.stream(spec, since=since, overlap=timedelta(seconds=2)))
+        assert not [r for r in adapter.stream(spec, since=since, overlap=timedelta(seconds=2))
+                    if isinstance(r, Deletion)]  # `/deleted` is read only when asked
+        changed = list(adapter.stream(spec, since=since, overlap=timedelta(seconds=2), deletions_since=since))
         records = [r for r in changed if not isinstance(r, Deletion)]
         deletions = [r for r in changed if isinstance(r, Deletion)]
         assert ids[3] in {r.crm_id for r in records}

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import requests
+from zoho_helpers import FakeClock
 
 from connector.adapters.zoho.sandbox import ZohoSandbox
-from zoho_helpers import FakeClock
 
 
 class Api:

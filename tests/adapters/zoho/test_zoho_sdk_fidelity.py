@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from connector.adapters.zoho.sandbox import ZohoSandbox
-
 # zohocrmsdk8-0 is a declared test dependency: if it is missing this module fails, it is never skipped.
 from zohocrmsdk.src.com.zoho.api.authenticator.oauth_token import OAuthToken  # noqa: E402
 from zohocrmsdk.src.com.zoho.api.authenticator.store import FileStore  # noqa: E402
@@ -30,6 +28,8 @@ from zohocrmsdk.src.com.zoho.crm.api.record import (  # noqa: E402
     SuccessResponse,
 )
 from zohocrmsdk.src.com.zoho.crm.api.sdk_config import SDKConfig  # noqa: E402
+
+from connector.adapters.zoho.sandbox import ZohoSandbox
 
 
 @pytest.fixture(scope="module")

@@ -107,6 +107,8 @@ def seed_tenant(store: Store, n: int, seed: int | None = None) -> Anomalies:
         paid = amount if i % 4 else amount / 2
         payment_ids: list[str] = []
         parts = [paid] if i % 3 else [(paid / 2).quantize(Decimal("0.01")), paid - (paid / 2).quantize(Decimal("0.01"))]
+        paid_on = [valid_from + (k + 1) * 3 * DAY_MS for k in range(len(parts))]
+        funded = Decimal(0)  # what the good payments bring in: the most the customer's consumption may spend
         for k, part in enumerate(parts):
             value = f"{part:.2f}"
             if i % 97 == 41 and k == 0:
@@ -115,9 +117,11 @@ def seed_tenant(store: Store, n: int, seed: int | None = None) -> Anomalies:
             elif i % 89 == 23 and k == 0:
                 value = "0.00"
                 anomalies.add("zero_payment", "pending")
+            elif not (i % 71 == 11 and k == 0):
+                funded += part
             payment = store.create("PaymentObj", {
                 "owner": owner, "account_id": aid, "payment_amount": value,
-                "payment_time": valid_from + (k + 1) * 3 * DAY_MS, "payment_term": rng.choice(["post", "1", "2"]),
+                "payment_time": paid_on[k], "payment_term": rng.choice(["post", "1", "2"]),
                 "contract_id__c": contract["_id"], "remark": f"首付款 {k + 1}",
             }, admin, at_ms=t + 2000 + k, raw=True)
             payment_ids.append(payment["_id"])
@@ -128,7 +132,8 @@ def seed_tenant(store: Store, n: int, seed: int | None = None) -> Anomalies:
             store.set_life_status("PaymentObj", payment_ids[0], "invalid", admin, at_ms=t + 3 * DAY_MS)
             anomalies.add("invalidated_payment", payment_ids[0])
         if i % 5 == 0:
-            _native_account(store, rng, aid, owner, admin, payment_ids, paid, t + 5000, i, anomalies)
+            _native_account(store, rng, aid, owner, admin, payment_ids, (paid, funded), paid_on, t + 5000, i,
+                            anomalies)
     if n >= 50:
         orphan = store.create("PaymentObj", {
             "owner": [admin], "account_id": "000000000000000000000000", "payment_amount": "88.00",
@@ -139,9 +144,16 @@ def seed_tenant(store: Store, n: int, seed: int | None = None) -> Anomalies:
 
 
 def _native_account(store: Store, rng: random.Random, aid: str, owner: list[str], admin: str,
-                    payment_ids: list[str], paid: Decimal, t: int, i: int, anomalies: Anomalies) -> None:
-    spent = (paid * Decimal(rng.choice([0, 10, 35, 80])) / 100).quantize(Decimal("0.01"))
-    balance = paid - spent
+                    payment_ids: list[str], money: tuple[Decimal, Decimal], paid_on: list[int], t: int, i: int,
+                    anomalies: Anomalies) -> None:
+    """The native customer account: an income row mirroring the payments and, often, one consumption.
+
+    The consumption is dated after the last payment (a day later, in office hours) and spends part
+    of what the good payments brought in, so it never draws on money that is not there yet.
+    """
+    paid, funded = money
+    spent = (funded * Decimal(rng.choice([0, 10, 35, 80])) / 100).quantize(Decimal("0.01"))
+    balance = funded - spent
     shown = balance + Decimal("100.00") if i % 35 == 15 else balance
     acct = store.create("CustomerAccountObj", {
         "owner": owner, "customer_id": aid, "prepay_balance": f"{shown:.2f}",
@@ -152,11 +164,12 @@ def _native_account(store: Store, rng: random.Random, aid: str, owner: list[str]
         anomalies.add("account_balance_mismatch", acct["_id"])
     store.create("PrepayDetailObj", {
         "owner": owner, "customer_id": aid, "customer_account_id": acct["_id"], "amount": f"{paid:.2f}",
-        "transaction_time": t, "payment_id": payment_ids[0], "income_type": "1",
+        "transaction_time": paid_on[0], "payment_id": payment_ids[0], "income_type": "1",
         "record_type": "income_record_type__c",
     }, admin, at_ms=t + 1, raw=True)
     if spent:
         store.create("PrepayDetailObj", {
             "owner": owner, "customer_id": aid, "customer_account_id": acct["_id"], "amount": f"{spent:.2f}",
-            "transaction_time": t + DAY_MS, "outcome_type": "1", "record_type": "default__c",
+            "transaction_time": paid_on[-1] + DAY_MS + (9 + i % 9) * 3_600_000, "outcome_type": "1",
+            "record_type": "default__c",
         }, admin, at_ms=t + 2, raw=True)
