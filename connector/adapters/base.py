@@ -8,13 +8,16 @@ vendor fields to our models stays in each vendor's adapter.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from connector.domain import Deletion, Entity, Record
+
+CallGate = Callable[[str, int], None]
+"""Asked before each HTTP call with (call type, credits it costs); raises to refuse the call."""
 
 
 class EntitySpec(BaseModel):
@@ -156,6 +159,11 @@ class CrmAdapter(abc.ABC):
     @abc.abstractmethod
     def usage(self) -> ApiUsage:
         """API calls and credits spent by this adapter."""
+
+    def set_gate(self, gate: CallGate | None) -> None:
+        """Have `gate(call_type, credits)` asked before every HTTP call this adapter makes; it raises to
+        refuse the call (the daily API budget). None removes it."""
+        raise NotImplementedError(f"{type(self).__name__} cannot meter its calls")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release HTTP sessions and the like."""

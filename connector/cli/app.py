@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated
 
 import typer
 
-from connector import __version__
-from connector.cli import db_cmd, demo_cmd, ledger_cmd, report_cmd, sandbox_cmd, sync_cmd, sync_demo
+from connector import __version__, logs
+from connector.cli import (
+    alerts_cmd,
+    db_cmd,
+    demo_cmd,
+    ledger_cmd,
+    ops_cmd,
+    report_cmd,
+    sandbox_cmd,
+    schedule_cmd,
+    sync_cmd,
+    sync_demo,
+)
 from connector.cli.common import state
 
 app = typer.Typer(name="prepaid-sync", no_args_is_help=True, add_completion=False,
@@ -22,6 +34,26 @@ app.command("init")(sync_cmd.init)
 app.command("demo")(sync_demo.demo)
 app.add_typer(report_cmd.app, name="report")
 app.command("statement")(report_cmd.statement)
+app.command("schedule")(schedule_cmd.schedule)
+app.add_typer(alerts_cmd.app, name="alerts")
+app.command("status")(ops_cmd.status)
+app.add_typer(ops_cmd.runs_app, name="runs")
+
+
+class LogFormat(str, Enum):
+    """`--log-format` choices."""
+
+    text = "text"
+    json = "json"
+
+
+class LogLevel(str, Enum):
+    """`--log-level` choices."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
 
 
 def _version(value: bool) -> None:
@@ -36,9 +68,19 @@ def root(
                                            "sqlite:///./prepaid-sync.db).", show_default=False)] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Show the version and exit.")] = False,
+    log_format: Annotated[LogFormat | None, typer.Option("--log-format", envvar=logs.FORMAT_ENV,
+                                                         help="Log lines as text or JSON lines (on stderr).",
+                                                         show_default=False)] = None,
+    log_level: Annotated[LogLevel | None, typer.Option("--log-level", envvar=logs.LEVEL_ENV, case_sensitive=False,
+                                                       help="Level of prepaid-sync's own log lines (default INFO "
+                                                       "once a log option is given).", show_default=False)] = None,
 ) -> None:
     """prepaid-sync: a prepayment ledger kept in sync with your CRM."""
     state.db = db
+    if log_format or log_level:
+        logs.setup_logging(log_format.value if log_format else "text", log_level.value if log_level else "INFO")
+    else:
+        logs.guard_last_resort()
 
 
 def main() -> None:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,11 +19,13 @@ from connector.cli.progress import RunProgress
 from connector.config import Connection, LoadedSettings, Settings, load_settings, render
 from connector.errors import ConfigError
 from connector.ledger.db import make_engine
+from connector.ledger.tables import utcnow
 from connector.mapping import load_mapping
 from connector.mapping.loader import default_mapping_path
+from connector.ops.alerts import load_alerts, notify_run
 from connector.sync import RunReport, SyncEngine
 from connector.sync.checks import check_online
-from connector.sync.factory import build_adapter
+from connector.sync.factory import build_adapter, build_sync_engine
 
 sync_app = typer.Typer(help="Run syncs between the CRM and the ledger.", no_args_is_help=True)
 mappings_app = typer.Typer(help="Validate mapping files.", no_args_is_help=True)
@@ -61,16 +67,9 @@ def print_report(report: RunReport, *, title: str = "sync run") -> None:
 
 def engine_for(loaded: LoadedSettings, name: str | None) -> tuple[SyncEngine, str]:
     """The SyncEngine of a configured connection."""
-    conn_name, conn = loaded.settings.connection(name)
-    mapping = load_mapping(loaded.mapping_path(conn))
-    if mapping.crm != conn.crm:
-        raise ConfigError(f"connection {conn_name!r} is {conn.crm} but its mapping is for {mapping.crm}",
-                          field="mapping")
-    from datetime import timedelta
-
+    conn_name, _conn = loaded.settings.connection(name)
     db = make_engine(state.db or loaded.settings.database_url)
-    return SyncEngine(conn_name, db, build_adapter(conn, mapping), mapping,
-                      overlap=timedelta(seconds=conn.overlap_seconds)), conn_name
+    return build_sync_engine(loaded, conn_name, db), conn_name
 
 
 @sync_app.command("run")
@@ -81,20 +80,46 @@ def run_cmd(connection: ConnOpt = None, config: ConfigOpt = None,
             as_json: JsonOpt = False) -> None:
     """Pull CRM changes, post them to the ledger, reconcile, and write back what changed."""
     with handled(as_json):
-        engine, _name = engine_for(load_settings(config), connection)
-        if as_json:
-            report = engine.run(full=full, dry_run=dry_run)
-        else:
-            with RunProgress(err) as progress:
-                engine.progress = progress
-                report = engine.run(full=full, dry_run=dry_run)
+        loaded = load_settings(config)
+        rules = load_alerts(loaded.settings.alerts, set(loaded.settings.connections))
+        engine, name = engine_for(loaded, connection)
+        with graceful_signals() as stop:
+            if as_json:
+                report = engine.run(full=full, dry_run=dry_run, should_stop=stop)
+            else:
+                with RunProgress(err) as progress:
+                    engine.progress = progress
+                    report = engine.run(full=full, dry_run=dry_run, should_stop=stop)
         engine.adapter.close()
+        if rules.channels and not dry_run:
+            notify_run(engine.engine, rules, name, report.run_id, utcnow())  # never raises
     if as_json:
         emit_json(report.to_dict())
     else:
         print_report(report)
     if report.status == "failed":
         raise typer.Exit(1)
+
+
+@contextmanager
+def graceful_signals() -> Iterator[Callable[[], str | None]]:
+    """While the block runs, the first SIGTERM/SIGINT asks the run to stop after its current batch; a
+    second one exits at once (safe: the outbox and cursors let the next run complete the work)."""
+    got: list[str] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if got:
+            err.print(f"{signal.Signals(signum).name} again: aborting now")
+            os._exit(1)
+        got.append(signal.Signals(signum).name)
+        err.print(f"{got[0]}: stopping after the current batch (send it again to abort now)")
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield lambda: got[0] if got else None
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def init(crm: Annotated[str, typer.Option("--crm", help="zoho or fxiaoke")] = "zoho",
@@ -151,7 +176,8 @@ def write_config(directory: Path, crm: str, *, sandbox: str | None = None, sandb
         env = {**env_values, **(env or {})}
     elif crm == "fxiaoke":
         settings_extra.setdefault("base_url", "https://open.fxiaoke.com")
-    conn = Connection(crm=crm, mapping=f"mappings/{crm}.yaml", schedule="every 15 minutes", **settings_extra)
+    conn = Connection(**{"crm": crm, "mapping": f"mappings/{crm}.yaml", "schedule": "every 15 minutes",
+                         **settings_extra})
     settings = Settings(database_url=database_url or f"sqlite:///{(directory / 'prepaid-sync.db').resolve()}",
                         default_connection=crm, connections={crm: conn})
     map_path.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ from sqlalchemy.pool import StaticPool
 
 from connector.adapters.base import (
     ApiUsage,
+    CallGate,
     CrmAdapter,
     EntitySpec,
     FieldInfo,
@@ -160,6 +161,10 @@ class DryRunAdapter(CrmAdapter):
     def close_task(self, task_id: str) -> None:
         """Count one call; close nothing."""
         self.planned_calls += 1
+
+    def set_gate(self, gate: CallGate | None) -> None:
+        """The real reads of a dry run are charged like any others."""
+        self.inner.set_gate(gate)
 
     def usage(self) -> ApiUsage:
         """Real reads plus the writes it would send."""

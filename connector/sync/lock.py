@@ -19,12 +19,14 @@ import socket
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, Row, select, text
 
 from connector.errors import ConnectorError
 from connector.ledger.db import write_transaction
 from connector.ledger.tables import utcnow
+from connector.logs import carry
 from connector.sync import tables as t
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,13 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _mark_crashed(conn: Connection, run_id: int, reason: str, now: datetime) -> None:
+    """A run whose holder died stays 'running' in history unless the next holder says what happened."""
+    if run_id:
+        conn.execute(t.runs.update().where(t.runs.c.id == run_id, t.runs.c.status == "running").values(
+            status="crashed", finished_at=now, reason=reason))
 
 
 def default_holder() -> str:
@@ -83,16 +92,16 @@ class RunLock:
             self._acquire_lease()
         self.held = True
 
-    def _row(self, conn: Connection) -> object | None:
+    def _row(self, conn: Connection) -> Row[Any] | None:
         return conn.execute(select(t.locks).where(t.locks.c.connection == self.connection)).first()
 
-    def _refuse(self, row: object | None) -> RunLocked:
+    def _refuse(self, row: Row[Any] | None) -> RunLocked:
         if row is None:
             return RunLocked(f"connection {self.connection!r} is being synced by another session; try again when "
                              f"it ends", connection=self.connection)
-        r = row  # type: ignore[assignment]
-        who = f"worker {r.holder}, " if getattr(r, "holder", None) else ""
-        lease = (f"; lease until {r.lease_until:%Y-%m-%d %H:%M:%S} UTC" if getattr(r, "lease_until", None) else "")
+        r = row
+        who = f"worker {r.holder}, " if r.holder else ""
+        lease = f"; lease until {r.lease_until:%Y-%m-%d %H:%M:%S} UTC" if r.lease_until else ""
         return RunLocked(f"connection {self.connection!r} is being synced by run {r.run_id} ({who}pid {r.pid} on "
                          f"{r.host}, since {r.acquired_at:%Y-%m-%d %H:%M:%S} UTC{lease}); try again when it ends",
                          connection=self.connection)
@@ -106,9 +115,11 @@ class RunLock:
                 dead_here = row.host == self.host and not _alive(row.pid)
                 if not (expired or dead_here):
                     raise self._refuse(row)
-                log.warning("taking over the run lock of %s from run %s (%s)", self.connection, row.run_id,
-                            "lease expired" if expired else f"pid {row.pid} is gone")
+                why = "lease expired" if expired else f"pid {row.pid} is gone"
+                log.warning("taking over the run lock of %s from run %s (%s)", self.connection, row.run_id, why)
                 conn.execute(t.locks.delete().where(t.locks.c.connection == self.connection))
+                _mark_crashed(conn, row.run_id, f"its holder {row.holder or row.pid} stopped ({why}); taken over "
+                              f"by {self.holder}", now)
             conn.execute(t.locks.insert().values(
                 connection=self.connection, run_id=0, pid=self.pid, host=self.host, holder=self.holder,
                 acquired_at=now, heartbeat_at=now, lease_until=now + self.lease))
@@ -134,7 +145,11 @@ class RunLock:
         try:
             with self.engine.begin() as conn:
                 # We hold the advisory lock, so any row left here belongs to a session that has ended.
-                conn.execute(t.locks.delete().where(t.locks.c.connection == self.connection))
+                stale = self._row(conn)
+                if stale is not None:
+                    conn.execute(t.locks.delete().where(t.locks.c.connection == self.connection))
+                    _mark_crashed(conn, stale.run_id, f"its holder {stale.holder or stale.pid} ended without "
+                                  f"finishing; taken over by {self.holder}", now)
                 conn.execute(t.locks.insert().values(
                     connection=self.connection, run_id=0, pid=self.pid, host=self.host, holder=self.holder,
                     acquired_at=now, heartbeat_at=now, lease_until=now + self.lease))
@@ -200,7 +215,7 @@ class Heartbeat:
         self.every = every.total_seconds()
         self.lost: str | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-{lock.connection}", daemon=True)
+        self._thread = threading.Thread(target=carry(self._loop), name=f"heartbeat-{lock.connection}", daemon=True)
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()

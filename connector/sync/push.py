@@ -52,10 +52,31 @@ def pending(ctx: Ctx) -> list[Any]:
             .order_by(t.outbox.c.id)).all())
 
 
+MONEY_FIELDS = ("balance", "available")  # write-back names whose values are money
+MONEY_FLAGS = ("negative", "overdue", "amount_mismatch")
+
+
+def write_rank(ctx: Ctx, row: Any) -> int:
+    """0: the record's money changed; 1: its flags changed; 2: only cosmetic fields (tier, runway, ...)."""
+    crm = {name: fm.crm for name, fm in ctx.mapping.write_back.items()}
+    keys = set(json.loads(row.payload))
+    if any(crm.get(name) in keys for name in MONEY_FIELDS):
+        return 0
+    return 1 if crm.get("flags") in keys else 2
+
+
+def task_rank(row: Any) -> int:
+    """Tasks for money flags (negative balance, overdue prepayment, amount mismatch) go first."""
+    code = (row.marker or "").split(":")[1:2]
+    return 0 if code and code[0] in MONEY_FLAGS else 1
+
+
 def push(ctx: Ctx) -> None:
-    """Send every pending outbox row; a failure marks the row and the run goes on."""
+    """Send every pending outbox row, money first (so a run stopped by the API budget stops on cosmetic
+    fields, not balances); a failure marks the row and the run goes on. Ordering never adds a call:
+    rows are only sorted before they are cut into batches."""
     rows = pending(ctx)
-    writes = [r for r in rows if r.kind == "write"]
+    writes = sorted((r for r in rows if r.kind == "write"), key=lambda r: (write_rank(ctx, r), r.id))
     by_module: dict[str, list[Any]] = defaultdict(list)
     for r in writes:
         by_module[r.module].append(r)
@@ -67,7 +88,7 @@ def push(ctx: Ctx) -> None:
             _send_writes(ctx, module, items[start:start + size])
             sent += len(items[start:start + size])
     ctx.tick("write", sent, len(writes))
-    opens = [r for r in rows if r.kind == "task_open"]
+    opens = sorted((r for r in rows if r.kind == "task_open"), key=lambda r: (task_rank(r), r.id))
     closes = [r for r in rows if r.kind == "task_close"]
     done, total = 0, len(opens) + len(closes)
     for send, group in ((_send_opens, opens), (_send_closes, closes)):

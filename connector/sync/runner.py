@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,10 +20,11 @@ from connector.adapters.errors import CrmError
 from connector.errors import ConnectorError
 from connector.ledger import Ledger
 from connector.ledger.tables import utcnow
+from connector.logs import run_context
 from connector.mapping.models import Mapping
 from connector.sync import state
 from connector.sync import tables as t
-from connector.ops.budget import ApiBudget, BudgetExhausted
+from connector.sync.budget import ApiBudget, BudgetExhausted
 from connector.sync.context import Ctx, RunReport, StopRequested
 from connector.sync.dryrun import DryRunAdapter, scratch_engine
 from connector.sync.lock import Heartbeat, LeaseLost, RunLock
@@ -67,34 +69,34 @@ class SyncEngine:
             self._ctx.error(f"{self.mapping.crm}:{rej.module}:{rej.crm_id}", rej.field, "pull", rej.reason)
 
     def run(self, *, full: bool = False, dry_run: bool = False, trigger: str = "manual",
-            should_stop: Callable[[], str | None] | None = None) -> RunReport:
+            should_stop: Callable[[], str | None] | None = None, slot_at: datetime | None = None) -> RunReport:
         """One run; with `dry_run` the database changes are thrown away (a SQLite copy, or a PostgreSQL
         transaction rolled back) and no CRM write is sent. `should_stop` returns a reason when the run
-        must end at the next safe point (e.g. 'SIGTERM')."""
+        must end at the next safe point (e.g. 'SIGTERM'); `slot_at` is the scheduled due time the run serves."""
         if dry_run:
             with scratch_engine(self.engine) as scratch:
                 planner = SyncEngine(self.connection, scratch, DryRunAdapter(self.adapter, self.mapping),
                                      self.mapping, clock=self.clock, overlap=self.overlap, progress=self.progress,
                                      budget=self.budget)
-                report = planner._run(full=full, trigger=trigger, should_stop=should_stop, lock=False)
+                report = planner._run(full=full, trigger=trigger, should_stop=should_stop, lock=False, slot_at=None)
                 report.dry_run = True
                 return report
-        return self._run(full=full, trigger=trigger, should_stop=should_stop, lock=True)
+        return self._run(full=full, trigger=trigger, should_stop=should_stop, lock=True, slot_at=slot_at)
 
     def _run(self, *, full: bool, trigger: str, should_stop: Callable[[], str | None] | None,
-             lock: bool) -> RunReport:
+             lock: bool, slot_at: datetime | None) -> RunReport:
         run_lock = RunLock(self.engine, self.connection, holder=self.holder, lease=self.lease)
         if lock:
             run_lock.acquire()  # RunLocked names the holder
         try:
             return self._locked_run(full=full, trigger=trigger, should_stop=should_stop,
-                                    run_lock=run_lock if lock else None)
+                                    run_lock=run_lock if lock else None, slot_at=slot_at)
         finally:
             if lock:
                 run_lock.release()
 
     def _locked_run(self, *, full: bool, trigger: str, should_stop: Callable[[], str | None] | None,
-                    run_lock: RunLock | None) -> RunReport:
+                    run_lock: RunLock | None, slot_at: datetime | None) -> RunReport:
         started = self.clock()
         report = RunReport(connection=self.connection, started_at=started, trigger=trigger)
         ledger = Ledger(self.engine, clock=self.clock)
@@ -104,8 +106,11 @@ class SyncEngine:
         with self.engine.begin() as conn:
             run_id = conn.execute(t.runs.insert().values(
                 connection=self.connection, started_at=started, status="running", dry_run=False, pid=os.getpid(),
-                worker=run_lock.holder if run_lock else self.holder, trigger=trigger)).inserted_primary_key[0]
+                worker=run_lock.holder if run_lock else self.holder, trigger=trigger, slot_at=slot_at)
+            ).inserted_primary_key[0]
         ctx.run_id = report.run_id = int(run_id)
+        stamp = ExitStack()
+        stamp.enter_context(run_context(run_id=ctx.run_id, connection=self.connection))
         if run_lock is not None:
             run_lock.bind(ctx.run_id)
         self._ctx = ctx
@@ -119,9 +124,8 @@ class SyncEngine:
             return StopRequested(why) if why else None
 
         ctx.should_stop = stop_check
-        gate = getattr(self.adapter, "set_gate", None)
-        if self.budget is not None and gate is not None:
-            gate(self.budget.charge)
+        if self.budget is not None:
+            self.adapter.set_gate(self.budget.charge)
         try:
             if beat is not None:
                 beat.__enter__()
@@ -147,10 +151,11 @@ class SyncEngine:
             report.status, report.reason = "crashed", f"{type(exc).__name__}: {exc}"
             raise
         finally:
+            stamp.close()
             if beat is not None:
                 beat.__exit__(None, None, None)
-            if self.budget is not None and gate is not None:
-                gate(None)
+            if self.budget is not None:
+                self.adapter.set_gate(None)
             self._ctx = None
             report.api_calls = self.adapter.usage().calls - calls_before
             report.finished_at = self.clock()

@@ -23,6 +23,7 @@ runs = Table(
     Column("worker", String(K)),
     Column("trigger", String(16)),
     Column("reason", Text),
+    Column("slot_at", UTCDateTime()),
     Index("ix_sync_runs_connection", "connection", "id"),
 )
 locks = Table(

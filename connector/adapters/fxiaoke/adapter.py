@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from connector import money
 from connector.adapters.base import (
     ApiUsage,
+    CallGate,
     CrmAdapter,
     EntitySpec,
     FieldInfo,
@@ -391,6 +392,10 @@ class FxiaokeAdapter(CrmAdapter):
             self.client.invalid(target.api_name, task_id)
 
     # -- housekeeping ------------------------------------------------------------------------------
+
+    def set_gate(self, gate: CallGate | None) -> None:
+        """Ask `gate` before every call (see CrmAdapter.set_gate)."""
+        self.client.gate = gate
 
     def usage(self) -> ApiUsage:
         """Calls made so far (business calls by path, plus token calls)."""

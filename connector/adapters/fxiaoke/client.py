@@ -22,6 +22,7 @@ from typing import Any
 import requests
 
 from connector import redact
+from connector.adapters.base import CallGate
 from connector.adapters.errors import (
     CrmConnectionError,
     CrmError,
@@ -149,6 +150,7 @@ class FxiaokeClient:
         self.trigger_work_flow = trigger_work_flow
         self.stats = ClientStats()
         self._stats_lock = threading.Lock()
+        self.gate: CallGate | None = None  # asked before every call (the API budget)
 
     def __repr__(self) -> str:
         return f"FxiaokeClient(base_url={self.base_url!r})"
@@ -205,6 +207,8 @@ class FxiaokeClient:
         return body
 
     def _send(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if self.gate is not None:
+            self.gate(path, 1)  # may refuse: nothing is sent
         if self._pacer is not None:
             self._pacer.acquire(path)
         with self._stats_lock:

@@ -16,6 +16,7 @@ from typing import Any
 from connector import money
 from connector.adapters.base import (
     ApiUsage,
+    CallGate,
     CrmAdapter,
     EntitySpec,
     FieldInfo,
@@ -339,6 +340,10 @@ class ZohoAdapter(CrmAdapter):
         if not outcome.ok:
             raise CrmRequestError(f"could not close task {task_id}: {outcome.code} {outcome.message}",
                                   crm="zoho", code=outcome.code)
+
+    def set_gate(self, gate: CallGate | None) -> None:
+        """Ask `gate` before every call (see CrmAdapter.set_gate)."""
+        self.client.gate = gate
 
     def usage(self) -> ApiUsage:
         """Calls and credits this adapter's client has spent."""

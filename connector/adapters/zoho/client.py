@@ -23,7 +23,7 @@ import requests
 from tenacity import retry_if_exception_type
 
 from connector import redact
-from connector.adapters.base import ApiUsage
+from connector.adapters.base import ApiUsage, CallGate
 from connector.adapters.errors import (
     AuthError,
     CrmConnectionError,
@@ -217,6 +217,7 @@ class ZohoClient:
         self.trigger = list(trigger)
         self.api_version = api_version
         self.meter = UsageMeter()
+        self.gate: CallGate | None = None  # asked before every call (the API budget)
 
     # -- the chokepoint -------------------------------------------------------------------
 
@@ -244,6 +245,8 @@ class ZohoClient:
         refreshed = False
         data = encode(body) if body is not None else None
         while True:
+            if self.gate is not None:
+                self.gate(call_type, credits)  # may refuse: nothing is sent
             token = self.auth.access_token()
             url = f"{self.auth.api_domain}/crm/{self.api_version}{path}"
             send_headers = {"Authorization": f"Zoho-oauthtoken {token}", "Accept": "application/json"}

@@ -29,6 +29,7 @@ def upgrade() -> None:
         b.add_column(c("worker", sa.String(K)))
         b.add_column(c("trigger", sa.String(16)))
         b.add_column(c("reason", sa.Text))
+        b.add_column(c("slot_at", UTCDateTime()))
     op.create_index("ix_sync_runs_connection", "sync_runs", ["connection", "id"])
     op.create_table("sync_schedule", c("connection", sa.String(K), primary_key=True),
                     c("spec", sa.String(K), nullable=False), c("next_run_at", UTCDateTime(), nullable=False),
@@ -58,7 +59,7 @@ def downgrade() -> None:
         op.drop_table(name)
     op.drop_index("ix_sync_runs_connection", "sync_runs")
     with op.batch_alter_table("sync_runs") as b:
-        for col in ("reason", "trigger", "worker"):
+        for col in ("slot_at", "reason", "trigger", "worker"):
             b.drop_column(col)
     with op.batch_alter_table("sync_locks") as b:
         for col in ("lease_until", "heartbeat_at", "holder"):

@@ -1,0 +1,77 @@
+"""`prepaid-sync schedule`: the long-running worker, or `--once` for cron and systemd timers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from sqlalchemy import Engine
+
+from connector import logs
+from connector.cli.common import emit_json, handled, out, state
+from connector.config import LoadedSettings, load_settings
+from connector.ledger.db import make_engine
+from connector.ledger.tables import utcnow
+from connector.ops.alerts import deliver_due, load_alerts, notify_run
+from connector.ops.scheduler import Worker, serve
+
+log = logging.getLogger(__name__)
+
+
+def schedule(config: Annotated[str | None, typer.Option("--config", help="Config file (default ./prepaid-sync.toml).")]
+             = None,
+             once: Annotated[bool, typer.Option("--once", help="Run every due connection once and exit "
+                                                "(for cron or a systemd timer).")] = False,
+             worker_id: Annotated[str | None, typer.Option("--worker-id", help="Name of this worker in locks and "
+                                                           "run history (default host:pid).")] = None,
+             as_json: Annotated[bool, typer.Option("--json", help="With --once: print one JSON document.")] = False
+             ) -> None:
+    """Run each connection's syncs on its schedule; several workers may share one PostgreSQL database."""
+    with handled(as_json):
+        loaded = load_settings(config)
+        engine = make_engine(state.db or loaded.settings.database_url)
+        worker = Worker(loaded, engine)
+        if worker_id:
+            worker.worker_id = worker_id
+        if not logs.is_configured():
+            logs.setup_logging(loaded.settings.log_format, "INFO")
+        logs.bind_worker(worker.worker_id)
+        wire_alerts(worker, loaded, engine)
+        if not worker.book.scheduled():
+            out.print("no connection has a schedule; set `schedule = \"every 15 minutes\"` (or a cron) under "
+                      "[connections.NAME] in the config")
+            raise typer.Exit(2)
+    if once:
+        outcomes = worker.run_once()
+        worker.close()
+        if as_json:
+            emit_json({"worker": worker.worker_id, "runs": [o.to_dict() for o in outcomes]})
+        else:
+            table = Table(title=f"schedule --once ({worker.worker_id})")
+            for col in ("connection", "action", "trigger", "run", "status", "reason", "next run (UTC)"):
+                table.add_column(col)
+            for o in outcomes:
+                table.add_row(o.connection, o.action, o.trigger, str(o.run_id or ""), o.status, o.reason,
+                              f"{o.next_run_at:%Y-%m-%d %H:%M:%S}" if o.next_run_at else "")
+            out.print(table if outcomes else "nothing was due")
+        if any(o.status in ("failed", "crashed") for o in outcomes):
+            raise typer.Exit(1)
+        return
+    code = serve(worker)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code != 0:
+        os._exit(code)  # a run thread that would not stop must not hold the process open
+    raise typer.Exit(0)
+
+
+def wire_alerts(worker: Worker, loaded: LoadedSettings, engine: Engine) -> None:
+    """Alert after each run and retry waiting alerts on every poll (when `[alerts]` has channels)."""
+    rules = load_alerts(loaded.settings.alerts, set(loaded.settings.connections))
+    if rules.channels:
+        worker.notify = lambda name, run_id: notify_run(engine, rules, name, run_id, utcnow())
+        worker.deliver = lambda: deliver_due(engine, rules, utcnow())

@@ -1,0 +1,245 @@
+"""`prepaid-sync schedule`: a worker that runs each connection's syncs on its schedule.
+
+APScheduler 3 times the runs: one job per connection with the connection's own trigger (interval or
+cron, in its zone), `coalesce=True`, `max_instances=1` and the connection's misfire grace, plus a
+poll job that picks up what the timers can't see (runs that fell due while no worker was up, runs
+of a worker that died, alerts waiting for a retry). APScheduler 3's job stores can't be shared by
+several schedulers, so who runs what is decided in the database instead (`connector.ops.book`), and
+the run lock (`connector.sync.lock`) guarantees one run per connection whatever starts it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine
+
+from connector.config import LoadedSettings
+from connector.errors import ConnectorError
+from connector.ledger.tables import utcnow
+from connector.logs import run_context
+from connector.ops.book import Book, Claim
+from connector.ops.schedule_spec import trigger
+from connector.sync.budget import ApiBudget
+from connector.sync.lock import RunLocked
+from connector.sync.runner import SyncEngine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What one scheduled attempt did."""
+
+    connection: str
+    action: str  # ran | locked | error
+    trigger: str = ""
+    run_id: int | None = None
+    status: str = ""
+    reason: str = ""
+    next_run_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {**self.__dict__, "next_run_at": self.next_run_at.isoformat() if self.next_run_at else None}
+
+
+@dataclass
+class Worker:
+    """One scheduler process's view: its id, its database, the config, and the runs it has in hand."""
+
+    loaded: LoadedSettings
+    engine: Engine
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    clock: Callable[[], datetime] = utcnow
+    build: Callable[[str], SyncEngine] | None = None
+    notify: Callable[[str, int], object] | None = None
+    deliver: Callable[[], object] | None = None
+    stop_reason: str | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.book = Book(self.engine, self.loaded)
+        self._inflight: dict[str, Claim] = {}
+        self._lock = threading.Lock()
+        self._engines: dict[str, SyncEngine] = {}
+        self._idle = threading.Event()
+        self._idle.set()
+
+    # -- one attempt ---------------------------------------------------------------------------
+
+    def sync_engine(self, name: str) -> SyncEngine:
+        """The connection's SyncEngine, kept between runs so the CRM token is reused."""
+        if name not in self._engines:
+            if self.build is not None:
+                self._engines[name] = self.build(name)
+            else:
+                from connector.sync.factory import build_sync_engine
+
+                self._engines[name] = build_sync_engine(self.loaded, name, self.engine, holder=self.worker_id)
+        return self._engines[name]
+
+    def attempt(self, name: str) -> Outcome | None:
+        """Claim and run the connection if it is due (or orphaned); None when there is nothing to do."""
+        if self.stop_reason is not None:
+            return None
+        claim = self.book.claim(name, self.worker_id, self.clock())
+        if claim is None:
+            return None
+        with self._lock:
+            self._inflight[name] = claim
+            self._idle.clear()
+        try:
+            with run_context(connection=name):
+                outcome = self._run(claim)
+        finally:
+            with self._lock:
+                self._inflight.pop(name, None)
+                if not self._inflight:
+                    self._idle.set()
+        self.outcomes.append(outcome)
+        return outcome
+
+    def _run(self, claim: Claim) -> Outcome:
+        name = claim.connection
+        try:
+            engine = self.sync_engine(name)
+            engine.holder = self.worker_id
+            report = engine.run(trigger=claim.trigger, should_stop=lambda: self.stop_reason, slot_at=claim.slot_at)
+        except RunLocked as exc:  # a manual run holds it: try again at the next poll
+            nxt = self.book.finish(claim, self.worker_id, self.clock(), status="locked", run_id=None,
+                                   again_now=True)
+            log.info("%s", exc)
+            return Outcome(name, "locked", claim.trigger, reason=str(exc), next_run_at=nxt)
+        except (ConnectorError, Exception) as exc:  # noqa: BLE001 - a worker outlives one bad run
+            nxt = self.book.finish(claim, self.worker_id, self.clock(), status="error", run_id=None)
+            log.exception("run of %s could not start", name)
+            return Outcome(name, "error", claim.trigger, status="failed", reason=str(exc), next_run_at=nxt)
+        budget: ApiBudget | None = engine.budget
+        not_before = budget.next_window(self.clock()) if report.status == "budget" and budget else None
+        nxt = self.book.finish(claim, self.worker_id, self.clock(), status=report.status, run_id=report.run_id,
+                               not_before=not_before, again_now=report.status == "interrupted")
+        log.info("run %s of %s (%s): %s%s; next run %s", report.run_id, name, claim.trigger, report.status,
+                 f" ({report.reason})" if report.reason else "", nxt.isoformat())
+        if self.notify is not None:
+            try:
+                self.notify(name, report.run_id)
+            except Exception:  # noqa: BLE001 - alerts never fail a run
+                log.exception("alerting after run %s failed", report.run_id)
+        return Outcome(name, "ran", claim.trigger, report.run_id, report.status, report.reason, nxt)
+
+    # -- loops ---------------------------------------------------------------------------------
+
+    def poll(self) -> None:
+        """Prepare rows, run whatever is due or orphaned, keep claims alive, deliver waiting alerts."""
+        if self.stop_reason is not None:
+            return
+        self.book.prepare(self.clock())
+        for name in self.book.scheduled():
+            self.attempt(name)
+        if self.deliver is not None:
+            try:
+                self.deliver()
+            except Exception:  # noqa: BLE001
+                log.exception("alert delivery failed")
+
+    def run_once(self, names: list[str] | None = None) -> list[Outcome]:
+        """`--once`: run every due connection once, then return."""
+        self.book.prepare(self.clock())
+        done = []
+        for name in names or list(self.book.scheduled()):
+            out = self.attempt(name)
+            if out is not None:
+                done.append(out)
+        if self.deliver is not None:
+            self.deliver()
+        return done
+
+    def keep_claims(self) -> None:
+        """Extend the leases of the runs in hand (called every heartbeat)."""
+        with self._lock:
+            names = list(self._inflight)
+        if names:
+            self.book.extend(names, self.worker_id, self.clock())
+
+    def scheduler(self) -> BackgroundScheduler:
+        """The APScheduler that drives this worker (not started)."""
+        sched_cfg = self.loaded.settings.scheduler
+        scheduled = self.book.scheduled()
+        sched = BackgroundScheduler(timezone=timezone.utc,
+                                    executors={"default": ThreadPoolExecutor(max_workers=len(scheduled) + 2)},
+                                    job_defaults={"coalesce": True, "max_instances": 1})
+        for name, conn in scheduled.items():
+            assert conn.schedule is not None
+            sched.add_job(self.attempt, trigger(conn.schedule, self.loaded.settings.zone(conn)), args=[name],
+                          id=f"sync:{name}", name=f"sync {name}", coalesce=True, max_instances=1,
+                          misfire_grace_time=conn.misfire_grace_seconds)
+        sched.add_job(self.poll, IntervalTrigger(seconds=sched_cfg.poll_seconds), id="poll", name="poll",
+                      coalesce=True, max_instances=1, misfire_grace_time=None, next_run_time=datetime.now(timezone.utc))
+        sched.add_job(self.keep_claims, IntervalTrigger(seconds=sched_cfg.heartbeat_seconds), id="claims",
+                      name="keep claims", coalesce=True, max_instances=1, misfire_grace_time=None)
+        return sched
+
+    def request_stop(self, reason: str) -> None:
+        """Ask runs in hand to stop after their current batch, and start no new one."""
+        self.stop_reason = reason
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no run is in hand; False if `timeout` seconds passed first."""
+        return self._idle.wait(timeout)
+
+    def close(self) -> None:
+        """Release HTTP sessions."""
+        for engine in self._engines.values():
+            engine.adapter.close()
+
+
+def serve(worker: Worker, *, install_signals: bool = True) -> int:
+    """Run until SIGTERM/SIGINT; return the exit code (0: stopped cleanly within the bound).
+
+    The first signal lets the current run finish its batch and persist, and starts no new run; a
+    second signal exits at once (the outbox and leases make that safe: the next run completes it)."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        name = signal.Signals(signum).name
+        if worker.stop_reason is None:
+            log.warning("%s: finishing the current batch, then exiting (send it again to abort now)", name)
+            worker.request_stop(name)
+            stop.set()
+        else:
+            log.error("%s again: aborting now; the next run completes what was left", name)
+            os._exit(1)
+
+    if install_signals:
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    sched = worker.scheduler()
+    sched.start()
+    log.info("worker %s started: %s", worker.worker_id,
+             ", ".join(f"{j.name} next {j.next_run_time:%Y-%m-%d %H:%M:%S %Z}" for j in sched.get_jobs()
+                       if j.next_run_time is not None))
+    while not stop.wait(0.5):
+        pass
+    sched.shutdown(wait=False)
+    bound = worker.loaded.settings.scheduler.shutdown_seconds
+    clean = worker.wait_idle(bound)
+    if not clean:
+        log.error("the current run did not stop within %ss; exiting anyway (its lease will expire and another "
+                  "worker resumes it)", bound)
+        return 1
+    worker.close()
+    log.info("worker %s stopped", worker.worker_id)
+    return 0
+

@@ -1,0 +1,184 @@
+"""Real `prepaid-sync schedule` processes sharing one database (SQLite file or PostgreSQL schema).
+
+Checked: two and three workers plus manual runs never run one connection twice at once and never
+serve one due time twice; a SIGKILLed worker's run is resumed by another after its lease; a SIGTERM
+mid-run exits 0 after the current batch and a restart completes the work; the ledger ends where a
+fault-free run ends, and no task exists twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from connector.adapters.zoho.sandbox import ZohoSandbox
+from connector.cli.sync_cmd import write_config
+from connector.ledger import Ledger
+from connector.ledger.db import make_engine
+from connector.sync import tables as t
+
+SCHED = "\n[scheduler]\nlease_seconds = 5\nheartbeat_seconds = 1\npoll_seconds = 1\nshutdown_seconds = 20\n"
+
+
+def config(tmp: Path, sb: ZohoSandbox, db_url: str, schedule: str) -> Path:
+    write_config(tmp, "zoho", sandbox=sb.api_domain, database_url=db_url,
+                 extra={"schedule": schedule, "deletion_check_minutes": 0})
+    cfg = tmp / "prepaid-sync.toml"
+    cfg.write_text(cfg.read_text() + SCHED)
+    return cfg
+
+
+def env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("ZOHO_")}
+
+
+def start_worker(cfg: Path, name: str, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "connector", "--log-format", "json", "schedule", "--config",
+                             str(cfg), "--worker-id", name], env=env(), stdout=subprocess.DEVNULL,
+                            stderr=log.open("wb"))
+
+
+def manual_run(cfg: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "connector", "sync", "run", "--config", str(cfg), "--json"],
+                          env=env(), capture_output=True, text=True, timeout=120)
+
+
+def runs(db_url: str) -> list[Any]:
+    with make_engine(db_url).connect() as conn:
+        return list(conn.execute(select(t.runs).where(t.runs.c.dry_run.is_(False)).order_by(t.runs.c.started_at)))
+
+
+def assert_one_at_a_time(rows: list[Any]) -> None:
+    finished = [r for r in rows if r.finished_at is not None]
+    for a, b in zip(finished, finished[1:]):
+        assert b.started_at >= a.finished_at, f"runs {a.id} ({a.worker}) and {b.id} ({b.worker}) overlap"
+    slots = Counter(r.slot_at for r in rows if r.slot_at is not None and r.trigger == "schedule")
+    assert slots and max(slots.values()) == 1, f"a due time was served twice: {slots.most_common(3)}"
+
+
+def stop(procs: list[subprocess.Popen[bytes]], timeout: float = 30) -> list[int]:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    return [p.wait(timeout=timeout) for p in procs]
+
+
+def wait_for(pred: Any, timeout: float, what: str) -> Any:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def balances(db_url: str) -> dict[str, Decimal]:
+    out: dict[str, Decimal] = {}
+    for v in Ledger(make_engine(db_url)).accounts():
+        out[v.customer] = out.get(v.customer, Decimal(0)) + v.balance
+    return {k: v for k, v in out.items() if v}
+
+
+def tasks_once(sb: ZohoSandbox, *, some: bool = True) -> None:
+    markers = Counter(r.get("Prepaid_Sync_Marker") for r in sb.org.modules["Tasks"].records.values()
+                      if r.get("Prepaid_Sync_Marker"))
+    assert bool(markers) or not some
+    assert max(markers.values(), default=1) == 1
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_workers_and_manual_runs_share_a_connection_one_run_at_a_time(db_url: str, tmp_path: Path,
+                                                                        workers: int) -> None:
+    with ZohoSandbox(seed=30, latency_ms=2) as sb:
+        cfg = config(tmp_path, sb, db_url, "every 2 seconds")
+        procs = [start_worker(cfg, f"w{i}", tmp_path / f"w{i}.log") for i in range(workers)]
+        try:
+            manual = []
+            end = time.time() + 9
+            while time.time() < end:
+                time.sleep(0.7)
+                manual.append(manual_run(cfg))
+        finally:
+            codes = stop(procs)
+        assert codes == [0] * workers
+        rows = runs(db_url)
+        assert_one_at_a_time(rows)
+        assert all(r.status in ("ok", "partial") for r in rows), [(r.id, r.status, r.reason) for r in rows]
+        scheduled = [r for r in rows if r.trigger == "schedule"]
+        assert len(scheduled) >= 3
+        refused = [m for m in manual if m.returncode == 4]
+        assert all(m.returncode in (0, 4) for m in manual), [m.stderr for m in manual]
+        for m in refused:
+            assert "being synced by run" in m.stderr and "since" in m.stderr
+        assert any(m.returncode == 0 for m in manual)
+        tasks_once(sb, some=False)
+
+
+def test_killed_worker_run_is_resumed_by_another_after_its_lease(db_url: str, tmp_path: Path) -> None:
+    with ZohoSandbox(seed=150, latency_ms=80) as sb:
+        cfg = config(tmp_path, sb, db_url, "every 1 hours")
+        a = start_worker(cfg, "doomed", tmp_path / "a.log")
+        try:
+            wait_for(lambda: any(r.status == "running" and r.worker == "doomed" for r in runs(db_url)), 60,
+                     "the first worker to start its run")
+            time.sleep(0.3)
+            a.send_signal(signal.SIGKILL)
+            a.wait()
+            b = start_worker(cfg, "heir", tmp_path / "b.log")
+            try:
+                done = wait_for(lambda: [r for r in runs(db_url) if r.worker == "heir" and r.finished_at], 90,
+                                "the second worker to resume the run")
+            finally:
+                assert stop([b]) == [0]
+        finally:
+            if a.poll() is None:
+                a.kill()
+        rows = runs(db_url)
+        first = next(r for r in rows if r.worker == "doomed")
+        assert first.status == "crashed" and "taken over by heir" in (first.reason or "")
+        assert done[0].trigger == "recovery" and done[0].status in ("ok", "partial")
+        assert done[0].slot_at == first.slot_at
+        assert_one_at_a_time(rows)
+        with ZohoSandbox(seed=150) as ref:  # the same org, synced once without faults
+            ref_url = f"sqlite:///{tmp_path / 'ref.db'}"
+            ref_cfg = config(tmp_path / "ref", ref, ref_url, "every 1 hours")
+            assert manual_run(ref_cfg).returncode == 0
+            assert balances(db_url) == balances(ref_url)
+        tasks_once(sb)
+
+
+def test_sigterm_mid_run_exits_zero_and_a_restart_completes(db_url: str, tmp_path: Path) -> None:
+    with ZohoSandbox(seed=150, latency_ms=80) as sb:
+        cfg = config(tmp_path, sb, db_url, "every 1 hours")
+        a = start_worker(cfg, "first", tmp_path / "a.log")
+        wait_for(lambda: any(r.status == "running" for r in runs(db_url)), 60, "a run to start")
+        time.sleep(0.2)
+        began = time.time()
+        assert stop([a], timeout=30) == [0]
+        assert time.time() - began < 25
+        first = runs(db_url)[0]
+        assert first.status == "interrupted" and first.reason == "SIGTERM", (first.status, first.reason)
+        b = start_worker(cfg, "second", tmp_path / "b.log")
+        try:
+            wait_for(lambda: [r for r in runs(db_url) if r.worker == "second" and r.finished_at], 90,
+                     "the restarted worker to finish the run")
+        finally:
+            assert stop([b]) == [0]
+        second = [r for r in runs(db_url) if r.worker == "second"][0]
+        assert second.status in ("ok", "partial") and second.trigger == "schedule"
+        with ZohoSandbox(seed=150) as ref:
+            ref_url = f"sqlite:///{tmp_path / 'ref.db'}"
+            ref_cfg = config(tmp_path / "ref", ref, ref_url, "every 1 hours")
+            assert manual_run(ref_cfg).returncode == 0
+            assert balances(db_url) == balances(ref_url)
+        tasks_once(sb)
