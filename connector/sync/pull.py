@@ -13,7 +13,7 @@ from sqlalchemy import Connection, select
 
 from connector.adapters.base import EntitySpec
 from connector.domain import Consumption, Contract, Customer, Deletion, Entity, Payment, PrepaymentBalance
-from connector.errors import ConnectorError, InsufficientBalance
+from connector.errors import ConnectorError, InsufficientBalance, ReversalRefused
 from connector.ledger.ops import make_request
 from connector.ledger.rules import REFUND_POLICIES
 from connector.ledger.service import BatchOutcome
@@ -460,9 +460,13 @@ def apply_item(ctx: Ctx, kind: str, item: Payment | Consumption, old: Any, poste
         return  # seen exactly like this before: overlap re-read or echo
     version = (old.version + 1) if old is not None else 1
     event = None
+    refusal: ConnectorError | None = None
     if old is not None and old.status == "posted":
         poster.flush()  # the ledger sees events in the CRM's order
-        if not reverse_entries(ctx, old, f"#v{old.version}:edit", "edited in the CRM"):
+        refusal = reverse_entries(ctx, old, f"#v{old.version}:edit", "edited in the CRM")
+        if refusal is not None and not (kind == "payment" and spent_lot(refusal) and old.customer_id == item.customer_id
+                                        and old.currency == currency):
+            ctx.error(_item_key(ctx, old), "amount", "reverse", refusal.message)
             return
         event = "payment_changed" if kind == "payment" else None
     row = {"customer_id": item.customer_id, "contract_id": getattr(item, "contract_id", None), "currency": currency,
@@ -471,6 +475,12 @@ def apply_item(ctx: Ctx, kind: str, item: Payment | Consumption, old: Any, poste
     if event:
         row.update(event=event, event_at=ctx.clock())
     keys = {"connection": ctx.connection, "kind": kind, "crm_id": item.crm_id}
+    if refusal is not None:  # its deposit is partly spent: post the difference instead of re-posting
+        new_amount = item.amount if postable else Decimal(0)
+        post_difference(ctx, old, keys, {**row, "amount": format(new_amount, "f")}, customer,
+                        new_amount - Decimal(old.amount), f"{item.key}#v{version}:difference", at,
+                        f"edited in the CRM from {old.amount} to {new_amount} {currency}")
+        return
     if not postable:
         poster.rows.append(({**keys, **row, "status": "skipped", "entry_ids": "[]"}, old is None))
         return
@@ -497,19 +507,72 @@ def _fail(ctx: Ctx, keys: dict[str, Any], row: dict[str, Any], record: str, fld:
     ctx.error(record, fld, "post", reason)
 
 
-def reverse_entries(ctx: Ctx, old: Any, suffix: str, why: str) -> bool:
-    """Reverse every entry a posted item wrote (idempotent keys); False if the ledger refused."""
+def reverse_entries(ctx: Ctx, old: Any, suffix: str, why: str) -> ConnectorError | None:
+    """Reverse every entry a posted item wrote (idempotent keys); the ledger's refusal, if it refused.
+
+    The deposit comes first in `entry_ids`, so a refusal (its lot partly spent) reverses nothing."""
     for entry_id in state.loads(old.entry_ids) or []:
         try:
             result = ctx.ledger.reverse(entry_id, f"{_item_key(ctx, old)}{suffix}:{entry_id}", memo=why)
         except ConnectorError as exc:
-            ctx.error(_item_key(ctx, old), "amount", "reverse", exc.message)
-            return False
+            return exc
         if result.created:
             ctx.report.reversals_posted += 1
             ctx.report.customer(ctx.customer_key(old.customer_id))["postings"].append(
                 f"reverse entry {entry_id} ({why})")
-    return True
+    return None
+
+
+def spent_lot(refusal: ConnectorError) -> bool:
+    """The ledger refused a reversal because the deposit's lot has been drawn on."""
+    return isinstance(refusal, ReversalRefused) and "lot" in refusal.details
+
+
+def post_difference(ctx: Ctx, old: Any, keys: dict[str, Any], row: dict[str, Any], customer: str, delta: Decimal,
+                    key: str, at: datetime, why: str) -> None:
+    """A posted payment whose deposit is partly spent changed (or went): post the difference as a new entry.
+
+    The deposit can't be reversed once money was drawn from it, and nothing is rewritten: a rise becomes
+    a further deposit dated like the payment, a fall or a deletion a negative adjustment now, as far as
+    the balance (and credit line) still holds it; a part already spent is recorded as an error naming
+    the amount, for a person to collect. The item keeps every entry it wrote, so a later edit or
+    reversal sees them all."""
+    record = _item_key(ctx, old)
+    ids = list(state.loads(old.entry_ids) or [])
+    currency = old.currency
+    memo = f"{record} {why}; its deposit was partly spent, so the difference is posted"
+    if delta < 0:  # take back what is still there; what was spent can't be, and is said so
+        views = ctx.ledger.balance(customer, currency)
+        available = views[0].available if views and views[0].available is not None else Decimal(0)
+        take = min(-delta, max(available, Decimal(0)))
+        if take < -delta:
+            ctx.error(record, "amount", "correction",
+                      f"{why}: {-delta - take} {currency} of the difference was already spent and can't be taken "
+                      f"back from the balance (took back {take}); collect it from the customer or restore the payment")
+        delta = -take
+    if delta:
+        try:
+            if delta > 0:
+                req = make_request("deposit", customer, delta, currency, key, effective_at=at,
+                                   source=(ctx.mapping.crm, record), memo=memo)
+            else:
+                req = make_request("adjust", customer, delta, currency, key, source=(ctx.mapping.crm, record),
+                                   memo=memo)
+            result = ctx.ledger.post(req)
+        except ConnectorError as exc:
+            ctx.error(record, "amount", "post", exc.message)
+            return
+        ids += [i for i in result.entry_ids if i not in ids]
+        if result.created:
+            if delta > 0:
+                ctx.report.deposits_posted += 1
+            ctx.report.customer(customer)["postings"].append(f"{'deposit' if delta > 0 else 'adjust'} {delta} "
+                                                             f"{currency} ({why})")
+    with ctx.engine.begin() as conn:
+        state.upsert(conn, t.items, keys, {**row, "status": row.get("status", "posted"),
+                                           "entry_ids": state.dumps(ids)})
+        state.resolve_error(conn, ctx.connection, record, "post", ctx.clock())
+        state.resolve_error(conn, ctx.connection, record, "reverse", ctx.clock())
 
 
 def _item_key(ctx: Ctx, old: Any) -> str:
@@ -520,8 +583,18 @@ def _item_key(ctx: Ctx, old: Any) -> str:
 
 def apply_deletion(ctx: Ctx, kind: str, old: Any, record: str) -> None:
     """A deleted payment/consumption: reverse what it posted and raise an event flag."""
-    if old.status == "posted" and not reverse_entries(ctx, old, f"#v{old.version}:delete", "deleted in the CRM"):
-        return
+    if old.status == "posted":
+        refusal = reverse_entries(ctx, old, f"#v{old.version}:delete", "deleted in the CRM")
+        if refusal is not None and old.kind == "payment" and spent_lot(refusal):
+            keys = {"connection": ctx.connection, "kind": kind, "crm_id": old.crm_id}
+            post_difference(ctx, old, keys, {"status": "deleted", "event": "payment_deleted", "event_at": ctx.clock(),
+                                             "fingerprint": old.fingerprint, "payload": old.payload},
+                            ctx.customer_key(old.customer_id), -Decimal(old.amount),
+                            f"{record}#v{old.version}:deleted", ctx.clock(), "deleted in the CRM")
+            return
+        if refusal is not None:
+            ctx.error(_item_key(ctx, old), "amount", "reverse", refusal.message)
+            return
     with ctx.engine.begin() as conn:
         conn.execute(t.items.update().where(t.items.c.connection == ctx.connection, t.items.c.kind == kind,
                                             t.items.c.crm_id == old.crm_id)

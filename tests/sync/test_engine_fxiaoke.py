@@ -109,3 +109,50 @@ def test_consumption_dated_before_its_deposit_is_refused_with_an_actionable_erro
     assert fixed.consumptions_posted == 1
     with eng.engine.connect() as conn:
         assert conn.execute(select(t.errors.c.resolved_at).where(t.errors.c.record == refused["record"])).scalar()
+
+
+def test_edit_or_void_of_a_partly_spent_payment_posts_the_difference(tmp_path: object) -> None:
+    eng, app = fxiaoke_engine(f"sqlite:///{tmp_path}/f.db", seed=60)
+    store, admin = app.store, app.credentials.open_user_id
+    eng.run()
+    spending = {r.get("customer_id") for r in store.table("PrepayDetailObj").rows.values()
+                if r.get("record_type") != "income_record_type__c"}
+    with eng.engine.connect() as conn:
+        posted = {r.crm_id: r for r in conn.execute(select(t.items).where(t.items.c.kind == "payment",
+                                                                           t.items.c.status == "posted"))}
+    pays = [r for r in store.table("PaymentObj").rows.values()
+            if r["_id"] in posted and r.get("account_id") in spending]
+    counts = Counter(p["account_id"] for p in pays)
+    raised, cut = [p for p in pays if counts[p["account_id"]] == 1][:2]  # one payment each: surely drawn on
+    voided = [p for p in pays if counts[p["account_id"]] == 1][2]
+    before = _balances(eng.engine)
+    key = "fxiaoke:AccountObj:{}".format
+    store.update("PaymentObj", raised["_id"], {"payment_amount": str(Decimal(raised["payment_amount"]) + 100)}, admin)
+    store.update("PaymentObj", cut["_id"], {"payment_amount": str(Decimal(cut["payment_amount"]) - 5)}, admin)
+    store.set_life_status("PaymentObj", voided["_id"], "invalid", admin)
+    eng.clock.advance(minutes=5)
+    report = eng.run()
+    mine = [e for e in report.errors if e["record"].endswith((raised["_id"], cut["_id"], voided["_id"]))]
+    after = _balances(eng.engine)
+    assert after[key(raised["account_id"])] == before[key(raised["account_id"])] + 100
+    assert after[key(cut["account_id"])] == before[key(cut["account_id"])] - 5
+    spent = Decimal(voided["payment_amount"]) - before[key(voided["account_id"])]
+    assert after[key(voided["account_id"])] == 0  # all that was left is taken back ...
+    assert [(e["record"], e["field"], e["stage"]) for e in mine] == [
+        (f"fxiaoke:PaymentObj:{voided['_id']}", "amount", "correction")]  # ... and the spent part is reported
+    assert f"{spent} CNY of the difference was already spent" in mine[0]["reason"]
+    with eng.engine.connect() as conn:
+        open_flags = {(r.customer_id, r.code) for r in conn.execute(select(t.flags).where(
+            t.flags.c.cleared_at.is_(None)))}
+        items = {r.crm_id: r for r in conn.execute(select(t.items).where(t.items.c.kind == "payment"))}
+    assert (key(raised["account_id"]), "payment_changed") in open_flags
+    assert (key(voided["account_id"]), "payment_deleted") in open_flags
+    assert Decimal(items[raised["_id"]].amount) == Decimal(raised["payment_amount"]) + 100
+    assert len(__import__("json").loads(items[raised["_id"]].entry_ids)) == 2  # the deposit and the difference
+    store.update("PaymentObj", raised["_id"], {"payment_amount": str(Decimal(raised["payment_amount"]) + 40)}, admin)
+    eng.clock.advance(minutes=5)
+    eng.run()  # a second edit posts the difference from the last posted amount
+    assert _balances(eng.engine)[key(raised["account_id"])] == before[key(raised["account_id"])] + 40
+    eng.clock.advance(minutes=5)
+    quiet = eng.run()
+    assert quiet.deposits_posted == 0 and quiet.reversals_posted == 0
