@@ -52,7 +52,7 @@ def _span(seconds: float | None) -> str:
         if s >= size:
             rest = (s % size) // small_size
             return f"{s // size}{unit}" + (f" {rest}{small}" if rest else "")
-    return f"{seconds:.1f}s" if abs(seconds) < 10 else f"{s}s"
+    return f"{abs(seconds):.1f}s" if abs(seconds) < 10 else f"{s}s"
 
 
 def _relative(value: datetime, now: datetime) -> str:

@@ -54,8 +54,9 @@ def build_sync_engine(loaded: LoadedSettings, name: str | None, db: Engine, *, h
         raise ConfigError(f"connection {conn_name!r} is {conn.crm} but its mapping is for {mapping.crm}",
                           field="mapping")
     sched = loaded.settings.scheduler
+    # Without a daily budget the meter still counts, so `status` shows what each day spent.
     budget = ApiBudget(db, conn_name, limit=conn.daily_api_budget, unit=conn.unit(),
-                       tz=zone(loaded.settings.zone(conn))) if conn.daily_api_budget else None
+                       tz=zone(loaded.settings.zone(conn)))
     return SyncEngine(conn_name, db, build_adapter(conn, mapping), mapping,
                       overlap=timedelta(seconds=conn.overlap_seconds), progress=progress, holder=holder,
                       lease=timedelta(seconds=sched.lease_seconds),

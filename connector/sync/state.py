@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 from collections.abc import Iterable
 from datetime import date, datetime
 from decimal import Decimal
@@ -14,7 +12,6 @@ from sqlalchemy import Connection, Engine, Table, case, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from connector.errors import ConnectorError
 from connector.sync import tables as t
 
 
@@ -80,42 +77,6 @@ def get_cursor(engine: Engine, connection: str, stream: str) -> datetime | None:
 def set_cursor(conn: Connection, connection: str, stream: str, at: datetime, run_id: int) -> None:
     """Save a stream's cursor (call inside the transaction that stores the data it covers)."""
     upsert(conn, t.cursors, {"connection": connection, "stream": stream}, {"cursor_at": at, "run_id": run_id})
-
-
-class RunLocked(ConnectorError):
-    """Another run of the same connection is in progress."""
-
-    exit_code = 4
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def acquire_lock(conn: Connection, connection: str, run_id: int, now: datetime) -> None:
-    """Take the per-connection run lock; a lock left by a dead process on this host is taken over."""
-    host = socket.gethostname()
-    row = conn.execute(select(t.locks).where(t.locks.c.connection == connection)).first()
-    if row is not None:
-        if row.host == host and not _alive(row.pid):
-            conn.execute(t.locks.delete().where(t.locks.c.connection == connection))
-        else:
-            raise RunLocked(f"connection {connection!r} is being synced by run {row.run_id} (pid {row.pid} on "
-                            f"{row.host}, since {row.acquired_at:%Y-%m-%d %H:%M:%S}); try again when it ends",
-                            connection=connection)
-    conn.execute(t.locks.insert().values(connection=connection, run_id=run_id, pid=os.getpid(), host=host,
-                                         acquired_at=now))
-
-
-def release_lock(conn: Connection, connection: str, run_id: int) -> None:
-    """Drop the lock if this run holds it."""
-    conn.execute(t.locks.delete().where(t.locks.c.connection == connection, t.locks.c.run_id == run_id))
 
 
 def record_error(conn: Connection, connection: str, run_id: int, record: str, field: str, stage: str,

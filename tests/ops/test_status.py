@@ -279,3 +279,14 @@ def test_runs_cli_without_config(cli, tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.delenv("PREPAID_SYNC_CONFIG", raising=False)
     doc = cli("runs", "-n", "2", "--json")  # --db only: times in UTC
     assert [r["id"] for r in doc["runs"]] == [9, 8] and doc["runs"][0]["started_at"].endswith("Z")
+
+
+def test_relative_times_read_naturally_both_ways() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from connector.cli.ops_cmd import _relative
+
+    now = datetime(2026, 11, 27, 2, 0, tzinfo=timezone.utc)
+    assert _relative(now - timedelta(seconds=3.3), now) == "3.3s ago"
+    assert _relative(now + timedelta(seconds=3.3), now) == "in 3.3s"
+    assert _relative(now - timedelta(minutes=2, seconds=3), now) == "2m 3s ago"

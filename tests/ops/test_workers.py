@@ -182,3 +182,31 @@ def test_sigterm_mid_run_exits_zero_and_a_restart_completes(db_url: str, tmp_pat
             assert manual_run(ref_cfg).returncode == 0
             assert balances(db_url) == balances(ref_url)
         tasks_once(sb)
+
+
+def test_second_sigterm_aborts_at_once_and_the_next_run_completes(db_url: str, tmp_path: Path) -> None:
+    with ZohoSandbox(seed=150, latency_ms=80) as sb:
+        cfg = config(tmp_path, sb, db_url, "every 1 hours")
+        a = start_worker(cfg, "impatient", tmp_path / "a.log")
+        wait_for(lambda: any(r.status == "running" for r in runs(db_url)), 60, "a run to start")
+        time.sleep(0.2)
+        a.send_signal(signal.SIGTERM)
+        time.sleep(0.05)
+        a.send_signal(signal.SIGTERM)
+        # 1: aborted by our handler; -15: the first signal had already stopped the run and the process was
+        # exiting (Python restores the default handler while it shuts down).
+        assert a.wait(timeout=10) in (1, -signal.SIGTERM)
+        b = start_worker(cfg, "after", tmp_path / "b.log")
+        try:
+            wait_for(lambda: [r for r in runs(db_url) if r.worker == "after" and r.finished_at], 90,
+                     "the next worker to complete the work")
+        finally:
+            assert stop([b]) == [0]
+        rows = runs(db_url)
+        assert rows[0].worker == "impatient" and rows[0].status in ("crashed", "interrupted")
+        assert_one_at_a_time(rows)
+        with ZohoSandbox(seed=150) as ref:
+            ref_url = f"sqlite:///{tmp_path / 'ref.db'}"
+            assert manual_run(config(tmp_path / "ref", ref, ref_url, "every 1 hours")).returncode == 0
+            assert balances(db_url) == balances(ref_url)
+        tasks_once(sb)
