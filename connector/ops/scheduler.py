@@ -26,7 +26,6 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
 from connector.config import LoadedSettings
-from connector.errors import ConnectorError
 from connector.ledger.tables import utcnow
 from connector.logs import run_context
 from connector.ops.book import Book, Claim
@@ -67,7 +66,6 @@ class Worker:
     notify: Callable[[str, int], object] | None = None
     deliver: Callable[[], object] | None = None
     stop_reason: str | None = None
-    outcomes: list[Outcome] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.book = Book(self.engine, self.loaded)
@@ -108,7 +106,6 @@ class Worker:
                 self._inflight.pop(name, None)
                 if not self._inflight:
                     self._idle.set()
-        self.outcomes.append(outcome)
         return outcome
 
     def _run(self, claim: Claim) -> Outcome:
@@ -122,7 +119,7 @@ class Worker:
                                    again_now=True)
             log.info("%s", exc)
             return Outcome(name, "locked", claim.trigger, reason=str(exc), next_run_at=nxt)
-        except (ConnectorError, Exception) as exc:  # noqa: BLE001 - a worker outlives one bad run
+        except Exception as exc:  # noqa: BLE001 - a worker outlives one bad run (bad config, CRM down, ...)
             nxt = self.book.finish(claim, self.worker_id, self.clock(), status="error", run_id=None)
             log.exception("run of %s could not start", name)
             return Outcome(name, "error", claim.trigger, status="failed", reason=str(exc), next_run_at=nxt)

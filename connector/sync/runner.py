@@ -85,15 +85,16 @@ class SyncEngine:
 
     def _run(self, *, full: bool, trigger: str, should_stop: Callable[[], str | None] | None,
              lock: bool, slot_at: datetime | None) -> RunReport:
-        run_lock = RunLock(self.engine, self.connection, holder=self.holder, lease=self.lease)
-        if lock:
-            run_lock.acquire()  # RunLocked names the holder
+        run_lock = RunLock(self.engine, self.connection, holder=self.holder, lease=self.lease) if lock else None
+        if run_lock is None:
+            return self._locked_run(full=full, trigger=trigger, should_stop=should_stop, run_lock=None,
+                                    slot_at=slot_at)
+        run_lock.acquire()  # RunLocked names the holder
         try:
-            return self._locked_run(full=full, trigger=trigger, should_stop=should_stop,
-                                    run_lock=run_lock if lock else None, slot_at=slot_at)
+            return self._locked_run(full=full, trigger=trigger, should_stop=should_stop, run_lock=run_lock,
+                                    slot_at=slot_at)
         finally:
-            if lock:
-                run_lock.release()
+            run_lock.release()
 
     def _locked_run(self, *, full: bool, trigger: str, should_stop: Callable[[], str | None] | None,
                     run_lock: RunLock | None, slot_at: datetime | None) -> RunReport:
@@ -109,13 +110,14 @@ class SyncEngine:
                 worker=run_lock.holder if run_lock else self.holder, trigger=trigger, slot_at=slot_at)
             ).inserted_primary_key[0]
         ctx.run_id = report.run_id = int(run_id)
-        stamp = ExitStack()
-        stamp.enter_context(run_context(run_id=ctx.run_id, connection=self.connection))
+        scope = ExitStack()  # log stamp and heartbeat, closed when the run ends however it ends
+        scope.enter_context(run_context(run_id=ctx.run_id, connection=self.connection))
+        beat = None
         if run_lock is not None:
             run_lock.bind(ctx.run_id)
+            beat = scope.enter_context(Heartbeat(run_lock, self.heartbeat))
         self._ctx = ctx
         calls_before = self.adapter.usage().calls
-        beat = Heartbeat(run_lock, self.heartbeat) if run_lock is not None else None
 
         def stop_check() -> StopRequested | None:
             if beat is not None and beat.lost:
@@ -127,8 +129,6 @@ class SyncEngine:
         if self.budget is not None:
             self.adapter.set_gate(self.budget.charge)
         try:
-            if beat is not None:
-                beat.__enter__()
             for name, spec in specs(self.mapping).items():
                 since = None if full else state.get_cursor(self.engine, self.connection, name)
                 run_stream(ctx, name, spec, since)
@@ -151,9 +151,7 @@ class SyncEngine:
             report.status, report.reason = "crashed", f"{type(exc).__name__}: {exc}"
             raise
         finally:
-            stamp.close()
-            if beat is not None:
-                beat.__exit__(None, None, None)
+            scope.close()
             if self.budget is not None:
                 self.adapter.set_gate(None)
             self._ctx = None
