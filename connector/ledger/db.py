@@ -127,6 +127,29 @@ def upgrade_schema(engine: Engine, *, force: bool = False) -> str:
         if key in _upgraded and not force and ":memory:" not in key:
             return head_revision()
         if current_revision(engine) != head_revision():
-            command.upgrade(_alembic_config(engine), "head")
+            with _migration_file_lock(engine):
+                if current_revision(engine) != head_revision():  # another process may have done it
+                    command.upgrade(_alembic_config(engine), "head")
         _upgraded.add(key)
     return head_revision()
+
+
+@contextmanager
+def _migration_file_lock(engine: Engine) -> Iterator[None]:
+    """On a SQLite file, processes migrating it at once take turns on `<file>-migrate.lock` (flock).
+
+    The migration transaction is already `BEGIN IMMEDIATE`; the file lock also covers what happens
+    before it (journal-mode setup on a brand-new file, Alembic reading the version table), so the
+    second process simply finds the schema at head. PostgreSQL uses an advisory lock (env.py)."""
+    database = make_url(str(engine.url)).database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    import fcntl
+
+    with open(f"{database}-migrate.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -113,7 +113,10 @@ def test_workers_and_manual_runs_share_a_connection_one_run_at_a_time(db_url: st
         assert codes == [0] * workers
         rows = runs(db_url)
         assert_one_at_a_time(rows)
-        assert all(r.status in ("ok", "partial") for r in rows), [(r.id, r.status, r.reason) for r in rows]
+        # A run still going when the test sends SIGTERM at its end stops after its batch: `interrupted`.
+        last = rows[-1].id
+        assert not [(r.id, r.worker, r.status, r.reason) for r in rows if r.status not in ("ok", "partial") and
+                    not (r.status == "interrupted" and r.reason == "SIGTERM" and r.id == last)]
         scheduled = [r for r in rows if r.trigger == "schedule"]
         assert len(scheduled) >= 3
         refused = [m for m in manual if m.returncode == 4]
