@@ -29,8 +29,8 @@ from connector.sync import tables as t
 SCHED = "\n[scheduler]\nlease_seconds = 5\nheartbeat_seconds = 1\npoll_seconds = 1\nshutdown_seconds = 20\n"
 
 
-def config(tmp: Path, sb: ZohoSandbox, db_url: str, schedule: str) -> Path:
-    write_config(tmp, "zoho", sandbox=sb.api_domain, database_url=db_url,
+def config(tmp: Path, sandbox_url: str, db_url: str, schedule: str) -> Path:
+    write_config(tmp, "zoho", sandbox=sandbox_url, database_url=db_url,
                  extra={"schedule": schedule, "deletion_check_minutes": 0})
     cfg = tmp / "prepaid-sync.toml"
     cfg.write_text(cfg.read_text() + SCHED)
@@ -100,7 +100,7 @@ def tasks_once(sb: ZohoSandbox, *, some: bool = True) -> None:
 def test_workers_and_manual_runs_share_a_connection_one_run_at_a_time(db_url: str, tmp_path: Path,
                                                                         workers: int) -> None:
     with ZohoSandbox(seed=30, latency_ms=2) as sb:
-        cfg = config(tmp_path, sb, db_url, "every 2 seconds")
+        cfg = config(tmp_path, sb.api_domain, db_url, "every 2 seconds")
         procs = [start_worker(cfg, f"w{i}", tmp_path / f"w{i}.log") for i in range(workers)]
         try:
             manual = []
@@ -129,7 +129,7 @@ def test_workers_and_manual_runs_share_a_connection_one_run_at_a_time(db_url: st
 
 def test_killed_worker_run_is_resumed_by_another_after_its_lease(db_url: str, tmp_path: Path) -> None:
     with ZohoSandbox(seed=150, latency_ms=80) as sb:
-        cfg = config(tmp_path, sb, db_url, "every 1 hours")
+        cfg = config(tmp_path, sb.api_domain, db_url, "every 1 hours")
         a = start_worker(cfg, "doomed", tmp_path / "a.log")
         try:
             wait_for(lambda: any(r.status == "running" and r.worker == "doomed" for r in runs(db_url)), 60,
@@ -154,7 +154,7 @@ def test_killed_worker_run_is_resumed_by_another_after_its_lease(db_url: str, tm
         assert_one_at_a_time(rows)
         with ZohoSandbox(seed=150) as ref:  # the same org, synced once without faults
             ref_url = f"sqlite:///{tmp_path / 'ref.db'}"
-            ref_cfg = config(tmp_path / "ref", ref, ref_url, "every 1 hours")
+            ref_cfg = config(tmp_path / "ref", ref.api_domain, ref_url, "every 1 hours")
             assert manual_run(ref_cfg).returncode == 0
             assert balances(db_url) == balances(ref_url)
         tasks_once(sb)
@@ -162,7 +162,7 @@ def test_killed_worker_run_is_resumed_by_another_after_its_lease(db_url: str, tm
 
 def test_sigterm_mid_run_exits_zero_and_a_restart_completes(db_url: str, tmp_path: Path) -> None:
     with ZohoSandbox(seed=150, latency_ms=80) as sb:
-        cfg = config(tmp_path, sb, db_url, "every 1 hours")
+        cfg = config(tmp_path, sb.api_domain, db_url, "every 1 hours")
         a = start_worker(cfg, "first", tmp_path / "a.log")
         wait_for(lambda: any(r.status == "running" for r in runs(db_url)), 60, "a run to start")
         time.sleep(0.2)
@@ -181,7 +181,7 @@ def test_sigterm_mid_run_exits_zero_and_a_restart_completes(db_url: str, tmp_pat
         assert second.status in ("ok", "partial") and second.trigger == "schedule"
         with ZohoSandbox(seed=150) as ref:
             ref_url = f"sqlite:///{tmp_path / 'ref.db'}"
-            ref_cfg = config(tmp_path / "ref", ref, ref_url, "every 1 hours")
+            ref_cfg = config(tmp_path / "ref", ref.api_domain, ref_url, "every 1 hours")
             assert manual_run(ref_cfg).returncode == 0
             assert balances(db_url) == balances(ref_url)
         tasks_once(sb)
@@ -189,7 +189,7 @@ def test_sigterm_mid_run_exits_zero_and_a_restart_completes(db_url: str, tmp_pat
 
 def test_second_sigterm_aborts_at_once_and_the_next_run_completes(db_url: str, tmp_path: Path) -> None:
     with ZohoSandbox(seed=150, latency_ms=80) as sb:
-        cfg = config(tmp_path, sb, db_url, "every 1 hours")
+        cfg = config(tmp_path, sb.api_domain, db_url, "every 1 hours")
         a = start_worker(cfg, "impatient", tmp_path / "a.log")
         wait_for(lambda: any(r.status == "running" for r in runs(db_url)), 60, "a run to start")
         time.sleep(0.2)
@@ -210,6 +210,69 @@ def test_second_sigterm_aborts_at_once_and_the_next_run_completes(db_url: str, t
         assert_one_at_a_time(rows)
         with ZohoSandbox(seed=150) as ref:
             ref_url = f"sqlite:///{tmp_path / 'ref.db'}"
-            assert manual_run(config(tmp_path / "ref", ref, ref_url, "every 1 hours")).returncode == 0
+            assert manual_run(config(tmp_path / "ref", ref.api_domain, ref_url, "every 1 hours")).returncode == 0
             assert balances(db_url) == balances(ref_url)
         tasks_once(sb)
+
+
+class _Receiver:
+    """A local webhook endpoint that keeps the alerts whose signature verifies."""
+
+    def __init__(self, secret: str) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from connector.ops.alerts import verify_signature
+
+        self.got: list[dict[str, Any]] = []
+        self.bad = 0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if verify_signature(secret, self.headers.get("X-PrepaidSync-Timestamp"), body,
+                                    self.headers.get("X-PrepaidSync-Signature"), now=time.time()):
+                    outer.got.append(json.loads(body))
+                    self.send_response(204)
+                else:
+                    outer.bad += 1
+                    self.send_response(401)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
+def test_worker_alerts_failure_and_recovery_to_a_signed_webhook(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    receiver = _Receiver("s3cret-for-tests")
+    import socket
+
+    with socket.socket() as probe:  # a free port for the sandbox, which is not started yet: the CRM is down
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sb = ZohoSandbox(port=port, seed=20)
+    cfg = config(tmp_path, f"http://127.0.0.1:{port}", db_url, "every 2 seconds")
+    cfg.write_text(cfg.read_text() + '\n[alerts]\n[[alerts.channels]]\nname = "ops"\nkind = "webhook"\n'
+                   'url_env = "PS_TEST_HOOK_URL"\nsecret_env = "PS_TEST_HOOK_SECRET"\n')
+    os.environ.update(PS_TEST_HOOK_URL=receiver.url, PS_TEST_HOOK_SECRET="s3cret-for-tests")
+    worker = start_worker(cfg, "alerting", tmp_path / "w.log")
+    try:
+        wait_for(lambda: any(a["event"] == "run_failed" for a in receiver.got), 60, "a run_failed alert")
+        sb.start()
+        wait_for(lambda: any(a["event"] == "recovered" for a in receiver.got), 60, "a recovered alert")
+    finally:
+        assert stop([worker]) == [0]
+        sb.stop()
+        receiver.server.shutdown()
+        for k in ("PS_TEST_HOOK_URL", "PS_TEST_HOOK_SECRET"):
+            os.environ.pop(k, None)
+    failed = next(a for a in receiver.got if a["event"] == "run_failed")
+    assert failed["connection"] == "zoho" and receiver.bad == 0
+    assert "s3cret-for-tests" not in (tmp_path / "w.log").read_text()
