@@ -10,6 +10,7 @@ the run lock (`connector.sync.lock`) guarantees one run per connection whatever 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -25,11 +26,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
+from connector import redact
 from connector.config import LoadedSettings
 from connector.ledger.tables import utcnow
 from connector.logs import run_context
 from connector.ops.book import Book, Claim
 from connector.ops.schedule_spec import trigger
+from connector.sync import tables as t
 from connector.sync.budget import ApiBudget
 from connector.sync.lock import RunLocked
 from connector.sync.runner import SyncEngine
@@ -71,22 +74,38 @@ class Worker:
         self.book = Book(self.engine, self.loaded)
         self._inflight: dict[str, Claim] = {}
         self._lock = threading.Lock()
-        self._engines: dict[str, SyncEngine] = {}
+        self._engines: dict[str, tuple[SyncEngine, float | None]] = {}
         self._idle = threading.Event()
         self._idle.set()
 
     # -- one attempt ---------------------------------------------------------------------------
 
     def sync_engine(self, name: str) -> SyncEngine:
-        """The connection's SyncEngine, kept between runs so the CRM token is reused."""
-        if name not in self._engines:
-            if self.build is not None:
-                self._engines[name] = self.build(name)
-            else:
-                from connector.sync.factory import build_sync_engine
+        """The connection's SyncEngine, kept between runs so the CRM token is reused, and built again when
+        its mapping file changes (an admin's edit takes effect on the next run, no restart needed)."""
+        stamp = self._mapping_stamp(name)
+        cached = self._engines.get(name)
+        if cached is not None and cached[1] == stamp:
+            return cached[0]
+        if cached is not None:
+            log.info("mapping of %s changed; using the new one from this run", name)
+            cached[0].adapter.close()
+            del self._engines[name]
+        if self.build is not None:
+            engine = self.build(name)
+        else:
+            from connector.sync.factory import build_sync_engine
 
-                self._engines[name] = build_sync_engine(self.loaded, name, self.engine, holder=self.worker_id)
-        return self._engines[name]
+            engine = build_sync_engine(self.loaded, name, self.engine, holder=self.worker_id)
+        self._engines[name] = (engine, stamp)
+        return engine
+
+    def _mapping_stamp(self, name: str) -> float | None:
+        conn = self.loaded.settings.connections.get(name)
+        try:
+            return self.loaded.mapping_path(conn).stat().st_mtime if conn is not None else None
+        except OSError:
+            return None
 
     def attempt(self, name: str) -> Outcome | None:
         """Claim and run the connection if it is due (or orphaned); None when there is nothing to do."""
@@ -119,22 +138,39 @@ class Worker:
                                    again_now=True)
             log.info("%s", exc)
             return Outcome(name, "locked", claim.trigger, reason=str(exc), next_run_at=nxt)
-        except Exception as exc:  # noqa: BLE001 - a worker outlives one bad run (bad config, CRM down, ...)
-            nxt = self.book.finish(claim, self.worker_id, self.clock(), status="error", run_id=None)
+        except Exception as exc:  # noqa: BLE001 - a worker outlives one bad run (a broken mapping, ...)
             log.exception("run of %s could not start", name)
-            return Outcome(name, "error", claim.trigger, status="failed", reason=str(exc), next_run_at=nxt)
+            run_id = self._record_failed_start(claim, exc)  # so that status, history and alerts see it
+            nxt = self.book.finish(claim, self.worker_id, self.clock(), status="failed", run_id=run_id)
+            self._notify(name, run_id)
+            return Outcome(name, "error", claim.trigger, run_id, "failed", str(exc), nxt)
         budget: ApiBudget | None = engine.budget
         not_before = budget.next_window(self.clock()) if report.status == "budget" and budget else None
         nxt = self.book.finish(claim, self.worker_id, self.clock(), status=report.status, run_id=report.run_id,
                                not_before=not_before, again_now=report.status == "interrupted")
         log.info("run %s of %s (%s): %s%s; next run %s", report.run_id, name, claim.trigger, report.status,
                  f" ({report.reason})" if report.reason else "", nxt.isoformat())
+        self._notify(name, report.run_id)
+        return Outcome(name, "ran", claim.trigger, report.run_id, report.status, report.reason, nxt)
+
+    def _notify(self, name: str, run_id: int) -> None:
         if self.notify is not None:
             try:
-                self.notify(name, report.run_id)
+                self.notify(name, run_id)
             except Exception:  # noqa: BLE001 - alerts never fail a run
-                log.exception("alerting after run %s failed", report.run_id)
-        return Outcome(name, "ran", claim.trigger, report.run_id, report.status, report.reason, nxt)
+                log.exception("alerting after run %s failed", run_id)
+
+    def _record_failed_start(self, claim: Claim, exc: Exception) -> int:
+        """A run that could not even start (its mapping broken, say) is still a failed run in history."""
+        now = self.clock()
+        reason = redact.text(f"could not start: {exc}")
+        stats = {"status": "failed", "error_total": 1, "errors": [{"record": "", "field": "", "stage": "start",
+                                                                   "reason": reason}]}
+        with self.engine.begin() as db:
+            return int(db.execute(t.runs.insert().values(
+                connection=claim.connection, started_at=now, finished_at=now, status="failed", dry_run=False,
+                pid=os.getpid(), worker=self.worker_id, trigger=claim.trigger, slot_at=claim.slot_at,
+                reason=reason, stats=json.dumps(stats))).inserted_primary_key[0])
 
     # -- loops ---------------------------------------------------------------------------------
 
@@ -198,7 +234,7 @@ class Worker:
 
     def close(self) -> None:
         """Release HTTP sessions."""
-        for engine in self._engines.values():
+        for engine, _stamp in self._engines.values():
             engine.adapter.close()
 
 

@@ -257,3 +257,47 @@ def test_bad_schedules_are_refused_with_the_reason(bad: str) -> None:
 
     with pytest.raises(ValueError, match="schedule"):
         parse_schedule(bad)
+
+
+def test_a_run_that_cannot_start_is_a_failed_run_in_history_and_alerts(world: tuple) -> None:
+    from connector.errors import ConfigError
+
+    loaded, engine, clock, _runs = world
+    notified: list[tuple[str, int]] = []
+
+    def broken(name: str) -> Any:
+        raise ConfigError("mappings/zoho.yaml: write_back.balance.crm: unknown field 'Prepaid_Balanse'")
+
+    w = Worker(loaded, engine, worker_id="w1", clock=clock, build=broken,
+               notify=lambda name, run_id: notified.append((name, run_id)))
+    w.book.prepare(clock())
+    out = w.attempt("zoho")
+    assert out is not None and out.action == "error" and out.status == "failed"
+    with engine.connect() as conn:
+        row = conn.execute(select(t.runs)).one()
+    assert row.status == "failed" and "could not start" in row.reason and "Prepaid_Balanse" in row.reason
+    assert notified == [("zoho", row.id)]
+    assert next_run(engine) == datetime(2026, 11, 27, 1, 15, tzinfo=UTC)  # tried again at the next fire time
+
+
+def test_an_edited_mapping_is_picked_up_without_a_restart(tmp_path: Path) -> None:
+    import os
+
+    loaded = settings(tmp_path)
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text("first")
+    engine, clock, runs = make_engine(loaded.settings.database_url), FakeClock(), []
+    built: list[str] = []
+
+    def build(name: str) -> Any:
+        built.append(mapping.read_text())
+        return FakeSyncEngine(name, runs, clock)
+
+    w = Worker(loaded, engine, worker_id="w1", clock=clock, build=build)
+    w.sync_engine("zoho")
+    w.sync_engine("zoho")
+    assert built == ["first"]
+    mapping.write_text("second")
+    os.utime(mapping, (1e9, 1e9))  # a different mtime, whatever the file system's resolution
+    w.sync_engine("zoho")
+    assert built == ["first", "second"]
