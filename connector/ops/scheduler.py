@@ -145,7 +145,9 @@ class Worker:
             self._notify(name, run_id)
             return Outcome(name, "error", claim.trigger, run_id, "failed", str(exc), nxt)
         budget: ApiBudget | None = engine.budget
-        not_before = budget.next_window(self.clock()) if report.status == "budget" and budget else None
+        not_before = None
+        if report.status == "budget":
+            not_before = report.resumes_at or (budget.next_window(self.clock()) if budget else None)
         nxt = self.book.finish(claim, self.worker_id, self.clock(), status=report.status, run_id=report.run_id,
                                not_before=not_before, again_now=report.status == "interrupted")
         log.info("run %s of %s (%s): %s%s; next run %s", report.run_id, name, claim.trigger, report.status,

@@ -50,6 +50,7 @@ class RunReport:
     error_total: int = 0
     reason: str = ""
     trigger: str = "manual"
+    resumes_at: datetime | None = None  # when status is "budget": not before this
     changes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def customer(self, key: str) -> dict[str, Any]:

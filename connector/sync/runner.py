@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from connector.adapters.base import CrmAdapter
-from connector.adapters.errors import CrmError
+from connector.adapters.errors import CrmError, QuotaExhausted
 from connector.errors import ConnectorError
 from connector.ledger import Ledger
 from connector.ledger.tables import utcnow
@@ -140,8 +140,12 @@ class SyncEngine:
             report.status, report.reason = stop.status, stop.reason
             log.warning("run %s of %s stopped early: %s", ctx.run_id, self.connection, stop.reason)
         except BudgetExhausted as exc:
-            report.status, report.reason = "budget", exc.reason
+            report.status, report.reason, report.resumes_at = "budget", exc.reason, exc.resumes_at
             log.warning("run %s of %s stopped for the API budget: %s", ctx.run_id, self.connection, exc.reason)
+        except QuotaExhausted as exc:  # the CRM's own daily allowance (shared with other integrations) is used up
+            report.status, report.resumes_at = "budget", exc.resume_at
+            report.reason = f"the CRM's daily API allowance is used up: {exc}"
+            log.warning("run %s of %s stopped: %s", ctx.run_id, self.connection, report.reason)
         except (CrmError, ConnectorError, LeaseLost) as exc:
             report.status = "failed"
             report.reason = str(exc)

@@ -119,3 +119,13 @@ def test_money_writes_go_first_and_a_tight_budget_stops_on_cosmetic_ones(tmp_pat
     adapter.allow = 10
     push(ctx)  # the next window: the rest, flags before cosmetic fields
     assert adapter.sent[2:] == [["flags"], ["tier-only"]]
+
+
+def test_the_crms_own_quota_running_out_stops_the_run_like_a_budget(tmp_path: Path) -> None:
+    clock = Clock(datetime(2026, 11, 27, 2, 0, tzinfo=timezone.utc))
+    eng, _sb = zoho_engine(f"sqlite:///{tmp_path}/q.db", seed=150, clock=clock, daily_credits=6)
+    report = eng.run()
+    assert report.status == "budget" and "daily API allowance is used up" in report.reason
+    assert report.resumes_at is not None
+    with eng.engine.connect() as conn:
+        assert conn.execute(select(t.runs.c.status)).scalar() == "budget"

@@ -276,7 +276,7 @@ class ZohoClient:
             log.debug("%s -> %d", redact.url(described), resp.status_code)
             if resp.status_code < 400 or (resp.status_code == 400 and _is_record_list(parsed)):
                 return ZohoResponse(resp.status_code, parsed, resp.headers)
-            error = self._error(resp.status_code, parsed, resp.headers, described)
+            error = self._error(resp.status_code, parsed, resp.headers, described, credits)
             if error.code == "INVALID_TOKEN" and not refreshed:
                 refreshed = True
                 self.auth.invalidate(token)
@@ -292,7 +292,8 @@ class ZohoClient:
         except ValueError:
             return {"body": resp.text[:500]}
 
-    def _error(self, status: int, body: Any, headers: Mapping[str, str], described: str) -> CrmError:
+    def _error(self, status: int, body: Any, headers: Mapping[str, str], described: str,
+               credits: int = 1) -> CrmError:
         body = body if isinstance(body, dict) else {}
         code = str(body.get("code", ""))
         message = str(body.get("message", "") or f"HTTP {status}")
@@ -303,7 +304,9 @@ class ZohoClient:
                                   "details": redact.data(body.get("details")),
                                   "request": redact.text(redact.url(described), secrets)}
         message = redact.text(message, secrets)
-        if cls is RateLimited and self.meter.remaining is not None and self.meter.remaining <= 0:
+        # Zoho answers 429 both for the concurrency limit (wait and retry) and for used-up daily credits
+        # (retrying is futile): X-API-CREDITS-REMAINING below this call's cost tells them apart.
+        if cls is RateLimited and self.meter.remaining is not None and self.meter.remaining < credits:
             return QuotaExhausted(f"Zoho daily API credits are used up: {message}",
                                   resume_at=datetime.now(timezone.utc) + timedelta(hours=24), **kwargs)
         if issubclass(cls, RateLimited):
