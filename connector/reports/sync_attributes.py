@@ -54,7 +54,7 @@ class SyncAttributes:
         c = self.connection
         with self.engine.connect() as conn:
             customers = conn.execute(select(t.customers.c.crm_id, t.customers.c.name, t.customers.c.owner_id,
-                                            t.customers.c.tier, t.customers.c.fields)
+                                            t.customers.c.owner_name, t.customers.c.tier, t.customers.c.fields)
                                      .where(t.customers.c.connection == c)).all()
             flags = conn.execute(select(t.flags.c.customer_id, t.flags.c.code)
                                  .where(t.flags.c.connection == c, t.flags.c.cleared_at.is_(None))).all()
@@ -65,7 +65,7 @@ class SyncAttributes:
         for row in customers:
             key = self.key(row.crm_id)
             fields = _fields(row.fields)
-            data[key] = CustomerInfo(name=row.name or self._field(fields, "name"), owner=row.owner_id or None,
+            data[key] = CustomerInfo(name=row.name or self._field(fields, "name"), owner=row.owner_name or row.owner_id or None,
                                      tier=row.tier or None, flags=tuple(sorted(open_flags.get(key, ()))),
                                      kind=self._kind(fields))
         self._data = data

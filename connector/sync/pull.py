@@ -144,7 +144,8 @@ class _Customers(_Handler):
             self.queue(keys, {"deleted_at": item.deleted_at})
             return
         assert isinstance(item, Customer)
-        self.queue(keys, {"name": item.name, "owner_id": item.owner_id, "currency": item.currency,
+        self.queue(keys, {"name": item.name, "owner_id": item.owner_id, "owner_name": item.owner_name,
+                          "currency": item.currency,
                           "fields": state.dumps(_plain(item.fields)), "deleted_at": None,
                           "modified_at": item.modified_at})
 

@@ -50,6 +50,7 @@ customers = Table(
     Column("crm_id", String(K), primary_key=True),
     Column("name", Text),
     Column("owner_id", String(K)),
+    Column("owner_name", String(K)),
     Column("currency", String(3)),
     Column("fields", Text, nullable=False, default="{}"),
     Column("deleted_at", UTCDateTime()),

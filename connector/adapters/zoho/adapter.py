@@ -163,6 +163,7 @@ class ZohoAdapter(CrmAdapter):
         base = {"crm": self.kind, "module": spec.module, "crm_id": str(row["id"]),
                 "modified_at": parse_time(str(row["Modified_Time"])),
                 "owner_id": str(owner["id"]) if isinstance(owner, dict) and owner.get("id") else None,
+                "owner_name": str(owner["name"]) if isinstance(owner, dict) and owner.get("name") else None,
                 "fields": {name: row.get(name) for name in spec.extra_fields}}
         for attr, info in model.model_fields.items():
             if attr not in base and attr not in values and info.is_required() and attr != "entity":

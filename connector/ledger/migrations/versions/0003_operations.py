@@ -31,6 +31,8 @@ def upgrade() -> None:
         b.add_column(c("reason", sa.Text))
         b.add_column(c("slot_at", UTCDateTime()))
     op.create_index("ix_sync_runs_connection", "sync_runs", ["connection", "id"])
+    with op.batch_alter_table("sync_customers") as b:
+        b.add_column(c("owner_name", sa.String(K)))  # reports group by the owner's name, not an id
     op.create_table("sync_schedule", c("connection", sa.String(K), primary_key=True),
                     c("spec", sa.String(K), nullable=False), c("next_run_at", UTCDateTime(), nullable=False),
                     c("slot_at", UTCDateTime()), c("claimed_by", sa.String(K)), c("lease_until", UTCDateTime()),
@@ -57,6 +59,8 @@ def downgrade() -> None:
     op.drop_index("ix_ops_alerts_due", "ops_alerts")
     for name in ("ops_alerts", "sync_api_usage", "sync_schedule"):
         op.drop_table(name)
+    with op.batch_alter_table("sync_customers") as b:
+        b.drop_column("owner_name")
     op.drop_index("ix_sync_runs_connection", "sync_runs")
     with op.batch_alter_table("sync_runs") as b:
         for col in ("slot_at", "reason", "trigger", "worker"):
