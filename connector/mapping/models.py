@@ -48,7 +48,8 @@ class EntityMap(_Strict):
     """Where one entity lives and which CRM field holds each domain attribute."""
 
     module: str = Field(min_length=1)
-    match_key: str = "id"
+    match_key: str | None = Field(default=None, description="the CRM record id field ('id' on Zoho, '_id' on "
+                                  "Fxiaoke), the only key records are matched by; unset means the same")
     fields: dict[str, FieldMap] = Field(default_factory=dict)
     extra: dict[str, FieldMap] = Field(default_factory=dict)
     post_statuses: tuple[str, ...] = ()
@@ -167,8 +168,16 @@ class Mapping(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> Mapping:
+        record_id = {"zoho": "id", "fxiaoke": "_id"}[self.crm]
+        for section in ("customers", "contracts", "payments", "consumption", "prepayment"):
+            emap = getattr(self, section)
+            if emap is not None and emap.match_key not in (None, record_id):
+                # Records are matched across runs (and keyed in the ledger) by the CRM's record id; a
+                # business key such as an account number is not supported, so say so instead of ignoring it.
+                raise ValueError(f"{section}.match_key: only the {self.crm} record id ({record_id!r}) is supported, "
+                                 f"not {emap.match_key!r}; map a business key under `extra` to keep it")
         for section in ("customers", "contracts", "payments", "prepayment"):
-            emap: EntityMap | None = getattr(self, section)
+            emap = getattr(self, section)
             if emap is None:
                 continue
             if section == "prepayment" and not {"customer_id", "balance"} <= set(emap.fields):

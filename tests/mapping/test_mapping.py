@@ -98,3 +98,19 @@ def test_online_check_passes_defaults_and_catches_drift() -> None:
     assert created == []
     assert check_online(eng.adapter, eng.mapping) == []
 
+
+
+def test_a_business_match_key_is_refused_rather_than_ignored(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from connector.errors import ConfigError
+    from connector.mapping import load_mapping
+    from connector.mapping.loader import default_mapping_path
+
+    text = default_mapping_path("zoho").read_text(encoding="utf-8")
+    text = text.replace("match_key: id", "match_key: Account_Number", 1)
+    path = tmp_path / "zoho.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"customers\.match_key: only the zoho record id \('id'\) is supported, "
+                                          r"not 'Account_Number'"):
+        load_mapping(path)
