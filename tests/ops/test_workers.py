@@ -89,6 +89,14 @@ def balances(db_url: str) -> dict[str, Decimal]:
     return {k: v for k, v in out.items() if v}
 
 
+def fault_free_balances(folder: Path, seed: int = 150) -> dict[str, Decimal]:
+    """The ledger of the same seeded org synced once by a manual run, without faults."""
+    with ZohoSandbox(seed=seed) as ref:
+        url = f"sqlite:///{folder / 'ref.db'}"
+        assert manual_run(config(folder, ref.api_domain, url, "every 1 hours")).returncode == 0
+        return balances(url)
+
+
 def tasks_once(sb: ZohoSandbox, *, some: bool = True) -> None:
     markers = Counter(r.get("Prepaid_Sync_Marker") for r in sb.org.modules["Tasks"].records.values()
                       if r.get("Prepaid_Sync_Marker"))
@@ -152,11 +160,7 @@ def test_killed_worker_run_is_resumed_by_another_after_its_lease(db_url: str, tm
         assert done[0].trigger == "recovery" and done[0].status in ("ok", "partial")
         assert done[0].slot_at == first.slot_at
         assert_one_at_a_time(rows)
-        with ZohoSandbox(seed=150) as ref:  # the same org, synced once without faults
-            ref_url = f"sqlite:///{tmp_path / 'ref.db'}"
-            ref_cfg = config(tmp_path / "ref", ref.api_domain, ref_url, "every 1 hours")
-            assert manual_run(ref_cfg).returncode == 0
-            assert balances(db_url) == balances(ref_url)
+        assert balances(db_url) == fault_free_balances(tmp_path / "ref")
         tasks_once(sb)
 
 
@@ -179,11 +183,7 @@ def test_sigterm_mid_run_exits_zero_and_a_restart_completes(db_url: str, tmp_pat
             assert stop([b]) == [0]
         second = [r for r in runs(db_url) if r.worker == "second"][0]
         assert second.status in ("ok", "partial") and second.trigger == "schedule"
-        with ZohoSandbox(seed=150) as ref:
-            ref_url = f"sqlite:///{tmp_path / 'ref.db'}"
-            ref_cfg = config(tmp_path / "ref", ref.api_domain, ref_url, "every 1 hours")
-            assert manual_run(ref_cfg).returncode == 0
-            assert balances(db_url) == balances(ref_url)
+        assert balances(db_url) == fault_free_balances(tmp_path / "ref")
         tasks_once(sb)
 
 
@@ -208,10 +208,7 @@ def test_second_sigterm_aborts_at_once_and_the_next_run_completes(db_url: str, t
         rows = runs(db_url)
         assert rows[0].worker == "impatient" and rows[0].status in ("crashed", "interrupted")
         assert_one_at_a_time(rows)
-        with ZohoSandbox(seed=150) as ref:
-            ref_url = f"sqlite:///{tmp_path / 'ref.db'}"
-            assert manual_run(config(tmp_path / "ref", ref.api_domain, ref_url, "every 1 hours")).returncode == 0
-            assert balances(db_url) == balances(ref_url)
+        assert balances(db_url) == fault_free_balances(tmp_path / "ref")
         tasks_once(sb)
 
 
