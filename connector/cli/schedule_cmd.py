@@ -17,7 +17,7 @@ from connector.config import LoadedSettings, load_settings
 from connector.ledger.db import make_engine
 from connector.ledger.tables import utcnow
 from connector.ops.alerts import deliver_due, load_alerts, notify_run
-from connector.ops.scheduler import Worker, serve
+from connector.ops.scheduler import Worker, serve, stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ def schedule(config: Annotated[str | None, typer.Option("--config", help="Config
                       "[connections.NAME] in the config")
             raise typer.Exit(2)
     if once:
+        stop_on_signals(worker)
         outcomes = worker.run_once()
         worker.close()
         if as_json:

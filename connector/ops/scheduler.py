@@ -240,26 +240,33 @@ class Worker:
             engine.adapter.close()
 
 
-def serve(worker: Worker, *, install_signals: bool = True) -> int:
-    """Run until SIGTERM/SIGINT; return the exit code (0: stopped cleanly within the bound).
-
-    The first signal lets the current run finish its batch and persist, and starts no new run; a
-    second signal exits at once (the outbox and leases make that safe: the next run completes it)."""
-    stop = threading.Event()
+def stop_on_signals(worker: Worker, stopped: threading.Event | None = None) -> None:
+    """First SIGTERM/SIGINT: the run in hand stops after its batch and no new one starts; second: exit 1
+    at once (safe: the outbox and leases let the next run complete the work)."""
 
     def on_signal(signum: int, _frame: object) -> None:
         name = signal.Signals(signum).name
         if worker.stop_reason is None:
             log.warning("%s: finishing the current batch, then exiting (send it again to abort now)", name)
             worker.request_stop(name)
-            stop.set()
+            if stopped is not None:
+                stopped.set()
         else:
             log.error("%s again: aborting now; the next run completes what was left", name)
             os._exit(1)
 
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+def serve(worker: Worker, *, install_signals: bool = True) -> int:
+    """Run until SIGTERM/SIGINT; return the exit code (0: stopped cleanly within the bound).
+
+    The first signal lets the current run finish its batch and persist, and starts no new run; a
+    second signal exits at once (the outbox and leases make that safe: the next run completes it)."""
+    stop = threading.Event()
     if install_signals:
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
+        stop_on_signals(worker, stop)
     sched = worker.scheduler()
     sched.start()
     log.info("worker %s started: %s", worker.worker_id,

@@ -322,3 +322,17 @@ def test_sigkill_of_workers_at_random_points_then_resume_converges(db_url: str, 
         lock.acquire()  # nothing left holding the connection
         lock.release()
     assert killed >= 1, "no worker was killed mid-run; widen the kill window"
+
+
+def test_once_stops_after_its_batch_on_sigterm(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with ZohoSandbox(seed=150, latency_ms=80) as sb:
+        cfg = config(tmp_path, sb.api_domain, db_url, "every 1 hours")
+        proc = subprocess.Popen([sys.executable, "-m", "connector", "schedule", "--once", "--json", "--config",
+                                 str(cfg)], env=env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        wait_for(lambda: any(r.status == "running" for r in runs(db_url)), 60, "the run to start")
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert __import__("json").loads(out)["runs"][0]["status"] == "interrupted"
+    assert runs(db_url)[0].status == "interrupted"
