@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -102,7 +103,8 @@ class RunLock:
         r = row
         who = f"worker {r.holder}, " if r.holder else ""
         lease = f"; lease until {r.lease_until:%Y-%m-%d %H:%M:%S} UTC" if r.lease_until else ""
-        return RunLocked(f"connection {self.connection!r} is being synced by run {r.run_id} ({who}pid {r.pid} on "
+        run = f"run {r.run_id}" if r.run_id else "a run that is starting"
+        return RunLocked(f"connection {self.connection!r} is being synced by {run} ({who}pid {r.pid} on "
                          f"{r.host}, since {r.acquired_at:%Y-%m-%d %H:%M:%S} UTC{lease}); try again when it ends",
                          connection=self.connection)
 
@@ -138,8 +140,16 @@ class RunLock:
             raise
         if not got:
             pg.close()
-            with self.engine.connect() as conn:
-                raise self._refuse(self._row(conn))
+            # The holder writes its row just after taking the lock (and deletes it just before giving the
+            # lock back): wait a moment for the row, so that the refusal can name who holds it.
+            row = None
+            for _ in range(20):
+                with self.engine.connect() as conn:
+                    row = self._row(conn)
+                if row is not None:
+                    break
+                time.sleep(0.05)
+            raise self._refuse(row)
         self._pg = pg
         now = self.clock()
         try:

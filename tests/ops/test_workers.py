@@ -130,7 +130,7 @@ def test_workers_and_manual_runs_share_a_connection_one_run_at_a_time(db_url: st
         refused = [m for m in manual if m.returncode == 4]
         assert all(m.returncode in (0, 4) for m in manual), [m.stderr for m in manual]
         for m in refused:
-            assert "being synced by run" in m.stderr and "since" in m.stderr
+            assert "is being synced by " in m.stderr and " on " in m.stderr and "since" in m.stderr
         assert any(m.returncode == 0 for m in manual)
         tasks_once(sb, some=False)
 
