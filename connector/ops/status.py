@@ -8,7 +8,6 @@ zone passed in `zones` (UTC when none).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
@@ -21,10 +20,12 @@ from sqlalchemy.engine import Row
 from connector import redact
 from connector.config import LoadedSettings
 from connector.errors import NotFound
-from connector.ops.schedule_spec import trigger, zone
+from connector.ops.book import next_fire
+from connector.ops.history import failure_streak, run_reason, stats_of
+from connector.ops.schedule_spec import zone
 from connector.sync import tables as t
+from connector.sync.budget import ApiBudget
 
-FAILURES = ("failed", "crashed")
 #: keys of the run report that are not counts of work done
 _NOT_COUNTS = frozenset({"run_id", "api_calls", "error_total", "dry_run"})
 _OUTBOX_PENDING = ("planned", "sending")
@@ -160,14 +161,6 @@ def _local(value: datetime | None, tz: tzinfo) -> datetime | None:
     return value.astimezone(tz) if value is not None else None
 
 
-def _stats(text: str | None) -> dict[str, Any]:
-    try:
-        data = json.loads(text) if text else {}
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _counts(stats: Mapping[str, Any]) -> dict[str, int]:
     counts = {}
     pulled = stats.get("pulled")
@@ -179,16 +172,10 @@ def _counts(stats: Mapping[str, Any]) -> dict[str, int]:
     return counts
 
 
-def _reason(row: Row[Any], stats: Mapping[str, Any], status: str) -> str | None:
-    if row.reason:
-        return redact.text(row.reason)
-    if status == "crashed" and row.status == "running":
+def _reason(row: Row[Any], status: str) -> str | None:
+    if status == "crashed" and row.status == "running" and not row.reason:
         return "process ended mid-run (its lock is gone)"
-    if status in FAILURES:
-        for err in stats.get("errors") or []:
-            if isinstance(err, dict) and err.get("stage") == "run" and err.get("reason"):
-                return redact.text(str(err["reason"]))
-    return None
+    return run_reason(row) or None
 
 
 def _int(value: Any) -> int | None:
@@ -196,14 +183,14 @@ def _int(value: Any) -> int | None:
 
 
 def _run_row(row: Row[Any], locked_run: int | None, tz: tzinfo) -> RunRow:
-    stats = _stats(row.stats)
+    stats = stats_of(row)
     status = "crashed" if row.status == "running" and locked_run != row.id else row.status
     duration = (row.finished_at - row.started_at).total_seconds() if row.finished_at else None
     return RunRow(id=row.id, connection=row.connection, status=status, recorded_status=row.status,
                   dry_run=bool(row.dry_run), trigger=row.trigger, worker=row.worker, pid=row.pid,
                   started_at=row.started_at.astimezone(tz), finished_at=_local(row.finished_at, tz),
                   duration_s=duration, api_calls=_int(stats.get("api_calls")),
-                  error_total=_int(stats.get("error_total")), reason=_reason(row, stats, status),
+                  error_total=_int(stats.get("error_total")), reason=_reason(row, status),
                   counts=_counts(stats))
 
 
@@ -243,7 +230,7 @@ def run_detail(engine: Engine, run_id: int, *, zones: Mapping[str, tzinfo] | Non
         connection_open = conn.execute(select(func.count()).select_from(t.errors).where(
             t.errors.c.connection == row.connection, t.errors.c.resolved_at.is_(None))).scalar_one()
     tz = (zones or {}).get(row.connection, UTC)
-    stats = _stats(row.stats)
+    stats = stats_of(row)
     pulled = stats.get("pulled") if isinstance(stats.get("pulled"), dict) else {}
     listed = [ListedError(**{k: redact.text(str(e.get(k) or "")) for k in ("record", "field", "stage", "reason")})
               for e in stats.get("errors") or [] if isinstance(e, dict)]
@@ -254,18 +241,6 @@ def run_detail(engine: Engine, run_id: int, *, zones: Mapping[str, tzinfo] | Non
                                                                     if isinstance(v, int)},
                      errors_listed=listed, error_rows=errs, still_open=sum(e.resolved_at is None for e in errs),
                      connection_open=connection_open)
-
-
-def _consecutive_failures(conn: DbConnection, name: str, locked_run: int | None) -> int:
-    # Failed or crashed runs newer than the newest run that ended any other way. A 'running' row whose
-    # lock is gone crashed; the run holding the lock now neither counts nor breaks the streak.
-    r = t.runs.c
-    other_end = (select(func.coalesce(func.max(r.id), 0))
-                 .where(r.connection == name, r.dry_run.is_(False), r.status.not_in((*FAILURES, "running")))
-                 .scalar_subquery())
-    failed = r.status.in_(FAILURES) | and_(r.status == "running", r.id != (locked_run or -1))
-    return int(conn.execute(select(func.count()).select_from(t.runs).where(
-        r.connection == name, r.dry_run.is_(False), r.id > other_end, failed)).scalar_one())
 
 
 def _grouped(conn: DbConnection, table: Any, key: Any, *where: Any) -> dict[str, int]:
@@ -290,7 +265,7 @@ def connection_status(engine: Engine, loaded: LoadedSettings, name: str,
     now = now or datetime.now(UTC)
     zone_name = settings.zone(conn_cfg)
     tz = zone(zone_name)
-    day = now.astimezone(tz).date().isoformat()
+    meter = ApiBudget(engine, name, limit=conn_cfg.daily_api_budget, unit=conn_cfg.unit(), tz=tz)
     with engine.connect() as conn:
         lock = conn.execute(select(t.locks).where(t.locks.c.connection == name)).first()
         locked_run = lock.run_id if lock is not None else None
@@ -300,10 +275,8 @@ def connection_status(engine: Engine, loaded: LoadedSettings, name: str,
         # Only the run holding the lock is still running; any older one has ended one way or another.
         ended = conn.execute(newest.where(t.runs.c.id < last.id)).first() \
             if last is not None and last.status == "running" and last.id == locked_run else last
-        failures = _consecutive_failures(conn, name, locked_run)
+        failures = failure_streak(conn, name, live=locked_run)
         sched = conn.execute(select(t.schedule).where(t.schedule.c.connection == name)).first()
-        usage = conn.execute(select(t.api_usage).where(t.api_usage.c.connection == name,
-                                                       t.api_usage.c.day == day)).first()
         flags = _grouped(conn, t.flags, t.flags.c.code, t.flags.c.connection == name, t.flags.c.cleared_at.is_(None))
         errors_open = conn.execute(select(func.count()).select_from(t.errors).where(
             t.errors.c.connection == name, t.errors.c.resolved_at.is_(None))).scalar_one()
@@ -325,17 +298,15 @@ def connection_status(engine: Engine, loaded: LoadedSettings, name: str,
         if sched is not None:
             next_run_at, source = sched.next_run_at, "scheduler"
         else:
-            next_run_at = trigger(conn_cfg.schedule, zone_name).get_next_fire_time(None, now.astimezone(tz))
-            source = "config"
-    used = int(getattr(usage, conn_cfg.unit(), 0) or 0) if usage is not None else 0
-    limit = conn_cfg.daily_api_budget
+            next_run_at, source = next_fire(loaded, conn_cfg, now), "config"
+    used, limit = meter.used(now), conn_cfg.daily_api_budget
     return ConnectionStatus(
         connection=name, crm=conn_cfg.crm, zone=zone_name or str(tz), now=now.astimezone(tz),
         schedule=conn_cfg.schedule, next_run_at=_local(next_run_at, tz), next_run_source=source,
         missed=int(sched.missed or 0) if sched is not None else 0, last_run=last_run,
         last_finished=last_finished, running=running,
         consecutive_failures=failures,
-        budget=Budget(day=day, unit=conn_cfg.unit(), used_today=used, budget=limit,
+        budget=Budget(day=meter.day(now), unit=conn_cfg.unit(), used_today=used, budget=limit,
                       remaining=max(limit - used, 0) if limit is not None else None),
         open_flags=dict(sorted(flags.items())),
         failed_rows=FailedRows(errors_open=int(errors_open), outbox_failed=outbox.get("failed", 0),

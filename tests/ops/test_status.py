@@ -186,7 +186,8 @@ def test_budget_day_is_the_connections_day(engine: Engine, config: Path) -> None
 @pytest.mark.parametrize(("statuses", "expected"), [
     (["ok", "failed", "crashed"], 2),
     (["failed", "ok"], 0),
-    (["failed", "failed", "interrupted", "failed"], 1),
+    (["failed", "failed", "interrupted", "failed"], 3),  # a signal neither ends nor extends a streak
+    (["failed", "ok", "budget", "failed"], 1),
     (["failed", "budget", "crashed", "partial"], 0),
     (["crashed", "failed", "failed"], 3),
     ([], 0),

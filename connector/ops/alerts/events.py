@@ -1,25 +1,21 @@
 """Which alerts a finished run raises: a failure, a failure streak, a recovery, new critical flags.
 
-Only real runs count: dry runs never alert and are skipped in the history. A run is a *failure*
-when its status is `failed` or `crashed`, a *success* when it is `ok` or `partial` (per-record
-errors only). `interrupted` and `budget` runs are neither: they neither extend nor end a streak.
+Only real runs count: dry runs never alert and are skipped in the history. Failures, successes and
+streaks are read as `connector.ops.history` defines them (the same reading `prepaid-sync status` uses).
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import Engine, and_, func, select
+from sqlalchemy import Engine, select
 
-from connector import redact
 from connector.ops.alerts.config import AlertSettings
+from connector.ops.history import FAILURES, SUCCESSES, failure_streak, live_run, run_reason
 from connector.sync import tables as t
 
-FAILURES = ("failed", "crashed")
-SUCCESSES = ("ok", "partial")
 MAX_CUSTOMERS = 10
 Severity = Literal["info", "warning", "critical"]
 
@@ -36,30 +32,6 @@ class Alert(BaseModel):
     text: str
     severity: Severity
     fields: dict[str, Any] = {}
-
-
-def _reason(row: Any) -> str:
-    """The run's failure reason: the `reason` column, else the run-level error kept in its stats."""
-    if row.reason:
-        return redact.text(str(row.reason))[:500]
-    try:
-        stats = json.loads(row.stats) if row.stats else {}
-    except ValueError:
-        return ""
-    for err in stats.get("errors") or []:
-        if isinstance(err, dict) and err.get("stage") == "run" and err.get("reason"):
-            return redact.text(str(err["reason"]))[:500]
-    return ""
-
-
-def _streak(conn: Any, connection: str, run_id: int) -> int:
-    """Failures in a row ending at `run_id` (real runs; interrupted/budget runs skipped)."""
-    real = and_(t.runs.c.connection == connection, t.runs.c.dry_run.is_(False), t.runs.c.id <= run_id)
-    last_ok = conn.execute(select(func.max(t.runs.c.id)).where(real, t.runs.c.status.in_(SUCCESSES))).scalar()
-    cond = [real, t.runs.c.status.in_(FAILURES)]
-    if last_ok is not None:
-        cond.append(t.runs.c.id > last_ok)
-    return int(conn.execute(select(func.count()).select_from(t.runs).where(*cond)).scalar() or 0)
 
 
 def _customer_names(conn: Any, connection: str, keys: list[str]) -> dict[str, str]:
@@ -104,8 +76,8 @@ def decide(engine: Engine, connection: str, run_id: int, rules: AlertSettings) -
                 "finished_at": run.finished_at.isoformat() if run.finished_at else None}
         out: list[Alert] = []
         if run.status in FAILURES:
-            reason = _reason(run)
-            streak = _streak(conn, connection, run_id)
+            reason = run_reason(run)[:500]
+            streak = failure_streak(conn, connection, up_to=run_id, live=live_run(conn, connection))
             fields = {**base, "reason": reason, "consecutive_failures": streak}
             text = f"Run {run_id} of {connection} ended {run.status}" + (f": {reason}" if reason else ".")
             out.append(Alert(event="run_failed", connection=connection, run_id=run_id, severity="warning",
@@ -123,7 +95,7 @@ def decide(engine: Engine, connection: str, run_id: int, rules: AlertSettings) -
                 t.runs.c.connection == connection, t.runs.c.dry_run.is_(False), t.runs.c.id < run_id,
                 t.runs.c.status.in_(FAILURES + SUCCESSES)).order_by(t.runs.c.id.desc()).limit(1)).first()
             if prev is not None and prev.status in FAILURES:
-                streak = _streak(conn, connection, prev.id)
+                streak = failure_streak(conn, connection, up_to=prev.id, live=live_run(conn, connection))
                 out.append(Alert(event="recovered", connection=connection, run_id=run_id, severity="info",
                                  title=f"prepaid-sync: {connection} recovered",
                                  text=f"Run {run_id} of {connection} ended {run.status} after {streak} failed "
