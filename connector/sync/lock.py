@@ -32,6 +32,8 @@ from connector.sync import tables as t
 
 log = logging.getLogger(__name__)
 ADVISORY_CLASS = 0x5053  # "PS": the first key of our two-key advisory locks
+# The second key: the connection's name within this database and schema (tests use a schema each).
+_KEY_SQL = ":k, hashtext(current_database() || '/' || current_schema() || '/' || :c)"
 
 
 class RunLocked(ConnectorError):
@@ -78,8 +80,6 @@ class RunLock:
         self.clock = clock
         self.host = socket.gethostname()
         self.pid = os.getpid()
-        self.run_id = 0
-        self.held = False
         self._pg: Connection | None = None
         self._postgres = engine.dialect.name == "postgresql"
 
@@ -91,7 +91,6 @@ class RunLock:
             self._acquire_advisory()
         else:
             self._acquire_lease()
-        self.held = True
 
     def _row(self, conn: Connection) -> Row[Any] | None:
         return conn.execute(select(t.locks).where(t.locks.c.connection == self.connection)).first()
@@ -100,31 +99,34 @@ class RunLock:
         if row is None:
             return RunLocked(f"connection {self.connection!r} is being synced by another session; try again when "
                              f"it ends", connection=self.connection)
-        r = row
-        who = f"worker {r.holder}, " if r.holder else ""
-        lease = f"; lease until {r.lease_until:%Y-%m-%d %H:%M:%S} UTC" if r.lease_until else ""
-        run = f"run {r.run_id}" if r.run_id else "a run that is starting"
-        return RunLocked(f"connection {self.connection!r} is being synced by {run} ({who}pid {r.pid} on "
-                         f"{r.host}, since {r.acquired_at:%Y-%m-%d %H:%M:%S} UTC{lease}); try again when it ends",
+        who = f"worker {row.holder}, " if row.holder else ""
+        lease = f"; lease until {row.lease_until:%Y-%m-%d %H:%M:%S} UTC" if row.lease_until else ""
+        run = f"run {row.run_id}" if row.run_id else "a run that is starting"
+        return RunLocked(f"connection {self.connection!r} is being synced by {run} ({who}pid {row.pid} on "
+                         f"{row.host}, since {row.acquired_at:%Y-%m-%d %H:%M:%S} UTC{lease}); try again when it ends",
                          connection=self.connection)
 
     def _acquire_lease(self) -> None:
         now = self.clock()
         with write_transaction(self.engine) as conn:
-            row = self._row(conn)
+            row, why = self._row(conn), ""
             if row is not None:
                 expired = row.lease_until is not None and row.lease_until <= now
-                dead_here = row.host == self.host and not _alive(row.pid)
-                if not (expired or dead_here):
+                if not (expired or (row.host == self.host and not _alive(row.pid))):
                     raise self._refuse(row)
                 why = "lease expired" if expired else f"pid {row.pid} is gone"
-                log.warning("taking over the run lock of %s from run %s (%s)", self.connection, row.run_id, why)
-                conn.execute(t.locks.delete().where(t.locks.c.connection == self.connection))
-                _mark_crashed(conn, row.run_id, f"its holder {row.holder or row.pid} stopped ({why}); taken over "
-                              f"by {self.holder}", now)
-            conn.execute(t.locks.insert().values(
-                connection=self.connection, run_id=0, pid=self.pid, host=self.host, holder=self.holder,
-                acquired_at=now, heartbeat_at=now, lease_until=now + self.lease))
+            self._take(conn, row, why, now)
+
+    def _take(self, conn: Connection, stale: Row[Any] | None, why: str, now: datetime) -> None:
+        """Write our lock row, replacing a dead holder's (whose run is then marked crashed)."""
+        if stale is not None:
+            log.warning("taking over the run lock of %s from run %s (%s)", self.connection, stale.run_id, why)
+            conn.execute(t.locks.delete().where(t.locks.c.connection == self.connection))
+            _mark_crashed(conn, stale.run_id, f"its holder {stale.holder or stale.pid} stopped ({why}); taken over "
+                          f"by {self.holder}", now)
+        conn.execute(t.locks.insert().values(
+            connection=self.connection, run_id=0, pid=self.pid, host=self.host, holder=self.holder,
+            acquired_at=now, heartbeat_at=now, lease_until=now + self.lease))
 
     def _advisory_key(self) -> dict[str, object]:
         return {"k": ADVISORY_CLASS, "c": self.connection}
@@ -132,8 +134,7 @@ class RunLock:
     def _acquire_advisory(self) -> None:
         pg = self.engine.connect()
         try:
-            got = pg.execute(text("SELECT pg_try_advisory_lock(:k, hashtext(current_database() || '/' || "
-                                  "current_schema() || '/' || :c))"), self._advisory_key()).scalar()
+            got = pg.execute(text(f"SELECT pg_try_advisory_lock({_KEY_SQL})"), self._advisory_key()).scalar()
             pg.commit()
         except Exception:
             pg.close()
@@ -155,14 +156,7 @@ class RunLock:
         try:
             with self.engine.begin() as conn:
                 # We hold the advisory lock, so any row left here belongs to a session that has ended.
-                stale = self._row(conn)
-                if stale is not None:
-                    conn.execute(t.locks.delete().where(t.locks.c.connection == self.connection))
-                    _mark_crashed(conn, stale.run_id, f"its holder {stale.holder or stale.pid} ended without "
-                                  f"finishing; taken over by {self.holder}", now)
-                conn.execute(t.locks.insert().values(
-                    connection=self.connection, run_id=0, pid=self.pid, host=self.host, holder=self.holder,
-                    acquired_at=now, heartbeat_at=now, lease_until=now + self.lease))
+                self._take(conn, self._row(conn), "its session ended", now)
         except Exception:
             self._unlock_advisory()
             raise
@@ -180,14 +174,17 @@ class RunLock:
         """Push the lease forward; raise LeaseLost when another holder has taken the connection."""
         now = self.clock()
         if self._pg is not None:
-            self._pg.execute(text("SELECT 1")).scalar()  # the session that holds the advisory lock is alive
-            self._pg.commit()
+            try:  # the advisory lock lives exactly as long as the session that took it
+                self._pg.execute(text("SELECT 1")).scalar()
+                self._pg.commit()
+            except Exception as exc:
+                raise LeaseLost(f"the database session holding the run lock of {self.connection!r} was lost "
+                                f"({type(exc).__name__}); another run may start", connection=self.connection) from None
         with self.engine.begin() as conn:
             n = conn.execute(t.locks.update().where(
                 t.locks.c.connection == self.connection, t.locks.c.holder == self.holder,
                 t.locks.c.pid == self.pid).values(heartbeat_at=now, lease_until=now + self.lease)).rowcount
         if n == 0:
-            self.held = False
             raise LeaseLost(f"the run lock of {self.connection!r} was taken over by another worker after this "
                             f"run's lease expired", connection=self.connection)
 
@@ -201,15 +198,13 @@ class RunLock:
                                                     t.locks.c.holder == self.holder, t.locks.c.pid == self.pid))
         finally:
             self._unlock_advisory()
-            self.held = False
 
     def _unlock_advisory(self) -> None:
         if self._pg is None:
             return
         pg, self._pg = self._pg, None
         try:
-            pg.execute(text("SELECT pg_advisory_unlock(:k, hashtext(current_database() || '/' || "
-                            "current_schema() || '/' || :c))"), self._advisory_key())
+            pg.execute(text(f"SELECT pg_advisory_unlock({_KEY_SQL})"), self._advisory_key())
             pg.commit()
         except Exception:  # the session is going away anyway, and with it the lock
             log.warning("could not unlock the advisory lock of %s cleanly", self.connection, exc_info=True)

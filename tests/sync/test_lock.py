@@ -130,3 +130,23 @@ def test_postgres_advisory_lock_dies_with_its_process(pg_url: str) -> None:
     finally:
         if child.poll() is None:
             child.kill()
+
+
+@pytest.mark.postgres
+def test_postgres_heartbeat_reports_a_lost_session(pg_url: str) -> None:
+    from sqlalchemy import text
+
+    engine = make_engine(pg_url)
+    lock = RunLock(engine, "zoho", holder="fragile")
+    lock.acquire()
+    assert lock._pg is not None
+    pid = lock._pg.execute(text("SELECT pg_backend_pid()")).scalar()
+    lock._pg.commit()
+    with engine.begin() as conn:  # the server (or a network cut) ends the session holding the lock
+        conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+    with pytest.raises(LeaseLost, match="session holding the run lock of 'zoho' was lost"):
+        lock.heartbeat()
+    lock.release()  # still safe after the loss
+    again = RunLock(engine, "zoho", holder="next")
+    again.acquire()  # the lock went with the session
+    again.release()
