@@ -18,6 +18,7 @@ from connector.ledger.db import make_engine
 from connector.ledger.tables import utcnow
 from connector.ops.alerts import deliver_due, load_alerts, notify_run
 from connector.ops.scheduler import Worker, serve, stop_on_signals
+from connector.sync.lock import default_holder
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,7 @@ def schedule(config: Annotated[str | None, typer.Option("--config", help="Config
     with handled(as_json):
         loaded = load_settings(config)
         engine = make_engine(state.db or loaded.settings.database_url)
-        worker = Worker(loaded, engine)
-        if worker_id:
-            worker.worker_id = worker_id
+        worker = Worker(loaded, engine, worker_id=worker_id or default_holder())
         if not logs.is_configured():
             logs.setup_logging(loaded.settings.log_format, "INFO")
         logs.bind_worker(worker.worker_id)

@@ -64,18 +64,22 @@ class Book:
 
         A connection that has never run is due at once; one that has run before is due at its next
         fire time."""
+        # Reads first, then single-statement writes guarded by what was read (this runs on every poll of
+        # every worker: no transaction here reads and then writes, so none waits to upgrade a lock).
+        with self.engine.connect() as db:
+            specs = dict(db.execute(select(S.connection, S.spec)).all())
         for name, conn in self.scheduled().items():
             key = spec_key(self.loaded, conn)
-            with self.engine.begin() as db:
-                row = db.execute(select(S.spec, S.next_run_at).where(S.connection == name)).first()
-                if row is not None and row.spec == key:
-                    continue
-                if row is not None:
-                    nxt = next_fire(self.loaded, conn, now)
-                    db.execute(t.schedule.update().where(S.connection == name, S.spec == row.spec).values(
+            if specs.get(name) == key:
+                continue
+            if name in specs:
+                nxt = next_fire(self.loaded, conn, now)
+                with self.engine.begin() as db:
+                    db.execute(t.schedule.update().where(S.connection == name, S.spec == specs[name]).values(
                         spec=key, next_run_at=nxt, updated_at=now))
-                    log.info("schedule of %s changed to %s; next run %s", name, key, nxt)
-                    continue
+                log.info("schedule of %s changed to %s; next run %s", name, key, nxt)
+                continue
+            with self.engine.connect() as db:
                 ran = db.execute(select(exists().where(t.runs.c.connection == name,
                                                        t.runs.c.dry_run.is_(False)))).scalar()
             nxt = next_fire(self.loaded, conn, now) if ran else now

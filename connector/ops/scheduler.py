@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from connector.ops.book import Book, Claim
 from connector.ops.schedule_spec import trigger
 from connector.sync import tables as t
 from connector.sync.budget import ApiBudget
-from connector.sync.lock import RunLocked
+from connector.sync.lock import RunLocked, default_holder
 from connector.sync.runner import SyncEngine
 
 log = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ class Worker:
 
     loaded: LoadedSettings
     engine: Engine
-    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    worker_id: str = field(default_factory=default_holder)
     clock: Callable[[], datetime] = utcnow
     build: Callable[[str], SyncEngine] | None = None
     notify: Callable[[str, int], object] | None = None
@@ -131,7 +130,6 @@ class Worker:
         name = claim.connection
         try:
             engine = self.sync_engine(name)
-            engine.holder = self.worker_id
             report = engine.run(trigger=claim.trigger, should_stop=lambda: self.stop_reason, slot_at=claim.slot_at)
         except RunLocked as exc:  # a manual run holds it: try again at the next poll
             nxt = self.book.finish(claim, self.worker_id, self.clock(), status="locked", run_id=None,
@@ -189,11 +187,11 @@ class Worker:
             except Exception:  # noqa: BLE001
                 log.exception("alert delivery failed")
 
-    def run_once(self, names: list[str] | None = None) -> list[Outcome]:
+    def run_once(self) -> list[Outcome]:
         """`--once`: run every due connection once, then return."""
         self.book.prepare(self.clock())
         done = []
-        for name in names or list(self.book.scheduled()):
+        for name in self.book.scheduled():
             out = self.attempt(name)
             if out is not None:
                 done.append(out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -14,6 +15,7 @@ from connector.adapters.base import FieldUpdate, TaskRequest
 from connector.adapters.errors import CrmError, QuotaExhausted
 from connector.errors import ConnectorError
 from connector.ledger.db import write_transaction
+from connector.mapping.models import Mapping
 from connector.sync import state
 from connector.sync import tables as t
 from connector.sync.context import Ctx
@@ -56,13 +58,17 @@ MONEY_FIELDS = ("balance", "available")  # write-back names whose values are mon
 MONEY_FLAGS = ("negative", "overdue", "amount_mismatch")
 
 
-def write_rank(ctx: Ctx, row: Any) -> int:
-    """0: the record's money changed; 1: its flags changed; 2: only cosmetic fields (tier, runway, ...)."""
-    crm = {name: fm.crm for name, fm in ctx.mapping.write_back.items()}
-    keys = set(json.loads(row.payload))
-    if any(crm.get(name) in keys for name in MONEY_FIELDS):
-        return 0
-    return 1 if crm.get("flags") in keys else 2
+def write_rank(mapping: Mapping) -> Callable[[Any], int]:
+    """Rank of an outbox write: 0 the record's money changed; 1 its flags; 2 only cosmetic fields."""
+    crm = {name: fm.crm for name, fm in mapping.write_back.items()}
+    money = {crm[name] for name in MONEY_FIELDS if name in crm}
+    flags = crm.get("flags")
+
+    def rank(row: Any) -> int:
+        keys = json.loads(row.payload).keys()
+        return 0 if money & keys else 1 if flags in keys else 2
+
+    return rank
 
 
 def task_rank(row: Any) -> int:
@@ -76,7 +82,8 @@ def push(ctx: Ctx) -> None:
     fields, not balances); a failure marks the row and the run goes on. Ordering never adds a call:
     rows are only sorted before they are cut into batches."""
     rows = pending(ctx)
-    writes = sorted((r for r in rows if r.kind == "write"), key=lambda r: (write_rank(ctx, r), r.id))
+    rank = write_rank(ctx.mapping)
+    writes = sorted((r for r in rows if r.kind == "write"), key=lambda r: (rank(r), r.id))
     by_module: dict[str, list[Any]] = defaultdict(list)
     for r in writes:
         by_module[r.module].append(r)
