@@ -536,17 +536,19 @@ def post_difference(ctx: Ctx, old: Any, keys: dict[str, Any], row: dict[str, Any
     The deposit can't be reversed once money was drawn from it, and nothing is rewritten: a rise becomes
     a further deposit dated like the payment, a fall or a deletion a negative adjustment now, as far as
     the balance (and credit line) still holds it; a part already spent is recorded as an error naming
-    the amount, for a person to collect. The item keeps every entry it wrote, so a later edit or
+    the amount, for a person to collect (resolved when a later edit leaves no shortfall). The item keeps every entry it wrote, so a later edit or
     reversal sees them all."""
     record = _item_key(ctx, old)
     ids = list(state.loads(old.entry_ids) or [])
     currency = old.currency
     memo = f"{record} {why}; its deposit was partly spent, so the difference is posted"
+    short = False
     if delta < 0:  # take back what is still there; what was spent can't be, and is said so
         views = ctx.ledger.balance(customer, currency)
         available = views[0].available if views and views[0].available is not None else Decimal(0)
         take = min(-delta, max(available, Decimal(0)))
-        if take < -delta:
+        short = take < -delta
+        if short:
             ctx.error(record, "amount", "correction",
                       f"{why}: {-delta - take} {currency} of the difference was already spent and can't be taken "
                       f"back from the balance (took back {take}); collect it from the customer or restore the payment")
@@ -572,8 +574,8 @@ def post_difference(ctx: Ctx, old: Any, keys: dict[str, Any], row: dict[str, Any
     with ctx.engine.begin() as conn:
         state.upsert(conn, t.items, keys, {**row, "status": row.get("status", "posted"),
                                            "entry_ids": state.dumps(ids)})
-        state.resolve_error(conn, ctx.connection, record, "post", ctx.clock())
-        state.resolve_error(conn, ctx.connection, record, "reverse", ctx.clock())
+        for stage in ("post", "reverse") if short else ("post", "reverse", "correction"):
+            state.resolve_error(conn, ctx.connection, record, stage, ctx.clock())
 
 
 def _item_key(ctx: Ctx, old: Any) -> str:

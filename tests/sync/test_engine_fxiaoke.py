@@ -156,3 +156,24 @@ def test_edit_or_void_of_a_partly_spent_payment_posts_the_difference(tmp_path: o
     eng.clock.advance(minutes=5)
     quiet = eng.run()
     assert quiet.deposits_posted == 0 and quiet.reversals_posted == 0
+    # Cut a payment by 10 more than the balance holds (no credit line): the shortfall is reported, then
+    # resolved when the cut is undone.
+    ledger = Ledger(eng.engine)
+    singles = [p for p in pays if counts[p["account_id"]] == 1][3:]
+    spare = next(p for p in singles if ledger.balance(key(p["account_id"]), "CNY")[0].credit_limit == 0)
+    amount = Decimal(spare["payment_amount"])
+    held = ledger.balance(key(spare["account_id"]), "CNY")[0].available
+    assert held is not None and amount - held - 10 > 0
+    store.update("PaymentObj", spare["_id"], {"payment_amount": str(amount - held - 10)}, admin)
+    eng.clock.advance(minutes=5)
+    short = eng.run()
+    mine = [e for e in short.errors if e["record"].endswith(spare["_id"])]
+    assert [e["stage"] for e in mine] == ["correction"] and "10.00 CNY of the difference" in mine[0]["reason"]
+    assert ledger.balance(key(spare["account_id"]), "CNY")[0].balance == 0
+    store.update("PaymentObj", spare["_id"], {"payment_amount": str(amount)}, admin)
+    eng.clock.advance(minutes=5)
+    eng.run()
+    with eng.engine.connect() as conn:
+        row = conn.execute(select(t.errors).where(t.errors.c.record == f"fxiaoke:PaymentObj:{spare['_id']}",
+                                                  t.errors.c.stage == "correction")).one()
+    assert row.resolved_at is not None
