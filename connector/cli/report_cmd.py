@@ -23,8 +23,15 @@ from connector.reports import build_report
 from connector.reports.attributes import CustomerAttributes, NoAttributes, StaticAttributes
 from connector.reports.display import money, zone
 from connector.reports.html import to_html as report_html
-from connector.reports.render import CUSTOMER_COLUMNS, SUMMARY_COLUMNS, customer_rows, print_tables, summary_rows, \
-    to_csv, write_json
+from connector.reports.render import (
+    CUSTOMER_COLUMNS,
+    SUMMARY_COLUMNS,
+    customer_rows,
+    print_tables,
+    summary_rows,
+    to_csv,
+    write_json,
+)
 from connector.reports.sync_attributes import for_connection
 from connector.statements import StatementLoader
 from connector.statements import to_csv as statement_csv

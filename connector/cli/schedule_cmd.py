@@ -17,7 +17,7 @@ from connector.config import LoadedSettings, load_settings
 from connector.ledger.db import make_engine
 from connector.ledger.tables import utcnow
 from connector.ops.alerts import deliver_due, load_alerts, notify_run
-from connector.ops.scheduler import Worker, serve, stop_on_signals
+from connector.ops.scheduler import Worker, serve, worker_signals
 from connector.sync.lock import default_holder
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,8 @@ def schedule(config: Annotated[str | None, typer.Option("--config", help="Config
                       "[connections.NAME] in the config")
             raise typer.Exit(2)
     if once:
-        stop_on_signals(worker)
-        outcomes = worker.run_once()
+        with worker_signals(worker):
+            outcomes = worker.run_once()
         worker.close()
         if as_json:
             emit_json({"worker": worker.worker_id, "runs": [o.to_dict() for o in outcomes]})

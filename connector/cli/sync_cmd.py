@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +21,7 @@ from connector.ledger.tables import utcnow
 from connector.mapping import load_mapping
 from connector.mapping.loader import default_mapping_path
 from connector.ops.alerts import load_alerts, notify_run
+from connector.ops.signals import stop_signals
 from connector.sync import RunReport, SyncEngine
 from connector.sync.checks import check_online
 from connector.sync.factory import build_adapter, build_sync_engine
@@ -101,25 +100,11 @@ def run_cmd(connection: ConnOpt = None, config: ConfigOpt = None,
         raise typer.Exit(1)
 
 
-@contextmanager
-def graceful_signals() -> Iterator[Callable[[], str | None]]:
-    """While the block runs, the first SIGTERM/SIGINT asks the run to stop after its current batch; a
-    second one exits at once (safe: the outbox and cursors let the next run complete the work)."""
-    got: list[str] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        if got:
-            err.print(f"{signal.Signals(signum).name} again: aborting now")
-            os._exit(1)
-        got.append(signal.Signals(signum).name)
-        err.print(f"{got[0]}: stopping after the current batch (send it again to abort now)")
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield lambda: got[0] if got else None
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+def graceful_signals() -> AbstractContextManager[Callable[[], str | None]]:
+    """`sync run`'s SIGTERM/SIGINT: stop after the current batch; a second signal aborts at once."""
+    return stop_signals(
+        lambda name: err.print(f"{name}: stopping after the current batch (send it again to abort now)"),
+        lambda name: err.print(f"{name} again: aborting now"))
 
 
 def init(crm: Annotated[str, typer.Option("--crm", help="zoho or fxiaoke")] = "zoho",

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -31,6 +31,7 @@ from connector.ledger.tables import utcnow
 from connector.logs import run_context
 from connector.ops.book import Book, Claim
 from connector.ops.schedule_spec import trigger
+from connector.ops.signals import stop_signals
 from connector.sync import tables as t
 from connector.sync.budget import ApiBudget
 from connector.sync.lock import RunLocked, default_holder
@@ -238,23 +239,19 @@ class Worker:
             engine.adapter.close()
 
 
-def stop_on_signals(worker: Worker, stopped: threading.Event | None = None) -> None:
-    """First SIGTERM/SIGINT: the run in hand stops after its batch and no new one starts; second: exit 1
-    at once (safe: the outbox and leases let the next run complete the work)."""
+def worker_signals(worker: Worker, stopped: threading.Event | None = None
+                   ) -> AbstractContextManager[Callable[[], str | None]]:
+    """A worker's SIGTERM/SIGINT: the run in hand stops after its batch and no new one starts; a second
+    signal exits 1 at once."""
 
-    def on_signal(signum: int, _frame: object) -> None:
-        name = signal.Signals(signum).name
-        if worker.stop_reason is None:
-            log.warning("%s: finishing the current batch, then exiting (send it again to abort now)", name)
-            worker.request_stop(name)
-            if stopped is not None:
-                stopped.set()
-        else:
-            log.error("%s again: aborting now; the next run completes what was left", name)
-            os._exit(1)
+    def first(name: str) -> None:
+        log.warning("%s: finishing the current batch, then exiting (send it again to abort now)", name)
+        worker.request_stop(name)
+        if stopped is not None:
+            stopped.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    return stop_signals(first, lambda name: log.error("%s again: aborting now; the next run completes what was "
+                                                      "left", name))
 
 
 def serve(worker: Worker, *, install_signals: bool = True) -> int:
@@ -263,8 +260,11 @@ def serve(worker: Worker, *, install_signals: bool = True) -> int:
     The first signal lets the current run finish its batch and persist, and starts no new run; a
     second signal exits at once (the outbox and leases make that safe: the next run completes it)."""
     stop = threading.Event()
-    if install_signals:
-        stop_on_signals(worker, stop)
+    with worker_signals(worker, stop) if install_signals else nullcontext():
+        return _serve(worker, stop)
+
+
+def _serve(worker: Worker, stop: threading.Event) -> int:
     sched = worker.scheduler()
     sched.start()
     log.info("worker %s started: %s", worker.worker_id,

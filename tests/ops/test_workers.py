@@ -336,3 +336,17 @@ def test_once_stops_after_its_batch_on_sigterm(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert __import__("json").loads(out)["runs"][0]["status"] == "interrupted"
     assert runs(db_url)[0].status == "interrupted"
+
+
+def test_manual_sync_run_stops_after_its_batch_on_sigterm(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    with ZohoSandbox(seed=150, latency_ms=80) as sb:
+        cfg = config(tmp_path, sb.api_domain, db_url, "every 1 hours")
+        proc = subprocess.Popen([sys.executable, "-m", "connector", "sync", "run", "--json", "--config", str(cfg)],
+                                env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for(lambda: any(r.status == "running" for r in runs(db_url)), 60, "the run to start")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "SIGINT: stopping after the current batch" in err
+    assert __import__("json").loads(out)["status"] == "interrupted"
+    assert runs(db_url)[0].reason == "SIGINT"
