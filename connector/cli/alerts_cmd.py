@@ -9,10 +9,9 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from connector.cli.common import emit_json, handled, out, state
+from connector.cli.common import config_db, emit_json, handled, out
 from connector.config import load_settings
 from connector.errors import ConfigError
-from connector.ledger.db import make_engine
 from connector.ledger.tables import utcnow
 from connector.ops.alerts import Alert, DeliveryError, load_alerts, send, unsent
 
@@ -64,7 +63,7 @@ def pending_cmd(config: ConfigOpt = None,
                 as_json: JsonOpt = False) -> None:
     """Alerts not delivered (yet): pending, being sent, or dead, with attempts and the last error."""
     with handled(as_json):
-        engine = make_engine(state.db or load_settings(config).settings.database_url)
+        engine = config_db(load_settings(config).settings)
         rows = unsent(engine, limit=limit)
     if as_json:
         emit_json({"alerts": rows})

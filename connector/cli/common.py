@@ -11,8 +11,11 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.text import Text
+from sqlalchemy import Engine
 
+from connector.config import Settings
 from connector.errors import ConnectorError
+from connector.ledger.db import make_engine
 
 out = Console()
 err = Console(stderr=True)
@@ -26,6 +29,11 @@ class State:
 
 
 state = State()
+
+
+def config_db(settings: Settings) -> Engine:
+    """The database of a command that reads the config: `--db` if given, else the config's `database_url`."""
+    return make_engine(state.db or settings.database_url)
 
 
 def emit_json(data: Any) -> None:

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import Engine
 
-from connector.cli.common import emit_json, handled, out, state
+from connector.cli.common import config_db, emit_json, handled, out, state
 from connector.config import CONFIG_NAME, LoadedSettings, load_settings
 from connector.ledger.db import make_engine
 from connector.ops.schedule_spec import zone
@@ -184,7 +184,7 @@ def status(config: ConfigOpt = None,
     with handled(as_json):
         loaded = load_settings(config)
         names = [loaded.settings.connection(connection)[0]] if connection else list(loaded.settings.connections)
-        statuses = all_statuses(make_engine(state.db or loaded.settings.database_url), loaded, names)
+        statuses = all_statuses(config_db(loaded.settings), loaded, names)
     if as_json:
         emit_json({"connections": [s.model_dump(mode="json") for s in statuses]})
         return
@@ -204,7 +204,7 @@ def _open(config: str | None) -> tuple[Engine, dict[str, tzinfo]]:
     if loaded is None:
         return make_engine(state.db), {}
     s = loaded.settings
-    return (make_engine(state.db or s.database_url),
+    return (config_db(s),
             {name: zone(s.zone(conn)) for name, conn in s.connections.items()})
 
 

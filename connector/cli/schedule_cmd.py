@@ -12,9 +12,8 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from connector import logs
-from connector.cli.common import emit_json, handled, out, state
+from connector.cli.common import config_db, emit_json, handled, out
 from connector.config import LoadedSettings, load_settings
-from connector.ledger.db import make_engine
 from connector.ledger.tables import utcnow
 from connector.ops.alerts import deliver_due, load_alerts, notify_run
 from connector.ops.scheduler import Worker, serve, worker_signals
@@ -34,7 +33,7 @@ def schedule(config: Annotated[str | None, typer.Option("--config", help="Config
     """Run each connection's syncs on its schedule; several workers may share one PostgreSQL database."""
     with handled(as_json):
         loaded = load_settings(config)
-        engine = make_engine(state.db or loaded.settings.database_url)
+        engine = config_db(loaded.settings)
         worker = Worker(loaded, engine, worker_id=worker_id or default_holder())
         if not logs.is_configured():
             logs.setup_logging(loaded.settings.log_format, "INFO")

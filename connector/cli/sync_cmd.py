@@ -12,11 +12,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from connector.cli.common import emit_json, err, handled, out, state
+from connector.cli.common import config_db, emit_json, err, handled, out
 from connector.cli.progress import RunProgress
 from connector.config import Connection, LoadedSettings, Settings, load_settings, render
 from connector.errors import ConfigError
-from connector.ledger.db import make_engine
 from connector.ledger.tables import utcnow
 from connector.mapping import load_mapping
 from connector.mapping.loader import default_mapping_path
@@ -67,7 +66,7 @@ def print_report(report: RunReport, *, title: str = "sync run") -> None:
 def engine_for(loaded: LoadedSettings, name: str | None) -> tuple[SyncEngine, str]:
     """The SyncEngine of a configured connection."""
     conn_name, _conn = loaded.settings.connection(name)
-    db = make_engine(state.db or loaded.settings.database_url)
+    db = config_db(loaded.settings)
     return build_sync_engine(loaded, conn_name, db), conn_name
 
 
