@@ -25,6 +25,8 @@ def hidden(ch: str) -> bool:
 
 def first_hidden(text: str, *, memo: bool = False) -> int | None:
     """Index of the first control/format character in `text`, or None."""
+    if text.isprintable():  # the common case, at C speed
+        return None
     for i, ch in enumerate(text):
         if hidden(ch) and not (memo and ch in _JOINERS):
             return i
