@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.text import Text
 from sqlalchemy import Engine
 
+from connector import visible
 from connector.config import Settings
 from connector.errors import ConnectorError
 from connector.ledger.db import make_engine
@@ -37,8 +38,14 @@ def config_db(settings: Settings) -> Engine:
 
 
 def emit_json(data: Any) -> None:
-    """Print exactly one JSON document on stdout."""
-    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
+    """Print exactly one JSON document on stdout (control characters in strings escaped, see `visible`)."""
+    text = json.dumps(data, ensure_ascii=False, indent=2, default=str)
+    sys.stdout.write("\n".join(visible.escape(line, json=True) for line in text.split("\n")) + "\n")
+
+
+def plain(value: Any) -> Text:
+    """Data for a table cell or a message: never read as markup, control characters shown escaped."""
+    return Text(visible.escape("" if value is None else str(value)))
 
 
 @contextmanager
@@ -49,7 +56,7 @@ def handled(as_json: bool) -> Iterator[None]:
     except ConnectorError as exc:
         if as_json:
             emit_json(exc.to_dict())
-        err.print(Text.assemble(("error: ", "bold red"), str(exc)), highlight=False, soft_wrap=True)
+        err.print(Text.assemble(("error: ", "bold red"), visible.escape(str(exc))), highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
 
 

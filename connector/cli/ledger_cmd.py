@@ -11,8 +11,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from connector.cli.common import emit_json, err, handled, out, state
+from connector import visible
+from connector.cli.common import emit_json, err, handled, out, plain, state
 from connector.compliance import DepositGuard
 from connector.errors import LedgerCorrupt
 from connector.ledger import Ledger, PostingResult
@@ -48,8 +50,9 @@ def _show_posting(result: PostingResult, as_json: bool) -> None:
         return
     d = result.data
     verb = "posted" if result.created else "already posted (idempotent replay, nothing written)"
-    out.print(f"[bold]{d['op']}[/] {d.get('amount', '')} {d['currency']} for [cyan]{d['customer']}[/]: {verb}; "
-              f"balance {d['balance']} {d['currency']}", highlight=False)
+    out.print(Text.assemble((d["op"], "bold"), f" {d.get('amount', '')} {d['currency']} for ",
+                            (visible.escape(d["customer"]), "cyan"), f": {verb}; balance {d['balance']} {d['currency']}"),
+              highlight=False)
     table = Table("entry", "kind", "amount", "balance after", "lots moved")
     for e in d["entries"]:
         moved = ", ".join(f"{'credit line' if a['lot_id'] is None else 'lot ' + str(a['lot_id'])} {a['amount']}"
@@ -138,8 +141,8 @@ def balance(customer: str,
             return
         table = Table("customer", "currency", "balance", "available", "credit used", "credit limit", "as of")
         for v in views:
-            table.add_row(v.customer, v.currency, str(v.balance), _s(v.available), _s(v.debt), _s(v.credit_limit),
-                          v.as_of.isoformat() if v.as_of else "now")
+            table.add_row(plain(v.customer), v.currency, str(v.balance), _s(v.available), _s(v.debt),
+                          _s(v.credit_limit), v.as_of.isoformat() if v.as_of else "now")
         out.print(table)
 
 
@@ -159,7 +162,7 @@ def expire(as_of: Annotated[str | None, typer.Option("--as-of", help="Sweep as o
         table = Table("customer", "currency", "lot", "expired", "balance after")
         for r in results:
             d = r.data
-            table.add_row(d["customer"], d["currency"], str(d["lot"]), d["amount"], d["balance"])
+            table.add_row(plain(d["customer"]), d["currency"], str(d["lot"]), d["amount"], d["balance"])
         out.print(table if results else "nothing to expire")
 
 
@@ -180,10 +183,11 @@ def history(customer: str,
             return
         for s in statements:
             table = Table("entry", "effective", "kind", "amount", "running", "key", "memo",
-                          title=f"{s.customer} {s.currency}: opening {s.opening}, closing {s.closing}")
+                          title=plain(f"{s.customer} {s.currency}: opening {s.opening}, closing {s.closing}"))
             for e in s.entries:
-                table.add_row(str(e["id"]), e["effective_at"][:19], e["kind"], e["amount"], e["running"], e["key"],
-                              e["memo"] + (f" (reverses {e['reverses']})" if e["reverses"] else ""))
+                table.add_row(str(e["id"]), e["effective_at"][:19], e["kind"], e["amount"], e["running"],
+                              plain(e["key"]), plain(e["memo"] + (f" (reverses {e['reverses']})" if e["reverses"]
+                                                                 else "")))
             out.print(table)
 
 
@@ -197,7 +201,7 @@ def accounts(as_json: Json = False) -> None:
             return
         table = Table("customer", "currency", "balance", "credit used", "credit limit")
         for v in views:
-            table.add_row(v.customer, v.currency, str(v.balance), _s(v.debt), _s(v.credit_limit))
+            table.add_row(plain(v.customer), v.currency, str(v.balance), _s(v.debt), _s(v.credit_limit))
         out.print(table)
 
 
@@ -226,7 +230,7 @@ def terms(customer: str, currency: Currency,
         else:
             table = Table("term", "value")
             for k, v in data.items():
-                table.add_row(k, _s(v))
+                table.add_row(k, plain(v))
             out.print(table)
 
 
@@ -241,12 +245,12 @@ def import_csv(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
             emit_json(report.to_dict())
         else:
             for e in report.errors:
-                err.print(f"{file} {e}", style="red", markup=False, highlight=False, soft_wrap=True)
+                err.print(plain(f"{file} {e}"), style="red", highlight=False, soft_wrap=True)
             state_word = "applied" if report.applied else ("checked (dry run)" if not report.errors else
                                                           "NOT applied: nothing was changed")
             out.print(f"{report.rows} rows: {report.created} new, {report.exists} already posted; {state_word}")
         if report.errors:
-            raise typer.Exit(2)
+            raise typer.Exit(report.exit_code)
 
 
 @app.command()
@@ -259,7 +263,7 @@ def entry(entry_id: int, as_json: Json = False) -> None:
         else:
             table = Table("field", "value")
             for k, v in data.items():
-                table.add_row(k, _s(v))
+                table.add_row(k, plain(v))
             out.print(table)
 
 
@@ -277,7 +281,7 @@ def verify(as_json: Json = False) -> None:
             if report.ok:
                 out.print(f"[green]ledger consistent[/]: {counts} ({seconds:.2f}s)")
             for p in report.problems:
-                err.print(f"[red]{p['check']}[/]: {p}", highlight=False, soft_wrap=True)
+                err.print(Text.assemble((p["check"], "red"), ": ", plain(p)), highlight=False, soft_wrap=True)
         if not report.ok:
             err.print(f"[bold red]verify found {len(report.problems)} inconsistencies[/]")
             raise typer.Exit(LedgerCorrupt.exit_code)

@@ -52,11 +52,13 @@ class ComplianceRules(BaseModel):
     max_refund_fee_pct: Exact | None = None
     source: str = "built-in defaults"
 
-    @field_validator("real_name_threshold", "cash_threshold_unit", "cash_threshold_individual")
+    @field_validator("real_name_threshold", "cash_threshold_unit", "cash_threshold_individual", mode="before")
     @classmethod
-    def _amounts(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+    def _amounts(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
         out = {}
-        for code, amount in value.items():
+        for code, amount in value.items():  # as written in the file: the one amount grammar (connector.money)
             try:
                 cur = currency_code(code)
                 out[cur] = parse_amount(amount, cur, field=code)

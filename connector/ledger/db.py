@@ -18,9 +18,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Integer, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import NullPool, StaticPool
+from sqlalchemy.sql import functions
 
 from connector.errors import ConfigError
 
@@ -46,6 +48,27 @@ def resolve_url(explicit: str | None = None) -> str:
         raise ConfigError(f"database {parsed.get_backend_name()!r} is not supported; use sqlite or postgresql",
                           field="db")
     return url
+
+
+# SQLite's SUM() raises "integer overflow" as soon as a running total leaves 64 bits, even when the
+# final total would fit (a backdated deposit can make a partial sum far larger than any balance).
+# Summed as whole billions plus remainders, each partial sum stays ~10**9 times smaller, and the
+# final `+` never raises (SQLite turns an overflowing `+`/`*` into a float). PostgreSQL sums bigint
+# into numeric, exactly. So every integer `func.sum` is overflow-safe on both backends.
+SUM_SPLIT = 1_000_000_000
+
+
+@compiles(functions.sum, "sqlite")
+def _sqlite_exact_sum(element: functions.sum[Any], compiler: Any, **kw: Any) -> str:
+    if not isinstance(element.type, Integer):
+        return compiler.visit_function(element, **kw)  # type: ignore[no-any-return]
+    arg = compiler.process(element.clauses, **kw)
+    return f"(SUM(({arg}) / {SUM_SPLIT}) * {SUM_SPLIT} + SUM(({arg}) % {SUM_SPLIT}))"
+
+
+def exact_sum_sql(expr: str) -> str:
+    """The overflow-safe SUM of an integer SQL expression, for hand-written SQL on either backend."""
+    return f"(SUM(({expr}) / {SUM_SPLIT}) * {SUM_SPLIT} + SUM(({expr}) % {SUM_SPLIT}))"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

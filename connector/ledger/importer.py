@@ -12,6 +12,7 @@ so importing the same file again changes nothing.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import tempfile
 from collections.abc import Callable, Iterator
@@ -46,6 +47,7 @@ class RowError:
     column: str
     reason: str
     key: str = ""
+    exit_code: int = InvalidInput.exit_code  # 2 invalid input, 3 refused by a ledger rule
 
     def __str__(self) -> str:
         return f"line {self.line}, column {self.column}: {self.reason}"
@@ -62,45 +64,162 @@ class ImportReport:
     dry_run: bool = False
     applied: bool = False
 
+    @property
+    def exit_code(self) -> int:
+        """0 without bad rows; 2 if any row is invalid input; else 3 (every bad row refused by a ledger rule)."""
+        if not self.errors:
+            return 0
+        return min(e.exit_code for e in self.errors)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {"rows": self.rows, "created": self.created, "exists": self.exists, "dry_run": self.dry_run,
-                "applied": self.applied,
-                "errors": [{"line": e.line, "column": e.column, "reason": e.reason, "key": e.key}
-                           for e in self.errors]}
+                "applied": self.applied, "exit_code": self.exit_code,
+                "errors": [{"line": e.line, "column": e.column, "reason": e.reason, "key": e.key,
+                            "exit_code": e.exit_code} for e in self.errors]}
+
+
+def _encoding(path: Path) -> str:
+    """The file's text encoding from its first bytes: UTF-8 (BOM or not) or UTF-16 with a BOM; else a refusal."""
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        raise InvalidInput(f"{path}: the file is UTF-32; {_SAVE_AS}", field="file")
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if head.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    if head.startswith(b"PK\x03\x04"):
+        raise InvalidInput(f"{path}: this is a zip file (an Excel workbook?), not CSV text; {_SAVE_AS}", field="file")
+    if len(head) >= 2 and (head[1:2] == b"\x00") != (head[0:1] == b"\x00"):
+        raise InvalidInput(f"{path}: the file looks like UTF-16 without a byte-order mark; {_SAVE_AS}", field="file")
+    return "utf-8"
+
+
+_SAVE_AS = ("save it as UTF-8 (Excel: 'CSV UTF-8 (Comma delimited)') or as UTF-16 with a byte-order mark, "
+            "and import it again; nothing was written")
+
+
+def _not_decodable(path: Path, encoding: str) -> InvalidInput:
+    """Where the first bytes that are not `encoding` are, for the refusal (only on the error path)."""
+    name = "UTF-16" if encoding == "utf-16" else "UTF-8"
+    if encoding == "utf-16":
+        return InvalidInput(f"{path}: the file is not valid {name} text; {_SAVE_AS}", field="file")
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                at = len(raw[:exc.start].decode("utf-8", errors="replace")) + 1
+                bad = raw[exc.start:exc.start + 4]
+                return InvalidInput(f"{path}, line {number}, character {at}: the bytes {bad!r} are not UTF-8 "
+                                    f"(the file may be GBK/GB18030 or Windows-1252); {_SAVE_AS}", field="file")
+    return InvalidInput(f"{path}: the file is not valid {name} text; {_SAVE_AS}", field="file")
+
+
+class _Lines:
+    """The file's lines for `csv.reader`, keeping the raw text of the record being read."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+        self.record: list[str] = []
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        line = self.fh.readline()
+        if not line:
+            raise StopIteration
+        self.record.append(line)
+        return line
+
+
+def _field_over_limit(text: str, limit: int) -> int:
+    """Index of the first field in one record's raw text that is longer than `limit` characters."""
+    index, size, quoted, i = 0, 0, False, 0
+    while i < len(text):
+        ch = text[i]
+        if quoted and ch == '"' and text[i + 1:i + 2] == '"':
+            size, i = size + 1, i + 2
+            continue
+        if ch == '"':
+            quoted = not quoted
+        elif ch == "," and not quoted:
+            index, size = index + 1, 0
+        else:
+            size += 1
+            if size > limit:
+                break
+        i += 1
+    return index
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
+    encoding = _encoding(path)
+    try:
+        with path.open(newline="", encoding=encoding) as fh:
+            yield from _records(path, _Lines(fh))
+    except UnicodeDecodeError:
+        raise _not_decodable(path, encoding) from None
+
+
+def _records(path: Path, lines: _Lines) -> Iterator[tuple[int, dict[str, str]]]:
+    reader = csv.reader(lines)
+    header: list[str] = []
+    while True:
+        lines.record.clear()
         try:
-            header = [h.strip().lower() for h in next(reader)]
+            values = next(reader)
         except StopIteration:
-            raise InvalidInput(f"{path}: the file is empty; expected a header row with {', '.join(REQUIRED)}",
-                               field="header") from None
-        missing = [c for c in REQUIRED if c not in header]
-        unknown = [c for c in header if c not in REQUIRED + OPTIONAL]
-        if missing or unknown:
-            parts = []
-            if missing:
-                parts.append(f"missing column(s) {', '.join(missing)}")
-            if unknown:
-                parts.append(f"unknown column(s) {', '.join(unknown)} (known: {', '.join(REQUIRED + OPTIONAL)})")
-            raise InvalidInput(f"{path}, line 1: " + "; ".join(parts), field="header")
-        for values in reader:
-            if not any(v.strip() for v in values):
-                continue
-            line = reader.line_num
-            if len(values) != len(header):
-                yield line, {"__width__": f"has {len(values)} fields, the header has {len(header)}"}
-                continue
-            yield line, dict(zip(header, values, strict=True))
+            if not header:
+                raise InvalidInput(f"{path}: the file is empty; expected a header row with {', '.join(REQUIRED)}",
+                                   field="header") from None
+            return
+        except csv.Error as exc:
+            limit = csv.field_size_limit()
+            if "field limit" not in str(exc):
+                raise InvalidInput(f"{path}, line {reader.line_num}: not readable as CSV ({exc})", field="file") from None
+            index = _field_over_limit("".join(lines.record), limit)
+            column = header[index] if index < len(header) else f"field {index + 1}"
+            raise InvalidInput(f"{path}, line {reader.line_num}, column {column}: the field is longer than "
+                               f"{limit} characters, the most a CSV field may hold; nothing was written",
+                               field=column) from None
+        if not header:
+            header = [h.strip().lower() for h in values]
+            _check_header(path, header)
+            continue
+        if not any(v.strip() for v in values):
+            continue
+        line = reader.line_num
+        if len(values) != len(header):
+            yield line, {"__width__": f"has {len(values)} fields, the header has {len(header)}"}
+            continue
+        yield line, dict(zip(header, values, strict=True))
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    missing = [c for c in REQUIRED if c not in header]
+    unknown = [c for c in header if c not in REQUIRED + OPTIONAL]
+    if missing or unknown:
+        parts = []
+        if missing:
+            parts.append(f"missing column(s) {', '.join(missing)}")
+        if unknown:
+            parts.append(f"unknown column(s) {', '.join(map(repr, unknown))} (known: {', '.join(REQUIRED + OPTIONAL)})")
+        raise InvalidInput(f"{path}, line 1: " + "; ".join(parts), field="header")
 
 
 def _to_request(row: dict[str, str]) -> Request:
     """Validate one CSV row; InvalidInput names the column."""
     if "__width__" in row:
         raise InvalidInput(row["__width__"], field="*")
+    for name, value in row.items():
+        if "\x00" in value:
+            raise InvalidInput(f"{name}: contains a NUL byte (0x00) at character {value.index(chr(0)) + 1}; "
+                               "remove it (the file may not be UTF-8 text)", field=name)
 
     def get(name: str) -> str:
         value = row.get(name)
@@ -128,7 +247,7 @@ def _to_request(row: dict[str, str]) -> Request:
 def _error(line: int, exc: ConnectorError, key: str = "") -> RowError:
     column = str(exc.details.get("field", "")) or "-"
     reason = exc.message.split(": ", 1)[1] if exc.message.startswith(f"{column}: ") else exc.message
-    return RowError(line, column, reason, key)
+    return RowError(line, column, reason, key, exc.exit_code)
 
 
 class Importer:

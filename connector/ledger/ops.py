@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from connector import visible
 from connector.errors import InsufficientBalance, InvalidInput, RefundRefused
 from connector.ledger.plan import NewLot, Plan, PlannedEntry
 from connector.ledger.rules import AccountState, draw, refund_fee, refundable_caps
-from connector.money import currency_code, fmt, parse_amount, to_minor
+from connector.money import currency_code, fmt, max_amount, parse_amount, to_minor, within_limit
+from connector.timeutil import check_range
 
 OPS = ("deposit", "consume", "refund", "adjust")
 MAX_KEY = 255
@@ -67,7 +69,7 @@ def as_utc(value: datetime | None, field: str) -> datetime | None:
         return None
     if not isinstance(value, datetime):
         raise InvalidInput(f"{field}: expected a date-time, got {value!r}", field=field)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return check_range(value, field)
 
 
 def make_request(op: str, customer: str, amount: object, currency: str, key: str, *,
@@ -81,12 +83,8 @@ def make_request(op: str, customer: str, amount: object, currency: str, key: str
     """
     if op not in OPS:
         raise InvalidInput(f"op: unknown operation {op!r}; use one of {', '.join(OPS)}", field="op")
-    customer = (customer or "").strip()
-    if not customer or len(customer) > 255:
-        raise InvalidInput("customer: a customer key of 1 to 255 characters is required", field="customer")
-    key = (key or "").strip()
-    if not key or len(key) > MAX_KEY:
-        raise InvalidInput(f"key: an idempotency key of 1 to {MAX_KEY} characters is required", field="key")
+    customer = customer_key(customer)
+    key = posting_key(key)
     cur = currency_code(currency)
     signed = op == "adjust"
     minor = to_minor(parse_amount(amount, cur, allow_negative=signed), cur)
@@ -109,9 +107,35 @@ def make_request(op: str, customer: str, amount: object, currency: str, key: str
     else:
         refundable = priority = None
     system, source_id = source if source else (None, None)
+    if system is not None:
+        system = _bounded(visible.check(system, "source"), "source", "a source system", 64)
+        source_id = _bounded(visible.check(source_id or "", "source"), "source", "a source record id", 255)
     return Request(op=op, customer=customer, currency=cur, amount=minor, key=key, effective_at=eff,
                    expires_at=exp, refundable=refundable, priority=priority, source_system=system,
-                   source_id=source_id, memo=memo.strip())
+                   source_id=source_id, memo=visible.check(memo.strip(), "memo", memo=True))
+
+
+def customer_key(value: str) -> str:
+    """A customer key as the ledger stores it: stripped, 1 to 255 visible characters."""
+    text = (value or "").strip() if isinstance(value, str) else ""
+    if not text or len(text) > 255:
+        raise InvalidInput("customer: a customer key of 1 to 255 characters is required", field="customer")
+    return visible.check(text, "customer")
+
+
+def posting_key(value: str) -> str:
+    """An idempotency key as the ledger stores it: stripped, 1 to `MAX_KEY` visible characters."""
+    text = (value or "").strip() if isinstance(value, str) else ""
+    if not text or len(text) > MAX_KEY:
+        raise InvalidInput(f"key: an idempotency key of 1 to {MAX_KEY} characters is required", field="key")
+    return visible.check(text, "key")
+
+
+def _bounded(value: str, field: str, what: str, most: int) -> str:
+    if len(value) > most:
+        raise InvalidInput(f"{field}: {what} of at most {most} characters is required (got {len(value)})",
+                           field=field)
+    return value
 
 
 def _entry(req: Request, kind: str, amount: int, at: datetime) -> PlannedEntry:
@@ -166,8 +190,20 @@ def plan(state: AccountState, req: Request, now: datetime, *, refund_policy: str
                    else _debit(state, req, "adjust", -req.amount, at)]
     else:
         entries = _plan_refund(state, req, at, refund_policy, refund_fee_pct, extra)
+    check_balance_limit(state, entries, f"{req.op} of {fmt(abs(req.amount), req.currency)} {req.currency}")
     return Plan(op=req.op, key=req.key, payload_hash=digest or req.hash(), account=state, entries=entries,
                 extra=extra)
+
+
+def check_balance_limit(state: AccountState, entries: list[PlannedEntry], asked: str) -> None:
+    """Refuse (exit 2) a posting that would take the balance past `MAX_MINOR` (docs/ledger.md, Limits)."""
+    after = state.balance + sum(pe.amount for pe in entries)
+    if not within_limit(after):
+        cur = state.currency
+        raise InvalidInput(f"{asked} for customer {state.customer_key} refused: the balance would be "
+                           f"{fmt(after, cur)} {cur}, above the limit of {max_amount(cur)} {cur} per balance "
+                           "(see 'Limits' in docs/ledger.md); nothing was written", field="amount",
+                           customer=state.customer_key)
 
 
 def _check_times(req: Request, at: datetime, now: datetime) -> None:

@@ -16,10 +16,11 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, select, text
 from sqlalchemy.exc import IntegrityError
 
+from connector import visible
 from connector.errors import ConnectorError, CurrencyMismatch, IdempotencyConflict, InvalidInput, NotFound, ReversalRefused
 from connector.ledger import store
 from connector.ledger.db import make_engine, write_transaction
-from connector.ledger.ops import Request, as_utc, make_request, plan
+from connector.ledger.ops import Request, as_utc, check_balance_limit, customer_key, make_request, plan, posting_key
 from connector.ledger.plan import NewLot, Plan, PlannedEntry, payload_hash
 from connector.ledger.rules import REFUND_POLICIES, AccountState, LotState
 from connector.ledger.tables import Terms, utcnow
@@ -28,6 +29,7 @@ from connector.money import currency_code, fmt, from_minor, parse_amount, to_min
 terms_table = Terms.__table__  # type: ignore[attr-defined]
 _ALL_BALANCES = text("SELECT customer_key, currency, balance, debt, credit_limit FROM accounts "
                      "ORDER BY customer_key, currency")
+MAX_ID = 2**31 - 1  # entry ids are 32-bit integers on PostgreSQL; a larger id names no entry
 _REFUND_POLICY = text("SELECT refund_policy, refund_fee_pct FROM terms WHERE customer_key = :customer "
                       "AND currency = :currency AND contract_ref = ''")
 
@@ -261,9 +263,10 @@ class Ledger:
 
     def reverse(self, entry_id: int, key: str, *, memo: str = "", effective_at: datetime | None = None) -> PostingResult:
         """Post the exact opposite of an entry; the original never changes."""
-        key = (key or "").strip()
-        if not key:
-            raise InvalidInput("key: an idempotency key is required", field="key")
+        key = posting_key(key)
+        memo = visible.check((memo or "").strip(), "memo", memo=True)
+        if isinstance(entry_id, bool) or not isinstance(entry_id, int) or not 0 < entry_id <= MAX_ID:
+            raise NotFound(f"entry {entry_id} does not exist", entry=entry_id)
         eff = as_utc(effective_at, "effective_at")
         digest = payload_hash("reverse", {"entry_id": entry_id, "effective_at": eff})
 
@@ -332,6 +335,7 @@ class Ledger:
                                       f"{state.customer_key} past the credit limit of "
                                       f"{fmt(state.credit_limit, cur)} {cur}", entry=row.id)
             pe.allocations.append((None, credit_line))
+        check_balance_limit(state, [pe], f"reversal of entry {row.id}")
         return Plan(op="reverse", key=key, payload_hash=digest, account=state, entries=[pe],
                     extra={"amount": fmt(-row.amount, cur), "reverses": row.id})
 
@@ -434,7 +438,7 @@ class Ledger:
                          low_balance_threshold=low_balance_threshold)
         with write_transaction(self.engine) as conn:
             self._write_terms(conn, [row], self.clock())
-        return self.get_terms(customer, row["currency"], contract_ref) or {}
+        return self.get_terms(row["customer_key"], row["currency"], row["contract_ref"]) or {}
 
     def set_terms_many(self, items: Sequence[dict[str, Any]], *,
                        hook: Callable[[Connection, list[ConnectorError | None]], None] | None = None
@@ -597,6 +601,8 @@ class Ledger:
 
     def entry(self, entry_id: int) -> dict[str, Any]:
         """One entry with its allocations."""
+        if isinstance(entry_id, bool) or not isinstance(entry_id, int) or not 0 < entry_id <= MAX_ID:
+            raise NotFound(f"entry {entry_id} does not exist", entry=entry_id)
         with self.engine.connect() as conn:
             row = conn.execute(select(store.entries, store.accounts.c.currency, store.accounts.c.customer_key)
                                .join(store.accounts, store.accounts.c.id == store.entries.c.account_id)
@@ -653,11 +659,12 @@ def _terms_row(customer: str, currency: str, *, contract_ref: str = "", agreed_a
                low_balance_threshold: object = None) -> dict[str, Any]:
     """Validate `set_terms` arguments into a terms row (amounts in minor units)."""
     cur = currency_code(currency)
+    customer = customer_key(customer)
+    contract_ref = visible.check(contract_ref or "", "contract")
     if refund_policy not in REFUND_POLICIES:
         raise InvalidInput(f"refund_policy: {refund_policy!r} is not one of {', '.join(REFUND_POLICIES)}",
                            field="refund_policy")
-    pct = parse_amount(str(refund_fee_pct), "USD", field="refund_fee_pct", allow_zero=True) \
-        if not isinstance(refund_fee_pct, float) else parse_amount(refund_fee_pct, "USD")
+    pct = parse_amount(refund_fee_pct, "USD", field="refund_fee_pct", allow_zero=True)
     if pct > 100:
         raise InvalidInput("refund_fee_pct: must be between 0 and 100", field="refund_fee_pct")
 

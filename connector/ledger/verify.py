@@ -1,7 +1,8 @@
 """`verify`: recompute every balance and lot remainder from the entries and allocations.
 
 All checks run as set-based SQL so they stay fast on millions of entries. Each finding names
-the account or lot and the numbers that disagree.
+the account or lot and the numbers that disagree. Sums are split into billions and remainders
+(`db.exact_sum_sql`) so that no running total overflows SQLite's 64-bit SUM, even on corrupt data.
 """
 
 from __future__ import annotations
@@ -11,40 +12,44 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from connector.ledger.db import SUM_SPLIT, exact_sum_sql
+
+_SUM = exact_sum_sql("amount")
+_RUNNING = (f"SUM(amount / {SUM_SPLIT}) OVER w * {SUM_SPLIT} + SUM(amount % {SUM_SPLIT}) OVER w")
 CHECKS: dict[str, str] = {
-    "account balance != sum of its entries": """
+    "account balance != sum of its entries": f"""
         SELECT a.id, a.customer_key, a.currency, a.balance, COALESCE(s.total, 0) AS total
-        FROM accounts a LEFT JOIN (SELECT account_id, SUM(amount) AS total FROM entries GROUP BY account_id) s
+        FROM accounts a LEFT JOIN (SELECT account_id, {_SUM} AS total FROM entries GROUP BY account_id) s
           ON s.account_id = a.id
         WHERE a.balance <> COALESCE(s.total, 0)""",
-    "entry balance_after != running sum in recording order": """
+    "entry balance_after != running sum in recording order": f"""
         SELECT id, account_id, balance_after, running FROM (
             SELECT id, account_id, balance_after,
-                   SUM(amount) OVER (PARTITION BY account_id ORDER BY id ROWS UNBOUNDED PRECEDING) AS running
-            FROM entries) t
+                   {_RUNNING} AS running
+            FROM entries WINDOW w AS (PARTITION BY account_id ORDER BY id ROWS UNBOUNDED PRECEDING)) t
         WHERE balance_after <> running""",
-    "entry amount != sum of its allocations": """
+    "entry amount != sum of its allocations": f"""
         SELECT e.id, e.amount, COALESCE(s.total, 0) AS total
-        FROM entries e LEFT JOIN (SELECT entry_id, SUM(amount) AS total FROM allocations GROUP BY entry_id) s
+        FROM entries e LEFT JOIN (SELECT entry_id, {_SUM} AS total FROM allocations GROUP BY entry_id) s
           ON s.entry_id = e.id
         WHERE e.amount <> COALESCE(s.total, 0)""",
-    "lot remaining != sum of its allocations": """
+    "lot remaining != sum of its allocations": f"""
         SELECT l.id, l.account_id, l.remaining, COALESCE(s.total, 0) AS total
-        FROM lots l LEFT JOIN (SELECT lot_id, SUM(amount) AS total FROM allocations
+        FROM lots l LEFT JOIN (SELECT lot_id, {_SUM} AS total FROM allocations
                                WHERE lot_id IS NOT NULL GROUP BY lot_id) s ON s.lot_id = l.id
         WHERE l.remaining <> COALESCE(s.total, 0)""",
     "lot remaining outside [0, amount]": """
         SELECT id, account_id, amount, remaining FROM lots WHERE remaining < 0 OR remaining > amount""",
-    "account debt != credit-line allocations": """
+    "account debt != credit-line allocations": f"""
         SELECT a.id, a.customer_key, a.debt, COALESCE(s.total, 0) AS total
         FROM accounts a LEFT JOIN (
-            SELECT e.account_id, -SUM(al.amount) AS total FROM allocations al JOIN entries e ON e.id = al.entry_id
-            WHERE al.lot_id IS NULL GROUP BY e.account_id) s ON s.account_id = a.id
+            SELECT e.account_id, -{exact_sum_sql("al.amount")} AS total
+            FROM allocations al JOIN entries e ON e.id = al.entry_id WHERE al.lot_id IS NULL GROUP BY e.account_id) s ON s.account_id = a.id
         WHERE a.debt <> COALESCE(s.total, 0)""",
-    "account balance != open lots - debt": """
+    "account balance != open lots - debt": f"""
         SELECT a.id, a.customer_key, a.balance, COALESCE(s.total, 0) - a.debt AS expected
-        FROM accounts a LEFT JOIN (SELECT account_id, SUM(remaining) AS total FROM lots GROUP BY account_id) s
-          ON s.account_id = a.id
+        FROM accounts a LEFT JOIN (SELECT account_id, {exact_sum_sql("remaining")} AS total FROM lots
+                                   GROUP BY account_id) s ON s.account_id = a.id
         WHERE a.balance <> COALESCE(s.total, 0) - a.debt""",
     "allocation moves a lot of another account": """
         SELECT al.id, al.entry_id, al.lot_id FROM allocations al

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import string
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from connector import money
 from connector.domain import Contract, Customer, Payment, PrepaymentBalance
+from connector.errors import InvalidInput
 
 FieldType = Literal["text", "decimal", "money", "integer", "date", "datetime", "picklist", "boolean", "lookup"]
 DERIVED = ("balance", "available", "tier", "flags", "runway_days", "reconciled_at", "points", "lifetime_prepaid")
@@ -19,6 +21,26 @@ TEMPLATE_VARS = ("customer", "customer_id", "flag", "detail", "balance", "curren
 _ATTRS = {"customers": set(Customer.model_fields), "contracts": set(Contract.model_fields),
           "payments": set(Payment.model_fields), "prepayment": set(PrepaymentBalance.model_fields)}
 _BASE = {"crm", "module", "crm_id", "modified_at", "owner_id", "fields", "entity"}
+
+
+def _money_text(value: object) -> object:
+    """A money value in a mapping file: quoted text in the one amount grammar (`connector.money`).
+
+    YAML turns unquoted `1_000` into 1000, `1:30` into 90 and `0.1` into a float, so an unquoted
+    number cannot be read exactly as written: it is refused with the fix (quote it).
+    """
+    if isinstance(value, Decimal):
+        return value  # already read (a model built in code, or copied)
+    if not isinstance(value, str) or isinstance(value, bool):
+        raise ValueError(f"{value!r} was read as a YAML {type(value).__name__}, not as text; write amounts in quotes "
+                         f"so they are read exactly as written, e.g. \"100.00\"")
+    try:
+        return money.read_text(value, money.MAX_DECIMALS, allow_zero=True)
+    except InvalidInput as exc:
+        raise ValueError(exc.message.removeprefix("amount: ")) from None
+
+
+Money = Annotated[Decimal, BeforeValidator(_money_text)]
 
 
 class _Strict(BaseModel):
@@ -61,13 +83,20 @@ class TierLevel(_Strict):
     name: str = Field(min_length=1)
     min: dict[str, Decimal] = Field(default_factory=dict)
 
-    @field_validator("min")
+    @field_validator("min", mode="before")
     @classmethod
-    def _metrics(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
-        for key in value:
-            if key not in METRICS and not key.startswith("field:"):
+    def _metrics(cls, value: object) -> object:
+        if not isinstance(value, dict):
+            return value
+        out = {}
+        for key, amount in value.items():
+            if key not in METRICS and not str(key).startswith("field:"):
                 raise ValueError(f"unknown metric {key!r}; use one of {', '.join(METRICS)} or field:<extra name>")
-        return value
+            try:  # the money metrics hold amounts; `field:` metrics compare a CRM field's own number
+                out[key] = _money_text(amount) if key in METRICS else amount
+            except ValueError as exc:
+                raise ValueError(f"{key}: {exc}") from None
+        return out
 
 
 class Tiers(_Strict):
@@ -81,13 +110,13 @@ class Tiers(_Strict):
 class Rules(_Strict):
     """Flag thresholds, as data."""
 
-    low_balance_amount: Decimal = Field(default=Decimal(100), ge=0)
+    low_balance_amount: Money = Field(default=Decimal(100), ge=0)
     use_contract_threshold: bool = True
     expiring_soon_days: int = Field(default=30, ge=0)
     dormant_days: int = Field(default=90, ge=1)
     duplicate_window_days: int = Field(default=3, ge=0)
     overdue_grace_days: int = Field(default=0, ge=0)
-    mismatch_tolerance: Decimal = Field(default=Decimal(0), ge=0)
+    mismatch_tolerance: Money = Field(default=Decimal(0), ge=0)
     event_flag_days: int = Field(default=14, ge=1)
     runway_window_days: int = Field(default=30, ge=1)
 
@@ -192,6 +221,15 @@ class Mapping(_Strict):
         for name, fmap in self.write_back.items():
             if fmap.owner != "connector":
                 raise ValueError(f"write_back.{name}: written fields must be connector-owned (owner: connector)")
+        if self.currency is not None and self.currency.upper() in money.MINOR_UNITS:
+            places = money.exponent(self.currency)
+            amounts = {"rules.low_balance_amount": self.rules.low_balance_amount,
+                       "rules.mismatch_tolerance": self.rules.mismatch_tolerance,
+                       **{f"tiers.levels[{i}].min.{k}": v for i, level in enumerate(self.tiers.levels)
+                          for k, v in level.min.items() if k in METRICS}}
+            for where, amount in amounts.items():
+                if amount != amount.quantize(Decimal(1).scaleb(-places)):
+                    raise ValueError(f"{where}: {amount} has more than {places} decimal places for {self.currency}")
         if "tier" in self.write_back:
             names = {level.name for level in self.tiers.levels}
             missing = names - set(self.write_back["tier"].values)

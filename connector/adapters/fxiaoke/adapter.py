@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -124,18 +123,6 @@ class FxiaokeTaskTarget(BaseModel):
             related_api_names_field=None, status_field="status__c", open_value="a1Xo2", closed_value="k9Pq7")
         values.update(overrides)
         return cls(**values)
-
-
-def _decimal(value: Any, attr: str) -> Decimal:
-    if isinstance(value, (bool, float)) or not isinstance(value, (str, int, Decimal)):
-        raise ValueError(f"expected a decimal string, got {type(value).__name__} {value!r}")
-    try:
-        result = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise ValueError(f"{value!r} is not a decimal number") from None
-    if not result.is_finite():
-        raise ValueError(f"{value!r} is not finite")
-    return result
 
 
 def _china_date(value: Any) -> date:
@@ -253,7 +240,7 @@ class FxiaokeAdapter(CrmAdapter):
             return money.parse_amount(value, currency, field=attr, allow_zero=attr in ZERO_OK_MONEY,
                                       allow_negative=attr in SIGNED_MONEY)
         if attr == "refund_fee_pct":
-            return _decimal(value, attr)
+            return money.read_decimal(value, field=attr)
         if attr in DATE_ATTRS:
             return _china_date(value)
         if attr in DATETIME_ATTRS:

@@ -21,7 +21,7 @@ from typing import Any
 
 import requests
 
-from connector import redact
+from connector import money, redact
 from connector.adapters.base import CallGate
 from connector.adapters.errors import (
     CrmConnectionError,
@@ -56,8 +56,11 @@ def to_epoch_ms(value: date | datetime) -> int:
 
 
 def from_epoch_ms(value: Any) -> datetime:
-    """An aware UTC datetime from epoch milliseconds (int or numeric string)."""
-    return datetime.fromtimestamp(int(value) / 1000, tz=timezone.utc)
+    """An aware UTC datetime from epoch milliseconds (int or numeric string); ValueError when out of range."""
+    ms = int(value)
+    if not 0 <= ms < 253_370_764_800_000:  # 1970-01-01 .. 9998-12-31 (connector.timeutil's range)
+        raise ValueError(f"{value!r} is not a time between 1970 and 9998 in epoch milliseconds")
+    return datetime.fromtimestamp(ms // 1000, tz=timezone.utc).replace(microsecond=ms % 1000 * 1000)
 
 
 def encode_value(value: Any, field: str = "value") -> Any:
@@ -228,7 +231,7 @@ class FxiaokeClient:
             raise CrmError(f"unexpected HTTP {response.status_code}: {redact.text(response.text[:300], secrets)}",
                            crm=CRM, status=response.status_code, request=f"POST {path}")
         try:
-            parsed = response.json()
+            parsed = money.json_loads(response.content)  # every number exact: no float on the way
         except ValueError:
             raise ServerError("response body is not JSON", crm=CRM, status=200, request=f"POST {path}") from None
         if not isinstance(parsed, dict):

@@ -183,9 +183,7 @@ class ZohoAdapter(CrmAdapter):
                     return raw  # reported by the currency check / refused below
                 return money.parse_amount(raw, currency, field=crm_field, allow_zero=True)
             if attr in DECIMALS:
-                if isinstance(raw, float):
-                    raise InvalidInput("floats are not accepted")
-                return Decimal(str(raw))
+                return money.read_decimal(raw, field=crm_field)
             if attr in DATES:
                 return date.fromisoformat(str(raw))
             if attr in WHENS:

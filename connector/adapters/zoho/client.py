@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 import requests
 from tenacity import retry_if_exception_type
 
-from connector import redact
+from connector import money, redact
 from connector.adapters.base import ApiUsage, CallGate
 from connector.adapters.errors import (
     AuthError,
@@ -288,7 +288,7 @@ class ZohoClient:
         if resp.status_code in _EMPTY or not resp.content:
             return None
         try:
-            return json.loads(resp.content, parse_float=Decimal)
+            return money.json_loads(resp.content)  # every number exact: no float on the way
         except ValueError:
             return {"body": resp.text[:500]}
 

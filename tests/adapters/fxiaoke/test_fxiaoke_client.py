@@ -317,12 +317,41 @@ def test_string_amounts_become_exact_decimals() -> None:
     client, _ = build()
     adapter = FxiaokeAdapter(client)
     out = list(adapter.stream(DEFAULT_SPECS[Entity.PAYMENT]))
-    assert [type(r) for r in out] == [Payment, Payment]
-    assert [r.amount for r in out] == [Decimal("1234567890123.45"), Decimal("0.10")]  # type: ignore[union-attr]
-    assert [(r.crm_id, r.field) for r in adapter.rejected] == [
-        ("65a000000000000000000003", "payment_amount"), ("65a000000000000000000004", "payment_amount")]
+    assert [type(r) for r in out] == [Payment, Payment, Payment]
+    # a JSON number is decoded exactly (never a float), so 12.5 is 12.50
+    assert [r.amount for r in out] == [Decimal("1234567890123.45"), Decimal("0.10"), Decimal("12.50")]  # type: ignore[union-attr]
+    assert [(r.crm_id, r.field) for r in adapter.rejected] == [("65a000000000000000000003", "payment_amount")]
     assert "more than 2 decimal places" in adapter.rejected[0].message
-    assert "floats are not accepted" in adapter.rejected[1].message
+
+
+@responses.activate
+@pytest.mark.parametrize(("amount", "why"), [
+    ("1,234.50", "',' is not accepted"), ("1e5", "exponents"), ("１００", "non-ASCII"), (" 100", "spaces"),
+    ("-5", "must be positive"), ("99999999999999999999.99", "above the limit"), ("NaN", "is not an amount"),
+])
+def test_string_amounts_follow_the_one_grammar(amount: str, why: str) -> None:
+    rows = [{"_id": "65a000000000000000000009", "owner": ["FSUID_1"], "last_modified_time": 1_717_171_200_000,
+             "life_status": "normal", "account_id": "acc1", "payment_amount": amount, "payment_time": 1_717_171_200_000}]
+    responses.post(TOKEN_URL, json=token_body())
+    responses.post(QUERY_URL, json=ok(data={"dataList": rows, "offset": 0, "limit": 100, "total": 0}))
+    client, _ = build()
+    adapter = FxiaokeAdapter(client)
+    assert list(adapter.stream(DEFAULT_SPECS[Entity.PAYMENT])) == []
+    assert [(r.crm_id, r.field) for r in adapter.rejected] == [("65a000000000000000000009", "payment_amount")]
+    assert why in adapter.rejected[0].message and repr(amount) in adapter.rejected[0].message
+
+
+@responses.activate
+@pytest.mark.parametrize("stamp", [10**20, -5, "99999999999999999999"])
+def test_times_out_of_range_reject_the_record_not_the_run(stamp: object) -> None:
+    rows = [{"_id": "65a00000000000000000000a", "owner": ["FSUID_1"], "last_modified_time": 1_717_171_200_000,
+             "life_status": "normal", "account_id": "acc1", "payment_amount": "5", "payment_time": stamp}]
+    responses.post(TOKEN_URL, json=token_body())
+    responses.post(QUERY_URL, json=ok(data={"dataList": rows, "offset": 0, "limit": 100, "total": 0}))
+    client, _ = build()
+    adapter = FxiaokeAdapter(client)
+    assert list(adapter.stream(DEFAULT_SPECS[Entity.PAYMENT])) == []
+    assert "between 1970 and 9998" in adapter.rejected[0].message
 
 
 @responses.activate
