@@ -73,9 +73,9 @@ def parse_amount(value: object, currency: str, *, field: str = "amount", allow_z
         raise InvalidInput(f"{field}: {value} has more than {exp} decimal places for {currency_code(currency)}",
                            field=field, value=value)
     if quantized == 0 and not allow_zero:
-        raise InvalidInput(f"{field}: amount must not be zero", field=field, value=value)
+        raise InvalidInput(f"{field}: must not be zero", field=field, value=value)
     if quantized < 0 and not allow_negative:
-        raise InvalidInput(f"{field}: amount must be positive, got {value}", field=field, value=value)
+        raise InvalidInput(f"{field}: must be positive, got {value}", field=field, value=value)
     return quantized
 
 
