@@ -112,8 +112,8 @@ def demo(crm: Annotated[str, typer.Option("--crm", help="zoho or fxiaoke")] = "z
     out.print("\n4. A run right after with no CRM changes:")
     out.print(f"   records written {again.records_written}, tasks created {again.tasks_created}, "
               f"deposits {again.deposits_posted} (our own writes come back as echoes and are ignored)")
-    out.print(f"\nDone in {elapsed}s. Try `prepaid-sync init --crm {crm} --sandbox URL` with "
-              f"`prepaid-sync sandbox serve --crm {crm} --seed 100`.")
+    out.print(f"\nDone in {elapsed}s. Try it yourself: `prepaid-sync sandbox serve --crm {crm} --seed 100`, then "
+              "`prepaid-sync init --sandbox URL` with the URL it prints.")
 
 
 def _explain(report: RunReport) -> None:
