@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from connector.cli.sync_cmd import engine_for, write_config  # noqa: E402
 from connector.config import load_settings  # noqa: E402
+from connector.ledger.db import make_engine  # noqa: E402
 
 
 def _rss_mb() -> float:
@@ -101,12 +102,12 @@ def main() -> None:
                     help="Zoho: how often `/deleted` is read per stream (0 = every run)")
     args = ap.parse_args()
     t0 = time.monotonic()
-    sb, url, seed, counts, change = (_zoho if args.crm == "zoho" else _fxiaoke)(args.customers)
+    sb, url, _seed, counts, change = (_zoho if args.crm == "zoho" else _fxiaoke)(args.customers)
     print(f"seeded {counts()} in {time.monotonic() - t0:.1f}s")
     with tempfile.TemporaryDirectory() as tmp:
-        write_config(Path(tmp), args.crm, sandbox=url, sandbox_seed=seed,
-                     extra={"deletion_check_minutes": args.deletion_check_minutes})
-        engine, _ = engine_for(load_settings(Path(tmp) / "prepaid-sync.toml"), None)
+        write_config(Path(tmp), args.crm, sandbox=url, extra={"deletion_check_minutes": args.deletion_check_minutes})
+        engine, _ = engine_for(load_settings(Path(tmp) / "prepaid-sync.toml"), None,
+                               make_engine(f"sqlite:///{Path(tmp) / 'prepaid-sync.db'}"))
         engine.overlap = timedelta(seconds=1)
         batch = engine.mapping.write_batch_size
         page = 100 if args.crm == "fxiaoke" else 200

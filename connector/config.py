@@ -1,9 +1,13 @@
-"""`prepaid-sync.toml`: database URL and named CRM connections; secrets only by env-var name (+ local .env)."""
+"""`prepaid-sync.toml`: database URL and named CRM connections; secrets only by env-var name (+ local .env).
+
+`choose_database` is the one rule for which database a command uses.
+"""
 
 from __future__ import annotations
 
 import os
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,9 +15,13 @@ from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from connector.errors import ConfigError
+from connector.ledger.db import DEFAULT_URL as DEFAULT_DB
+from connector.ledger.db import ENV_VAR as DB_ENV
 from connector.mapping.loader import suggest
 
 CONFIG_NAME = "prepaid-sync.toml"
+CONFIG_ENV = "PREPAID_SYNC_CONFIG"
+CONFIG_DB = "sqlite:///prepaid-sync.db"  # a config file without database_url: beside the config file
 ZOHO_SECRETS = {"client_id": "ZOHO_CLIENT_ID", "client_secret": "ZOHO_CLIENT_SECRET",
                 "refresh_token": "ZOHO_REFRESH_TOKEN"}
 FXIAOKE_SECRETS = {"app_id": "FXIAOKE_APP_ID", "app_secret": "FXIAOKE_APP_SECRET",
@@ -110,7 +118,8 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    database_url: str = "sqlite:///./prepaid-sync.db"
+    database_url: str = Field(default=CONFIG_DB, description="a relative SQLite path is taken from this "
+                              "file's folder")
     default_connection: str | None = None
     connections: dict[str, Connection] = Field(min_length=1)
     compliance: dict[str, Any] = Field(default_factory=dict, description="read and checked by "
@@ -150,11 +159,71 @@ class LoadedSettings(BaseModel):
 
 def find_config(explicit: str | Path | None = None) -> Path:
     """`--config`, else $PREPAID_SYNC_CONFIG, else ./prepaid-sync.toml."""
-    raw = explicit or os.environ.get("PREPAID_SYNC_CONFIG") or CONFIG_NAME
+    raw = explicit or os.environ.get(CONFIG_ENV) or CONFIG_NAME
     path = Path(raw)
     if not path.exists():
         raise ConfigError(f"{path}: no config file; run `prepaid-sync init` to write one", file=str(path))
     return path
+
+
+def locate_config(explicit: str | Path | None = None) -> Path | None:
+    """The config file in force: `--config` or $PREPAID_SYNC_CONFIG (which must exist), else ./prepaid-sync.toml
+    when there is one, else None."""
+    if explicit or os.environ.get(CONFIG_ENV):
+        return find_config(explicit)
+    return Path(CONFIG_NAME) if Path(CONFIG_NAME).is_file() else None
+
+
+@dataclass(frozen=True)
+class DatabaseChoice:
+    """The database a command uses, and what chose it (for messages)."""
+
+    url: str
+    source: str
+
+
+def choose_database(db: str | None, config: str | Path | None = None) -> DatabaseChoice:
+    """The one rule for every command: `--db`, else $PREPAID_SYNC_DB, else the config file's `database_url`
+    (a relative SQLite path is taken from the config file's folder), else sqlite:///./prepaid-sync.db.
+
+    The config file is `--config`, else $PREPAID_SYNC_CONFIG, else ./prepaid-sync.toml; the .env beside it counts
+    as environment, as it does for secrets."""
+    if db:
+        return DatabaseChoice(db, "--db")
+    path = locate_config(config)
+    if path is not None:
+        load_env(path.parent)
+    if os.environ.get(DB_ENV):
+        return DatabaseChoice(os.environ[DB_ENV], f"${DB_ENV}")
+    if path is None:
+        return DatabaseChoice(DEFAULT_DB, f"the default: no --db, ${DB_ENV} or {CONFIG_NAME}")
+    value = _read_toml(path).get("database_url", CONFIG_DB)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{path}: database_url must be a database URL such as {CONFIG_DB!r}", file=str(path))
+    return DatabaseChoice(beside(value, path.resolve().parent), f"database_url in {path}")
+
+
+def beside(url: str, folder: Path) -> str:
+    """`url` with a relative SQLite file path taken from `folder` (other URLs unchanged)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # an invalid URL is reported, with its reason, where it is opened
+        return url
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return url
+    path = Path(parsed.database).expanduser()
+    if path.is_absolute():
+        return url
+    return parsed.set(database=os.path.normpath(folder / path)).render_as_string(hide_password=False)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}", file=str(path)) from None
 
 
 def load_env(folder: Path) -> None:
@@ -169,10 +238,7 @@ def load_env(folder: Path) -> None:
 def load_settings(explicit: str | Path | None = None) -> LoadedSettings:
     """Parse and validate the config file (and load the .env beside it)."""
     path = find_config(explicit)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}", file=str(path)) from None
+    data = _read_toml(path)
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:

@@ -24,6 +24,14 @@ class ConnectorError(Exception):
         return {"error": type(self).__name__, "message": self.message, **{k: str(v) for k, v in self.details.items()}}
 
 
+def field_reason(exc: ConnectorError) -> str:
+    """`exc`'s message without the leading `FIELD: ` its raiser put there, for a caller that names the field itself
+    (so that an error list shows `payment_amount: must be positive`, not `payment_amount: amount: ...`)."""
+    field = exc.details.get("field") if isinstance(exc.details, dict) else None
+    prefix = f"{field}: "
+    return exc.message[len(prefix):] if field and exc.message.startswith(prefix) else exc.message
+
+
 class InvalidInput(ConnectorError):
     """The input itself is wrong (bad amount, unknown currency, malformed row); fix it and retry."""
 
@@ -62,6 +70,12 @@ class ReversalRefused(LedgerRuleError):
 
 class NotFound(ConnectorError):
     """A named account, entry or record does not exist."""
+
+    exit_code = 2
+
+
+class DatabaseUnavailable(ConnectorError):
+    """The database a command would use is missing, unreachable or refuses us; the message names it and the fix."""
 
     exit_code = 2
 

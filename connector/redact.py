@@ -14,10 +14,16 @@ SECRET_NAMES = frozenset({
     "authorization", "token", "api_key", "apikey", "x-api-key", "cookie", "set-cookie",
 })
 # Zoho tokens look like 1000.<hex>.<hex>; bearer tokens follow "Zoho-oauthtoken" or "Bearer".
-_TOKEN_RE = re.compile(r"(?i)(zoho-oauthtoken|bearer)\s+[A-Za-z0-9._\-]+")
+_TOKEN_RE = re.compile(r"(?i)(zoho-oauthtoken|bearer|basic)\s+[A-Za-z0-9._\-+/=]+")
 _ZOHO_TOKEN_RE = re.compile(r"\b1000\.[0-9a-f]{16,}\.[0-9a-f]{16,}\b")
+# A key holding a secret: a secret name, alone or ending a longer identifier (ZOHO_CLIENT_SECRET=, "x-api-key":),
+# starting where an identifier starts. An identifier that starts with an error word is a vendor's error code, not a
+# key (`invalid_client_secret: Zoho token refresh failed`, `INVALID_TOKEN: invalid oauth token`): its text stays.
+# An auth scheme (`Authorization: Bearer <token>`) stays too; _TOKEN_RE masks the token after it.
+_ERROR_WORDS = ("invalid", "expired", "missing", "wrong", "bad", "unknown", "revoked")
 _KV_RE = re.compile(
-    r'(?i)("?(?:' + "|".join(sorted(SECRET_NAMES, key=len, reverse=True)) + r')"?\s*[:=]\s*"?)([^"&,\s}]+)')
+    r'(?i)("?(?<![A-Za-z0-9_-])(?!(?:' + "|".join(_ERROR_WORDS) + r')[_-])[A-Za-z0-9_-]*?(?:'
+    + "|".join(sorted(SECRET_NAMES, key=len, reverse=True)) + r')"?\s*[:=]\s*"?)(?!(?:zoho-oauthtoken|bearer)\s)([^"&,\s}]+)')
 MAX_BODY = 2000
 
 

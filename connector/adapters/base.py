@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from connector.domain import Deletion, Entity, Record
 
 CallGate = Callable[[str, int], None]
+# Told `(seconds, why)` before the client waits (a rate limit, a retry's back-off, call pacing).
+WaitListener = Callable[[float, str], None]
 """Asked before each HTTP call with (call type, credits it costs); raises to refuse the call."""
 
 
@@ -164,6 +166,9 @@ class CrmAdapter(abc.ABC):
         """Have `gate(call_type, credits)` asked before every HTTP call this adapter makes; it raises to
         refuse the call (the daily API budget). None removes it."""
         raise NotImplementedError(f"{type(self).__name__} cannot meter its calls")
+
+    def set_wait_listener(self, listener: WaitListener | None) -> None:  # noqa: B027 - optional hook
+        """Have `listener(seconds, why)` told before every wait of this adapter's client (None removes it)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release HTTP sessions and the like."""

@@ -11,10 +11,12 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
+import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 
-from connector.adapters.errors import RetriableCrmError
+from connector.adapters.errors import CrmConnectionError, RateLimited, RetriableCrmError
 
 log = logging.getLogger("connector.http")
 
@@ -39,8 +41,9 @@ class RetryPolicy:
         # Jitter into [ceiling/2, ceiling] so callers do not retry in lockstep, yet never too soon.
         return ceiling / 2 + random.random() * ceiling / 2
 
-    def retrying(self, describe: Callable[[], str] = lambda: "request") -> Retrying:
-        """A tenacity `Retrying` that applies this policy."""
+    def retrying(self, describe: Callable[[], str] = lambda: "request",
+                 on_wait: Callable[[float, str], None] | None = None) -> Retrying:
+        """A tenacity `Retrying` that applies this policy; `on_wait(seconds, why)` is told before each wait."""
 
         def _wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
@@ -49,9 +52,11 @@ class RetryPolicy:
 
         def _before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
+            seconds = state.next_action.sleep if state.next_action else 0.0
             log.warning("retrying %s after %s (attempt %d of %d, waiting %.2fs)", describe(), exc,
-                        state.attempt_number, self.max_attempts,
-                        state.next_action.sleep if state.next_action else 0.0)
+                        state.attempt_number, self.max_attempts, seconds)
+            if on_wait is not None:
+                on_wait(seconds, wait_reason(exc))
 
         kwargs: dict[str, Any] = {}
         if self.sleep is not None:
@@ -64,6 +69,36 @@ class RetryPolicy:
             reraise=True,
             **kwargs,
         )
+
+
+def wait_reason(exc: BaseException | None) -> str:
+    """Why a retry waits, in a few words, for a progress display."""
+    crm = getattr(exc, "crm", "") or "the CRM"
+    if isinstance(exc, RateLimited):
+        return f"rate limited by {crm}"
+    if isinstance(exc, CrmConnectionError):
+        return f"no answer from {crm}; retrying"
+    return f"{crm} failed ({type(exc).__name__}); retrying"
+
+
+def connection_failure(exc: requests.RequestException, url: str) -> str:
+    """Why a request to `url` got no answer, naming the server (scheme, host, port) and what to check."""
+    parts = urlsplit(url)
+    where = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    text = str(exc)
+    if isinstance(exc, requests.ConnectTimeout):
+        return f"{where} did not accept the connection in time: is the service running and reachable from here?"
+    if "Connection refused" in text or "[Errno 111]" in text:
+        return f"{where} refused the connection: is the service running there?"
+    if any(hint in text for hint in _DNS_HINTS):
+        return f"cannot find the host {parts.hostname!r} of {where}: check the address"
+    if isinstance(exc, requests.Timeout):
+        return f"{where} did not answer in time"
+    return f"no answer from {where} ({type(exc).__name__})"
+
+
+_DNS_HINTS = ("NameResolutionError", "Name or service not known", "nodename nor servname", "getaddrinfo failed",
+              "Temporary failure in name resolution", "No address associated")
 
 
 def parse_retry_after(value: str | None) -> float | None:

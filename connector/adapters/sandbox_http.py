@@ -15,6 +15,9 @@ from requests.structures import CaseInsensitiveDict
 
 # (status, headers, body) to answer with, or None to drop the connection.
 Answer = tuple[int, Mapping[str, str], bytes] | None
+# Sandbox-only (no CRM has it): `GET` answers {"sandbox": "zoho"|"fxiaoke", <its fake credentials>}, which is how
+# `prepaid-sync init --sandbox URL` checks what answers at URL and learns the credentials it accepts.
+INFO_PATH = "/sandbox/credentials"
 
 
 def drop_connection(handler: BaseHTTPRequestHandler) -> None:

@@ -9,13 +9,14 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from connector.cli.common import config_db, emit_json, handled, out
+from connector.cli.common import database, emit_json, handled, out, state
 from connector.config import load_settings
 from connector.errors import ConfigError
 from connector.ledger.tables import utcnow
 from connector.ops.alerts import Alert, DeliveryError, load_alerts, send, unsent
 
-app = typer.Typer(help="Alert channels and the alert outbox.", no_args_is_help=True)
+app = typer.Typer(help="Alert channels and the alert outbox.", no_args_is_help=True,
+                  rich_markup_mode=None)
 ConfigOpt = Annotated[str | None, typer.Option("--config", help="Config file (default ./prepaid-sync.toml).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
@@ -26,7 +27,7 @@ def test_cmd(config: ConfigOpt = None,
              as_json: JsonOpt = False) -> None:
     """Send a test alert through each configured channel now (no outbox, no retries); exit 1 if any failed."""
     with handled(as_json):
-        loaded = load_settings(config)
+        loaded = load_settings(config or state.config)
         rules = load_alerts(loaded.settings.alerts, set(loaded.settings.connections))
         chosen = [rules.channel(channel)] if channel else list(rules.channels)
         if not chosen:
@@ -63,7 +64,7 @@ def pending_cmd(config: ConfigOpt = None,
                 as_json: JsonOpt = False) -> None:
     """Alerts not delivered (yet): pending, being sent, or dead, with attempts and the last error."""
     with handled(as_json):
-        engine = config_db(load_settings(config).settings)
+        engine = database(load_settings(config or state.config).path, write=False)
         rows = unsent(engine, limit=limit)
     if as_json:
         emit_json({"alerts": rows})

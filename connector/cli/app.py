@@ -22,7 +22,9 @@ from connector.cli import (
 )
 from connector.cli.common import state
 
-app = typer.Typer(name="prepaid-sync", no_args_is_help=True, add_completion=False,
+# rich_markup_mode=None on every Typer: plain help, so bracketed words ([compliance], [connections.NAME]) show as
+# written and flags show no type; tests/test_cli_help.py checks every command.
+app = typer.Typer(name="prepaid-sync", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
                   help="Keep prepaid customer money in sync between a local ledger and Zoho CRM or Fxiaoke.")
 app.add_typer(ledger_cmd.app, name="ledger")
 app.add_typer(db_cmd.app, name="db")
@@ -64,8 +66,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    db: Annotated[str | None, typer.Option("--db", help="Database URL (else $PREPAID_SYNC_DB, else "
-                                           "sqlite:///./prepaid-sync.db).", show_default=False)] = None,
+    db: Annotated[str | None, typer.Option("--db", help="Database URL, for every command (else $PREPAID_SYNC_DB, "
+                                           "else the config file's database_url, else sqlite:///./prepaid-sync.db).",
+                                           show_default=False)] = None,
+    config: Annotated[str | None, typer.Option("--config", help="Config file, for commands without their own "
+                                               "--config (else $PREPAID_SYNC_CONFIG, else ./prepaid-sync.toml).",
+                                               show_default=False)] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Show the version and exit.")] = False,
     log_format: Annotated[LogFormat | None, typer.Option("--log-format", envvar=logs.FORMAT_ENV,
@@ -77,6 +83,7 @@ def root(
 ) -> None:
     """prepaid-sync: a prepayment ledger kept in sync with your CRM."""
     state.db = db
+    state.config = config
     if log_format or log_level:
         logs.setup_logging(log_format.value if log_format else "text", log_level.value if log_level else "INFO")
     else:

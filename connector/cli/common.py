@@ -1,4 +1,5 @@
-"""Shared CLI plumbing: the root `--db` option, output in rich tables or one JSON document, exit codes."""
+"""Shared CLI plumbing: the root `--db`/`--config` options and every command's database, output in rich tables
+or one JSON document, exit codes."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -14,9 +16,9 @@ from rich.text import Text
 from sqlalchemy import Engine
 
 from connector import visible
-from connector.config import Settings
+from connector.config import choose_database
 from connector.errors import ConnectorError
-from connector.ledger.db import make_engine
+from connector.ledger.db import open_database, sqlite_path
 
 out = Console()
 err = Console(stderr=True)
@@ -27,14 +29,24 @@ class State:
     """Options given to the root command."""
 
     db: str | None = None
+    config: str | None = None
 
 
 state = State()
 
 
-def config_db(settings: Settings) -> Engine:
-    """The database of a command that reads the config: `--db` if given, else the config's `database_url`."""
-    return make_engine(state.db or settings.database_url)
+def database(config: str | Path | None = None, *, write: bool) -> Engine:
+    """The database of any command, by the one rule (`connector.config.choose_database`): `--db`, else
+    $PREPAID_SYNC_DB, else the config file's `database_url`, else ./prepaid-sync.db. `config` is the command's own
+    `--config` (else the root one). A command that only reads (`write=False`) never creates a database."""
+    choice = choose_database(state.db, config or state.config)
+    path = sqlite_path(choice.url)
+    new = write and path is not None and not path.exists()
+    engine = open_database(choice.url, source=choice.source, create=write)
+    if new:
+        err.print(f"created a new database at {path} ({choice.source})", markup=False, highlight=False,
+                  soft_wrap=True)
+    return engine
 
 
 def emit_json(data: Any) -> None:

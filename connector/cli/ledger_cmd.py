@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from connector import visible
-from connector.cli.common import emit_json, err, handled, out, plain, state
+from connector.cli.common import database, emit_json, err, handled, out, plain, state
 from connector.compliance import DepositGuard
 from connector.errors import LedgerCorrupt
 from connector.ledger import Ledger, PostingResult
@@ -22,7 +22,7 @@ from connector.ledger.importer import Importer
 from connector.ledger.verify import verify as run_verify
 from connector.timeutil import parse_date, parse_datetime
 
-app = typer.Typer(no_args_is_help=True, help="The prepayment ledger.")
+app = typer.Typer(no_args_is_help=True, help="The prepayment ledger.", rich_markup_mode=None)
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 Currency = Annotated[str, typer.Option("--currency", "-c", help="ISO 4217 currency code, e.g. CNY.")]
@@ -33,8 +33,9 @@ Effective = Annotated[str | None, typer.Option("--effective", help="Business tim
 Source = Annotated[str | None, typer.Option("--source", help="Source reference SYSTEM:RECORD_ID.")]
 
 
-def _ledger() -> Ledger:
-    return Ledger.open(state.db, deposit_guard=DepositGuard())
+def _ledger(*, write: bool = True) -> Ledger:
+    """The ledger on the command's database; a command that only reads (`write=False`) never creates one."""
+    return Ledger(database(write=write), deposit_guard=DepositGuard(config=state.config))
 
 
 def _source(value: str | None) -> tuple[str, str] | None:
@@ -133,8 +134,9 @@ def balance(customer: str,
             as_json: Json = False) -> None:
     """Show CUSTOMER's balance (now, or as of a time)."""
     with handled(as_json):
-        views = _ledger().balance(customer, currency, as_of=parse_datetime(as_of, "as-of", end_of_day=True),
-                                  known_at=parse_datetime(known_at, "known-at", end_of_day=True))
+        views = _ledger(write=False).balance(customer, currency,
+                                             as_of=parse_datetime(as_of, "as-of", end_of_day=True),
+                                             known_at=parse_datetime(known_at, "known-at", end_of_day=True))
         if as_json:
             docs = [v.to_dict() for v in views]
             emit_json(docs[0] if len(docs) == 1 else docs)
@@ -175,8 +177,8 @@ def history(customer: str,
             as_json: Json = False) -> None:
     """Statement of CUSTOMER's entries between two times, with opening and closing balances."""
     with handled(as_json):
-        statements = _ledger().history(customer, currency, start=parse_datetime(start, "from"),
-                                       end=parse_datetime(end, "to", end_of_day=True))
+        statements = _ledger(write=False).history(customer, currency, start=parse_datetime(start, "from"),
+                                                  end=parse_datetime(end, "to", end_of_day=True))
         if as_json:
             docs = [s.to_dict() for s in statements]
             emit_json(docs[0] if len(docs) == 1 else docs)
@@ -195,7 +197,7 @@ def history(customer: str,
 def accounts(as_json: Json = False) -> None:
     """List every account with its balance."""
     with handled(as_json):
-        views = _ledger().accounts()
+        views = _ledger(write=False).accounts()
         if as_json:
             emit_json([{k: v for k, v in view.to_dict().items() if k != "as_of"} for view in views])
             return
@@ -240,7 +242,8 @@ def import_csv(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
                as_json: Json = False) -> None:
     """Import postings from a CSV file: all rows or none."""
     with handled(as_json):
-        report = Importer(_ledger().engine, deposit_guard=DepositGuard()).run(file, dry_run=dry_run)
+        engine = _ledger(write=not dry_run).engine  # a dry run only reads
+        report = Importer(engine, deposit_guard=DepositGuard(config=state.config)).run(file, dry_run=dry_run)
         if as_json:
             emit_json(report.to_dict())
         else:
@@ -257,7 +260,7 @@ def import_csv(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
 def entry(entry_id: int, as_json: Json = False) -> None:
     """Show one entry and the lots it moved."""
     with handled(as_json):
-        data = _ledger().entry(entry_id)
+        data = _ledger(write=False).entry(entry_id)
         if as_json:
             emit_json(data)
         else:
@@ -272,7 +275,7 @@ def verify(as_json: Json = False) -> None:
     """Recompute every balance and lot remainder from entries; exit 1 on any inconsistency."""
     with handled(as_json):
         started = datetime.now()
-        report = run_verify(_ledger().engine)
+        report = run_verify(_ledger(write=False).engine)
         seconds = (datetime.now() - started).total_seconds()
         if as_json:
             emit_json({**report.to_dict(), "seconds": round(seconds, 3)})

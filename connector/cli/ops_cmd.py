@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, tzinfo
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,9 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import Engine
 
-from connector.cli.common import config_db, emit_json, handled, out, state
-from connector.config import CONFIG_NAME, LoadedSettings, load_settings
-from connector.ledger.db import make_engine
+from connector.cli.common import database, emit_json, handled, out, state
+from connector.config import load_settings, locate_config
 from connector.ops.schedule_spec import zone
 from connector.ops.status import ConnectionStatus, RunDetail, RunRow, all_statuses, list_runs, run_detail
 
@@ -29,7 +26,8 @@ COUNT_LABELS = {"pulled": "pulled", "deposits_posted": "deposits", "consumptions
                 "tasks_created": "tasks opened", "tasks_closed": "tasks closed", "flags_opened": "flags opened",
                 "flags_cleared": "flags cleared"}
 
-runs_app = typer.Typer(help="Run history: `runs` lists recent runs, `runs show RUN_ID` shows one with its errors.")
+runs_app = typer.Typer(rich_markup_mode=None,
+                      help="Run history: `runs` lists recent runs, `runs show RUN_ID` shows one with its errors.")
 
 
 # ---- formatting helpers ----------------------------------------------------------------------------
@@ -177,14 +175,14 @@ def status_table(s: ConnectionStatus) -> Table:
 
 
 def status(config: ConfigOpt = None,
-           connection: Annotated[str | None, typer.Option("--connection", "-c", help="Only this connection "
+           connection: Annotated[str | None, typer.Option("--connection", help="Only this connection "
                                                           "(default: all).")] = None,
            as_json: JsonOpt = False) -> None:
     """Per connection: last run, next run, who runs it now, failures in a row, API use today, flags, retries."""
     with handled(as_json):
-        loaded = load_settings(config)
+        loaded = load_settings(config or state.config)
         names = [loaded.settings.connection(connection)[0]] if connection else list(loaded.settings.connections)
-        statuses = all_statuses(config_db(loaded.settings), loaded, names)
+        statuses = all_statuses(database(loaded.path, write=False), loaded, names)
     if as_json:
         emit_json({"connections": [s.model_dump(mode="json") for s in statuses]})
         return
@@ -197,15 +195,12 @@ def status(config: ConfigOpt = None,
 # ---- runs ------------------------------------------------------------------------------------------
 
 def _open(config: str | None) -> tuple[Engine, dict[str, tzinfo]]:
-    """The database and each connection's zone; without a config file, `--db`/$PREPAID_SYNC_DB and UTC."""
-    loaded: LoadedSettings | None = None
-    if config or os.environ.get("PREPAID_SYNC_CONFIG") or Path(CONFIG_NAME).exists():
-        loaded = load_settings(config)
-    if loaded is None:
-        return make_engine(state.db), {}
-    s = loaded.settings
-    return (config_db(s),
-            {name: zone(s.zone(conn)) for name, conn in s.connections.items()})
+    """The database and each connection's zone; without a config file, UTC."""
+    path = locate_config(config or state.config)
+    if path is None:
+        return database(write=False), {}
+    s = load_settings(path).settings
+    return database(path, write=False), {name: zone(s.zone(conn)) for name, conn in s.connections.items()}
 
 
 def runs_table(rows: list[RunRow], title: str, *, with_reason: bool = True) -> Table:
@@ -229,7 +224,7 @@ def runs_table(rows: list[RunRow], title: str, *, with_reason: bool = True) -> T
 
 @runs_app.callback(invoke_without_command=True)
 def runs(ctx: typer.Context,
-         connection: Annotated[str | None, typer.Option("--connection", "-c", help="Only this connection.")] = None,
+         connection: Annotated[str | None, typer.Option("--connection", help="Only this connection.")] = None,
          limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs, newest first.")] = 20,
          config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """List recent runs, newest first (times in each connection's zone)."""

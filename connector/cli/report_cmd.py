@@ -13,12 +13,11 @@ import typer
 from rich.table import Table
 from sqlalchemy import Engine
 
-from connector.cli.common import emit_json, handled, out, state
+from connector.cli.common import database, emit_json, handled, out, state
 from connector.compliance.custody import custody_report, previous_quarter, quarter_bounds
 from connector.compliance.rules import load_rules
 from connector.compliance.thresholds import threshold_warnings
 from connector.errors import InvalidInput
-from connector.ledger.db import make_engine
 from connector.reports import build_report
 from connector.reports.attributes import CustomerAttributes, NoAttributes, StaticAttributes
 from connector.reports.display import money, zone
@@ -39,7 +38,8 @@ from connector.statements import to_html as statement_html
 from connector.statements import to_json as statement_json
 from connector.timeutil import parse_datetime
 
-app = typer.Typer(no_args_is_help=False, help="Finance reports over the ledger, and compliance.")
+app = typer.Typer(no_args_is_help=False, help="Finance reports over the ledger, and compliance.",
+                  rich_markup_mode=None)
 
 AsOf = Annotated[str | None, typer.Option("--as-of", help="A date (end of that day, UTC) or date-time; "
                                           "default now.")]
@@ -68,9 +68,9 @@ def _sources(path: Path | None, connection: str | None,
     if path is not None and connection is not None:
         raise InvalidInput("give --attributes FILE or --connection NAME, not both", field="connection")
     if connection is not None:
-        provider = for_connection(connection, config, state.db)
+        provider = for_connection(connection, config or state.config, database(config, write=False))
         return provider.engine, provider
-    return make_engine(state.db), StaticAttributes.from_csv(path) if path else NoAttributes()
+    return database(config, write=False), StaticAttributes.from_csv(path) if path else NoAttributes()
 
 
 def _write(text: str, path: Path | None) -> None:
@@ -100,7 +100,7 @@ def report(ctx: typer.Context, as_of: AsOf = None,
         if fmt not in FORMATS:
             raise InvalidInput(f"format: {fmt!r} is not one of {', '.join(FORMATS)}", field="format")
         engine, provider = _sources(attributes, connection, config)
-        rep = build_report(engine, parse_as_of(as_of), attributes=provider, rules=load_rules(config),
+        rep = build_report(engine, parse_as_of(as_of), attributes=provider, rules=load_rules(config or state.config),
                            window_days=window, within_days=within, top_n=top)
         if fmt == "table":
             print_tables(rep, out)
@@ -126,8 +126,8 @@ def custody(quarter: Annotated[str | None, typer.Option("--quarter", help="e.g. 
     with handled(as_json):
         q = quarter or previous_quarter(datetime.now(UTC))
         quarter_bounds(q)
-        rules = load_rules(config)
-        lines = custody_report(make_engine(state.db), q, rules)
+        rules = load_rules(config or state.config)
+        lines = custody_report(database(config, write=False), q, rules)
         if as_json:
             emit_json({"quarter": q, "rules": rules.source, "lines": [x.to_dict() for x in lines]})
             return
@@ -147,7 +147,7 @@ def compliance(start: Annotated[str | None, typer.Option("--from", help="Deposit
                as_json: Json = False) -> None:
     """Threshold warnings (real name, cash) for deposits in a period, and the prepayment switch."""
     with handled(as_json):
-        rules = load_rules(config)
+        rules = load_rules(config or state.config)
         stop = parse_datetime(end, "to", end_of_day=True) or datetime.now(UTC)
         begin = parse_datetime(start, "from") or stop - timedelta(days=90)
         engine, provider = _sources(attributes, connection, config)
@@ -218,7 +218,7 @@ def statement(customer: Annotated[str | None, typer.Argument(help="Customer key 
         stop = _bound(end, tz, "to", next_day=True) or now
         engine, provider = _sources(attributes, connection, config)
         loader = StatementLoader(engine, _bound(start, tz, "from"), min(stop, now), attributes=provider,
-                                 rules=load_rules(config),
+                                 rules=load_rules(config or state.config),
                                  currency=currency.upper() if currency else None)
 
         def _render(st: object) -> str:

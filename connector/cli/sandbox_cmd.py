@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, help="Local CRM emulators for tests, demos and trying mappings safely.")
+app = typer.Typer(rich_markup_mode=None,
+                  no_args_is_help=True, help="Local CRM emulators for tests, demos and trying mappings safely.")
 
 
 class Crm(StrEnum):

@@ -12,7 +12,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from connector import logs
-from connector.cli.common import config_db, emit_json, handled, out
+from connector.cli.common import database, emit_json, handled, out, state
 from connector.config import LoadedSettings, load_settings
 from connector.ledger.tables import utcnow
 from connector.ops.alerts import deliver_due, load_alerts, notify_run
@@ -32,8 +32,8 @@ def schedule(config: Annotated[str | None, typer.Option("--config", help="Config
              ) -> None:
     """Run each connection's syncs on its schedule; several workers may share one PostgreSQL database."""
     with handled(as_json):
-        loaded = load_settings(config)
-        engine = config_db(loaded.settings)
+        loaded = load_settings(config or state.config)
+        engine = database(loaded.path, write=True)
         worker = Worker(loaded, engine, worker_id=worker_id or default_holder())
         if not logs.is_configured():
             logs.setup_logging(loaded.settings.log_format, "INFO")
@@ -41,7 +41,7 @@ def schedule(config: Annotated[str | None, typer.Option("--config", help="Config
         wire_alerts(worker, loaded, engine)
         if not worker.book.scheduled():
             out.print("no connection has a schedule; set `schedule = \"every 15 minutes\"` (or a cron) under "
-                      "[connections.NAME] in the config")
+                      "[connections.NAME] in the config", markup=False)
             raise typer.Exit(2)
     if once:
         with worker_signals(worker):

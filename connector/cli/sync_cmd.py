@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Any
 
+import requests
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
+from sqlalchemy import Engine
 
-from connector.cli.common import config_db, emit_json, err, handled, out
+from connector.cli.common import database, emit_json, err, handled, out, state
 from connector.cli.progress import RunProgress
-from connector.config import Connection, LoadedSettings, Settings, load_settings, render
+from connector.adapters.http import connection_failure
+from connector.adapters.sandbox_http import INFO_PATH
+from connector.config import (
+    CONFIG_DB,
+    FXIAOKE_SECRETS,
+    ZOHO_SECRETS,
+    Connection,
+    LoadedSettings,
+    Settings,
+    load_settings,
+    render,
+)
 from connector.errors import ConfigError
 from connector.ledger.tables import utcnow
 from connector.mapping import load_mapping
@@ -25,10 +41,11 @@ from connector.sync import RunReport, SyncEngine
 from connector.sync.checks import check_online
 from connector.sync.factory import build_adapter, build_sync_engine
 
-sync_app = typer.Typer(help="Run syncs between the CRM and the ledger.", no_args_is_help=True)
-mappings_app = typer.Typer(help="Validate mapping files.", no_args_is_help=True)
+sync_app = typer.Typer(help="Run syncs between the CRM and the ledger.", no_args_is_help=True,
+                       rich_markup_mode=None)
+mappings_app = typer.Typer(help="Validate mapping files.", no_args_is_help=True, rich_markup_mode=None)
 ConfigOpt = Annotated[str | None, typer.Option("--config", help="Config file (default ./prepaid-sync.toml).")]
-ConnOpt = Annotated[str | None, typer.Option("--connection", "-c", help="Connection name from the config.")]
+ConnOpt = Annotated[str | None, typer.Option("--connection", help="Connection name from the config.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
 
@@ -46,28 +63,30 @@ def print_report(report: RunReport, *, title: str = "sync run") -> None:
                          ("API calls", report.api_calls), ("errors", report.error_total)]:
         table.add_row(label, str(value))
     out.print(table)
+    if report.reason:
+        out.print(Text.assemble(("  why: ", "bold"), report.reason), highlight=False)
     for e in report.errors[:10]:
-        out.print(f"  [yellow]{e['stage']}[/] {e['record']} {e['field']}: {e['reason']}", highlight=False)
+        out.print(Text.assemble(("  " + e["stage"], "yellow"), f" {e['record']} {e['field']}: {e['reason']}"),
+                  highlight=False)
     if report.error_total > 10:
         out.print(f"  ... and {report.error_total - 10} more (recorded in the sync_errors table)")
     if report.dry_run:
         for key, change in list(report.changes.items())[:50]:
-            out.print(f"[bold]{key}[/]")
+            out.print(f"[bold]{escape(key)}[/]")
             for p in change["postings"]:
-                out.print(f"  ledger: {p}", highlight=False)
+                out.print(f"  ledger: {p}", markup=False, highlight=False)
             for f, diff in change["fields"].items():
-                out.print(f"  field {f}: {diff}", highlight=False)
+                out.print(f"  field {f}: {diff}", markup=False, highlight=False)
             for tsk in change["tasks_open"]:
-                out.print(f"  open task: {tsk}", highlight=False)
+                out.print(f"  open task: {tsk}", markup=False, highlight=False)
             for tsk in change["tasks_close"]:
-                out.print(f"  close task: {tsk}", highlight=False)
+                out.print(f"  close task: {tsk}", markup=False, highlight=False)
 
 
-def engine_for(loaded: LoadedSettings, name: str | None) -> tuple[SyncEngine, str]:
-    """The SyncEngine of a configured connection."""
+def engine_for(loaded: LoadedSettings, name: str | None, db: Engine | None = None) -> tuple[SyncEngine, str]:
+    """The SyncEngine of a configured connection, on `db` (default: the database of the command's rule)."""
     conn_name, _conn = loaded.settings.connection(name)
-    db = config_db(loaded.settings)
-    return build_sync_engine(loaded, conn_name, db), conn_name
+    return build_sync_engine(loaded, conn_name, db or database(loaded.path, write=True)), conn_name
 
 
 @sync_app.command("run")
@@ -78,7 +97,7 @@ def run_cmd(connection: ConnOpt = None, config: ConfigOpt = None,
             as_json: JsonOpt = False) -> None:
     """Pull CRM changes, post them to the ledger, reconcile, and write back what changed."""
     with handled(as_json):
-        loaded = load_settings(config)
+        loaded = load_settings(config or state.config)
         rules = load_alerts(loaded.settings.alerts, set(loaded.settings.connections))
         engine, name = engine_for(loaded, connection)
         with graceful_signals() as stop:
@@ -87,6 +106,7 @@ def run_cmd(connection: ConnOpt = None, config: ConfigOpt = None,
             else:
                 with RunProgress(err) as progress:
                     engine.progress = progress
+                    engine.adapter.set_wait_listener(progress.waiting)
                     report = engine.run(full=full, dry_run=dry_run, should_stop=stop)
         engine.adapter.close()
         if rules.channels and not dry_run:
@@ -106,64 +126,85 @@ def graceful_signals() -> AbstractContextManager[Callable[[], str | None]]:
         lambda name: err.print(f"{name} again: aborting now"))
 
 
-def init(crm: Annotated[str, typer.Option("--crm", help="zoho or fxiaoke")] = "zoho",
-         sandbox: Annotated[str | None, typer.Option("--sandbox", help="URL of a running sandbox "
-                                                     "(`prepaid-sync sandbox serve`); its fake credentials go "
-                                                     "into .env")] = None,
-         sandbox_seed: Annotated[int, typer.Option("--sandbox-seed", help="Fxiaoke: the sandbox's --seed "
-                                                   "(its fake credentials derive from it).")] = 0,
+def init(crm: Annotated[str | None, typer.Option("--crm", help="zoho or fxiaoke (default: the CRM the --sandbox "
+                                                 "emulates, else zoho).", show_default=False)] = None,
+         sandbox: Annotated[str | None, typer.Option("--sandbox", help="URL of a running sandbox (`prepaid-sync "
+                                                     "sandbox serve` prints it); the fake credentials it accepts are "
+                                                     "read from it and go into .env.")] = None,
          directory: Annotated[Path, typer.Option("--dir", help="Where to write the files.")] = Path("."),
          force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False) -> None:
-    """Write prepaid-sync.toml and copy the default mapping (never writes real credentials)."""
+    """Write prepaid-sync.toml, a copy of the default mapping and (with --sandbox) .env; print what to run next."""
     with handled(False):
-        paths = write_config(directory, crm, sandbox=sandbox, sandbox_seed=sandbox_seed, force=force)
+        paths = write_config(directory, crm, sandbox=sandbox, force=force)
     for p in paths:
-        out.print(f"wrote {p}")
-    if not sandbox:
-        out.print("Set the secrets in the environment variables named under [connections.*.secrets] "
-                  "(or a local .env), then run `prepaid-sync mappings check --online`.")
+        out.print(f"wrote {p}", markup=False, highlight=False)
+    cfg = paths[0]
+    flag = "" if cfg.resolve().parent == Path.cwd().resolve() else f" --config {shlex.quote(str(cfg))}"
+    names = (ZOHO_SECRETS if paths[1].stem == "zoho" else FXIAOKE_SECRETS).values()  # paths[1]: mappings/CRM.yaml
+    steps = [] if sandbox else [f"set {', '.join(names)} in the environment or in {cfg.parent / '.env'} "
+                                "(never in the config file)"]
+    steps += [f"prepaid-sync mappings check --online{flag}    # the mapping against the CRM's fields",
+              f"prepaid-sync sync run --dry-run{flag}    # what a first sync would do; changes nothing",
+              f"prepaid-sync sync run{flag}",
+              f"prepaid-sync report{flag}"]
+    out.print("Next:", highlight=False)
+    for step in steps:
+        out.print(f"  {step}", markup=False, highlight=False, soft_wrap=True)
 
 
-def sandbox_credentials(crm: str, url: str, seed: int = 0) -> tuple[dict[str, Any], dict[str, str]]:
-    """Connection settings and .env values for a running sandbox (its well-known fake credentials)."""
+def sandbox_credentials(url: str, crm: str | None = None) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """Ask the sandbox at `url` which CRM it emulates and which fake credentials it accepts: its CRM, the
+    connection settings and the .env values for it. Refuses a URL that does not answer as a sandbox of `crm`."""
     base = url.rstrip("/")
-    if crm == "zoho":
-        from connector.adapters.zoho.sandbox import SandboxConfig
+    try:
+        resp = requests.get(base + INFO_PATH, timeout=10)
+    except requests.RequestException as exc:
+        raise ConfigError(f"--sandbox {base}: {connection_failure(exc, base)} (start one with `prepaid-sync "
+                          f"sandbox serve --crm {crm or 'zoho'} --seed 100` and give the URL it prints)",
+                          field="sandbox") from None
+    try:
+        info = resp.json()
+    except ValueError:
+        info = None
+    kind = info.get("sandbox") if isinstance(info, dict) else None
+    wanted = ZOHO_SECRETS if kind == "zoho" else FXIAOKE_SECRETS
+    if resp.status_code != 200 or kind not in ("zoho", "fxiaoke") or not all(info.get(k) for k in wanted):
+        raise ConfigError(f"--sandbox {base} does not answer as a prepaid-sync sandbox (GET {INFO_PATH}: HTTP "
+                          f"{resp.status_code}); give the URL that `prepaid-sync sandbox serve` prints",
+                          field="sandbox")
+    if crm is not None and crm != kind:
+        raise ConfigError(f"--sandbox {base} is a {kind} sandbox, not {crm}; use --crm {kind} (or leave --crm out)",
+                          field="crm")
+    env = {var: str(info[key]) for key, var in wanted.items()}
+    if kind == "zoho":
+        return kind, {"accounts_url": base, "api_domain": base}, env
+    return kind, {"base_url": base, "open_user_id": str(info.get("open_user_id") or "") or None}, env
 
-        cfg = SandboxConfig()
-        return ({"accounts_url": base, "api_domain": base},
-                {"ZOHO_CLIENT_ID": cfg.client_id, "ZOHO_CLIENT_SECRET": cfg.client_secret,
-                 "ZOHO_REFRESH_TOKEN": cfg.refresh_token})
-    from connector.adapters.fxiaoke.sandbox import SandboxApp, SandboxConfig
 
-    creds = SandboxApp(SandboxConfig(seed=seed)).credentials
-    return ({"base_url": base, "open_user_id": creds.open_user_id},
-            {"FXIAOKE_APP_ID": creds.app_id, "FXIAOKE_APP_SECRET": creds.app_secret,
-             "FXIAOKE_PERMANENT_CODE": creds.permanent_code})
-
-
-def write_config(directory: Path, crm: str, *, sandbox: str | None = None, sandbox_seed: int = 0,
-                 force: bool = False,
+def write_config(directory: Path, crm: str | None, *, sandbox: str | None = None, force: bool = False,
                  database_url: str | None = None, env: dict[str, str] | None = None,
                  extra: dict[str, Any] | None = None) -> list[Path]:
-    """Write config, mapping copy and (for a sandbox) .env; returns the paths written."""
-    if crm not in ("zoho", "fxiaoke"):
+    """Write config, mapping copy and (for a sandbox) .env; returns the paths written, the config first.
+
+    The database is `prepaid-sync.db` beside the config (a relative path, so a copied folder has its own)."""
+    if crm not in (None, "zoho", "fxiaoke"):
         raise ConfigError(f"--crm must be zoho or fxiaoke, not {crm!r}", field="crm")
-    directory.mkdir(parents=True, exist_ok=True)
-    cfg_path, map_path = directory / "prepaid-sync.toml", directory / "mappings" / f"{crm}.yaml"
+    cfg_path = directory / "prepaid-sync.toml"
     if cfg_path.exists() and not force:
         raise ConfigError(f"{cfg_path} exists; use --force to overwrite", file=str(cfg_path))
     settings_extra: dict[str, Any] = dict(extra or {})
     if sandbox:
-        conn_extra, env_values = sandbox_credentials(crm, sandbox, sandbox_seed)
+        crm, conn_extra, env_values = sandbox_credentials(sandbox, crm)
         settings_extra.update(conn_extra)
         env = {**env_values, **(env or {})}
-    elif crm == "fxiaoke":
+    crm = crm or "zoho"
+    if crm == "fxiaoke":
         settings_extra.setdefault("base_url", "https://open.fxiaoke.com")
     conn = Connection(**{"crm": crm, "mapping": f"mappings/{crm}.yaml", "schedule": "every 15 minutes",
                          **settings_extra})
-    settings = Settings(database_url=database_url or f"sqlite:///{(directory / 'prepaid-sync.db').resolve()}",
-                        default_connection=crm, connections={crm: conn})
+    settings = Settings(database_url=database_url or CONFIG_DB, default_connection=crm, connections={crm: conn})
+    directory.mkdir(parents=True, exist_ok=True)
+    map_path = directory / "mappings" / f"{crm}.yaml"
     map_path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(default_mapping_path(crm), map_path)
     cfg_path.write_text(render(settings), encoding="utf-8")
@@ -192,7 +233,7 @@ def check_cmd(connection: ConnOpt = None, config: ConfigOpt = None,
             problems: list[dict[str, str]] = []
             where = str(mapping)
         else:
-            loaded = load_settings(config)
+            loaded = load_settings(config or state.config)
             _name, conn = loaded.settings.connection(connection)
             path = loaded.mapping_path(conn)
             m = load_mapping(path)
@@ -207,7 +248,7 @@ def check_cmd(connection: ConnOpt = None, config: ConfigOpt = None,
     else:
         if problems:
             for p in problems:
-                err.print(f"[red]{p['path']}[/]: {p['reason']}", highlight=False)
+                err.print(Text.assemble((p["path"], "red"), f": {p['reason']}"), highlight=False)
         else:
             out.print(f"{where}: ok" + (" (checked against the CRM)" if online else ""))
     if problems:

@@ -15,10 +15,11 @@ import typer
 from connector.cli.common import emit_json, handled, out
 from connector.cli.sync_cmd import engine_for, print_report, write_config
 from connector.config import load_settings
+from connector.ledger.db import make_engine
 from connector.sync.context import RunReport
 
 
-def _zoho(n: int) -> tuple[Any, str, int, Callable[[], dict[str, str]]]:
+def _zoho(n: int) -> tuple[Any, str, Callable[[], dict[str, str]]]:
     from connector.adapters.zoho.sandbox import ZohoSandbox
 
     sb = ZohoSandbox(seed=n).start()
@@ -40,10 +41,10 @@ def _zoho(n: int) -> tuple[Any, str, int, Callable[[], dict[str, str]]]:
                 "edited payment": f"{second['id']} (+100.00)",
                 "hand-edited balance": f"account {victim} Prepaid_Balance -> 999999.00"}
 
-    return sb, sb.api_domain, 0, act
+    return sb, sb.api_domain, act
 
 
-def _fxiaoke(n: int) -> tuple[Any, str, int, Callable[[], dict[str, str]]]:
+def _fxiaoke(n: int) -> tuple[Any, str, Callable[[], dict[str, str]]]:
     from connector.adapters.fxiaoke.sandbox import FxiaokeSandbox, SandboxConfig
 
     sb = FxiaokeSandbox(config=SandboxConfig(seed=n)).start()
@@ -64,7 +65,7 @@ def _fxiaoke(n: int) -> tuple[Any, str, int, Callable[[], dict[str, str]]]:
         return {"new payment": f"{new['_id']} (250.00 CNY)", "edited payment": f"{second['_id']} (+100.00)",
                 "hand-edited balance": f"customer {victim} prepaid_balance__c -> 999999.00"}
 
-    return sb, sb.base_url, n, act
+    return sb, sb.base_url, act
 
 
 def demo(crm: Annotated[str, typer.Option("--crm", help="zoho or fxiaoke")] = "zoho",
@@ -77,11 +78,13 @@ def demo(crm: Annotated[str, typer.Option("--crm", help="zoho or fxiaoke")] = "z
 
             raise ConfigError(f"--crm must be zoho or fxiaoke, not {crm!r}", field="crm")
         started = time.monotonic()
-        sandbox, url, seed, act = (_zoho if crm == "zoho" else _fxiaoke)(customers)
+        sandbox, url, act = (_zoho if crm == "zoho" else _fxiaoke)(customers)
         try:
             with tempfile.TemporaryDirectory(prefix="prepaid-sync-demo-") as tmp:
-                write_config(Path(tmp), crm, sandbox=url, sandbox_seed=seed)
-                engine, _name = engine_for(load_settings(Path(tmp) / "prepaid-sync.toml"), None)
+                write_config(Path(tmp), crm, sandbox=url)
+                # The demo's own database, whatever --db, $PREPAID_SYNC_DB or a config file may say.
+                engine, _name = engine_for(load_settings(Path(tmp) / "prepaid-sync.toml"), None,
+                                           make_engine(f"sqlite:///{Path(tmp) / 'prepaid-sync.db'}"))
                 first = engine.run()
                 edits = act()
                 time.sleep(1.1)  # CRM modified times have one-second resolution
@@ -109,8 +112,8 @@ def demo(crm: Annotated[str, typer.Option("--crm", help="zoho or fxiaoke")] = "z
     out.print("\n4. A run right after with no CRM changes:")
     out.print(f"   records written {again.records_written}, tasks created {again.tasks_created}, "
               f"deposits {again.deposits_posted} (our own writes come back as echoes and are ignored)")
-    out.print(f"\nDone in {elapsed}s. Try `prepaid-sync init --crm {crm} --sandbox URL` with "
-              f"`prepaid-sync sandbox serve --crm {crm} --seed 100`.")
+    out.print(f"\nDone in {elapsed}s. Try it yourself: `prepaid-sync sandbox serve --crm {crm} --seed 100`, then "
+              "`prepaid-sync init --sandbox URL` with the URL it prints.")
 
 
 def _explain(report: RunReport) -> None:

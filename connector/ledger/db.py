@@ -19,12 +19,13 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, Integer, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import NullPool, StaticPool
 from sqlalchemy.sql import functions
 
-from connector.errors import ConfigError
+from connector.errors import ConfigError, DatabaseUnavailable
 
 DEFAULT_URL = "sqlite:///./prepaid-sync.db"
 ENV_VAR = "PREPAID_SYNC_DB"
@@ -121,6 +122,90 @@ def make_engine(url: str | None = None, *, upgrade: bool = True, **kw: Any) -> E
     if upgrade:
         upgrade_schema(engine)
     return engine
+
+
+def shown_url(url: str) -> str:
+    """`url` as people may see it: the password masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all: resolve_url says why when it is opened
+        return url
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL (None for PostgreSQL or an in-memory database)."""
+    parsed = make_url(resolve_url(url))
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).expanduser()
+
+
+def connect_database(url: str, *, source: str, create: bool) -> tuple[Engine, str | None]:
+    """An engine on `url` (chosen by `source`) that has answered, and its schema revision (None: no tables yet).
+
+    A SQLite file that does not exist is refused unless `create`; a database that cannot be reached is one
+    `DatabaseUnavailable` naming it (password masked) and the fix, not a driver traceback."""
+    resolved = resolve_url(url)
+    path = sqlite_path(resolved)
+    if path is not None and not create and not path.exists():
+        raise DatabaseUnavailable(f"no database at {path} ({source}); nothing was created. If that is the right "
+                                  f"place, create it with `prepaid-sync db upgrade` (or run a command that writes, "
+                                  f"such as `prepaid-sync sync run`); else point --db, ${ENV_VAR} or the config's "
+                                  f"database_url at your database", database=str(path))
+    engine = make_engine(resolved, upgrade=False)
+    try:
+        return engine, current_revision(engine)
+    except DBAPIError as exc:
+        engine.dispose()
+        raise _unreachable(exc, make_url(resolved), url, source) from None
+
+
+def open_database(url: str, *, source: str, create: bool) -> Engine:
+    """The engine of the database a command uses, its schema at head. With `create` false (a command that only
+    reads), a database that is not there is refused, never created: a SQLite file that does not exist, or a
+    database without prepaid-sync's tables."""
+    engine, revision = connect_database(url, source=source, create=create)
+    if revision is None and not create:
+        engine.dispose()
+        raise DatabaseUnavailable(f"{shown_url(url)} ({source}) has no prepaid-sync tables; nothing was created. "
+                                  f"Create them with `prepaid-sync db upgrade`, or point --db, ${ENV_VAR} or the "
+                                  f"config's database_url at your database", database=shown_url(url))
+    upgrade_schema(engine)
+    return engine
+
+
+def _unreachable(exc: DBAPIError, parsed: URL, url: str, source: str) -> DatabaseUnavailable:
+    """One line for a database that would not open: which one, why, and what to do."""
+    orig = exc.orig if exc.orig is not None else exc
+    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    shown = shown_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return DatabaseUnavailable(f"cannot open the SQLite database {parsed.database} ({source}): {first}",
+                                   database=shown)
+    where = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+    state = getattr(orig, "sqlstate", None)
+    lowered = str(orig).lower()
+    if state == "3D000" or "does not exist" in lowered:
+        createdb = ["createdb"]
+        for flag, value in (("-h", parsed.host), ("-p", parsed.port), ("-U", parsed.username)):
+            if value:
+                createdb += [flag, str(value)]
+        createdb.append(str(parsed.database))
+        return DatabaseUnavailable(f"PostgreSQL database {parsed.database!r} does not exist on {where} ({source}: "
+                                   f"{shown}); create it with `{' '.join(createdb)}`, then run `prepaid-sync db upgrade`",
+                                   database=shown)
+    if state in ("28P01", "28000") or "authentication failed" in lowered:
+        return DatabaseUnavailable(f"PostgreSQL at {where} refused user {parsed.username!r} ({first}); check the "
+                                   f"user and password of {shown} ({source})", database=shown)
+    if "refused" in lowered:
+        why = "connection refused; is the PostgreSQL server running there?"
+    elif "translate host name" in lowered or "name or service not known" in lowered:
+        why = f"unknown host {parsed.host!r}; check the address"
+    elif "timeout" in lowered or "timed out" in lowered:
+        why = "no answer (timed out); is the server running and reachable from here?"
+    else:
+        why = first
+    return DatabaseUnavailable(f"cannot connect to PostgreSQL at {where} ({source}: {shown}): {why}", database=shown)
 
 
 def _alembic_config(engine: Engine) -> Config:

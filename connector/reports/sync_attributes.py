@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from connector.config import load_settings
+from connector.config import choose_database, load_settings
 from connector.errors import ConfigError, InvalidInput
 from connector.ledger.db import make_engine
 from connector.mapping import load_mapping
@@ -85,8 +85,8 @@ class SyncAttributes:
         return kind if kind in KINDS else None
 
 
-def for_connection(name: str, config: str | Path | None = None, db: str | None = None) -> SyncAttributes:
-    """The provider of a configured connection; its database is `db`, else the config's `database_url`."""
+def for_connection(name: str, config: str | Path | None = None, engine: Engine | None = None) -> SyncAttributes:
+    """The provider of a configured connection, on `engine` (default: the database `choose_database` picks)."""
     if not name.strip():
         raise InvalidInput("--connection needs a connection name from the config", field="connection")
     loaded = load_settings(config)
@@ -95,7 +95,7 @@ def for_connection(name: str, config: str | Path | None = None, db: str | None =
     if mapping.crm != conn.crm:
         raise ConfigError(f"connection {conn_name!r} is {conn.crm} but its mapping is for {mapping.crm}",
                           field="mapping")
-    return SyncAttributes(make_engine(db or loaded.settings.database_url), conn_name, mapping)
+    return SyncAttributes(engine or make_engine(choose_database(None, loaded.path).url), conn_name, mapping)
 
 
 def _fields(text: str | None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, select
 
 from connector.adapters.base import EntitySpec
 from connector.domain import Consumption, Contract, Customer, Deletion, Entity, Payment, PrepaymentBalance
-from connector.errors import ConnectorError, InsufficientBalance, ReversalRefused
+from connector.errors import ConnectorError, InsufficientBalance, ReversalRefused, field_reason
 from connector.ledger.ops import make_request
 from connector.ledger.rules import REFUND_POLICIES
 from connector.ledger.service import BatchOutcome
@@ -243,7 +243,7 @@ class _Contracts(_Handler):
         for n, (item, _, _) in enumerate(todo):
             exc = outcomes[2 * n] or outcomes[2 * n + 1]
             if exc is not None:
-                ctx.error(item.key, str(exc.details.get("field", "")), "terms", exc.message)
+                ctx.error(item.key, str(exc.details.get("field", "")), "terms", field_reason(exc))
             else:
                 ctx.report.terms_set += 1
 
@@ -563,7 +563,7 @@ def post_difference(ctx: Ctx, old: Any, keys: dict[str, Any], row: dict[str, Any
                                    memo=memo)
             result = ctx.ledger.post(req)
         except ConnectorError as exc:
-            ctx.error(record, "amount", "post", exc.message)
+            ctx.error(record, "amount", "post", field_reason(exc))
             return
         ids += [i for i in result.entry_ids if i not in ids]
         if result.created:

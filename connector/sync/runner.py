@@ -146,11 +146,9 @@ class SyncEngine:
             report.status, report.resumes_at = "budget", exc.resume_at
             report.reason = f"the CRM's daily API allowance is used up: {exc}"
             log.warning("run %s of %s stopped: %s", ctx.run_id, self.connection, report.reason)
-        except (CrmError, ConnectorError, LeaseLost) as exc:
+        except (CrmError, ConnectorError, LeaseLost) as exc:  # the run's failure (its reason), not a record's
             report.status = "failed"
             report.reason = str(exc)
-            report.error_total += 1
-            report.errors.append({"record": "", "field": "", "stage": "run", "reason": str(exc)})
         except BaseException as exc:
             report.status, report.reason = "crashed", f"{type(exc).__name__}: {exc}"
             raise

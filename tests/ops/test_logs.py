@@ -94,7 +94,7 @@ def test_secrets_are_masked_in_message_args_extras_and_exceptions() -> None:
     assert TOKEN not in raw and "oauthtoken xyz" not in raw and "abcdef0123456789abcdef" not in raw
     got = lines(stream)
     assert got[0]["message"] == "token refreshed: access_token=***"
-    assert got[1]["message"].startswith("sent header Authorization: ***")
+    assert got[1]["message"].startswith("sent header Authorization: Zoho-oauthtoken ***")  # the scheme is no secret
     assert got[2]["headers"] == {"Authorization": "***"} and got[2]["client_secret"] == "***"
     assert "s3cr3t" not in raw
     assert "RuntimeError" in got[3]["exc"] and "Traceback" in got[3]["exc"]
@@ -127,6 +127,8 @@ def test_cli_root_options_configure_logging(tmp_path: Path, monkeypatch: pytest.
     runner = CliRunner()
     monkeypatch.chdir(tmp_path)
     db = f"sqlite:///{tmp_path}/l.db"
+    assert runner.invoke(app, ["--db", db, "db", "upgrade"]).exit_code == 0  # `runs` only reads: it creates none
+    logs.reset_logging()
     res = runner.invoke(app, ["--db", db, "--log-format", "json", "--log-level", "debug", "runs", "--json"])
     assert res.exit_code == 0, res.stderr
     assert logs.is_configured() and logging.getLogger("connector").level == logging.DEBUG
@@ -137,6 +139,7 @@ def test_cli_root_options_configure_logging(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_default_warnings_are_masked_too(tmp_path: Path) -> None:
+    assert CliRunner().invoke(app, ["--db", f"sqlite:///{tmp_path}/l.db", "db", "upgrade"]).exit_code == 0
     res = CliRunner().invoke(app, ["--db", f"sqlite:///{tmp_path}/l.db", "runs", "--json"])
     assert res.exit_code == 0 and not logs.is_configured()
     last = logging.lastResort

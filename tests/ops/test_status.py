@@ -247,7 +247,7 @@ def test_status_cli(cli, config: Path) -> None:  # type: ignore[no-untyped-def]
     assert acme["consecutive_failures"] == 3 and acme["running"]["run_id"] == 6
     assert acme["last_run"]["started_at"].endswith("+08:00")
     assert doc["connections"][1]["running"]["stale"] is True
-    only = cli("status", "--config", str(config), "-c", "beta", "--json")
+    only = cli("status", "--config", str(config), "--connection", "beta", "--json")
     assert [c["connection"] for c in only["connections"]] == ["beta"]
 
     text = cli("status", "--config", str(config))
@@ -257,13 +257,13 @@ def test_status_cli(cli, config: Path) -> None:  # type: ignore[no-untyped-def]
                   "#5 crashed", "#8 budget · manual", "daily API budget reached"):
         assert words in text, words
     assert "1000.abcdef" not in text
-    assert "no connection named 'nope'" in cli("status", "--config", str(config), "-c", "nope", code=2)
+    assert "no connection named 'nope'" in cli("status", "--config", str(config), "--connection", "nope", code=2)
 
 
 def test_runs_cli(cli, config: Path) -> None:  # type: ignore[no-untyped-def]
     doc = cli("runs", "--config", str(config), "--limit", "5", "--json")
     assert [r["id"] for r in doc["runs"]] == [9, 8, 7, 6, 5]
-    assert [r["id"] for r in cli("runs", "--config", str(config), "-c", "beta", "--json")["runs"]] == [9, 8]
+    assert [r["id"] for r in cli("runs", "--config", str(config), "--connection", "beta", "--json")["runs"]] == [9, 8]
     text = cli("runs", "--config", str(config), "--limit", "3")
     assert "last 3 run(s)" in text and "budget" in text
 

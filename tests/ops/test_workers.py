@@ -255,7 +255,11 @@ def test_worker_alerts_failure_and_recovery_to_a_signed_webhook(tmp_path: Path) 
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     sb = ZohoSandbox(port=port, seed=20)
-    cfg = config(tmp_path, f"http://127.0.0.1:{port}", db_url, "every 2 seconds")
+    url = f"http://127.0.0.1:{port}"  # init --sandbox would ask the sandbox: write its settings by hand instead
+    write_config(tmp_path, "zoho", database_url=db_url, env=sb.env(), extra={
+        "accounts_url": url, "api_domain": url, "schedule": "every 2 seconds", "deletion_check_minutes": 0})
+    cfg = tmp_path / "prepaid-sync.toml"
+    cfg.write_text(cfg.read_text() + SCHED)
     cfg.write_text(cfg.read_text() + '\n[alerts]\n[[alerts.channels]]\nname = "ops"\nkind = "webhook"\n'
                    'url_env = "PS_TEST_HOOK_URL"\nsecret_env = "PS_TEST_HOOK_SECRET"\n')
     os.environ.update(PS_TEST_HOOK_URL=receiver.url, PS_TEST_HOOK_SECRET="s3cret-for-tests")

@@ -68,7 +68,7 @@ def test_config_errors_are_precise(tmp_path: Path) -> None:
     res = runner.invoke(app, ["sync", "run", "--config", str(cfg)])
     assert res.exit_code == 2 and "connections.z.schedul" in res.stderr and "did you mean 'schedule'" in res.stderr
     cfg.write_text('[connections.z]\ncrm = "zoho"\nmapping = "m.yaml"\n[connections.z.secrets]\nclient_secrt = "X"\n')
-    res = runner.invoke(app, ["sync", "run", "--config", str(cfg), "-c", "y"])
+    res = runner.invoke(app, ["sync", "run", "--config", str(cfg), "--connection", "y"])
     assert res.exit_code == 2 and "did you mean 'client_secret'" in res.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text((Path(__file__).parents[2] / "mappings" / "zoho.yaml").read_text().replace("Prepaid_Payments",

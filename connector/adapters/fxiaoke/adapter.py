@@ -25,6 +25,7 @@ from connector.adapters.base import (
     FieldUpdate,
     TaskRef,
     TaskRequest,
+    WaitListener,
     WriteResult,
 )
 from connector.adapters.errors import CrmRequestError, PermissionDenied, RetriableCrmError
@@ -41,7 +42,7 @@ from connector.domain import (
     PrepaymentBalance,
     Record,
 )
-from connector.errors import InvalidInput
+from connector.errors import InvalidInput, field_reason
 
 log = logging.getLogger("connector.fxiaoke")
 
@@ -200,7 +201,7 @@ class FxiaokeAdapter(CrmAdapter):
             try:
                 currency = money.currency_code(str(raw[currency_field]))
             except InvalidInput as exc:
-                raise RecordRejected(spec.module, crm_id, currency_field, exc.message) from None
+                raise RecordRejected(spec.module, crm_id, currency_field, field_reason(exc)) from None
         values: dict[str, Any] = {}
         for attr, crm_field in spec.fields.items():
             if attr == "currency":
@@ -211,7 +212,7 @@ class FxiaokeAdapter(CrmAdapter):
             try:
                 values[attr] = self._convert(attr, value, currency)
             except (ValueError, InvalidInput) as exc:
-                reason = exc.message if isinstance(exc, InvalidInput) else str(exc)
+                reason = field_reason(exc) if isinstance(exc, InvalidInput) else str(exc)
                 raise RecordRejected(spec.module, crm_id, crm_field, reason) from None
         owner = raw.get("owner")
         lmt = raw.get("last_modified_time")
@@ -383,6 +384,10 @@ class FxiaokeAdapter(CrmAdapter):
     def set_gate(self, gate: CallGate | None) -> None:
         """Ask `gate` before every call (see CrmAdapter.set_gate)."""
         self.client.gate = gate
+
+    def set_wait_listener(self, listener: WaitListener | None) -> None:
+        """Tell `listener` before every wait (see CrmAdapter.set_wait_listener)."""
+        self.client.on_wait = listener
 
     def usage(self) -> ApiUsage:
         """Calls made so far (business calls by path, plus token calls)."""

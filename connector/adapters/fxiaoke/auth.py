@@ -19,9 +19,9 @@ from typing import Any
 
 import requests
 
-from connector import redact
-from connector.adapters.errors import CrmConnectionError, ServerError
+from connector.adapters.errors import AuthError, CrmConnectionError, ServerError, TokenRefreshLimited
 from connector.adapters.fxiaoke.envelope import CRM, error_for
+from connector.adapters.http import connection_failure
 from connector.errors import ConfigError
 
 log = logging.getLogger("connector.fxiaoke.auth")
@@ -38,6 +38,7 @@ class FxiaokeCredentials:
     app_id: str
     app_secret: str = field(repr=False)
     permanent_code: str = field(repr=False)
+    env_names: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ENV), compare=False)
 
     @classmethod
     def from_env(cls, names: Mapping[str, str] | None = None,
@@ -50,7 +51,7 @@ class FxiaokeCredentials:
             raise ConfigError(f"fxiaoke credentials: environment variable(s) {', '.join(missing)} not set",
                               field="fxiaoke.credentials")
         return cls(app_id=env[names["app_id"]], app_secret=env[names["app_secret"]],
-                   permanent_code=env[names["permanent_code"]])
+                   permanent_code=env[names["permanent_code"]], env_names=names)
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class FxiaokeAuth:
             response = self._session.post(url, params={"thirdTraceId": str(uuid.uuid4())}, json=body,
                                           timeout=self._timeout)
         except requests.RequestException as exc:
-            raise CrmConnectionError(f"token request failed: {redact.text(str(exc), self.secrets())}",
+            raise CrmConnectionError(f"cannot reach the Fxiaoke token endpoint: {connection_failure(exc, url)}",
                                      crm=CRM, request=f"POST {TOKEN_PATH}") from None
         if response.status_code != 200:
             raise ServerError(f"token endpoint answered HTTP {response.status_code}", crm=CRM,
@@ -127,6 +128,12 @@ class FxiaokeAuth:
                               request=f"POST {TOKEN_PATH}") from None
         error = error_for(payload, request=f"POST {TOKEN_PATH}", now=self._wall_clock(), token_call=True,
                           secrets=self.secrets())
+        if isinstance(error, AuthError) and not isinstance(error, TokenRefreshLimited):
+            # Name the environment variable to fix: 20006 appId/appSecret, 10006 appSecret, 20015 permanentCode.
+            wrong = {20006: ("app_id", "app_secret"), 10006: ("app_secret",), 20015: ("permanent_code",)}.get(
+                int(error.code) if error.code.lstrip("-").isdigit() else 0, tuple(DEFAULT_ENV))
+            names = " and ".join(creds.env_names.get(k, DEFAULT_ENV[k]) for k in wrong)
+            error.message += f"; check {names} in the environment or the .env beside the config"
         if error is not None:
             raise error
         value = payload.get("corpAccessToken")

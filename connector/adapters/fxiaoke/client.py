@@ -22,7 +22,7 @@ from typing import Any
 import requests
 
 from connector import money, redact
-from connector.adapters.base import CallGate
+from connector.adapters.base import CallGate, WaitListener
 from connector.adapters.errors import (
     CrmConnectionError,
     CrmError,
@@ -31,7 +31,7 @@ from connector.adapters.errors import (
 )
 from connector.adapters.fxiaoke.auth import CorpToken, FxiaokeAuth
 from connector.adapters.fxiaoke.envelope import CHINA_TZ, CRM, TOKEN_EXPIRED, error_for
-from connector.adapters.http import RetryPolicy
+from connector.adapters.http import RetryPolicy, connection_failure
 from connector.errors import InvalidInput
 
 log = logging.getLogger("connector.fxiaoke")
@@ -146,7 +146,8 @@ class FxiaokeClient:
         base_retry = retry or RetryPolicy()
         self._sleep_fn = base_retry.sleep or sleep
         self._retry = dataclasses.replace(base_retry, sleep=self._retry_sleep)
-        self._pacer = PathPacer(pace[0], pace[1], clock, sleep) if pace else None
+        self._pace_sleep_fn = sleep
+        self._pacer = PathPacer(pace[0], pace[1], clock, self._pace_sleep) if pace else None
         self._wall_clock = wall_clock
         self._timeout = timeout
         self.trigger_approval_flow = trigger_approval_flow
@@ -154,6 +155,7 @@ class FxiaokeClient:
         self.stats = ClientStats()
         self._stats_lock = threading.Lock()
         self.gate: CallGate | None = None  # asked before every call (the API budget)
+        self.on_wait: WaitListener | None = None  # told before every wait (a progress display)
 
     def __repr__(self) -> str:
         return f"FxiaokeClient(base_url={self.base_url!r})"
@@ -168,6 +170,11 @@ class FxiaokeClient:
         """Seconds spent waiting on the client-side per-path pacer."""
         return self._pacer.waited if self._pacer else 0.0
 
+    def _pace_sleep(self, seconds: float) -> None:
+        if self.on_wait is not None:
+            self.on_wait(seconds, "pacing calls under Fxiaoke's per-interface limit")
+        self._pace_sleep_fn(seconds)
+
     def _retry_sleep(self, seconds: float) -> None:
         with self._stats_lock:
             self.stats.retries += 1
@@ -179,7 +186,7 @@ class FxiaokeClient:
     def call(self, path: str, payload: Mapping[str, Any], *, as_user: bool = True) -> dict[str, Any]:
         """POST `payload` (plus credentials) to `path`; return the success envelope or raise."""
         request = f"POST {path}"
-        for attempt in self._retry.retrying(describe=lambda: request):
+        for attempt in self._retry.retrying(describe=lambda: request, on_wait=self.on_wait):
             with attempt:
                 return self._call_once(path, payload, as_user=as_user)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
@@ -222,7 +229,7 @@ class FxiaokeClient:
             response = self._session.post(f"{self.base_url}{path}", params={"thirdTraceId": str(uuid.uuid4())},
                                           json=body, timeout=self._timeout)
         except requests.RequestException as exc:
-            raise CrmConnectionError(f"{type(exc).__name__}: {redact.text(str(exc), secrets)}", crm=CRM,
+            raise CrmConnectionError(f"cannot reach Fxiaoke: {connection_failure(exc, self.base_url)}", crm=CRM,
                                      request=f"POST {path}") from None
         if response.status_code >= 500 or response.status_code == 429:
             raise ServerError(f"HTTP {response.status_code} from gateway", crm=CRM, status=response.status_code,

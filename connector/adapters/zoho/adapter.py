@@ -23,6 +23,7 @@ from connector.adapters.base import (
     FieldUpdate,
     TaskRef,
     TaskRequest,
+    WaitListener,
     WriteResult,
 )
 from connector.adapters.errors import CrmRequestError, RetriableCrmError
@@ -37,7 +38,7 @@ from connector.domain import (
     PrepaymentBalance,
     Record,
 )
-from connector.errors import InvalidInput
+from connector.errors import InvalidInput, field_reason
 
 log = logging.getLogger("connector.zoho.adapter")
 
@@ -195,7 +196,7 @@ class ZohoAdapter(CrmAdapter):
                 return str(raw["id"])
             return raw if isinstance(raw, str) else str(raw)
         except InvalidInput as exc:
-            raise BadRecord(key, crm_field, exc.message) from None
+            raise BadRecord(key, crm_field, field_reason(exc)) from None
         except (ValueError, TypeError) as exc:
             raise BadRecord(key, crm_field, f"cannot read {raw!r}: {exc}") from None
 
@@ -343,6 +344,10 @@ class ZohoAdapter(CrmAdapter):
     def set_gate(self, gate: CallGate | None) -> None:
         """Ask `gate` before every call (see CrmAdapter.set_gate)."""
         self.client.gate = gate
+
+    def set_wait_listener(self, listener: WaitListener | None) -> None:
+        """Tell `listener` before every wait (see CrmAdapter.set_wait_listener)."""
+        self.client.on_wait = listener
 
     def usage(self) -> ApiUsage:
         """Calls and credits this adapter's client has spent."""

@@ -22,6 +22,7 @@ from pydantic import SecretStr
 
 from connector import redact
 from connector.adapters.errors import AuthError, CrmConnectionError, ServerError, TokenRefreshLimited
+from connector.adapters.http import connection_failure
 from connector.errors import ConfigError
 
 log = logging.getLogger("connector.zoho.auth")
@@ -173,8 +174,8 @@ class ZohoAuth:
         try:
             resp = self.session.post(url, data=form, timeout=self.config.timeout)
         except requests.RequestException as exc:
-            raise CrmConnectionError(f"token endpoint unreachable: {type(exc).__name__}", crm="zoho",
-                                     request=described) from None
+            raise CrmConnectionError(f"cannot reach the Zoho token endpoint: {connection_failure(exc, url)}",
+                                     crm="zoho", request=described) from None
         body = self._json(resp)
         if resp.status_code >= 500:
             raise ServerError("token endpoint failed", crm="zoho", status=resp.status_code,
@@ -200,9 +201,13 @@ class ZohoAuth:
                 "Zoho refused to issue an access token: too many token requests; wait a few minutes "
                 "and share one token across workers", crm="zoho", status=status, code=error or "Access Denied",
                 details=safe, request=described)
-        hint = {"invalid_code": "the refresh token is invalid or revoked; generate a new one",
-                "invalid_client": "the client id is unknown in this data centre",
-                "invalid_client_secret": "the client secret is wrong"}.get(error, "token request rejected")
+        cfg, where = self.config, "in the environment or the .env beside the config"
+        hint = {"invalid_code": f"the refresh token in {cfg.refresh_token_env} is invalid or revoked; generate a new "
+                                f"one and set it {where}",
+                "invalid_client": f"the client id in {cfg.client_id_env} is unknown in this data centre; check it "
+                                  f"{where}, and data_center in the config",
+                "invalid_client_secret": f"the client secret in {cfg.client_secret_env} is wrong; set the right one "
+                                         f"{where}"}.get(error, "token request rejected")
         return AuthError(f"Zoho token refresh failed: {hint}", crm="zoho", status=status,
                          code=error or "NO_ACCESS_TOKEN", details=safe, request=described)
 

@@ -23,7 +23,7 @@ import requests
 from tenacity import retry_if_exception_type
 
 from connector import money, redact
-from connector.adapters.base import ApiUsage, CallGate
+from connector.adapters.base import ApiUsage, CallGate, WaitListener
 from connector.adapters.errors import (
     AuthError,
     CrmConnectionError,
@@ -35,7 +35,7 @@ from connector.adapters.errors import (
     RateLimited,
     ServerError,
 )
-from connector.adapters.http import RetryPolicy, parse_retry_after
+from connector.adapters.http import RetryPolicy, connection_failure, parse_retry_after
 from connector.adapters.zoho.auth import ZohoAuth
 
 log = logging.getLogger("connector.zoho.client")
@@ -218,6 +218,7 @@ class ZohoClient:
         self.api_version = api_version
         self.meter = UsageMeter()
         self.gate: CallGate | None = None  # asked before every call (the API budget)
+        self.on_wait: WaitListener | None = None  # told before every retry wait (a progress display)
 
     # -- the chokepoint -------------------------------------------------------------------
 
@@ -227,7 +228,7 @@ class ZohoClient:
         """Send one API call with auth, timeouts, retries and typed errors; `path` is under /crm/{v}."""
         query = f"?{urlencode(params)}" if params else ""
         described = f"{method} /crm/{self.api_version}{path}{query}"
-        retrying = self.retry.retrying(lambda: redact.url(described))
+        retrying = self.retry.retrying(lambda: redact.url(described), on_wait=self.on_wait)
         if not idempotent:
             # A POST that created records cannot be repeated blindly; only a 429 (refused before
             # any work) or a failed connect is safe to retry. Callers re-check and retry the rest.
@@ -258,7 +259,7 @@ class ZohoClient:
                                             headers=send_headers, timeout=self.timeout)
             except requests.ConnectionError as exc:
                 self.meter.add(call_type, credits, charged=False)
-                error = CrmConnectionError(f"no answer from Zoho: {type(exc).__name__}", crm="zoho",
+                error = CrmConnectionError(f"cannot reach Zoho: {connection_failure(exc, url)}", crm="zoho",
                                            request=redact.url(described))
                 if isinstance(exc, requests.ConnectTimeout) or "Connection refused" in str(exc):
                     raise _ConnectFailed(error) from None

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import requests
 
 from connector.adapters.fxiaoke.sandbox.app import Reply, SandboxApp, SandboxConfig
-from connector.adapters.sandbox_http import Answer, BackgroundServer, InProcessAdapter, drop_connection
+from connector.adapters.sandbox_http import INFO_PATH, Answer, BackgroundServer, InProcessAdapter, drop_connection
 
 log = logging.getLogger("connector.fxiaoke.sandbox")
 JSON_HEADERS = {"Content-Type": "application/json;charset=UTF-8"}
@@ -37,7 +37,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(reply)
 
     def do_GET(self) -> None:  # noqa: N802 - the API is POST-only; answer like its gateway does
-        """Refuse non-POST calls with an envelope."""
+        """Refuse non-POST calls with an envelope (except the sandbox-only credentials path)."""
+        if urlsplit(self.path).path == INFO_PATH:
+            host, port = self.server.server_address[:2]
+            info = self.server.app.credentials.public(f"http://{host}:{port}")
+            self._send(Reply(body={"sandbox": "fxiaoke", **info}))
+            return
         self._send(Reply(body={"errorCode": 10006, "errorMessage": "the parameter method is missing or illegal",
                                "errorDescription": "只支持POST请求"}))
 

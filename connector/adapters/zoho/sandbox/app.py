@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
+from connector.adapters.sandbox_http import INFO_PATH
 from connector.adapters.zoho.client import encode
 from connector.adapters.zoho.sandbox.handlers import ApiError, RecordHandlers
 from connector.adapters.zoho.sandbox.store import Org
@@ -97,6 +98,10 @@ class SandboxApp:
             self.stats["requests"] += 1
         if path.rstrip("/").endswith("/oauth/v2/token"):
             return self._token(params, lower, body)
+        if path == INFO_PATH and method == "GET":
+            return json_reply(200, {"sandbox": "zoho", "api_domain": self.base_url, "accounts_url": self.base_url,
+                                    "client_id": self.config.client_id, "client_secret": self.config.client_secret,
+                                    "refresh_token": self.config.refresh_token})
         if not path.startswith("/crm/v8/"):
             return json_reply(404, {"code": "INVALID_URL_PATTERN", "details": {},
                                     "message": "Please check if the URL trying to access is a correct one",
