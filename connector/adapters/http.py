@@ -1,4 +1,5 @@
-"""Retry policy shared by the vendor clients (tenacity), with Retry-After and an injectable sleep.
+"""Retry policy shared by the vendor clients (tenacity), with Retry-After and an injectable sleep; and
+the early-refresh rule for their access tokens.
 
 Only `RetriableCrmError` is retried; a validation error never is. Waits grow exponentially with
 full jitter and a cap, and a server-given Retry-After (within the cap) wins over the formula.
@@ -17,6 +18,16 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from connector.adapters.errors import RetriableCrmError
 
 log = logging.getLogger("connector.http")
+
+# A token is replaced this share of its lifetime before it expires, at most `refresh_margin` seconds
+# (300 s for Zoho's and Fxiaoke's hour-long tokens): enough for a call in flight, yet a token that
+# lives a few seconds is still used for most of its life instead of being replaced before every call.
+REFRESH_SHARE = 0.1
+
+
+def refresh_margin(lifetime: float, cap: float) -> float:
+    """Seconds before expiry at which a token of `lifetime` seconds is replaced: min(cap, 10% of it)."""
+    return max(0.0, min(cap, lifetime * REFRESH_SHARE))
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,8 @@ def print_report(report: RunReport, *, title: str = "sync run") -> None:
                          ("API calls", report.api_calls), ("errors", report.error_total)]:
         table.add_row(label, str(value))
     out.print(table)
+    if report.reason and report.status != "failed":  # a failure's reason is listed with the errors below
+        out.print(f"{report.status}: {report.reason}", highlight=False)
     for e in report.errors[:10]:
         out.print(f"  [yellow]{e['stage']}[/] {e['record']} {e['field']}: {e['reason']}", highlight=False)
     if report.error_total > 10:

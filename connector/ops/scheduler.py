@@ -144,11 +144,13 @@ class Worker:
             self._notify(name, run_id)
             return Outcome(name, "error", claim.trigger, run_id, "failed", str(exc), nxt)
         budget: ApiBudget | None = engine.budget
-        not_before = None
-        if report.status == "budget":
-            not_before = report.resumes_at or (budget.next_window(self.clock()) if budget else None)
+        not_before = report.resumes_at  # a run-wide stop (token limit, the CRM's allowance) says when it clears
+        if report.status == "budget" and not_before is None:
+            not_before = budget.next_window(self.clock()) if budget else None
+        # Interrupted by a signal or a lost lease: due again at once; by a limit that clears later: not before then.
+        again_now = report.status == "interrupted" and not_before is None
         nxt = self.book.finish(claim, self.worker_id, self.clock(), status=report.status, run_id=report.run_id,
-                               not_before=not_before, again_now=report.status == "interrupted")
+                               not_before=not_before, again_now=again_now)
         log.info("run %s of %s (%s): %s%s; next run %s", report.run_id, name, claim.trigger, report.status,
                  f" ({report.reason})" if report.reason else "", nxt.isoformat())
         self._notify(name, report.run_id)

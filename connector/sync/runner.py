@@ -10,13 +10,13 @@ import logging
 import os
 from collections.abc import Callable
 from contextlib import ExitStack
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
 
 from connector.adapters.base import CrmAdapter
-from connector.adapters.errors import CrmError, QuotaExhausted
+from connector.adapters.errors import CrmError, ResumeLater
 from connector.errors import ConnectorError
 from connector.ledger import Ledger
 from connector.ledger.tables import utcnow
@@ -142,9 +142,11 @@ class SyncEngine:
         except BudgetExhausted as exc:
             report.status, report.reason, report.resumes_at = "budget", exc.reason, exc.resumes_at
             log.warning("run %s of %s stopped for the API budget: %s", ctx.run_id, self.connection, exc.reason)
-        except QuotaExhausted as exc:  # the CRM's own daily allowance (shared with other integrations) is used up
-            report.status, report.resumes_at = "budget", exc.resume_at
-            report.reason = f"the CRM's daily API allowance is used up: {exc}"
+        except ResumeLater as exc:  # no later call of this run can succeed: stop once, say why and until when
+            report.status, report.resumes_at, report.reason = exc.run_status, exc.resume_at, resume_reason(exc)
+            if exc.run_status == "failed":
+                report.error_total += 1
+                report.errors.append({"record": "", "field": "", "stage": "run", "reason": report.reason})
             log.warning("run %s of %s stopped: %s", ctx.run_id, self.connection, report.reason)
         except (CrmError, ConnectorError, LeaseLost) as exc:
             report.status = "failed"
@@ -167,3 +169,11 @@ class SyncEngine:
                     finished_at=report.finished_at, stats=state.dumps({k: v for k, v in report.to_dict().items()
                                                                        if k != "changes"})))
         return report
+
+
+def resume_reason(exc: ResumeLater) -> str:
+    """A run-wide stop as one line: what happened, the CRM's answer, and when the run can go on."""
+    when = (f"the next run resumes after {exc.resume_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+            if exc.resume_at is not None
+            else "it does not clear by itself: fix it, then run again")
+    return f"{exc.summary}: {exc}; {when}"

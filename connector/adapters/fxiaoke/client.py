@@ -24,6 +24,7 @@ import requests
 from connector import redact
 from connector.adapters.base import CallGate
 from connector.adapters.errors import (
+    CredentialsRejected,
     CrmConnectionError,
     CrmError,
     RateLimited,
@@ -185,12 +186,19 @@ class FxiaokeClient:
         user = self.open_user_id() if as_user else None
         token = self._auth.token()
         body = self._send(path, self._sign(payload, token, user))
+        refreshed = False
         if body.get("errorCode") == TOKEN_EXPIRED:
             # The token died early (revoked or server clock ahead): refresh once, retry once.
             log.info("fxiaoke token expired on %s; refreshing once", path)
             self._auth.invalidate(token)
             body = self._send(path, self._sign(payload, self._auth.token(), user))
+            refreshed = True
         error = error_for(body, request=f"POST {path}", now=self._wall_clock(), secrets=self._auth.secrets())
+        if refreshed and error is not None and error.code == str(TOKEN_EXPIRED):
+            # A token issued a moment ago is refused too: no call of the run can succeed.
+            raise CredentialsRejected(f"a freshly issued corp access token was refused too: {error.message}",
+                                      crm=CRM, status=200, code=error.code, request=error.request,
+                                      trace_id=error.trace_id)
         if error is not None:
             if isinstance(error, RateLimited):
                 with self._stats_lock:

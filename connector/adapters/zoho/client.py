@@ -26,6 +26,7 @@ from connector import redact
 from connector.adapters.base import ApiUsage, CallGate
 from connector.adapters.errors import (
     AuthError,
+    CredentialsRejected,
     CrmConnectionError,
     CrmError,
     CrmNotFound,
@@ -281,6 +282,9 @@ class ZohoClient:
                 refreshed = True
                 self.auth.invalidate(token)
                 continue
+            if error.code == "INVALID_TOKEN":  # a token issued a moment ago is refused too: no call can succeed
+                raise CredentialsRejected(f"Zoho refused a freshly issued access token too: {error.message}",
+                                          crm="zoho", status=error.status, code=error.code, request=error.request)
             raise error
 
     @staticmethod

@@ -157,7 +157,7 @@ class SandboxApp:
             return json_reply(200, {"error": "invalid_client_secret"})
         if form.get("refresh_token") != self.config.refresh_token:
             return json_reply(200, {"error": "invalid_code"})
-        now = time.monotonic()
+        now = self.org.clock()  # the org's clock, like token expiry (tests move it)
         with self._lock:
             while self._refreshes and now - self._refreshes[0] > REFRESH_WINDOW:
                 self._refreshes.popleft()
