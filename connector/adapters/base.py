@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from connector.adapters.http import ServerClock
 from connector.domain import Deletion, Entity, Record
 
 CallGate = Callable[[str, int], None]
@@ -164,6 +165,12 @@ class CrmAdapter(abc.ABC):
         """Have `gate(call_type, credits)` asked before every HTTP call this adapter makes; it raises to
         refuse the call (the daily API budget). None removes it."""
         raise NotImplementedError(f"{type(self).__name__} cannot meter its calls")
+
+    def server_clock(self) -> ServerClock | None:
+        """The CRM's clock as its answers state it (HTTP `Date`), or None when this adapter cannot tell.
+
+        The engine's cursors follow it, never the machine's clock."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release HTTP sessions and the like."""

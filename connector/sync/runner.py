@@ -33,6 +33,7 @@ from connector.sync.push import push
 from connector.sync.reconcile import reconcile
 
 log = logging.getLogger(__name__)
+SKEW_WORTH_SAYING = timedelta(seconds=60)  # our clock vs the CRM's at the run's start (calls take a while)
 
 
 class SyncEngine:
@@ -118,6 +119,9 @@ class SyncEngine:
             beat = scope.enter_context(Heartbeat(run_lock, self.heartbeat))
         self._ctx = ctx
         calls_before = self.adapter.usage().calls
+        ctx.crm_clock = self.adapter.server_clock()
+        if ctx.crm_clock is not None:
+            ctx.crm_clock.mark()  # the CRM's time at the run's first answer is where this run's cursors go
 
         def stop_check() -> StopRequested | None:
             if beat is not None and beat.lost:
@@ -163,6 +167,11 @@ class SyncEngine:
             self._ctx = None
             report.api_calls = self.adapter.usage().calls - calls_before
             report.finished_at = self.clock()
+            report.crm_started_at = ctx.crm_clock.since_mark if ctx.crm_clock is not None else None
+            if report.crm_started_at is not None and abs(report.crm_started_at - started) > SKEW_WORTH_SAYING:
+                log.warning("this machine's clock is %+.0f s off the CRM's (the CRM's time at the run's start: %s); "
+                            "cursors follow the CRM's clock", (started - report.crm_started_at).total_seconds(),
+                            report.crm_started_at.isoformat())
             with self.engine.begin() as conn:
                 conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(
                     status=report.status if report.status != "running" else "crashed", reason=report.reason or None,

@@ -32,7 +32,7 @@ from connector.adapters.errors import (
 )
 from connector.adapters.fxiaoke.auth import CorpToken, FxiaokeAuth
 from connector.adapters.fxiaoke.envelope import CHINA_TZ, CRM, TOKEN_EXPIRED, error_for
-from connector.adapters.http import RetryPolicy
+from connector.adapters.http import RetryPolicy, ServerClock
 from connector.errors import InvalidInput
 
 log = logging.getLogger("connector.fxiaoke")
@@ -152,6 +152,7 @@ class FxiaokeClient:
         self.stats = ClientStats()
         self._stats_lock = threading.Lock()
         self.gate: CallGate | None = None  # asked before every call (the API budget)
+        self.server_clock = ServerClock()  # Fxiaoke's time, from the Date header of every answer
 
     def __repr__(self) -> str:
         return f"FxiaokeClient(base_url={self.base_url!r})"
@@ -229,6 +230,7 @@ class FxiaokeClient:
         except requests.RequestException as exc:
             raise CrmConnectionError(f"{type(exc).__name__}: {redact.text(str(exc), secrets)}", crm=CRM,
                                      request=f"POST {path}") from None
+        self.server_clock.saw(response.headers.get("Date"))
         if response.status_code >= 500 or response.status_code == 429:
             raise ServerError(f"HTTP {response.status_code} from gateway", crm=CRM, status=response.status_code,
                               request=f"POST {path}")

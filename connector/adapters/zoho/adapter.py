@@ -26,6 +26,7 @@ from connector.adapters.base import (
     WriteResult,
 )
 from connector.adapters.errors import CrmRequestError, RetriableCrmError
+from connector.adapters.http import ServerClock
 from connector.adapters.zoho.client import ZohoClient, format_time, parse_time
 from connector.domain import (
     Consumption,
@@ -345,6 +346,10 @@ class ZohoAdapter(CrmAdapter):
     def set_gate(self, gate: CallGate | None) -> None:
         """Ask `gate` before every call (see CrmAdapter.set_gate)."""
         self.client.gate = gate
+
+    def server_clock(self) -> ServerClock:
+        """Zoho's clock, from the Date header of every answer."""
+        return self.client.server_clock
 
     def usage(self) -> ApiUsage:
         """Calls and credits this adapter's client has spent."""

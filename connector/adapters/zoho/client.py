@@ -36,7 +36,7 @@ from connector.adapters.errors import (
     RateLimited,
     ServerError,
 )
-from connector.adapters.http import RetryPolicy, parse_retry_after
+from connector.adapters.http import RetryPolicy, ServerClock, parse_retry_after
 from connector.adapters.zoho.auth import ZohoAuth
 
 log = logging.getLogger("connector.zoho.client")
@@ -219,6 +219,7 @@ class ZohoClient:
         self.api_version = api_version
         self.meter = UsageMeter()
         self.gate: CallGate | None = None  # asked before every call (the API budget)
+        self.server_clock = ServerClock()  # Zoho's time, from the Date header of every answer
 
     # -- the chokepoint -------------------------------------------------------------------
 
@@ -268,6 +269,7 @@ class ZohoClient:
                 self.meter.add(call_type, credits, charged=False)
                 raise CrmConnectionError(f"Zoho did not answer in time: {type(exc).__name__}", crm="zoho",
                                          request=redact.url(described)) from None
+            self.server_clock.saw(resp.headers.get("Date"))
             parsed = self._decode(resp)
             remaining = resp.headers.get("X-API-CREDITS-REMAINING")
             if remaining is not None and remaining.strip().lstrip("-").isdigit():
