@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 
 from connector import redact
 from connector.config import LoadedSettings
+from connector.errors import StorageFull
 from connector.ledger.tables import utcnow
 from connector.logs import run_context
 from connector.ops.book import Book, Claim
@@ -132,6 +133,9 @@ class Worker:
         try:
             engine = self.sync_engine(name)
             report = engine.run(trigger=claim.trigger, should_stop=lambda: self.stop_reason, slot_at=claim.slot_at)
+        except StorageFull as exc:  # nothing can be recorded either; the claim's lease runs out and it is retried
+            log.error("run of %s stopped: %s", name, exc)
+            return Outcome(name, "error", claim.trigger, None, "failed", str(exc))
         except RunLocked as exc:  # a manual run holds it: try again at the next poll
             nxt = self.book.finish(claim, self.worker_id, self.clock(), status="locked", run_id=None,
                                    again_now=True)
