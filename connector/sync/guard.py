@@ -76,8 +76,7 @@ class WriteGuard:
             return None
         what = "deleted" if now is None else "replaced by another file"
         return (f"the database file {self.path} was {what} while the run was in progress; the run stopped "
-                f"without writing more (what it wrote since went to the old file); restore the database and run "
-                f"again")
+                "without writing more; restore the database and run again")
 
     def problem(self) -> str | None:
         """At a safe point: why the run must stop (its lease lost, its database file gone), or None."""
