@@ -103,6 +103,8 @@ class SchedulerSettings(BaseModel):
     poll_seconds: int = Field(default=5, ge=1, description="how often a worker looks for due or orphaned runs")
     shutdown_seconds: int = Field(default=60, ge=1, description="after SIGTERM, how long the current run may take "
                                   "to finish its batch before the worker gives up waiting")
+    lock_wait_seconds: int = Field(default=10, ge=1, description="SQLite: how long a starting run waits for another "
+                                   "process's unfinished write before it exits 4 naming the holder")
 
     @model_validator(mode="after")
     def _zone(self) -> SchedulerSettings:

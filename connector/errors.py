@@ -84,3 +84,9 @@ class LedgerCorrupt(ConnectorError):
     """`verify` found stored state that its entries do not explain."""
 
     exit_code = 1
+
+
+class StorageFull(ConnectorError):
+    """The disk holding the database is full (or the database reached its size limit); nothing more is written."""
+
+    exit_code = 1

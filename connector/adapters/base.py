@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from connector.adapters.http import ServerClock
 from connector.domain import Deletion, Entity, Record
 
 CallGate = Callable[[str, int], None]
@@ -169,6 +170,11 @@ class CrmAdapter(abc.ABC):
 
     def set_wait_listener(self, listener: WaitListener | None) -> None:  # noqa: B027 - optional hook
         """Have `listener(seconds, why)` told before every wait of this adapter's client (None removes it)."""
+    def server_clock(self) -> ServerClock | None:
+        """The CRM's clock as its answers state it (HTTP `Date`), or None when this adapter cannot tell.
+
+        The engine's cursors follow it, never the machine's clock."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release HTTP sessions and the like."""

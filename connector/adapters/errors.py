@@ -1,8 +1,9 @@
 """Typed CRM errors shared by every vendor client.
 
-Branches say what the caller can do: retry later (`RetriableCrmError`), stop the run and
-resume in the next window (`QuotaExhausted`), fix credentials (`AuthError`), or record the
-bad item and go on (`CrmRequestError`). Messages and details are redacted before they are built.
+Branches say what the caller can do: retry later (`RetriableCrmError`), stop the whole run at once
+because no later call of it can succeed (`ResumeLater`: the daily allowance used up, the token-refresh
+limit reached, credentials refused), fix credentials (`AuthError`), or record the bad item and go on
+(`CrmRequestError`). Messages and details are redacted before they are built.
 """
 
 from __future__ import annotations
@@ -74,20 +75,43 @@ class AuthError(FatalCrmError):
     """Credentials are wrong, revoked or lack a scope."""
 
 
-class TokenRefreshLimited(AuthError):
-    """The token endpoint refused because tokens were requested too often."""
+class ResumeLater(FatalCrmError):
+    """No later call of this run can succeed: the run stops at once and may resume at `resume_at`.
+
+    The clients raise it; per-record and per-batch handlers let it through, and the sync runner catches
+    it once and ends the run as `run_status` with `summary` and the resume time as its reason.
+    `resume_at` None means it does not clear by itself (a person has to act, e.g. new credentials)."""
+
+    run_status = "interrupted"
+    summary = "the CRM cannot be called again for now"
+
+    def __init__(self, message: str, *, resume_at: datetime | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.resume_at = resume_at
+
+
+class TokenRefreshLimited(ResumeLater, AuthError):
+    """The token endpoint refused (or our guard refused to ask it) because tokens were requested too often."""
+
+    summary = "no new access token can be had for now"
+
+
+class CredentialsRejected(ResumeLater, AuthError):
+    """The CRM refuses the connection's credentials (revoked or invalid grant, wrong secret, app disabled)."""
+
+    run_status = "failed"
+    summary = "the CRM refused the connection's credentials"
 
 
 class PermissionDenied(FatalCrmError):
     """Authenticated, but not allowed to do this."""
 
 
-class QuotaExhausted(FatalCrmError):
+class QuotaExhausted(ResumeLater):
     """The daily API quota/credits are used up; the run stops and resumes after `resume_at`."""
 
-    def __init__(self, message: str, *, resume_at: datetime | None = None, **kw: Any) -> None:
-        super().__init__(message, **kw)
-        self.resume_at = resume_at
+    run_status = "budget"
+    summary = "the CRM's daily API allowance is used up"
 
 
 class CrmRequestError(FatalCrmError):

@@ -1,4 +1,5 @@
-"""Retry policy shared by the vendor clients (tenacity), with Retry-After and an injectable sleep.
+"""Retry policy shared by the vendor clients (tenacity), with Retry-After and an injectable sleep; the
+early-refresh rule for their access tokens; and the CRM's clock as its answers state it.
 
 Only `RetriableCrmError` is retried; a validation error never is. Waits grow exponentially with
 full jitter and a cap, and a server-given Retry-After (within the cap) wins over the formula.
@@ -8,8 +9,11 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,6 +23,16 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from connector.adapters.errors import CrmConnectionError, RateLimited, RetriableCrmError
 
 log = logging.getLogger("connector.http")
+
+# A token is replaced this share of its lifetime before it expires, at most `refresh_margin` seconds
+# (300 s for Zoho's and Fxiaoke's hour-long tokens): enough for a call in flight, yet a token that
+# lives a few seconds is still used for most of its life instead of being replaced before every call.
+REFRESH_SHARE = 0.1
+
+
+def refresh_margin(lifetime: float, cap: float) -> float:
+    """Seconds before expiry at which a token of `lifetime` seconds is replaced: min(cap, 10% of it)."""
+    return max(0.0, min(cap, lifetime * REFRESH_SHARE))
 
 
 @dataclass(frozen=True)
@@ -109,3 +123,34 @@ def parse_retry_after(value: str | None) -> float | None:
         return max(0.0, float(value))
     except ValueError:
         return None
+
+
+class ServerClock:
+    """The CRM's own clock, as the `Date` header of its answers states it (whole seconds, never guessed).
+
+    `latest` is the time of the newest answer; `since_mark` the time of the first answer after `mark()`
+    (a sync run marks its start, so that is the CRM's time when the run began: where its cursors go)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.latest: datetime | None = None
+        self.since_mark: datetime | None = None
+
+    def saw(self, header: str | None) -> None:
+        """Note an answer's `Date` header; a missing or unreadable one changes nothing."""
+        if not header:
+            return
+        try:
+            at = parsedate_to_datetime(header)
+        except (TypeError, ValueError, IndexError):
+            return
+        at = at.replace(tzinfo=timezone.utc) if at.tzinfo is None else at.astimezone(timezone.utc)
+        with self._lock:
+            self.latest = at
+            if self.since_mark is None:
+                self.since_mark = at
+
+    def mark(self) -> None:
+        """From now on `since_mark` is the time of the next answer."""
+        with self._lock:
+            self.since_mark = None

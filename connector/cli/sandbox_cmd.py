@@ -33,12 +33,17 @@ def serve(
     daily_quota: Annotated[int | None, typer.Option("--daily-quota", help="Fxiaoke: calls per day.")] = None,
     rate_limit: Annotated[int | None, typer.Option("--rate-limit",
                                                    help="Fxiaoke: calls per path per 20 s.")] = 100,
+    clock_offset: Annotated[float, typer.Option("--clock-offset", help="Seconds the CRM's clock runs ahead of "
+                                                "this machine's (negative: behind): record times, the Date "
+                                                "header, token expiry.")] = 0.0,
 ) -> None:
     """Serve the sandbox; prints one JSON line with its URLs and credentials, logs to stderr."""
     module = importlib.import_module(f"connector.adapters.{crm.value}.sandbox")
     if crm is Crm.zoho:
         module.serve(host=host, port=port, seed=seed, latency_ms=latency_ms, fail_rate=fail_rate,
-                     token_ttl=token_ttl or 3600, daily_credits=daily_credits, concurrency=concurrency)
+                     token_ttl=token_ttl or 3600, daily_credits=daily_credits, concurrency=concurrency,
+                     clock_offset=clock_offset)
     else:
         module.serve(host=host, port=port, seed=seed, latency_ms=latency_ms, fail_rate=fail_rate,
-                     token_ttl=token_ttl or 7200, daily_quota=daily_quota, rate_limit=rate_limit)
+                     token_ttl=token_ttl or 7200, daily_quota=daily_quota, rate_limit=rate_limit,
+                     clock_offset=clock_offset)

@@ -7,7 +7,9 @@ up front instead of failing on lock upgrade; readers use deferred transactions a
 
 from __future__ import annotations
 
+import errno
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +34,7 @@ ENV_VAR = "PREPAID_SYNC_DB"
 MIGRATIONS = Path(__file__).with_name("migrations")
 _upgraded: set[str] = set()
 _upgrade_lock = threading.Lock()
+BUSY_TIMEOUT_MS = 30_000  # how long a SQLite writer waits for another one's lock
 
 
 def resolve_url(explicit: str | None = None) -> str:
@@ -76,7 +79,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # isolation_level=None hands transaction control to us (see _sqlite_begin).
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
-    for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", "busy_timeout=30000",
+    for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", f"busy_timeout={BUSY_TIMEOUT_MS}",
                    "temp_store=MEMORY", "cache_size=-16384"):
         cur.execute(f"PRAGMA {pragma}")
     cur.close()
@@ -89,15 +92,43 @@ def _sqlite_begin(conn: Any) -> None:
 
 
 @contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A transaction that will write: `BEGIN IMMEDIATE` on SQLite, a plain transaction on PostgreSQL."""
+def write_transaction(engine: Engine, *, wait: float | None = None) -> Iterator[Connection]:
+    """A transaction that will write: `BEGIN IMMEDIATE` on SQLite, a plain transaction on PostgreSQL.
+
+    `wait` bounds how many seconds SQLite waits for another writer's lock (default 30) before it raises
+    "database is locked"."""
     with engine.connect() as conn:
         conn.execution_options(ledger_write=True)
         # Per-transaction hand-offs (see store.lock_account) never outlive their transaction.
         conn.info.pop("prefetched_posting", None)
         conn.info.pop("reserved_ids", None)
-        with conn.begin():
-            yield conn
+        raw = conn.connection.driver_connection if wait is not None and conn.dialect.name == "sqlite" else None
+        if raw is not None:
+            raw.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")  # type: ignore[operator]
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            if raw is not None:
+                raw.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+
+def storage_full(exc: BaseException) -> bool:
+    """Whether `exc` says the disk (or the database's size limit) is full: SQLite SQLITE_FULL, PostgreSQL
+    53100 disk_full, or an OSError ENOSPC."""
+    if isinstance(exc, OSError):
+        return exc.errno == errno.ENOSPC
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, sqlite3.Error):
+        return getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "database or disk is full" in str(orig)
+    return getattr(orig, "sqlstate", None) == "53100"
+
+
+def database_locked(exc: BaseException) -> bool:
+    """Whether `exc` is SQLite giving up waiting for another writer ("database is locked")."""
+    orig = getattr(exc, "orig", None)
+    return isinstance(orig, sqlite3.OperationalError) and (
+        getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY or "database is locked" in str(orig))
 
 
 def make_engine(url: str | None = None, *, upgrade: bool = True, **kw: Any) -> Engine:

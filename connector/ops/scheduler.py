@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 
 from connector import redact
 from connector.config import LoadedSettings
+from connector.errors import StorageFull
 from connector.ledger.tables import utcnow
 from connector.logs import run_context
 from connector.ops.book import Book, Claim
@@ -132,6 +133,9 @@ class Worker:
         try:
             engine = self.sync_engine(name)
             report = engine.run(trigger=claim.trigger, should_stop=lambda: self.stop_reason, slot_at=claim.slot_at)
+        except StorageFull as exc:  # nothing can be recorded either; the claim's lease runs out and it is retried
+            log.error("run of %s stopped: %s", name, exc)
+            return Outcome(name, "error", claim.trigger, None, "failed", str(exc))
         except RunLocked as exc:  # a manual run holds it: try again at the next poll
             nxt = self.book.finish(claim, self.worker_id, self.clock(), status="locked", run_id=None,
                                    again_now=True)
@@ -144,11 +148,13 @@ class Worker:
             self._notify(name, run_id)
             return Outcome(name, "error", claim.trigger, run_id, "failed", str(exc), nxt)
         budget: ApiBudget | None = engine.budget
-        not_before = None
-        if report.status == "budget":
-            not_before = report.resumes_at or (budget.next_window(self.clock()) if budget else None)
+        not_before = report.resumes_at  # a run-wide stop (token limit, the CRM's allowance) says when it clears
+        if report.status == "budget" and not_before is None:
+            not_before = budget.next_window(self.clock()) if budget else None
+        # Interrupted by a signal or a lost lease: due again at once; by a limit that clears later: not before then.
+        again_now = report.status == "interrupted" and not_before is None
         nxt = self.book.finish(claim, self.worker_id, self.clock(), status=report.status, run_id=report.run_id,
-                               not_before=not_before, again_now=report.status == "interrupted")
+                               not_before=not_before, again_now=again_now)
         log.info("run %s of %s (%s): %s%s; next run %s", report.run_id, name, claim.trigger, report.status,
                  f" ({report.reason})" if report.reason else "", nxt.isoformat())
         self._notify(name, report.run_id)

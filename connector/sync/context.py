@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from connector.adapters.base import CrmAdapter
+from connector.adapters.http import ServerClock
 from connector.ledger import Ledger
 from connector.mapping.models import Mapping
 from connector.sync import state
@@ -50,7 +51,9 @@ class RunReport:
     error_total: int = 0
     reason: str = ""
     trigger: str = "manual"
-    resumes_at: datetime | None = None  # when status is "budget": not before this
+    resumes_at: datetime | None = None  # when status is "budget" (or a run-wide stop): not before this
+    crm_started_at: datetime | None = None  # the CRM's clock when the run began (its first answer's Date)
+    cursors_pulled_back: list[dict[str, Any]] = field(default_factory=list)  # stored cursors ahead of the CRM
     changes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def customer(self, key: str) -> dict[str, Any]:
@@ -81,6 +84,7 @@ class Ctx:
     max_errors_listed: int = 200
     progress: Callable[[str, int, int | None], None] | None = None
     should_stop: Callable[[], StopRequested | None] | None = None
+    crm_clock: ServerClock | None = None  # the CRM's time as its answers state it: what cursors follow
 
     def tick(self, stage: str, done: int, total: int | None = None) -> None:
         """Tell the progress observer (if any) how far `stage` is; `total` None while it is unknown.

@@ -28,6 +28,7 @@ from connector.adapters.base import (
     TaskRequest,
     WriteResult,
 )
+from connector.adapters.http import ServerClock
 from connector.domain import Deletion, Record
 from connector.errors import ConfigError
 from connector.ledger.db import make_engine
@@ -165,6 +166,10 @@ class DryRunAdapter(CrmAdapter):
     def set_gate(self, gate: CallGate | None) -> None:
         """The real reads of a dry run are charged like any others."""
         self.inner.set_gate(gate)
+
+    def server_clock(self) -> ServerClock | None:
+        """The real CRM's clock."""
+        return self.inner.server_clock()
 
     def usage(self) -> ApiUsage:
         """Real reads plus the writes it would send."""

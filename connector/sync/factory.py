@@ -60,4 +60,5 @@ def build_sync_engine(loaded: LoadedSettings, name: str | None, db: Engine, *, h
     return SyncEngine(conn_name, db, build_adapter(conn, mapping), mapping,
                       overlap=timedelta(seconds=conn.overlap_seconds), progress=progress, holder=holder,
                       lease=timedelta(seconds=sched.lease_seconds),
-                      heartbeat=timedelta(seconds=sched.heartbeat_seconds), budget=budget)
+                      heartbeat=timedelta(seconds=sched.heartbeat_seconds), budget=budget,
+                      lock_wait=timedelta(seconds=sched.lock_wait_seconds))

@@ -23,9 +23,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, select, text
+from sqlalchemy.exc import OperationalError
 
 from connector.errors import ConnectorError
-from connector.ledger.db import write_transaction
+from connector.ledger.db import database_locked, write_transaction
 from connector.ledger.tables import utcnow
 from connector.logs import carry
 from connector.sync import tables as t
@@ -72,11 +73,13 @@ class RunLock:
     """Take, keep alive and give back the run lock of one connection."""
 
     def __init__(self, engine: Engine, connection: str, *, holder: str | None = None,
-                 lease: timedelta = timedelta(seconds=60), clock: Callable[[], datetime] = utcnow) -> None:
+                 lease: timedelta = timedelta(seconds=60), clock: Callable[[], datetime] = utcnow,
+                 wait: timedelta = timedelta(seconds=10)) -> None:
         self.engine = engine
         self.connection = connection
         self.holder = holder or default_holder()
         self.lease = lease
+        self.wait = wait  # SQLite: how long to wait for a writer that holds the database before giving up
         self.clock = clock
         self.host = socket.gethostname()
         self.pid = os.getpid()
@@ -95,6 +98,11 @@ class RunLock:
     def _row(self, conn: Connection) -> Row[Any] | None:
         return conn.execute(select(t.locks).where(t.locks.c.connection == self.connection)).first()
 
+    def stored_row(self) -> Row[Any] | None:
+        """The connection's lock row as stored now: who holds it, since and until when."""
+        with self.engine.connect() as conn:
+            return self._row(conn)
+
     def _refuse(self, row: Row[Any] | None) -> RunLocked:
         if row is None:
             return RunLocked(f"connection {self.connection!r} is being synced by another session; try again when "
@@ -108,14 +116,37 @@ class RunLock:
 
     def _acquire_lease(self) -> None:
         now = self.clock()
-        with write_transaction(self.engine) as conn:
-            row, why = self._row(conn), ""
-            if row is not None:
-                expired = row.lease_until is not None and row.lease_until <= now
-                if not (expired or (row.host == self.host and not _alive(row.pid))):
-                    raise self._refuse(row)
-                why = "lease expired" if expired else f"pid {row.pid} is gone"
-            self._take(conn, row, why, now)
+        try:
+            with write_transaction(self.engine, wait=self.wait.total_seconds()) as conn:
+                row, why = self._row(conn), ""
+                if row is not None:
+                    expired = row.lease_until is not None and row.lease_until <= now
+                    if not (expired or (row.host == self.host and not _alive(row.pid))):
+                        raise self._refuse(row)
+                    why = "lease expired" if expired else f"pid {row.pid} is gone"
+                self._take(conn, row, why, now)
+        except OperationalError as exc:
+            if not database_locked(exc):
+                raise
+            raise self._locked_database() from None
+
+    def _locked_database(self) -> RunLocked:
+        """Another process has held SQLite's write lock for all of `wait` (frozen mid-write, most likely):
+        name whoever holds run locks (readers still get through), not a 'database is locked' traceback."""
+        waited = f"{self.wait.total_seconds():g} s"
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.locks).order_by(t.locks.c.connection)).all()
+        own = next((r for r in rows if r.connection == self.connection), None)
+        if own is not None:
+            refused = self._refuse(own)
+            return RunLocked(f"{refused.message}; it has kept the database locked for over {waited} (is that process "
+                             f"stopped or frozen?)", connection=self.connection)
+        others = "; ".join(f"{r.connection!r} by run {r.run_id} ({r.holder or ''} pid {r.pid} on {r.host})"
+                           for r in rows)
+        held = f" (runs holding connections now: {others})" if others else ""
+        return RunLocked(f"the database is locked by another process that has not finished writing for over "
+                         f"{waited}{held}; try again when it ends, or look for a stopped or frozen prepaid-sync "
+                         f"process", connection=self.connection)
 
     def _take(self, conn: Connection, stale: Row[Any] | None, why: str, now: datetime) -> None:
         """Write our lock row, replacing a dead holder's (whose run is then marked crashed)."""

@@ -18,7 +18,7 @@ from connector.ledger.ops import make_request
 from connector.ledger.rules import REFUND_POLICIES
 from connector.ledger.service import BatchOutcome
 from connector.mapping.models import EntityMap, Mapping
-from connector.sync import state
+from connector.sync import cursors, state
 from connector.sync import tables as t
 from connector.sync.context import Ctx
 
@@ -66,29 +66,59 @@ def _picked(emap: EntityMap, attr: str, value: Any) -> Any:
 
 
 def run_stream(ctx: Ctx, name: str, spec: EntitySpec, since: datetime | None) -> None:
-    """Read one stream to its end, then save its cursor (the run's start time) with the last batch.
+    """Read one stream to its end, then save its cursor, in the CRM's time (`cursors.next_cursor`), with the
+    last batch. A stored cursor ahead of the CRM's clock is pulled back first (`cursors.pull_back`); when the
+    CRM's time only becomes known with this read's first answer, the check follows the read, and a cursor
+    found ahead is read again from where it is pulled back to.
 
     Where deletions come from a separate read (Zoho `/deleted`), it is made only when due
     (`deletion_check`) and its own cursor is saved in the same transaction.
     """
     handler = {"customers": _Customers, "contracts": _Contracts, "payments": _Items,
                "consumption": _Items, "prepayment": _Native}[name](ctx, name)
-    checked, deletions_since = deletion_check(ctx, name, since)
-    overlap = ctx.overlap if since is not None or deletions_since is not None else timedelta(0)
-    count = 0
-    for item in ctx.adapter.stream(spec, since=since, overlap=overlap, deletions_since=deletions_since):
-        count += 1
-        handler.take(item)
-        if count % PROGRESS_EVERY == 0:
-            ctx.tick(f"pull {name}", count)
+    due, deletions_due = deletion_check(ctx, name, since)
+    known = cursors.crm_now(ctx) is not None
+
+    def plan() -> tuple[bool, datetime | None, datetime | None]:
+        checked, deletions_since = due, deletions_due
+        if not checked and (ahead := cursors.deletion_cursor_ahead(ctx, name)) is not None:
+            checked, deletions_since = True, ahead  # saved ahead of the CRM: check now, from where it comes back to
+        return checked, *cursors.pull_back(ctx, name, since, deletions_since)
+
+    checked, read_since, deletions_since = plan()
+    count, newest = _read(ctx, name, spec, handler, read_since, deletions_since)
+    if not known:  # the CRM's time is known since this read's first answer: were the cursors ahead of it?
+        again = plan()
+        if again[1:] != (read_since, deletions_since):
+            checked, read_since, deletions_since = again
+            more, newer = _read(ctx, name, spec, handler, read_since, deletions_since, count)
+            count, newest = count + more, max((at for at in (newest, newer) if at is not None), default=None)
     handler.finish()  # post what is still pending before the cursor may pass it
+    cursor = cursors.next_cursor(ctx, newest)
     with ctx.engine.begin() as conn:
         handler.flush(conn)
-        state.set_cursor(conn, ctx.connection, name, ctx.started_at, ctx.run_id)
-        if checked:
-            state.set_cursor(conn, ctx.connection, state.deletion_stream(name), ctx.started_at, ctx.run_id)
+        if cursor is not None:
+            state.set_cursor(conn, ctx.connection, name, cursor, ctx.run_id)
+            if checked:
+                state.set_cursor(conn, ctx.connection, state.deletion_stream(name), cursor, ctx.run_id)
     ctx.report.pulled[name] = count
     ctx.tick(f"pull {name}", count, count)
+
+
+def _read(ctx: Ctx, name: str, spec: EntitySpec, handler: _Handler, since: datetime | None,
+          deletions_since: datetime | None, done: int = 0) -> tuple[int, datetime | None]:
+    """Hand every changed record (and deletion) to `handler`; how many, and the newest time the CRM gave them."""
+    overlap = ctx.overlap if since is not None or deletions_since is not None else timedelta(0)
+    count, newest = 0, None
+    for item in ctx.adapter.stream(spec, since=since, overlap=overlap, deletions_since=deletions_since):
+        count += 1
+        at = item.deleted_at if isinstance(item, Deletion) else item.modified_at
+        if at is not None and (newest is None or at > newest):
+            newest = at
+        handler.take(item)
+        if (done + count) % PROGRESS_EVERY == 0:
+            ctx.tick(f"pull {name}", done + count)
+    return count, newest
 
 
 def deletion_check(ctx: Ctx, name: str, since: datetime | None) -> tuple[bool, datetime | None]:
@@ -107,7 +137,7 @@ def deletion_check(ctx: Ctx, name: str, since: datetime | None) -> tuple[bool, d
     if last is None:
         last = since if since is not None else state.get_cursor(ctx.engine, ctx.connection, name)
         return True, last
-    if since is None or ctx.started_at - last >= interval:
+    if since is None or (cursors.crm_now(ctx) or ctx.started_at) - last >= interval:  # both in the CRM's time
         return True, last
     return False, None
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import bindparam, select
 
 from connector.adapters.base import FieldUpdate, TaskRequest
-from connector.adapters.errors import CrmError, QuotaExhausted
+from connector.adapters.errors import CrmError, ResumeLater
 from connector.errors import ConnectorError
 from connector.ledger.db import write_transaction
 from connector.mapping.models import Mapping
@@ -118,8 +118,8 @@ def _send_writes(ctx: Ctx, module: str, rows: list[Any]) -> None:
     _mark_sending(ctx, [r.id for r in rows])
     try:
         results = ctx.adapter.write_fields(module, updates)
-    except QuotaExhausted:
-        raise  # the CRM's daily allowance is gone: the run stops; these rows stay in the outbox
+    except ResumeLater:
+        raise  # no later call can succeed (allowance, token limit, credentials): the run stops; rows stay queued
     except (CrmError, ConnectorError) as exc:
         for r in rows:
             ctx.error(f"{ctx.mapping.crm}:{module}:{r.crm_id}", "", "write", str(exc))
@@ -183,8 +183,8 @@ def _send_opens(ctx: Ctx, rows: list[Any]) -> None:
     _mark_sending(ctx, [r.id for r in rows])
     try:
         refs = ctx.adapter.create_tasks(tasks)
-    except QuotaExhausted:
-        raise  # the CRM's daily allowance is gone: the run stops; these rows stay in the outbox
+    except ResumeLater:
+        raise  # no later call can succeed (allowance, token limit, credentials): the run stops; rows stay queued
     except (CrmError, ConnectorError) as exc:
         for r in rows:
             ctx.error(r.marker or "", "", "task", str(exc))
@@ -216,8 +216,8 @@ def _send_closes(ctx: Ctx, rows: list[Any]) -> None:
             if ref.open:
                 ctx.adapter.close_task(ref.task_id)
                 closed.add(ref.marker)
-    except QuotaExhausted:
-        raise  # the CRM's daily allowance is gone: the run stops; these rows stay in the outbox
+    except ResumeLater:
+        raise  # no later call can succeed (allowance, token limit, credentials): the run stops; rows stay queued
     except (CrmError, ConnectorError) as exc:
         _mark(ctx, [r.id for r in rows], "failed", {"error": str(exc)})
         for r in rows:

@@ -10,15 +10,17 @@ import logging
 import os
 from collections.abc import Callable
 from contextlib import ExitStack
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from connector.adapters.base import CrmAdapter
-from connector.adapters.errors import CrmError, QuotaExhausted
-from connector.errors import ConnectorError
+from connector.adapters.errors import CrmError, ResumeLater
+from connector.errors import ConnectorError, StorageFull
 from connector.ledger import Ledger
+from connector.ledger.db import storage_full
 from connector.ledger.tables import utcnow
 from connector.logs import run_context
 from connector.mapping.models import Mapping
@@ -27,12 +29,14 @@ from connector.sync import tables as t
 from connector.sync.budget import ApiBudget, BudgetExhausted
 from connector.sync.context import Ctx, RunReport, StopRequested
 from connector.sync.dryrun import DryRunAdapter, scratch_engine
+from connector.sync.guard import WriteGuard
 from connector.sync.lock import Heartbeat, LeaseLost, RunLock
 from connector.sync.pull import retry_failed, run_stream, specs
 from connector.sync.push import push
 from connector.sync.reconcile import reconcile
 
 log = logging.getLogger(__name__)
+SKEW_WORTH_SAYING = timedelta(seconds=60)  # our clock vs the CRM's at the run's start (calls take a while)
 
 
 class SyncEngine:
@@ -42,10 +46,12 @@ class SyncEngine:
                  clock: Callable[[], datetime] = utcnow, overlap: timedelta = timedelta(seconds=120),
                  progress: Callable[[str, int, int | None], None] | None = None,
                  holder: str | None = None, lease: timedelta = timedelta(seconds=60),
-                 heartbeat: timedelta = timedelta(seconds=15), budget: ApiBudget | None = None) -> None:
+                 heartbeat: timedelta = timedelta(seconds=15), budget: ApiBudget | None = None,
+                 lock_wait: timedelta = timedelta(seconds=10)) -> None:
         self.connection = connection
         self.holder = holder
         self.lease = lease
+        self.lock_wait = lock_wait
         self.heartbeat = heartbeat
         self.budget = budget
         self.progress = progress
@@ -85,7 +91,8 @@ class SyncEngine:
 
     def _run(self, *, full: bool, trigger: str, should_stop: Callable[[], str | None] | None,
              lock: bool, slot_at: datetime | None) -> RunReport:
-        run_lock = RunLock(self.engine, self.connection, holder=self.holder, lease=self.lease) if lock else None
+        run_lock = RunLock(self.engine, self.connection, holder=self.holder, lease=self.lease,
+                           wait=self.lock_wait) if lock else None
         if run_lock is None:
             return self._locked_run(full=full, trigger=trigger, should_stop=should_stop, run_lock=None,
                                     slot_at=slot_at)
@@ -94,14 +101,22 @@ class SyncEngine:
             return self._locked_run(full=full, trigger=trigger, should_stop=should_stop, run_lock=run_lock,
                                     slot_at=slot_at)
         finally:
-            run_lock.release()
+            try:
+                run_lock.release()
+            except (OperationalError, OSError) as exc:  # a full disk: the row goes with this process's pid
+                if not storage_full(exc):
+                    raise
+                log.error("could not release the run lock of %s: %s", self.connection, exc)
 
     def _locked_run(self, *, full: bool, trigger: str, should_stop: Callable[[], str | None] | None,
                     run_lock: RunLock | None, slot_at: datetime | None) -> RunReport:
         started = self.clock()
         report = RunReport(connection=self.connection, started_at=started, trigger=trigger)
-        ledger = Ledger(self.engine, clock=self.clock)
-        ctx = Ctx(connection=self.connection, engine=self.engine, ledger=ledger, adapter=self.adapter,
+        # The run's own work goes through the guard (SQLite: every write transaction checks the lease and the file).
+        guard = WriteGuard.for_run(run_lock, self.engine)
+        work = guard.engine if guard is not None else self.engine
+        ledger = Ledger(work, clock=self.clock)
+        ctx = Ctx(connection=self.connection, engine=work, ledger=ledger, adapter=self.adapter,
                   mapping=self.mapping, clock=self.clock, overlap=self.overlap, report=report, started_at=started,
                   progress=self.progress)
         with self.engine.begin() as conn:
@@ -118,14 +133,21 @@ class SyncEngine:
             beat = scope.enter_context(Heartbeat(run_lock, self.heartbeat))
         self._ctx = ctx
         calls_before = self.adapter.usage().calls
+        ctx.crm_clock = self.adapter.server_clock()
+        if ctx.crm_clock is not None:
+            ctx.crm_clock.mark()  # the CRM's time at the run's first answer is where this run's cursors go
 
         def stop_check() -> StopRequested | None:
             if beat is not None and beat.lost:
                 return StopRequested(beat.lost, "failed")
+            lost = guard.problem() if guard is not None else None
+            if lost is not None:
+                return StopRequested(lost, "failed")
             why = should_stop() if should_stop is not None else None
             return StopRequested(why) if why else None
 
         ctx.should_stop = stop_check
+        disk_full: StorageFull | None = None
         if self.budget is not None:
             self.adapter.set_gate(self.budget.charge)
         try:
@@ -142,13 +164,21 @@ class SyncEngine:
         except BudgetExhausted as exc:
             report.status, report.reason, report.resumes_at = "budget", exc.reason, exc.resumes_at
             log.warning("run %s of %s stopped for the API budget: %s", ctx.run_id, self.connection, exc.reason)
-        except QuotaExhausted as exc:  # the CRM's own daily allowance (shared with other integrations) is used up
-            report.status, report.resumes_at = "budget", exc.resume_at
-            report.reason = f"the CRM's daily API allowance is used up: {exc}"
+        except ResumeLater as exc:  # no later call of this run can succeed: stop once, say why and until when
+            report.status, report.resumes_at, report.reason = exc.run_status, exc.resume_at, resume_reason(exc)
             log.warning("run %s of %s stopped: %s", ctx.run_id, self.connection, report.reason)
         except (CrmError, ConnectorError, LeaseLost) as exc:  # the run's failure (its reason), not a record's
             report.status = "failed"
             report.reason = str(exc)
+        except (OperationalError, OSError) as exc:
+            if not storage_full(exc):
+                report.status, report.reason = "crashed", f"{type(exc).__name__}: {exc}"
+                raise
+            report.status = "failed"
+            report.reason = (f"the disk holding the database {self.engine.url.render_as_string(hide_password=True)} "
+                             f"is full ({getattr(exc, 'orig', None) or exc}); the run stopped: what it committed is "
+                             "kept, and the next run goes on from there once there is space")
+            disk_full = StorageFull(report.reason)
         except BaseException as exc:
             report.status, report.reason = "crashed", f"{type(exc).__name__}: {exc}"
             raise
@@ -159,9 +189,29 @@ class SyncEngine:
             self._ctx = None
             report.api_calls = self.adapter.usage().calls - calls_before
             report.finished_at = self.clock()
-            with self.engine.begin() as conn:
-                conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(
-                    status=report.status if report.status != "running" else "crashed", reason=report.reason or None,
-                    finished_at=report.finished_at, stats=state.dumps({k: v for k, v in report.to_dict().items()
-                                                                       if k != "changes"})))
+            report.crm_started_at = ctx.crm_clock.since_mark if ctx.crm_clock is not None else None
+            if report.crm_started_at is not None and abs(report.crm_started_at - started) > SKEW_WORTH_SAYING:
+                log.warning("this machine's clock is %+.0f s off the CRM's (the CRM's time at the run's start: %s); "
+                            "cursors follow the CRM's clock", (started - report.crm_started_at).total_seconds(),
+                            report.crm_started_at.isoformat())
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(
+                        status=report.status if report.status != "running" else "crashed",
+                        reason=report.reason or None, finished_at=report.finished_at,
+                        stats=state.dumps({k: v for k, v in report.to_dict().items() if k != "changes"})))
+            except (OperationalError, OSError) as exc:
+                if not storage_full(exc):
+                    raise
+                log.error("could not record the end of run %s: %s", run_id, exc)
+        if disk_full is not None:
+            raise disk_full
         return report
+
+
+def resume_reason(exc: ResumeLater) -> str:
+    """A run-wide stop as one line: what happened, the CRM's answer, and when the run can go on."""
+    when = (f"the next run resumes after {exc.resume_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+            if exc.resume_at is not None
+            else "it does not clear by itself: fix it, then run again")
+    return f"{exc.summary}: {exc}; {when}"

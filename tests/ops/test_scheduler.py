@@ -58,7 +58,9 @@ class FakeSyncEngine:
         if status == "locked":
             raise RunLocked(f"connection {self.name!r} is being synced by run 1")
         self.runs.append((trigger, self.clock()))
-        return RunReport(connection=self.name, run_id=len(self.runs), status=status)
+        status, _, resume = status.partition("@")  # "interrupted@2026-11-27T01:17:00+00:00": with a resume time
+        return RunReport(connection=self.name, run_id=len(self.runs), status=status,
+                         resumes_at=datetime.fromisoformat(resume) if resume else None)
 
 
 def settings(tmp_path: Path, schedule: str = "every 15 minutes", **conn_kw: Any) -> LoadedSettings:
@@ -195,6 +197,20 @@ def test_interrupted_run_resumes_at_once_and_locked_run_retries(world: tuple) ->
     out = w.attempt("zoho")
     assert out is not None and out.status == "ok"
     assert next_run(engine) == datetime(2026, 11, 27, 1, 15, tzinfo=UTC)
+
+
+def test_a_run_stopped_until_a_resume_time_is_not_started_before_it(world: tuple) -> None:
+    loaded, engine, clock, runs = world
+    resume = T0 + timedelta(minutes=10, seconds=3)  # the CRM's token-refresh window clears then
+    w = worker(loaded, engine, clock, runs, status=[f"interrupted@{resume.isoformat()}", "ok"])
+    w.poll()
+    assert next_run(engine) == resume  # not at once, as after a signal
+    clock.advance(minutes=10)
+    w.poll()
+    assert len(runs) == 1  # not due yet
+    clock.advance(seconds=3)
+    w.poll()
+    assert len(runs) == 2 and runs[1][1] == resume
 
 
 def test_budget_stop_waits_for_the_next_window_in_the_connection_zone(world: tuple) -> None:

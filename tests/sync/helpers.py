@@ -40,15 +40,27 @@ class Clock:
 
 
 def zoho_engine(db_url: str, seed: int = 40, clock: Clock | None = None, *,
-                deletion_check: timedelta = timedelta(minutes=60), **sandbox_kw: Any
+                deletion_check: timedelta = timedelta(minutes=60), tick: float | None = None, **sandbox_kw: Any
                 ) -> tuple[SyncEngine, ZohoSandbox]:
-    """A sync engine on a seeded in-process Zoho sandbox (`/deleted` read at most every `deletion_check`)."""
+    """A sync engine on a seeded in-process Zoho sandbox (`/deleted` read at most every `deletion_check`).
+
+    With `tick`, every request to the sandbox takes `tick` seconds of the test clock, and the client's
+    token cache reads that clock too (so tokens expire as calls go by, without sleeping)."""
     clock = clock or Clock()
     sb = ZohoSandbox(seed=seed, clock=lambda: clock().timestamp(), **sandbox_kw)
     session = sb.session()
     mapping = load_mapping(DEFAULTS / "zoho.yaml")
     config = ZohoAuthConfig(accounts_url=sb.accounts_url, api_domain=sb.api_domain)
     auth = ZohoAuth.from_env(config, session=session, environ=sb.env())
+    if tick is not None:
+        handle = sb.app.handle
+
+        def slow(*args: Any) -> Any:
+            clock.advance(seconds=tick)
+            return handle(*args)
+
+        sb.app.handle = slow  # type: ignore[method-assign]
+        auth.clock = lambda: clock().timestamp()
     client = ZohoClient(auth, session=session, retry=RetryPolicy(max_attempts=6, sleep=lambda s: None))
     adapter = ZohoAdapter(client, specs={_ENT[k]: v for k, v in specs(mapping).items()},
                           deletion_check_interval=deletion_check)

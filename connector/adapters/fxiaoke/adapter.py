@@ -32,6 +32,7 @@ from connector.adapters.errors import CrmRequestError, PermissionDenied, Retriab
 from connector.adapters.fxiaoke.auth import FxiaokeAuth, FxiaokeCredentials
 from connector.adapters.fxiaoke.client import FxiaokeClient, from_epoch_ms, to_epoch_ms
 from connector.adapters.fxiaoke.envelope import CHINA_TZ, CRM
+from connector.adapters.http import ServerClock
 from connector.domain import (
     Consumption,
     Contract,
@@ -388,6 +389,9 @@ class FxiaokeAdapter(CrmAdapter):
     def set_wait_listener(self, listener: WaitListener | None) -> None:
         """Tell `listener` before every wait (see CrmAdapter.set_wait_listener)."""
         self.client.on_wait = listener
+    def server_clock(self) -> ServerClock:
+        """Fxiaoke's clock, from the Date header of every answer."""
+        return self.client.server_clock
 
     def usage(self) -> ApiUsage:
         """Calls made so far (business calls by path, plus token calls)."""

@@ -2,7 +2,8 @@
 
 The token endpoint allows about 10 calls a minute and must not be called concurrently, so every
 thread shares one cached token and at most one of them asks for a new one. A token is replaced when
-it is within `margin` seconds of its stated lifetime, or when a call answers 20016 (expired).
+it is within its refresh margin of its stated lifetime (`margin` seconds at most, a tenth of a short
+lifetime), or when a call answers 20016 (expired).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import requests
 
 from connector.adapters.errors import AuthError, CrmConnectionError, ServerError, TokenRefreshLimited
 from connector.adapters.fxiaoke.envelope import CRM, error_for
-from connector.adapters.http import connection_failure
+from connector.adapters.http import connection_failure, refresh_margin
 from connector.errors import ConfigError
 
 log = logging.getLogger("connector.fxiaoke.auth")
@@ -141,8 +142,8 @@ class FxiaokeAuth:
             raise ServerError("token response has no corpAccessToken", crm=CRM, status=200,
                               request=f"POST {TOKEN_PATH}", trace_id=payload.get("traceId"))
         lifetime = float(payload.get("expiresIn") or 0)
-        # expiresIn is the remaining lifetime; refresh `margin` seconds early (at most half-way for
-        # short-lived tokens), measured from when the request left.
-        expires_at = started + max(lifetime - self._margin, lifetime / 2)
+        # expiresIn is the remaining lifetime; refresh early by the shared rule (`margin` seconds at most,
+        # a tenth of a short lifetime), measured from when the request left.
+        expires_at = started + lifetime - refresh_margin(lifetime, self._margin)
         log.info("fxiaoke corp access token obtained (valid %.0fs)", lifetime)
         return CorpToken(value=str(value), corp_id=str(payload.get("corpId") or ""), expires_at=expires_at)

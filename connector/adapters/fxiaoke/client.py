@@ -24,6 +24,7 @@ import requests
 from connector import money, redact
 from connector.adapters.base import CallGate, WaitListener
 from connector.adapters.errors import (
+    CredentialsRejected,
     CrmConnectionError,
     CrmError,
     RateLimited,
@@ -31,7 +32,7 @@ from connector.adapters.errors import (
 )
 from connector.adapters.fxiaoke.auth import CorpToken, FxiaokeAuth
 from connector.adapters.fxiaoke.envelope import CHINA_TZ, CRM, TOKEN_EXPIRED, error_for
-from connector.adapters.http import RetryPolicy, connection_failure
+from connector.adapters.http import RetryPolicy, ServerClock, connection_failure
 from connector.errors import InvalidInput
 
 log = logging.getLogger("connector.fxiaoke")
@@ -156,6 +157,7 @@ class FxiaokeClient:
         self._stats_lock = threading.Lock()
         self.gate: CallGate | None = None  # asked before every call (the API budget)
         self.on_wait: WaitListener | None = None  # told before every wait (a progress display)
+        self.server_clock = ServerClock()  # Fxiaoke's time, from the Date header of every answer
 
     def __repr__(self) -> str:
         return f"FxiaokeClient(base_url={self.base_url!r})"
@@ -195,12 +197,19 @@ class FxiaokeClient:
         user = self.open_user_id() if as_user else None
         token = self._auth.token()
         body = self._send(path, self._sign(payload, token, user))
+        refreshed = False
         if body.get("errorCode") == TOKEN_EXPIRED:
             # The token died early (revoked or server clock ahead): refresh once, retry once.
             log.info("fxiaoke token expired on %s; refreshing once", path)
             self._auth.invalidate(token)
             body = self._send(path, self._sign(payload, self._auth.token(), user))
+            refreshed = True
         error = error_for(body, request=f"POST {path}", now=self._wall_clock(), secrets=self._auth.secrets())
+        if refreshed and error is not None and error.code == str(TOKEN_EXPIRED):
+            # A token issued a moment ago is refused too: no call of the run can succeed.
+            raise CredentialsRejected(f"a freshly issued corp access token was refused too: {error.message}",
+                                      crm=CRM, status=200, code=error.code, request=error.request,
+                                      trace_id=error.trace_id)
         if error is not None:
             if isinstance(error, RateLimited):
                 with self._stats_lock:
@@ -231,6 +240,7 @@ class FxiaokeClient:
         except requests.RequestException as exc:
             raise CrmConnectionError(f"cannot reach Fxiaoke: {connection_failure(exc, self.base_url)}", crm=CRM,
                                      request=f"POST {path}") from None
+        self.server_clock.saw(response.headers.get("Date"))
         if response.status_code >= 500 or response.status_code == 429:
             raise ServerError(f"HTTP {response.status_code} from gateway", crm=CRM, status=response.status_code,
                               request=f"POST {path}")

@@ -13,11 +13,13 @@ from typing import Any
 from connector import redact
 from connector.adapters.errors import (
     AuthError,
+    CredentialsRejected,
     CrmError,
     CrmRequestError,
     PermissionDenied,
     QuotaExhausted,
     RateLimited,
+    ResumeLater,
     ServerError,
     TokenRefreshLimited,
 )
@@ -43,9 +45,14 @@ ERROR_TABLE: dict[int, type[CrmError]] = {
 }
 
 # Codes the token endpoint uses for "asked too often" are not documented; treat throttling there as
-# a refresh limit, which stops the run instead of hammering the endpoint.
-TOKEN_ERROR_TABLE: dict[int, type[CrmError]] = {**ERROR_TABLE, 14001: TokenRefreshLimited, 30004: TokenRefreshLimited,
-                                                10006: AuthError, 11013: AuthError, 10011: AuthError}
+# a refresh limit, which stops the run instead of hammering the endpoint. Any other refusal of the token
+# request means no call of the run can succeed: the credentials are rejected and the run stops once.
+TOKEN_WINDOW = timedelta(minutes=1)  # the token endpoint allows about 10 calls a minute
+TOKEN_ERROR_TABLE: dict[int, type[CrmError]] = {
+    **ERROR_TABLE,
+    **{code: CredentialsRejected for code, cls in ERROR_TABLE.items() if cls in (AuthError, PermissionDenied)},
+    14001: TokenRefreshLimited, 30004: TokenRefreshLimited,
+    10006: CredentialsRejected, 11013: CredentialsRejected, 10011: CredentialsRejected}
 
 
 def next_quota_reset(now: datetime) -> datetime:
@@ -76,9 +83,15 @@ def error_for(body: Mapping[str, Any], *, request: str, now: datetime, token_cal
         return ServerError(f"response has no usable errorCode ({raw_code!r})", crm=CRM, status=200,
                            code=str(raw_code), request=request, trace_id=trace_id)
     cls = table.get(code, CrmRequestError)
+    if token_call and cls is CrmRequestError:
+        cls = CredentialsRejected
     kw: dict[str, Any] = {"crm": CRM, "status": 200, "code": str(code), "request": request,
                           "trace_id": str(trace_id) if trace_id else None}
     if cls is QuotaExhausted:
         resume = next_quota_reset(now) if code == DAILY_QUOTA else None
         return QuotaExhausted(message, resume_at=resume, **kw)
+    if cls is TokenRefreshLimited:
+        return TokenRefreshLimited(message, resume_at=now + TOKEN_WINDOW, **kw)
+    if issubclass(cls, ResumeLater):
+        return cls(message, resume_at=None, **kw)
     return cls(message, **kw)

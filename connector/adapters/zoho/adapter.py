@@ -27,6 +27,7 @@ from connector.adapters.base import (
     WriteResult,
 )
 from connector.adapters.errors import CrmRequestError, RetriableCrmError
+from connector.adapters.http import ServerClock
 from connector.adapters.zoho.client import ZohoClient, format_time, parse_time
 from connector.domain import (
     Consumption,
@@ -348,6 +349,9 @@ class ZohoAdapter(CrmAdapter):
     def set_wait_listener(self, listener: WaitListener | None) -> None:
         """Tell `listener` before every wait (see CrmAdapter.set_wait_listener)."""
         self.client.on_wait = listener
+    def server_clock(self) -> ServerClock:
+        """Zoho's clock, from the Date header of every answer."""
+        return self.client.server_clock
 
     def usage(self) -> ApiUsage:
         """Calls and credits this adapter's client has spent."""

@@ -15,14 +15,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 import requests
 from pydantic import SecretStr
 
 from connector import redact
-from connector.adapters.errors import AuthError, CrmConnectionError, ServerError, TokenRefreshLimited
-from connector.adapters.http import connection_failure
+from connector.adapters.errors import CredentialsRejected, CrmConnectionError, ServerError, TokenRefreshLimited
+from connector.adapters.http import connection_failure, refresh_margin
 from connector.errors import ConfigError
 
 log = logging.getLogger("connector.zoho.auth")
@@ -55,7 +56,7 @@ class ZohoAuthConfig:
     client_id_env: str = "ZOHO_CLIENT_ID"
     client_secret_env: str = "ZOHO_CLIENT_SECRET"
     refresh_token_env: str = "ZOHO_REFRESH_TOKEN"
-    refresh_margin: float = 300.0
+    refresh_margin: float = 300.0  # at most; a short-lived token is replaced 10% of its lifetime early
     timeout: tuple[float, float] = (5.0, 30.0)
 
     def token_url(self) -> str:
@@ -106,6 +107,7 @@ class _Token:
     value: str
     expires_at: float
     api_domain: str
+    margin: float = 0.0  # replaced this many seconds before `expires_at`
 
 
 @dataclass
@@ -120,6 +122,7 @@ class ZohoAuth:
     _token: _Token | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _recent: deque[float] = field(default_factory=deque, repr=False)
+    _lifetime: float | None = field(default=None, repr=False)  # of the last token issued
 
     @classmethod
     def from_env(cls, config: ZohoAuthConfig, *, session: requests.Session | None = None,
@@ -134,13 +137,13 @@ class ZohoAuth:
         return token.api_domain if token else self.config.default_api_domain()
 
     def access_token(self) -> str:
-        """A token with more than `refresh_margin` seconds to live, refreshing if needed."""
+        """A token with more than its refresh margin to live, refreshing if needed."""
         token = self._token
-        if token is not None and token.expires_at - self.clock() > self.config.refresh_margin:
+        if token is not None and token.expires_at - self.clock() > token.margin:
             return token.value
         with self._lock:
             token = self._token  # another thread may have refreshed while we waited
-            if token is None or token.expires_at - self.clock() <= self.config.refresh_margin:
+            if token is None or token.expires_at - self.clock() <= token.margin:
                 token = self._refresh()
             return token.value
 
@@ -157,13 +160,18 @@ class ZohoAuth:
 
     def _refresh(self) -> _Token:
         now = self.clock()
-        while self._recent and now - self._recent[0] > REFRESH_WINDOW:
+        while self._recent and now - self._recent[0] >= REFRESH_WINDOW:  # out of the window at `resume_at`
             self._recent.popleft()
         if len(self._recent) >= REFRESH_LIMIT:
+            # Worded so that no number follows "token": the redactor masks what follows "token:".
+            resume = datetime.fromtimestamp(self._recent[0] + REFRESH_WINDOW, timezone.utc)
+            lived = f"; its tokens live only {self._lifetime:g} s" if self._lifetime is not None else ""
             raise TokenRefreshLimited(
-                f"refused to refresh the Zoho access token: {REFRESH_LIMIT} refreshes in the last "
-                f"{int(REFRESH_WINDOW)}s already (Zoho's limit); share one token across workers",
-                crm="zoho", code="LOCAL_REFRESH_LIMIT", request=f"POST {self.config.token_url()}")
+                f"Zoho access token not refreshed: {len(self._recent)} refreshes in the last "
+                f"{REFRESH_WINDOW:g} s already, the most Zoho allows per refresh token ({REFRESH_LIMIT} per "
+                f"{REFRESH_WINDOW / 60:g} minutes){lived}; the next refresh is possible at "
+                f"{resume:%Y-%m-%d %H:%M:%S} UTC", crm="zoho", code="LOCAL_REFRESH_LIMIT",
+                request=f"POST {self.config.token_url()}", resume_at=resume)
         self._recent.append(now)
         self.refreshes += 1
         url = self.config.token_url()
@@ -186,21 +194,25 @@ class ZohoAuth:
         if "expires_in_sec" in body:  # old shape: expires_in in milliseconds
             expires_in = float(body["expires_in_sec"])
         domain = str(body.get("api_domain") or self.config.default_api_domain()).rstrip("/")
-        self._token = _Token(str(body["access_token"]), now + expires_in, domain)
+        self._lifetime = expires_in
+        self._token = _Token(str(body["access_token"]), now + expires_in, domain,
+                             refresh_margin(expires_in, self.config.refresh_margin))
         log.info("zoho access token refreshed (valid %ds, api_domain %s)", int(expires_in), domain)
         return self._token
 
-    def _token_error(self, status: int, body: Any, described: str) -> AuthError:
+    def _token_error(self, status: int, body: Any, described: str) -> TokenRefreshLimited | CredentialsRejected:
         body = body if isinstance(body, dict) else {"body": str(body)[:200]}
         error = str(body.get("error", "")).strip()
         description = str(body.get("error_description", ""))
         safe = redact.data(body)
         text = f"{error} {description}".lower()
         if any(hint in text for hint in _THROTTLE_HINTS):
+            # Zoho says neither how long to wait nor how many it counted: try again once our window has passed.
             return TokenRefreshLimited(
                 "Zoho refused to issue an access token: too many token requests; wait a few minutes "
                 "and share one token across workers", crm="zoho", status=status, code=error or "Access Denied",
-                details=safe, request=described)
+                details=safe, request=described,
+                resume_at=datetime.fromtimestamp(self.clock() + REFRESH_WINDOW, timezone.utc))
         cfg, where = self.config, "in the environment or the .env beside the config"
         hint = {"invalid_code": f"the refresh token in {cfg.refresh_token_env} is invalid or revoked; generate a new "
                                 f"one and set it {where}",
@@ -208,8 +220,9 @@ class ZohoAuth:
                                   f"{where}, and data_center in the config",
                 "invalid_client_secret": f"the client secret in {cfg.client_secret_env} is wrong; set the right one "
                                          f"{where}"}.get(error, "token request rejected")
-        return AuthError(f"Zoho token refresh failed: {hint}", crm="zoho", status=status,
-                         code=error or "NO_ACCESS_TOKEN", details=safe, request=described)
+        # Without a token no call of the run can succeed, whatever the reason: stop the run once.
+        return CredentialsRejected(f"Zoho token refresh failed: {hint}", crm="zoho", status=status,
+                                   code=error or "NO_ACCESS_TOKEN", details=safe, request=described)
 
     @staticmethod
     def _json(resp: requests.Response) -> Any:

@@ -26,6 +26,7 @@ from connector import money, redact
 from connector.adapters.base import ApiUsage, CallGate, WaitListener
 from connector.adapters.errors import (
     AuthError,
+    CredentialsRejected,
     CrmConnectionError,
     CrmError,
     CrmNotFound,
@@ -35,7 +36,7 @@ from connector.adapters.errors import (
     RateLimited,
     ServerError,
 )
-from connector.adapters.http import RetryPolicy, connection_failure, parse_retry_after
+from connector.adapters.http import RetryPolicy, ServerClock, connection_failure, parse_retry_after
 from connector.adapters.zoho.auth import ZohoAuth
 
 log = logging.getLogger("connector.zoho.client")
@@ -219,6 +220,7 @@ class ZohoClient:
         self.meter = UsageMeter()
         self.gate: CallGate | None = None  # asked before every call (the API budget)
         self.on_wait: WaitListener | None = None  # told before every retry wait (a progress display)
+        self.server_clock = ServerClock()  # Zoho's time, from the Date header of every answer
 
     # -- the chokepoint -------------------------------------------------------------------
 
@@ -268,6 +270,7 @@ class ZohoClient:
                 self.meter.add(call_type, credits, charged=False)
                 raise CrmConnectionError(f"Zoho did not answer in time: {type(exc).__name__}", crm="zoho",
                                          request=redact.url(described)) from None
+            self.server_clock.saw(resp.headers.get("Date"))
             parsed = self._decode(resp)
             remaining = resp.headers.get("X-API-CREDITS-REMAINING")
             if remaining is not None and remaining.strip().lstrip("-").isdigit():
@@ -282,6 +285,9 @@ class ZohoClient:
                 refreshed = True
                 self.auth.invalidate(token)
                 continue
+            if error.code == "INVALID_TOKEN":  # a token issued a moment ago is refused too: no call can succeed
+                raise CredentialsRejected(f"Zoho refused a freshly issued access token too: {error.message}",
+                                          crm="zoho", status=error.status, code=error.code, request=error.request)
             raise error
 
     @staticmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import datetime, timezone
 
 import pytest
 import requests
@@ -11,6 +12,7 @@ import responses
 from pydantic import SecretStr
 from zoho_helpers import CLIENT_SECRET, REFRESH_TOKEN, TOKEN_URL, FakeClock, token_body
 
+from connector import redact
 from connector.adapters.errors import AuthError, CrmConnectionError, TokenRefreshLimited
 from connector.adapters.zoho.auth import DATA_CENTERS, ZohoAuth, ZohoAuthConfig, ZohoCredentials
 from connector.errors import ConfigError
@@ -106,6 +108,37 @@ def test_local_refresh_guard(clock: FakeClock) -> None:
         auth.access_token()
     assert len(responses.calls) == 10
     clock.advance(600)
+    auth.access_token()
+
+
+@responses.activate
+def test_a_short_lived_token_is_used_for_most_of_its_life(clock: FakeClock) -> None:
+    responses.post(TOKEN_URL, json=token_body(expires_in=3))
+    auth = make_auth(clock)
+    for _ in range(5):  # 0.5 s between calls: a 3 s token serves every call until 0.3 s before it expires
+        auth.access_token()
+        clock.advance(0.5)
+    assert len(responses.calls) == 1
+    clock.advance(0.3)  # 0.2 s left of its 3 s
+    auth.access_token()
+    assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_refresh_limit_message_keeps_its_numbers_and_says_when(clock: FakeClock) -> None:
+    responses.post(TOKEN_URL, json=token_body(expires_in=3))
+    auth = make_auth(clock)
+    first = clock()
+    for _ in range(10):
+        auth.access_token()
+        clock.advance(3)
+    with pytest.raises(TokenRefreshLimited) as info:
+        auth.access_token()
+    shown = redact.text(str(info.value))  # what logs, run reports and the CLI print
+    assert "10 refreshes in the last 600 s already, the most Zoho allows per refresh token (10 per 10 minutes); " \
+           "its tokens live only 3 s; the next refresh is possible at 2026-01-01 00:10:00 UTC" in shown
+    assert info.value.resume_at == datetime.fromtimestamp(first + 600, timezone.utc)
+    clock.now = first + 600  # at the resume time the oldest refresh has left the window
     auth.access_token()
 
 

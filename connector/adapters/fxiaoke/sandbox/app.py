@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from typing import Any
 
 from connector.adapters.fxiaoke.sandbox import schema
@@ -43,6 +44,7 @@ class SandboxConfig:
     rate_window: float = 20.0
     throttle_code: int = 30004
     faults: tuple[str, ...] = FAULTS
+    clock_offset: float = 0.0  # seconds the tenant's clock runs ahead of (negative: behind) the machine's
 
 
 @dataclass
@@ -87,7 +89,10 @@ class SandboxApp:
     def __init__(self, config: SandboxConfig | None = None, clock: SandboxClock | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.config = config or SandboxConfig()
-        self.clock = clock or SandboxClock()
+        if clock is None:  # the tenant's clock: record times, the Date header, token lifetimes
+            clock = SandboxClock()
+            clock.advance(self.config.clock_offset)
+        self.clock = clock
         self._sleep = sleep
         seed = self.config.seed
         self.staff = employees(seed)
@@ -105,6 +110,10 @@ class SandboxApp:
         self._rng = random.Random(seed * 7919 + 1)
         self._rng_lock = threading.Lock()
         self._faults_forced: list[str] = []
+
+    def http_date(self) -> str:
+        """The tenant's clock as an HTTP `Date` header (what every answer carries)."""
+        return formatdate(self.clock.now(), usegmt=True)
 
     # -- test hooks ------------------------------------------------------------------------------
 

@@ -57,6 +57,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The `Date` header: the tenant's clock (shifted by `--clock-offset`), not the machine's."""
+        return self.server.app.http_date() if timestamp is None else super().date_time_string(timestamp)
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base-class signature
         """Access log at debug level, to stderr via logging."""
         log.debug("%s %s", self.address_string(), format % args)
@@ -103,16 +107,17 @@ class SandboxTransport(InProcessAdapter):
     def answer(self, request: requests.PreparedRequest, body: bytes) -> Answer:
         """Hand the request to the app; encode its reply like the HTTP handler does."""
         reply = self.app.handle(urlsplit(request.url or "").path, dict(request.headers), body)
-        return None if reply.drop else (reply.status, JSON_HEADERS, _encode(reply))
+        return None if reply.drop else (reply.status, {**JSON_HEADERS, "Date": self.app.http_date()}, _encode(reply))
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, seed: int = 0, latency_ms: int = 0, fail_rate: float = 0.0,
-          token_ttl: int = 7200, daily_quota: int | None = None, rate_limit: int | None = 100) -> None:
+          token_ttl: int = 7200, daily_quota: int | None = None, rate_limit: int | None = 100,
+          clock_offset: float = 0.0) -> None:
     """Run the sandbox until SIGINT/SIGTERM; print one JSON line (URL + credentials) to stdout."""
     if not logging.getLogger().handlers:
         logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     config = SandboxConfig(seed=seed, latency_ms=latency_ms, fail_rate=fail_rate, token_ttl=token_ttl,
-                           daily_quota=daily_quota, rate_limit=rate_limit)
+                           daily_quota=daily_quota, rate_limit=rate_limit, clock_offset=clock_offset)
     sandbox = FxiaokeSandbox(host, port, config=config).start()
     stopped = threading.Event()
 

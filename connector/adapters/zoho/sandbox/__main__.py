@@ -18,8 +18,11 @@ def main() -> None:
     parser.add_argument("--token-ttl", type=int, default=3600)
     parser.add_argument("--daily-credits", type=int, default=None)
     parser.add_argument("--concurrency", type=int, default=None)
+    parser.add_argument("--clock-offset", type=float, default=0.0,
+                        help="seconds the org's clock runs ahead of this machine's (negative: behind)")
     a = parser.parse_args()
-    serve(a.host, a.port, a.seed, a.latency_ms, a.fail_rate, a.token_ttl, a.daily_credits, a.concurrency)
+    serve(a.host, a.port, a.seed, a.latency_ms, a.fail_rate, a.token_ttl, a.daily_credits, a.concurrency,
+          a.clock_offset)
 
 
 if __name__ == "__main__":

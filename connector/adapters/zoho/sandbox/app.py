@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -52,6 +53,7 @@ class SandboxConfig:
     client_id: str = SANDBOX_CLIENT_ID
     client_secret: str = SANDBOX_CLIENT_SECRET
     refresh_token: str = SANDBOX_REFRESH_TOKEN
+    clock_offset: float = 0.0  # seconds the org's clock runs ahead of (negative: behind) the machine's
 
 
 @dataclass
@@ -162,7 +164,7 @@ class SandboxApp:
             return json_reply(200, {"error": "invalid_client_secret"})
         if form.get("refresh_token") != self.config.refresh_token:
             return json_reply(200, {"error": "invalid_code"})
-        now = time.monotonic()
+        now = self.org.clock()  # the org's clock, like token expiry (tests move it)
         with self._lock:
             while self._refreshes and now - self._refreshes[0] > REFRESH_WINDOW:
                 self._refreshes.popleft()
@@ -191,6 +193,10 @@ class SandboxApp:
             return json_reply(401, {"code": "INVALID_TOKEN", "details": {}, "message": "invalid oauth token",
                                     "status": "error"})
         return None
+
+    def http_date(self) -> str:
+        """The org's clock as an HTTP `Date` header (what every answer carries)."""
+        return formatdate(self.org.clock(), usegmt=True)
 
     def expire_tokens(self) -> None:
         """Make every issued access token invalid (as if an hour had passed)."""

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
@@ -45,6 +46,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _dispatch
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The `Date` header: the org's clock (shifted by `--clock-offset`), not the machine's."""
+        return self.server.app.http_date() if timestamp is None else super().date_time_string(timestamp)
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         """Send the access log to the sandbox logger at debug level."""
         log.debug("%s %s", self.address_string(), format % args)
@@ -64,12 +69,14 @@ class ZohoSandbox(BackgroundServer):
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, seed: int = 0, latency_ms: int = 0,
                  fail_rate: float = 0.0, token_ttl: int = 3600, daily_credits: int | None = None,
                  concurrency: int | None = None, related: bool = True, config: SandboxConfig | None = None,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None, clock_offset: float = 0.0) -> None:
         self.host, self.port = host, port
         self.config = config or SandboxConfig(seed=seed, latency_ms=latency_ms, fail_rate=fail_rate,
                                               token_ttl=token_ttl, daily_credits=daily_credits,
-                                              concurrency=concurrency)
-        self.org = Org(clock=clock) if clock else Org()
+                                              concurrency=concurrency, clock_offset=clock_offset)
+        base = clock or time.time
+        # The org's clock (record times, the Date header, token expiry) runs `clock_offset` s off `base`.
+        self.org = Org(clock=lambda: base() + self.config.clock_offset)
         self.summary = seed_org(self.org, self.config.seed, seed=self.config.seed, related=related)
         self.app = SandboxApp(self.config, self.org)
 
@@ -123,16 +130,17 @@ class InProcessTransport(InProcessAdapter):
         """Answer `request` from the app."""
         url = urlsplit(request.url or "")
         reply = self.app.handle(request.method or "GET", url.path, url.query, dict(request.headers), body)
-        return None if reply.drop else (reply.status, reply.headers, reply.body)
+        return None if reply.drop else (reply.status, {"Date": self.app.http_date(), **reply.headers}, reply.body)
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, seed: int = 0, latency_ms: int = 0, fail_rate: float = 0.0,
-          token_ttl: int = 3600, daily_credits: int | None = None, concurrency: int | None = None) -> None:
+          token_ttl: int = 3600, daily_credits: int | None = None, concurrency: int | None = None,
+          clock_offset: float = 0.0) -> None:
     """Run a sandbox until SIGINT/SIGTERM; print one JSON line with URLs and credentials to stdout."""
     if not logging.getLogger().handlers:
         logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     sandbox = ZohoSandbox(host, port, seed=seed, latency_ms=latency_ms, fail_rate=fail_rate, token_ttl=token_ttl,
-                          daily_credits=daily_credits, concurrency=concurrency)
+                          daily_credits=daily_credits, concurrency=concurrency, clock_offset=clock_offset)
     sandbox.start()
     print(json.dumps(sandbox.info()), flush=True)
     log.info("seeded %s", {k: v for k, v in sandbox.summary.items() if k != "anomalies"})
