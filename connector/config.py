@@ -28,6 +28,30 @@ FXIAOKE_SECRETS = {"app_id": "FXIAOKE_APP_ID", "app_secret": "FXIAOKE_APP_SECRET
                    "permanent_code": "FXIAOKE_PERMANENT_CODE"}
 
 
+class MassChangeGuard(BaseModel):
+    """`[connections.NAME.mass_change_guard]`: the share of customers, open flags and open CRM tasks one run may
+    change before it is held for a person (`sync run --allow-mass-change`), and when that applies.
+
+    The defaults suit an established connection synced every few minutes to a day: such a run writes the
+    customers who paid or consumed since the last one and clears flags one customer at a time, so a run
+    that clears a quarter of all open flags or closes a quarter of the open tasks at once is what a broken
+    mapping or a bulk mistake in the CRM looks like. Field writes get more room (half the customers) because a
+    daily consumption feed legitimately moves many balances. The guard never holds the first sync of a
+    connection (nothing written before), nor a kind of change seen fewer than `min_count` times."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(default=True, description="false: never hold a run (every run may change anything)")
+    max_customers_changed_pct: int = Field(default=50, ge=0, le=100, description="most customers whose "
+                                           "connector-owned fields one run may write, % of the live customers")
+    max_flags_cleared_pct: int = Field(default=25, ge=0, le=100, description="most open flags one run may clear, "
+                                       "% of the open flags (event flags, which clear by age, are not counted)")
+    max_tasks_closed_pct: int = Field(default=25, ge=0, le=100, description="most open CRM tasks one run may "
+                                      "close, % of the open tasks the connector opened")
+    min_count: int = Field(default=10, ge=1, description="fewer changes of a kind than this never hold a run "
+                           "(a small org would otherwise trip a share with two customers)")
+
+
 class Connection(BaseModel):
     """One CRM org: kind, mapping file, endpoints, env-var names of its secrets, schedule, knobs."""
 
@@ -55,6 +79,7 @@ class Connection(BaseModel):
     deletion_check_minutes: int = Field(default=60, ge=0, description="Zoho: read `/deleted` at most this often "
                                         "per stream (deletions are noticed within it); 0 = every run")
     retry_attempts: int = Field(default=5, ge=1, le=20)
+    mass_change_guard: MassChangeGuard = Field(default_factory=MassChangeGuard)
 
     @model_validator(mode="after")
     def _secrets(self) -> Connection:
@@ -226,6 +251,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}", file=str(path)) from None
+    except RecursionError:  # tomllib reads nested arrays and tables recursively
+        raise ConfigError(f"{path}: nested too deeply to read; a config file needs only a few levels, so look for "
+                          "unbalanced or runaway brackets", file=str(path)) from None
 
 
 def load_env(folder: Path) -> None:
@@ -249,7 +277,8 @@ def load_settings(explicit: str | Path | None = None) -> LoadedSettings:
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
             why = str(err["msg"]).removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                why = f"unknown key{suggest(str(err['loc'][-1]), set(Connection.model_fields) | set(Settings.model_fields))}"
+                known = set(Connection.model_fields) | set(Settings.model_fields) | set(MassChangeGuard.model_fields)
+                why = f"unknown key{suggest(str(err['loc'][-1]), known)}"
             parts.append(f"{where}: {why}")
         raise ConfigError(f"{path}: " + "; ".join(parts), file=str(path)) from None
     load_env(path.parent)
@@ -269,8 +298,12 @@ def render(settings: Settings) -> str:
         lines.append(f"default_connection = {_q(settings.default_connection)}")
     for name, conn in settings.connections.items():
         lines += ["", f"[connections.{name}]"]
-        for key, value in conn.model_dump(exclude={"secrets"}, exclude_none=True).items():
+        for key, value in conn.model_dump(exclude={"secrets", "mass_change_guard"}, exclude_none=True).items():
             lines.append(f"{key} = {_q(value) if isinstance(value, str) else value}")
         lines += ["", f"[connections.{name}.secrets]"]
         lines += [f"{k} = {_q(v)}" for k, v in conn.env_names().items()]
+        guard = conn.mass_change_guard.model_dump(exclude_defaults=True)
+        if guard:
+            lines += ["", f"[connections.{name}.mass_change_guard]"]
+            lines += [f"{k} = {str(v).lower() if isinstance(v, bool) else v}" for k, v in guard.items()]
     return "\n".join(lines) + "\n"

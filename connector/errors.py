@@ -42,6 +42,18 @@ class ConfigError(InvalidInput):
     """A configuration or mapping file is wrong; the message names file, path and reason."""
 
 
+class MappingMismatch(ConfigError):
+    """The mapping names CRM fields that do not exist or cannot hold their values; a run stops before it
+    reads or writes anything. `problems` are the `mappings check --online` lines ({path, reason})."""
+
+    def __init__(self, problems: list[dict[str, str]], crm: str) -> None:
+        lines = "; ".join(f"{p['path']}: {p['reason']}" for p in problems)
+        super().__init__(f"the mapping does not fit the {crm} fields, so the run stopped before reading or writing "
+                         f"anything: {lines}; correct the mapping file (`prepaid-sync mappings check --online` "
+                         "lists the same problems)", problems=problems)
+        self.problems = problems
+
+
 class LedgerRuleError(ConnectorError):
     """A valid request the ledger refuses by rule; nothing was written."""
 

@@ -45,6 +45,21 @@ class EntitySpec(BaseModel):
         return list(seen)
 
 
+def absent_fields(spec: EntitySpec, record: Any) -> list[str]:
+    """The mapped CRM fields a record came without: absent from its JSON, as opposed to present and empty.
+
+    A CRM leaves out a field the API user may not see, or one the module does not have; reading it as
+    empty would clear flags, close tasks and rewrite fields that depend on it, so adapters refuse such a
+    record (`INCOMPLETE`) instead."""
+    return [name for name in spec.crm_fields() if name not in record]
+
+
+INCOMPLETE = ("absent from the record the CRM sent (an empty field comes as null): the API user may not see it or "
+              "the module has no such field; correct the mapping or the user's field permissions (`prepaid-sync "
+              "mappings check --online`), then re-read the record with `prepaid-sync sync run --full`; until then "
+              "its customer is left as it is")
+
+
 class FieldInfo(BaseModel):
     """Metadata of one CRM field, used to validate mappings before any write."""
 
@@ -162,6 +177,9 @@ class CrmAdapter(abc.ABC):
     @abc.abstractmethod
     def usage(self) -> ApiUsage:
         """API calls and credits spent by this adapter."""
+
+    def forget_metadata(self) -> None:  # noqa: B027 - optional hook
+        """Drop field metadata cached by `describe`, so the next call reads it again (each run starts so)."""
 
     def set_gate(self, gate: CallGate | None) -> None:
         """Have `gate(call_type, credits)` asked before every HTTP call this adapter makes; it raises to

@@ -19,12 +19,12 @@ from connector.ops.status import ConnectionStatus, RunDetail, RunRow, all_status
 ConfigOpt = Annotated[str | None, typer.Option("--config", help="Config file (default ./prepaid-sync.toml).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 STATUS_STYLE = {"ok": "green", "partial": "yellow", "failed": "bold red", "crashed": "bold red",
-                "interrupted": "yellow", "budget": "yellow", "running": "cyan"}
+                "interrupted": "yellow", "budget": "yellow", "running": "cyan", "held": "bold red"}
 TRIGGER_WORDS = {"schedule": "scheduled", "manual": "manual", "recovery": "taken over after a crash"}
 COUNT_LABELS = {"pulled": "pulled", "deposits_posted": "deposits", "consumptions_posted": "consumption",
                 "reversals_posted": "reversals", "terms_set": "terms", "records_written": "fields written",
                 "tasks_created": "tasks opened", "tasks_closed": "tasks closed", "flags_opened": "flags opened",
-                "flags_cleared": "flags cleared"}
+                "flags_cleared": "flags cleared", "customers_held": "customers held"}
 
 runs_app = typer.Typer(rich_markup_mode=None,
                       help="Run history: `runs` lists recent runs, `runs show RUN_ID` shows one with its errors.")
@@ -108,6 +108,10 @@ def _next_run_cell(s: ConnectionStatus) -> str:
         text += "\n[yellow]overdue: is a `prepaid-sync schedule` worker running?[/]"
     if s.missed:
         text += f"\n[yellow]{s.missed} run(s) missed (due too long ago to start)[/]"
+    if s.last_finished is not None and s.last_finished.status == "held":
+        text += (f"\n[yellow]waits for a person: run #{s.last_finished.id} was held by the mass-change guard; "
+                 f"`prepaid-sync sync run --connection {escape(s.connection)} --allow-mass-change` lets its changes "
+                 "through, a changed mapping or guard setting lets the schedule try again[/]")
     return text
 
 

@@ -16,6 +16,7 @@ from connector.cli.common import database, emit_json, handled, out, state
 from connector.config import LoadedSettings, load_settings
 from connector.ledger.tables import utcnow
 from connector.ops.alerts import deliver_due, load_alerts, notify_run
+from connector.ops.history import FAILURES
 from connector.ops.scheduler import Worker, serve, worker_signals
 from connector.sync.lock import default_holder
 
@@ -57,7 +58,7 @@ def schedule(config: Annotated[str | None, typer.Option("--config", help="Config
                 table.add_row(o.connection, o.action, o.trigger, str(o.run_id or ""), o.status, o.reason,
                               f"{o.next_run_at:%Y-%m-%d %H:%M:%S}" if o.next_run_at else "")
             out.print(table if outcomes else "nothing was due")
-        if any(o.status in ("failed", "crashed") for o in outcomes):
+        if any(o.status in FAILURES for o in outcomes):
             raise typer.Exit(1)
         return
     code = serve(worker)

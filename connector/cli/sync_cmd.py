@@ -31,7 +31,8 @@ from connector.config import (
     load_settings,
     render,
 )
-from connector.errors import ConfigError
+from connector.errors import ConfigError, ConnectorError
+from connector.adapters.errors import AuthError, CrmConnectionError, CrmError
 from connector.ledger.tables import utcnow
 from connector.mapping import load_mapping
 from connector.mapping.loader import default_mapping_path
@@ -60,11 +61,17 @@ def print_report(report: RunReport, *, title: str = "sync run") -> None:
                          ("records written", report.records_written), ("tasks created", report.tasks_created),
                          ("tasks closed", report.tasks_closed),
                          ("flags opened / cleared", f"{report.flags_opened} / {report.flags_cleared}"),
+                         ("customers held (a record came incomplete)", report.customers_held),
                          ("API calls", report.api_calls), ("errors", report.error_total)]:
         table.add_row(label, str(value))
     out.print(table)
     if report.reason:
         out.print(Text.assemble(("  why: ", "bold"), report.reason), highlight=False)
+    if report.guard is not None:
+        lead = ("[bold red]held[/]" if report.status == "held" else "[yellow]a real run would be held[/]"
+                if report.dry_run else "[yellow]let through by --allow-mass-change[/]")
+        text = report.guard["reason"].removeprefix("held by the mass-change guard before any CRM write: ")
+        out.print(f"{lead} by the mass-change guard: {escape(text)}", highlight=False)
     for e in report.errors[:10]:
         out.print(Text.assemble(("  " + e["stage"], "yellow"), f" {e['record']} {e['field']}: {e['reason']}"),
                   highlight=False)
@@ -94,6 +101,9 @@ def run_cmd(connection: ConnOpt = None, config: ConfigOpt = None,
             dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only: show postings, field changes, "
                                                   "tasks and API calls; change nothing.")] = False,
             full: Annotated[bool, typer.Option("--full", help="Ignore cursors and re-read everything.")] = False,
+            allow_mass_change: Annotated[bool, typer.Option(
+                "--allow-mass-change", help="Let this run through the mass-change guard: write even when it "
+                "changes more customers, flags or tasks at once than the connection's limits allow.")] = False,
             as_json: JsonOpt = False) -> None:
     """Pull CRM changes, post them to the ledger, reconcile, and write back what changed."""
     with handled(as_json):
@@ -102,21 +112,38 @@ def run_cmd(connection: ConnOpt = None, config: ConfigOpt = None,
         engine, name = engine_for(loaded, connection)
         with graceful_signals() as stop:
             if as_json:
-                report = engine.run(full=full, dry_run=dry_run, should_stop=stop)
+                report = engine.run(full=full, dry_run=dry_run, should_stop=stop, allow_mass_change=allow_mass_change)
             else:
                 with RunProgress(err) as progress:
                     engine.progress = progress
                     engine.adapter.set_wait_listener(progress.waiting)
-                    report = engine.run(full=full, dry_run=dry_run, should_stop=stop)
+                    report = engine.run(full=full, dry_run=dry_run, should_stop=stop,
+                                        allow_mass_change=allow_mass_change)
         engine.adapter.close()
         if rules.channels and not dry_run:
             notify_run(engine.engine, rules, name, report.run_id, utcnow())  # never raises
     if as_json:
         emit_json(report.to_dict())
+    elif report.problems:
+        print_problems(report)
     else:
         print_report(report)
+    if report.problems:
+        raise typer.Exit(2)
+    if report.status == "held":
+        raise typer.Exit(3)  # refused by a rule (the guard), nothing written: like a ledger rule's refusal
     if report.status == "failed":
         raise typer.Exit(1)
+
+
+def print_problems(report: RunReport) -> None:
+    """A run the mapping check stopped: its problems, one a line, as `mappings check --online` prints them."""
+    err.print(f"[bold red]error:[/] run {report.run_id} of {report.connection} stopped before reading or writing "
+              "anything: the mapping does not fit the CRM's fields", highlight=False)
+    for p in report.problems:
+        err.print(f"[red]{escape(p['path'])}[/]: {escape(p['reason'])}", highlight=False)
+    err.print("Correct the mapping file; `prepaid-sync mappings check --online` lists the same problems.",
+              highlight=False)
 
 
 def graceful_signals() -> AbstractContextManager[Callable[[], str | None]]:
@@ -218,6 +245,20 @@ def write_config(directory: Path, crm: str | None, *, sandbox: str | None = None
     return written
 
 
+def metadata_unavailable(exc: CrmError, name: str, conn: Connection, folder: Path) -> ConnectorError:
+    """One line for a CRM failure that kept `mappings check --online` from reading any field metadata:
+    what failed and the fix (credentials: exit 2, like any other configuration mistake; else exit 1)."""
+    head = f"cannot check the mapping of connection {name!r} against the CRM: {exc}"
+    if isinstance(exc, AuthError):
+        names = ", ".join(conn.env_names().values())
+        return ConfigError(f"{head}; the CRM refused the credentials: correct {names} in the environment or in "
+                           f"{folder / '.env'}", field="secrets")
+    if isinstance(exc, CrmConnectionError):
+        return ConnectorError(f"{head}; nothing answered: is the CRM (or the sandbox) running at that address, "
+                              "and is the connection's URL in the config right?")
+    return ConnectorError(f"{head}; try again later")
+
+
 @mappings_app.command("check")
 def check_cmd(connection: ConnOpt = None, config: ConfigOpt = None,
               mapping: Annotated[Path | None, typer.Option("--mapping", help="Check this file (offline).")] = None,
@@ -241,8 +282,12 @@ def check_cmd(connection: ConnOpt = None, config: ConfigOpt = None,
             problems = []
             if online:
                 adapter = build_adapter(conn, m)
-                problems = check_online(adapter, m, create_fields=create_fields)
-                adapter.close()
+                try:
+                    problems = check_online(adapter, m, create_fields=create_fields)
+                except CrmError as exc:
+                    raise metadata_unavailable(exc, _name, conn, loaded.path.parent) from None
+                finally:
+                    adapter.close()
     if as_json:
         emit_json({"mapping": where, "ok": not problems, "problems": problems})
     else:

@@ -7,12 +7,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from connector.errors import ConfigError
 from connector.mapping import models
 from connector.mapping.models import DERIVED, FLAGS, METRICS, TEMPLATE_VARS, Mapping
+from connector.mapping.yaml_input import load_yaml
 
 DEFAULTS = Path(__file__).parent / "defaults"
 
@@ -29,7 +29,7 @@ def _vocabulary() -> set[str]:
 
 def suggest(name: str, choices: set[str] | None = None) -> str:
     """' (did you mean X?)' for the closest valid name, or ''."""
-    close = difflib.get_close_matches(name, sorted(choices or _vocabulary()), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(name, sorted(_vocabulary() if choices is None else choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -81,13 +81,7 @@ def load_mapping(path: str | Path) -> Mapping:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read mapping file ({exc.strerror})", file=str(file)) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{file}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}", file=str(file)) from None
-    return parse_mapping(data, str(file))
+    return parse_mapping(load_yaml(text, str(file)), str(file))
 
 
 def default_mapping_path(crm: str) -> Path:

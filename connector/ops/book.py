@@ -18,8 +18,11 @@ from sqlalchemy import Engine, and_, exists, select
 from sqlalchemy.exc import IntegrityError
 
 from connector.config import Connection, LoadedSettings
+from connector.errors import ConfigError
+from connector.mapping import load_mapping
 from connector.ops.schedule_spec import trigger
 from connector.sync import tables as t
+from connector.sync.guard import guard_key, held_run
 
 log = logging.getLogger(__name__)
 S = t.schedule.c
@@ -111,6 +114,11 @@ class Book:
         else:
             same = and_(same, S.claimed_by.is_(None))
         late = now - row.next_run_at
+        if not orphan and self._waits_for_person(name, conn):
+            nxt = next_fire(self.loaded, conn, now)
+            with self.engine.begin() as db:
+                db.execute(t.schedule.update().where(same).values(next_run_at=nxt, updated_at=now))
+            return None
         if not orphan and late > timedelta(seconds=conn.misfire_grace_seconds):
             nxt = next_fire(self.loaded, conn, now)
             with self.engine.begin() as db:
@@ -129,6 +137,24 @@ class Book:
             log.warning("resuming the run of %s claimed by %s, whose lease ran out at %s", name, row.claimed_by,
                         row.lease_until)
         return Claim(name, row.next_run_at, "recovery" if orphan else "schedule")
+
+    def _waits_for_person(self, name: str, conn: Connection) -> bool:
+        """The connection's last run was held by the mass-change guard, under the guard settings and mapping it
+        has now: running it again would only be held again (and alert again), so it waits for a person."""
+        with self.engine.connect() as db:
+            held = held_run(db, name)
+        if held is None:
+            return False
+        try:
+            now_key = guard_key(conn.mass_change_guard, load_mapping(self.loaded.mapping_path(conn)))
+        except ConfigError:
+            return False  # a broken mapping: let the run fail and say so
+        if held[1] != now_key:
+            return False
+        log.warning("%s waits for a person: run %s was held by the mass-change guard; run `prepaid-sync sync run "
+                    "--connection %s --allow-mass-change` if its changes are right, or correct the mapping or the "
+                    "CRM data and run it without", name, held[0], name)
+        return True
 
     def extend(self, names: list[str], worker: str, now: datetime) -> None:
         """Push the leases of this worker's claims forward."""

@@ -1,7 +1,7 @@
 """What run history means, in one place: which statuses are failures, the failure streak, a run's reason.
 
 `status` (what an operator sees) and the alerts (what wakes someone up) read history the same way:
-a *failure* is a `failed` or `crashed` run, or a `running` row that is not the run holding the lock
+a *failure* is a `failed`, `crashed` or `held` run, or a `running` row that is not the run holding the lock
 now (its process died before it could say so); a *success* is `ok` or `partial`. An `interrupted`
 (signal) or `budget` run is neither: it does not extend a streak and does not end one.
 """
@@ -16,7 +16,7 @@ from connector import redact
 from connector.sync import state
 from connector.sync import tables as t
 
-FAILURES = ("failed", "crashed")
+FAILURES = ("failed", "crashed", "held")  # held: stopped by the mass-change guard, a person must decide
 SUCCESSES = ("ok", "partial")
 
 

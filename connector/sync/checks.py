@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from connector.adapters.base import CrmAdapter, FieldInfo
-from connector.adapters.errors import CrmError
+from connector.adapters.errors import CrmRequestError, PermissionDenied
+from connector.errors import MappingMismatch
 from connector.mapping.loader import suggest
 from connector.mapping.models import FieldMap, Mapping
 
@@ -38,26 +39,49 @@ def _fields(m: Mapping) -> list[tuple[str, str, FieldMap]]:
     return out
 
 
+def _module_paths(m: Mapping) -> dict[str, str]:
+    """Where each mapped module is named in the mapping (the first section that names it)."""
+    out: dict[str, str] = {}
+    for section in ("customers", "contracts", "payments", "consumption", "prepayment"):
+        emap = getattr(m, section)
+        if emap is not None:
+            out.setdefault(emap.module, f"{section}.module")
+    return out
+
+
+def modules(m: Mapping) -> list[str]:
+    """The CRM modules a mapping reads or writes, each once (one metadata call each)."""
+    return list(_module_paths(m))
+
+
 def check_online(adapter: CrmAdapter, m: Mapping, *, create_fields: bool = False) -> list[dict[str, str]]:
-    """Problems found against the CRM's field metadata (empty when the mapping fits)."""
+    """Problems found against the CRM's field metadata (empty when the mapping fits).
+
+    A module the CRM cannot describe (it does not exist, or the API user may not read it) is one
+    problem, not one per field. A failure that no module escapes (credentials refused, CRM unreachable,
+    allowance used up) is raised as it is, once: it says nothing about the mapping.
+    """
     problems: list[dict[str, str]] = []
-    meta: dict[str, dict[str, FieldInfo]] = {}
+    meta: dict[str, dict[str, FieldInfo] | None] = {}
     missing_owned: list[tuple[str, str, FieldMap]] = []
+    where = _module_paths(m)
     for path, module, fm in _fields(m):
         if module not in meta:
             try:
                 meta[module] = {f.api_name: f for f in adapter.describe(module)}
-            except CrmError as exc:
-                problems.append({"path": path, "reason": f"module {module!r} cannot be described: {exc}"})
-                meta[module] = {}
-                continue
-        info = meta[module].get(fm.crm)
+            except (CrmRequestError, PermissionDenied) as exc:
+                problems.append({"path": where[module], "reason": f"module {module!r} cannot be described: {exc}"})
+                meta[module] = None
+        fields = meta[module]
+        if fields is None:
+            continue
+        info = fields.get(fm.crm)
         if info is None:
             if fm.owner == "connector" and create_fields:
                 missing_owned.append((path, module, fm))
                 continue
             problems.append({"path": f"{path}.crm", "reason": f"{module} has no field {fm.crm!r}"
-                             f"{suggest(fm.crm, set(meta[module]))}"})
+                             f"{suggest(fm.crm, set(fields))}"})
             continue
         if info.data_type not in COMPATIBLE[fm.type]:
             problems.append({"path": f"{path}.type", "reason": f"{module}.{fm.crm} is {info.data_type}; "
@@ -72,6 +96,16 @@ def check_online(adapter: CrmAdapter, m: Mapping, *, create_fields: bool = False
     if missing_owned:
         problems += _create(adapter, missing_owned)
     return problems
+
+
+def preflight(adapter: CrmAdapter, m: Mapping) -> None:
+    """The start of every run: fresh field metadata (one call per module, through the run's budget gate),
+    checked like `mappings check --online`; MappingMismatch when a mapped field is missing or cannot hold
+    its value."""
+    adapter.forget_metadata()
+    problems = check_online(adapter, m)
+    if problems:
+        raise MappingMismatch(problems, m.crm)
 
 
 def _create(adapter: CrmAdapter, wanted: list[tuple[str, str, FieldMap]]) -> list[dict[str, str]]:

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Engine
 
 from connector.adapters.base import CrmAdapter
 from connector.adapters.http import ServerClock
+from connector.config import MassChangeGuard
 from connector.ledger import Ledger
 from connector.mapping.models import Mapping
 from connector.sync import state
@@ -46,6 +47,7 @@ class RunReport:
     tasks_closed: int = 0
     flags_opened: int = 0
     flags_cleared: int = 0
+    customers_held: int = 0  # left as they were: a record of theirs came without a mapped field
     api_calls: int = 0
     errors: list[dict[str, str]] = field(default_factory=list)
     error_total: int = 0
@@ -54,6 +56,8 @@ class RunReport:
     resumes_at: datetime | None = None  # when status is "budget" (or a run-wide stop): not before this
     crm_started_at: datetime | None = None  # the CRM's clock when the run began (its first answer's Date)
     cursors_pulled_back: list[dict[str, Any]] = field(default_factory=list)  # stored cursors ahead of the CRM
+    problems: list[dict[str, str]] = field(default_factory=list)  # the mapping check's, when it stopped the run
+    guard: dict[str, Any] | None = None  # what the mass-change guard saw, when the plan was over a limit
     changes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def customer(self, key: str) -> dict[str, Any]:
@@ -85,6 +89,9 @@ class Ctx:
     progress: Callable[[str, int, int | None], None] | None = None
     should_stop: Callable[[], StopRequested | None] | None = None
     crm_clock: ServerClock | None = None  # the CRM's time as its answers state it: what cursors follow
+    held: dict[str, str] = field(default_factory=dict)  # customer CRM id -> its incomplete record (`holds`)
+    guard: MassChangeGuard | None = None  # the mass-change guard's limits (`guard`); None: no guard
+    allow_mass_change: bool = False
 
     def tick(self, stage: str, done: int, total: int | None = None) -> None:
         """Tell the progress observer (if any) how far `stage` is; `total` None while it is unknown.

@@ -144,6 +144,10 @@ class DryRunAdapter(CrmAdapter):
         """Read from the real CRM."""
         return self.inner.describe(module)
 
+    def forget_metadata(self) -> None:
+        """The real adapter's cache."""
+        self.inner.forget_metadata()
+
     def write_fields(self, module: str, updates: Sequence[FieldUpdate]) -> list[WriteResult]:
         """Count the batch calls it would take; send nothing."""
         self.planned_calls += math.ceil(len(updates) / self.batch)

@@ -61,4 +61,4 @@ def build_sync_engine(loaded: LoadedSettings, name: str | None, db: Engine, *, h
                       overlap=timedelta(seconds=conn.overlap_seconds), progress=progress, holder=holder,
                       lease=timedelta(seconds=sched.lease_seconds),
                       heartbeat=timedelta(seconds=sched.heartbeat_seconds), budget=budget,
-                      lock_wait=timedelta(seconds=sched.lock_wait_seconds))
+                      lock_wait=timedelta(seconds=sched.lock_wait_seconds), guard=conn.mass_change_guard)

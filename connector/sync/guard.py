@@ -1,118 +1,123 @@
-"""A run's write guard on SQLite: it writes only while it holds its lease, into the file it opened.
+"""The mass-change guard: a run whose plan would change too much at once is held before any CRM write.
 
-A run that was frozen (SIGSTOP, a suspended VM) past its lease may wake up while the run that took the
-connection over is writing. So before the first write of every transaction it makes, the run checks,
-inside that transaction, that its lease row is still its own and unexpired: the check is itself a write,
-so it takes SQLite's write lock and nobody can take the lease over between the check and the writes
-that follow. A database file deleted (or replaced) under a running sync is caught the same way, and at
-every safe point, instead of the run writing on into a deleted file and reporting success.
-
-PostgreSQL needs none of this: its run lock is an advisory lock that lives exactly as long as the
-session holding it, which the heartbeat watches.
+Reconcile counts what its plan would do (`Tally`): customers whose connector-owned fields it writes, open
+flags it clears, open CRM tasks it closes. Before it persists anything, `enforce` compares each share with
+the connection's limits (`config.MassChangeGuard`); over a limit, the run stops as `held` with the counts,
+the limits and a few examples, and nothing of the plan is kept (flags stay open, nothing is queued for the
+CRM). `sync run --allow-mass-change` or the connection's settings let it through. A first sync (nothing
+ever written for the connection) is never held. After a held run the scheduler starts none until a person
+runs the connection (`sync run`, with or without `--allow-mass-change`) or changes its guard settings or
+mapping (`held_run` and `guard_key` tell).
 """
 
 from __future__ import annotations
 
-import os
-from datetime import UTC, datetime
-from types import SimpleNamespace
+import hashlib
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, select
 
-from connector.sync.context import StopRequested
-from connector.sync.lock import RunLock
+from connector.config import MassChangeGuard
+from connector.mapping.models import Mapping
+from connector.sync import state
+from connector.sync import tables as t
+from connector.sync.context import Ctx
 
-_WRITES = ("insert", "update", "delete", "replace")
-# The lease check: a no-op write on our own, unexpired lease row (times are stored as SQLite text).
-_HOLD = ("UPDATE sync_locks SET heartbeat_at = heartbeat_at WHERE connection = ? AND holder = ? AND pid = ? "
-         "AND lease_until > ?")
-
-
-def _sqlite_time(at: datetime) -> str:
-    """An aware time as the ledger's UTCDateTime columns hold it on SQLite (naive UTC text)."""
-    return at.astimezone(UTC).replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")
+EXAMPLES = 3
 
 
-def _lock_row(raw: tuple[Any, ...] | None) -> SimpleNamespace | None:
-    if raw is None:
+class MassChangeHeld(Exception):
+    """The plan is over a limit of the guard; the run ends `held`, before any CRM write."""
+
+    def __init__(self, reason: str, details: dict[str, Any]) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.details = details
+
+
+@dataclass
+class Tally:
+    """What one run's plan would change, against what there is."""
+
+    first_sync: bool = False
+    customers: int = 0
+    changed: int = 0
+    open_flags: int = 0
+    cleared: int = 0
+    open_tasks: int = 0
+    closing: int = 0
+    examples: dict[str, list[str]] = field(default_factory=dict)  # "Name (key)" -> what would happen
+    affected: int = 0  # customers with anything counted above
+    _seen: set[str] = field(default_factory=set)
+
+    def example(self, who: str, what: str) -> None:
+        """Note what the plan does to a customer (what is done to the first few is kept as examples)."""
+        if who not in self._seen:
+            self._seen.add(who)
+            self.affected += 1
+        if who in self.examples or len(self.examples) < EXAMPLES:
+            self.examples.setdefault(who, []).append(what)
+
+
+def guard_key(settings: MassChangeGuard, mapping: Mapping) -> str:
+    """What a held run was judged under: a later scheduled run is retried only when it differs."""
+    text = settings.model_dump_json() + mapping.model_dump_json()
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _pct(part: int, whole: int) -> str:
+    return f"{part * 100 / whole:.0f}%" if whole else "-"
+
+
+def over(tally: Tally, settings: MassChangeGuard) -> list[tuple[str, int, int, int]]:
+    """The measures over their limit: (what, count, of how many, limit %)."""
+    measures = [("write the connector-owned fields of {n} of {of} customers", tally.changed, tally.customers,
+                 settings.max_customers_changed_pct),
+                ("clear {n} of {of} open flags", tally.cleared, tally.open_flags, settings.max_flags_cleared_pct),
+                ("close {n} of {of} open CRM tasks", tally.closing, tally.open_tasks, settings.max_tasks_closed_pct)]
+    return [(what, n, of, limit) for what, n, of, limit in measures
+            if of and n >= settings.min_count and n * 100 > limit * of]
+
+
+def enforce(ctx: Ctx, tally: Tally) -> None:
+    """Hold the run (MassChangeHeld) when its plan is over a limit and nothing lets it through. When it is let
+    through (`--allow-mass-change`, or a dry run, which writes nothing), what the guard saw goes into the run
+    report instead, so the operator sees what a real run would have been held for."""
+    settings = ctx.guard
+    if settings is None or not settings.enabled or tally.first_sync:
+        return
+    tripped = over(tally, settings)
+    if not tripped:
+        return
+    parts = [what.format(n=n, of=of) + f" ({_pct(n, of)}; limit {limit}%)" for what, n, of, limit in tripped]
+    examples = "; ".join(f"{who}: {', '.join(whats)}" for who, whats in tally.examples.items())
+    more = tally.affected - len(tally.examples)
+    reason = (f"held by the mass-change guard before any CRM write: this run would {' and '.join(parts)}. "
+              "Nothing was written to the CRM and no flag was cleared. If that is right, run `prepaid-sync sync "
+              f"run --connection {ctx.connection} --allow-mass-change`; if not, correct the mapping or the CRM "
+              f"data first. For example: {examples}" + (f" (and {more} more customers)" if more > 0 else ""))
+    details = {"held": not ctx.allow_mass_change, "reason": reason, "key": guard_key(settings, ctx.mapping),
+               "over": [{"what": what.format(n=n, of=of), "count": n, "of": of, "limit_pct": limit}
+                        for what, n, of, limit in tripped],
+               "customers": tally.customers, "customers_changed": tally.changed, "open_flags": tally.open_flags,
+               "flags_cleared": tally.cleared, "open_tasks": tally.open_tasks, "tasks_closed": tally.closing,
+               "limits": settings.model_dump(), "examples": tally.examples}
+    ctx.report.guard = details
+    if not ctx.allow_mass_change:
+        raise MassChangeHeld(reason, details)
+
+
+def held_run(conn: Connection, connection: str) -> tuple[int, str] | None:
+    """(run id, guard key) of the connection's newest finished real run, when the guard held it."""
+    r = t.runs.c
+    row = conn.execute(select(r.id, r.status, r.stats).where(
+        r.connection == connection, r.dry_run.is_(False), r.status != "running").order_by(r.id.desc()).limit(1)).first()
+    if row is None or row.status != "held":
         return None
-    holder, pid, run_id, lease_until = raw
-    lease = datetime.fromisoformat(lease_until).replace(tzinfo=UTC) if lease_until else None
-    return SimpleNamespace(holder=holder, pid=pid, run_id=run_id, lease_until=lease)
-
-
-class WriteGuard:
-    """Guards one run's writes to a SQLite file; `engine` is the run's view of the database."""
-
-    def __init__(self, lock: RunLock, engine: Engine) -> None:
-        self.lock = lock
-        self.path = os.path.abspath(str(make_url(str(engine.url)).database))
-        self.identity = self._identity()
-        self.engine = engine.execution_options(write_guard=True)
-        event.listen(self.engine, "begin", self._begin)
-        event.listen(self.engine, "before_cursor_execute", self._before_write)
-
-    @classmethod
-    def for_run(cls, lock: RunLock | None, engine: Engine) -> WriteGuard | None:
-        """A guard when the run holds a lease on a SQLite file; None otherwise."""
-        database = make_url(str(engine.url)).database
-        if lock is None or engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
-            return None
-        return cls(lock, engine)
-
-    def _identity(self) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            return None
-        return st.st_dev, st.st_ino
-
-    def file_problem(self) -> str | None:
-        """Why the database file is no longer the one the run opened, or None."""
-        now = self._identity()
-        if now == self.identity:
-            return None
-        what = "deleted" if now is None else "replaced by another file"
-        return (f"the database file {self.path} was {what} while the run was in progress; the run stopped "
-                "without writing more; restore the database and run again")
-
-    def problem(self) -> str | None:
-        """At a safe point: why the run must stop (its lease lost, its database file gone), or None."""
-        found = self.file_problem()
-        if found is not None:
-            return found
-        row = self.lock.stored_row()
-        now = self.lock.clock()
-        if row is not None and row.holder == self.lock.holder and row.pid == self.lock.pid and \
-                row.lease_until is not None and row.lease_until > now:
-            return None
-        return self._lost(row)
-
-    def _lost(self, row: Any) -> str:
-        name = self.lock.connection
-        if row is None or row.holder != self.lock.holder or row.pid != self.lock.pid:
-            who = f" by {row.holder or f'pid {row.pid}'} (run {row.run_id})" if row is not None else ""
-            return (f"the run lock of {name!r} was taken over{who} after this run's lease expired (was this process "
-                    f"stopped or frozen?); the run stopped without writing more")
-        return (f"this run's lease on {name!r} expired at {row.lease_until:%Y-%m-%d %H:%M:%S} UTC (was this process "
-                f"stopped or frozen?); the run stopped without writing more")
-
-    def _begin(self, conn: Connection) -> None:
-        conn.info.pop("write_guarded", None)
-
-    def _before_write(self, conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any,
-                      executemany: bool) -> None:
-        if conn.info.get("write_guarded") or not statement.lstrip().lower().startswith(_WRITES):
-            return
-        conn.info["write_guarded"] = True  # once per transaction (reset at its begin)
-        found = self.file_problem()
-        if found is not None:
-            raise StopRequested(found, "failed")
-        lock = self.lock
-        cursor.execute(_HOLD, (lock.connection, lock.holder, lock.pid, _sqlite_time(lock.clock())))
-        if cursor.rowcount != 1:
-            cursor.execute("SELECT holder, pid, run_id, lease_until FROM sync_locks WHERE connection = ?",
-                           (lock.connection,))
-            raise StopRequested(self._lost(_lock_row(cursor.fetchone())), "failed")
+    try:
+        stats = state.loads(row.stats) or {}
+    except ValueError:
+        stats = {}
+    guard = stats.get("guard") if isinstance(stats, dict) else None
+    return int(row.id), str(guard.get("key") if isinstance(guard, dict) else "")

@@ -21,6 +21,7 @@ from connector.mapping.models import EntityMap, Mapping
 from connector.sync import cursors, state
 from connector.sync import tables as t
 from connector.sync.context import Ctx
+from connector.sync.holds import open_incomplete, release
 
 BATCH = 200
 PROGRESS_EVERY = 100  # records between progress ticks while a stream is read
@@ -78,6 +79,7 @@ def run_stream(ctx: Ctx, name: str, spec: EntitySpec, since: datetime | None) ->
                "consumption": _Items, "prepayment": _Native}[name](ctx, name)
     due, deletions_due = deletion_check(ctx, name, since)
     known = cursors.crm_now(ctx) is not None
+    incomplete, complete = open_incomplete(ctx, spec.module), []
 
     def plan() -> tuple[bool, datetime | None, datetime | None]:
         checked, deletions_since = due, deletions_due
@@ -86,17 +88,18 @@ def run_stream(ctx: Ctx, name: str, spec: EntitySpec, since: datetime | None) ->
         return checked, *cursors.pull_back(ctx, name, since, deletions_since)
 
     checked, read_since, deletions_since = plan()
-    count, newest = _read(ctx, name, spec, handler, read_since, deletions_since)
+    count, newest = _read(ctx, name, spec, handler, read_since, deletions_since, incomplete, complete)
     if not known:  # the CRM's time is known since this read's first answer: were the cursors ahead of it?
         again = plan()
         if again[1:] != (read_since, deletions_since):
             checked, read_since, deletions_since = again
-            more, newer = _read(ctx, name, spec, handler, read_since, deletions_since, count)
+            more, newer = _read(ctx, name, spec, handler, read_since, deletions_since, incomplete, complete, count)
             count, newest = count + more, max((at for at in (newest, newer) if at is not None), default=None)
     handler.finish()  # post what is still pending before the cursor may pass it
     cursor = cursors.next_cursor(ctx, newest)
     with ctx.engine.begin() as conn:
         handler.flush(conn)
+        release(conn, ctx, complete)
         if cursor is not None:
             state.set_cursor(conn, ctx.connection, name, cursor, ctx.run_id)
             if checked:
@@ -106,8 +109,11 @@ def run_stream(ctx: Ctx, name: str, spec: EntitySpec, since: datetime | None) ->
 
 
 def _read(ctx: Ctx, name: str, spec: EntitySpec, handler: _Handler, since: datetime | None,
-          deletions_since: datetime | None, done: int = 0) -> tuple[int, datetime | None]:
-    """Hand every changed record (and deletion) to `handler`; how many, and the newest time the CRM gave them."""
+          deletions_since: datetime | None, incomplete: set[str], complete: list[str],
+          done: int = 0) -> tuple[int, datetime | None]:
+    """Hand every changed record (and deletion) to `handler`; how many, and the newest time the CRM gave them.
+
+    Records in `incomplete` (held for a missing field) that come again are listed in `complete`."""
     overlap = ctx.overlap if since is not None or deletions_since is not None else timedelta(0)
     count, newest = 0, None
     for item in ctx.adapter.stream(spec, since=since, overlap=overlap, deletions_since=deletions_since):
@@ -115,6 +121,8 @@ def _read(ctx: Ctx, name: str, spec: EntitySpec, handler: _Handler, since: datet
         at = item.deleted_at if isinstance(item, Deletion) else item.modified_at
         if at is not None and (newest is None or at > newest):
             newest = at
+        if item.key in incomplete:
+            complete.append(item.key)
         handler.take(item)
         if (done + count) % PROGRESS_EVERY == 0:
             ctx.tick(f"pull {name}", done + count)

@@ -81,7 +81,7 @@ def push(ctx: Ctx) -> None:
     """Send every pending outbox row, money first (so a run stopped by the API budget stops on cosmetic
     fields, not balances); a failure marks the row and the run goes on. Ordering never adds a call:
     rows are only sorted before they are cut into batches."""
-    rows = pending(ctx)
+    rows = [r for r in pending(ctx) if r.crm_id not in ctx.held]  # a held customer's writes wait (`holds`)
     rank = write_rank(ctx.mapping)
     writes = sorted((r for r in rows if r.kind == "write"), key=lambda r: (rank(r), r.id))
     by_module: dict[str, list[Any]] = defaultdict(list)

@@ -17,6 +17,8 @@ from connector.sync import state
 from connector.sync import tables as t
 from connector.sync.context import Ctx
 from connector.sync.derive import Derived, Facts, Flag, derive
+from connector.sync.guard import Tally, enforce
+from connector.sync.holds import held_customers
 
 EVENT_FLAGS = ("payment_changed", "payment_deleted", "manual_edit")
 
@@ -182,6 +184,10 @@ def reconcile(ctx: Ctx) -> None:
     by_crm = {fm.crm: (name, fm) for name, fm in m.write_back.items()}
     rules = {r.flag: r for r in m.tasks.rules}
     since = now - timedelta(days=m.rules.event_flag_days)
+    ctx.held = held_customers(ctx)
+    tally = Tally(first_sync=not data["sent"])
+    counted = [r for rows in data["flags"].values() for r in rows if r.code not in EVENT_FLAGS]
+    tally.open_flags, tally.open_tasks = len(counted), sum(r.task_id is not None for r in counted)
     flag_rows: list[dict[str, Any]] = []
     cleared: list[int] = []
     tiers: list[tuple[str, str]] = []
@@ -190,11 +196,16 @@ def reconcile(ctx: Ctx) -> None:
     for done, cust in enumerate(data["customers"]):
         if done % 200 == 0:
             ctx.tick("reconcile", done, total)
+        if cust.crm_id in ctx.held:  # a record of theirs came incomplete: leave them exactly as they are
+            ctx.report.customers_held += 1
+            continue
         key = ctx.customer_key(cust.crm_id)
         facts = _facts(ctx, cust, data, by_customer.get(key, []), sums, available)
         if facts.deleted and not (facts.has_account and facts.balance != 0) and not data["flags"].get(key):
             continue
         d = derive(facts, m, today)
+        who = f"{facts.name} ({key})"
+        tally.customers += not facts.deleted
         if d.tier != cust.tier:
             tiers.append((cust.crm_id, d.tier))
         read = state.loads(cust.fields) or {}
@@ -233,12 +244,23 @@ def reconcile(ctx: Ctx) -> None:
             log = ctx.report.customer(key)["fields"]
             for k, (v, old) in changes.items():
                 log[k] = f"{old} -> {v}"
+            written = [f"{k} {old} -> {v}" for k, (v, old) in changes.items() if by_crm[k][0] != "reconciled_at"]
+            # Only a value prepaid-sync wrote before and now rewrites counts: filling a field it never
+            # wrote (a first sync, or one a first run left unfinished) changes nothing anybody relied on.
+            if any(sent.get(k) is not None for k in changes if by_crm[k][0] != "reconciled_at"):
+                tally.changed += 1
+                tally.example(who, "write " + ", ".join(written))
         open_rows = {r.marker: r for r in data["flags"].get(key, [])}
         wanted = {f.marker: f for f in flags}
         for marker, row in open_rows.items():
             if marker not in wanted:
                 cleared.append(row.id)
                 rule = rules.get(row.code)
+                closes = rule is not None and rule.close_when_cleared and row.task_id is not None
+                if row.code not in EVENT_FLAGS:  # event flags clear by age: not counted by the guard
+                    tally.cleared += 1
+                    tally.closing += closes
+                    tally.example(who, f"clear {row.code}" + (" and close its task" if closes else ""))
                 if rule is not None and rule.close_when_cleared:
                     plans.append({"kind": "task_close", "module": "Tasks", "crm_id": cust.crm_id, "marker": marker,
                                   "payload": "{}", "evidence": state.dumps({"run": ctx.run_id, "flag": row.code})})
@@ -263,6 +285,7 @@ def reconcile(ctx: Ctx) -> None:
                           "payload": task.model_dump_json(), "evidence": state.dumps({"run": ctx.run_id,
                                                                                       "flag": flag.code})})
             ctx.report.customer(key)["tasks_open"].append(f"{flag.code}: {task.subject}")
+    enforce(ctx, tally)  # a plan over the guard's limits stops here: nothing above is kept
     with ctx.engine.begin() as conn:
         for fid in cleared:
             conn.execute(t.flags.update().where(t.flags.c.id == fid).values(cleared_at=now))

@@ -18,7 +18,8 @@ from sqlalchemy.exc import OperationalError
 
 from connector.adapters.base import CrmAdapter
 from connector.adapters.errors import CrmError, ResumeLater
-from connector.errors import ConnectorError, StorageFull
+from connector.config import MassChangeGuard
+from connector.errors import ConnectorError, MappingMismatch, StorageFull
 from connector.ledger import Ledger
 from connector.ledger.db import storage_full
 from connector.ledger.tables import utcnow
@@ -27,9 +28,12 @@ from connector.mapping.models import Mapping
 from connector.sync import state
 from connector.sync import tables as t
 from connector.sync.budget import ApiBudget, BudgetExhausted
+from connector.sync.checks import preflight
 from connector.sync.context import Ctx, RunReport, StopRequested
 from connector.sync.dryrun import DryRunAdapter, scratch_engine
-from connector.sync.guard import WriteGuard
+from connector.sync.fence import WriteFence
+from connector.sync.guard import MassChangeHeld
+from connector.sync.holds import INCOMPLETE_STAGE, hold
 from connector.sync.lock import Heartbeat, LeaseLost, RunLock
 from connector.sync.pull import retry_failed, run_stream, specs
 from connector.sync.push import push
@@ -47,8 +51,9 @@ class SyncEngine:
                  progress: Callable[[str, int, int | None], None] | None = None,
                  holder: str | None = None, lease: timedelta = timedelta(seconds=60),
                  heartbeat: timedelta = timedelta(seconds=15), budget: ApiBudget | None = None,
-                 lock_wait: timedelta = timedelta(seconds=10)) -> None:
+                 lock_wait: timedelta = timedelta(seconds=10), guard: MassChangeGuard | None = None) -> None:
         self.connection = connection
+        self.guard = guard or MassChangeGuard()
         self.holder = holder
         self.lease = lease
         self.lock_wait = lock_wait
@@ -68,38 +73,51 @@ class SyncEngine:
 
     def _bad_record(self, bad: Any) -> None:
         if self._ctx is not None:
-            self._ctx.error(bad.record, bad.field, "pull", bad.reason)
+            self._refused(bad.record, bad)
 
     def _rejected(self, rej: Any) -> None:
         if self._ctx is not None:
-            self._ctx.error(f"{self.mapping.crm}:{rej.module}:{rej.crm_id}", rej.field, "pull", rej.reason)
+            self._refused(f"{self.mapping.crm}:{rej.module}:{rej.crm_id}", rej)
+
+    def _refused(self, record: str, exc: Any) -> None:
+        """A record the adapter could not map; an incomplete one holds its customer (see `holds`)."""
+        assert self._ctx is not None
+        incomplete = bool(getattr(exc, "incomplete", False))
+        self._ctx.error(record, exc.field, INCOMPLETE_STAGE if incomplete else "pull", exc.reason)
+        if incomplete:
+            hold(self._ctx, record, getattr(exc, "customer_id", None))
 
     def run(self, *, full: bool = False, dry_run: bool = False, trigger: str = "manual",
-            should_stop: Callable[[], str | None] | None = None, slot_at: datetime | None = None) -> RunReport:
+            should_stop: Callable[[], str | None] | None = None, slot_at: datetime | None = None,
+            allow_mass_change: bool = False) -> RunReport:
         """One run; with `dry_run` the database changes are thrown away (a SQLite copy, or a PostgreSQL
         transaction rolled back) and no CRM write is sent. `should_stop` returns a reason when the run
-        must end at the next safe point (e.g. 'SIGTERM'); `slot_at` is the scheduled due time the run serves."""
+        must end at the next safe point (e.g. 'SIGTERM'); `slot_at` is the scheduled due time the run serves;
+        `allow_mass_change` lets a plan over the mass-change guard's limits through (see `guard`)."""
         if dry_run:
             with scratch_engine(self.engine) as scratch:
                 planner = SyncEngine(self.connection, scratch, DryRunAdapter(self.adapter, self.mapping),
                                      self.mapping, clock=self.clock, overlap=self.overlap, progress=self.progress,
-                                     budget=self.budget)
-                report = planner._run(full=full, trigger=trigger, should_stop=should_stop, lock=False, slot_at=None)
+                                     budget=self.budget, guard=self.guard)
+                # a dry run writes nothing: it reports what the guard would hold instead of stopping there
+                report = planner._run(full=full, trigger=trigger, should_stop=should_stop, lock=False, slot_at=None,
+                                      allow_mass_change=True)
                 report.dry_run = True
                 return report
-        return self._run(full=full, trigger=trigger, should_stop=should_stop, lock=True, slot_at=slot_at)
+        return self._run(full=full, trigger=trigger, should_stop=should_stop, lock=True, slot_at=slot_at,
+                         allow_mass_change=allow_mass_change)
 
     def _run(self, *, full: bool, trigger: str, should_stop: Callable[[], str | None] | None,
-             lock: bool, slot_at: datetime | None) -> RunReport:
+             lock: bool, slot_at: datetime | None, allow_mass_change: bool) -> RunReport:
         run_lock = RunLock(self.engine, self.connection, holder=self.holder, lease=self.lease,
                            wait=self.lock_wait) if lock else None
         if run_lock is None:
             return self._locked_run(full=full, trigger=trigger, should_stop=should_stop, run_lock=None,
-                                    slot_at=slot_at)
+                                    slot_at=slot_at, allow_mass_change=allow_mass_change)
         run_lock.acquire()  # RunLocked names the holder
         try:
             return self._locked_run(full=full, trigger=trigger, should_stop=should_stop, run_lock=run_lock,
-                                    slot_at=slot_at)
+                                    slot_at=slot_at, allow_mass_change=allow_mass_change)
         finally:
             try:
                 run_lock.release()
@@ -109,16 +127,16 @@ class SyncEngine:
                 log.error("could not release the run lock of %s: %s", self.connection, exc)
 
     def _locked_run(self, *, full: bool, trigger: str, should_stop: Callable[[], str | None] | None,
-                    run_lock: RunLock | None, slot_at: datetime | None) -> RunReport:
+                    run_lock: RunLock | None, slot_at: datetime | None, allow_mass_change: bool) -> RunReport:
         started = self.clock()
         report = RunReport(connection=self.connection, started_at=started, trigger=trigger)
         # The run's own work goes through the guard (SQLite: every write transaction checks the lease and the file).
-        guard = WriteGuard.for_run(run_lock, self.engine)
+        guard = WriteFence.for_run(run_lock, self.engine)
         work = guard.engine if guard is not None else self.engine
         ledger = Ledger(work, clock=self.clock)
         ctx = Ctx(connection=self.connection, engine=work, ledger=ledger, adapter=self.adapter,
                   mapping=self.mapping, clock=self.clock, overlap=self.overlap, report=report, started_at=started,
-                  progress=self.progress)
+                  progress=self.progress, guard=self.guard, allow_mass_change=allow_mass_change)
         with self.engine.begin() as conn:
             run_id = conn.execute(t.runs.insert().values(
                 connection=self.connection, started_at=started, status="running", dry_run=False, pid=os.getpid(),
@@ -151,6 +169,11 @@ class SyncEngine:
         if self.budget is not None:
             self.adapter.set_gate(self.budget.charge)
         try:
+            try:
+                preflight(self.adapter, self.mapping)
+            except MappingMismatch as exc:
+                report.problems = exc.problems
+                raise
             for name, spec in specs(self.mapping).items():
                 since = None if full else state.get_cursor(self.engine, self.connection, name)
                 run_stream(ctx, name, spec, since)
@@ -158,6 +181,9 @@ class SyncEngine:
             reconcile(ctx)
             push(ctx)
             report.status = "ok" if report.error_total == 0 else "partial"
+        except MassChangeHeld as held:  # before any CRM write; a person decides (`--allow-mass-change`)
+            report.status, report.reason = "held", held.reason
+            log.warning("run %s of %s held: %s", ctx.run_id, self.connection, held.reason)
         except StopRequested as stop:
             report.status, report.reason = stop.status, stop.reason
             log.warning("run %s of %s stopped early: %s", ctx.run_id, self.connection, stop.reason)

@@ -45,7 +45,8 @@ def zoho_engine(db_url: str, seed: int = 40, clock: Clock | None = None, *,
     """A sync engine on a seeded in-process Zoho sandbox (`/deleted` read at most every `deletion_check`).
 
     With `tick`, every request to the sandbox takes `tick` seconds of the test clock, and the client's
-    token cache reads that clock too (so tokens expire as calls go by, without sleeping)."""
+    token cache reads that clock too (so tokens expire as calls go by, without sleeping); a test may change
+    `sb.tick` between runs."""
     clock = clock or Clock()
     sb = ZohoSandbox(seed=seed, clock=lambda: clock().timestamp(), **sandbox_kw)
     session = sb.session()
@@ -54,9 +55,10 @@ def zoho_engine(db_url: str, seed: int = 40, clock: Clock | None = None, *,
     auth = ZohoAuth.from_env(config, session=session, environ=sb.env())
     if tick is not None:
         handle = sb.app.handle
+        sb.tick = tick  # type: ignore[attr-defined]
 
         def slow(*args: Any) -> Any:
-            clock.advance(seconds=tick)
+            clock.advance(seconds=sb.tick)  # type: ignore[attr-defined]
             return handle(*args)
 
         sb.app.handle = slow  # type: ignore[method-assign]

@@ -66,7 +66,7 @@ def test_full_sync_posts_each_payment_once_and_settles(zoho: tuple) -> None:
     quiet = eng.run()
     assert quiet.pulled == {"customers": 0, "contracts": 0, "payments": 0}
     assert quiet.records_written == 0 and quiet.write_calls == 0
-    assert quiet.api_calls == 3  # one (empty) read per stream; `/deleted` is not due yet
+    assert quiet.api_calls == 6  # the mapping check's metadata read and one (empty) read per stream; no `/deleted`
 
 
 def calls_by_type(eng: Any) -> Counter[str]:
@@ -89,7 +89,7 @@ def test_no_change_run_after_a_deletion_check_reads_once_per_stream(zoho: tuple)
     before = calls_by_type(eng)
     quiet = eng.run()
     spent = calls_by_type(eng) - before
-    assert dict(spent) == {"read": 3} and quiet.api_calls == 3 and quiet.write_calls == 0
+    assert dict(spent) == {"metadata": 3, "read": 3} and quiet.api_calls == 6 and quiet.write_calls == 0
     with eng.engine.connect() as conn:
         cursors = dict(conn.execute(select(t.cursors.c.stream, t.cursors.c.cursor_at)).all())
     assert {cursors[f"{name}:deleted"] for name in ("customers", "contracts", "payments")} == \

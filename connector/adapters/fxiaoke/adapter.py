@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from connector import money
 from connector.adapters.base import (
+    INCOMPLETE,
     ApiUsage,
     CallGate,
     CrmAdapter,
@@ -27,6 +28,7 @@ from connector.adapters.base import (
     TaskRequest,
     WaitListener,
     WriteResult,
+    absent_fields,
 )
 from connector.adapters.errors import CrmRequestError, PermissionDenied, RetriableCrmError
 from connector.adapters.fxiaoke.auth import FxiaokeAuth, FxiaokeCredentials
@@ -85,15 +87,20 @@ INCOME_RECORD_TYPE = "income_record_type__c"
 
 
 class RecordRejected(InvalidInput):
-    """A CRM record that cannot become a domain record; names the record, field and reason."""
+    """A CRM record that cannot become a domain record; names the record, field and reason.
 
-    def __init__(self, module: str, crm_id: str, field: str, reason: str) -> None:
+    `incomplete`: a mapped field is absent from the record (not empty); `customer_id`: the CRM id of the
+    customer the record belongs to, when the record says."""
+
+    def __init__(self, module: str, crm_id: str, field: str, reason: str, *, incomplete: bool = False) -> None:
         super().__init__(f"{CRM} {module} {crm_id}: field {field}: {reason}", module=module, crm_id=crm_id,
                          field=field)
         self.module = module
         self.crm_id = crm_id
         self.field = field
         self.reason = reason
+        self.incomplete = incomplete
+        self.customer_id: str | None = None
 
 
 class FxiaokeTaskTarget(BaseModel):
@@ -184,6 +191,10 @@ class FxiaokeAdapter(CrmAdapter):
             try:
                 yield self.to_domain(spec, raw)
             except RecordRejected as rejected:
+                customer = crm_id if spec.entity is Entity.CUSTOMER else raw.get(spec.fields.get("customer_id", ""))
+                if isinstance(customer, list):
+                    customer = customer[0] if customer else None
+                rejected.customer_id = str(customer) if customer else None
                 self._reject(rejected)
 
     def _reject(self, rejected: RecordRejected) -> None:
@@ -196,6 +207,9 @@ class FxiaokeAdapter(CrmAdapter):
     def to_domain(self, spec: EntitySpec, raw: Mapping[str, Any]) -> Record:
         """Map one Fxiaoke record to its domain model, or raise RecordRejected."""
         crm_id = str(raw.get("_id"))
+        absent = absent_fields(spec, raw)  # the client asks for nulls (`includeNull`), so absent is not empty
+        if absent:
+            raise RecordRejected(spec.module, crm_id, ", ".join(absent), INCOMPLETE, incomplete=True)
         currency_field = spec.fields.get("currency")
         currency = self.currency
         if currency_field and raw.get(currency_field):
@@ -222,7 +236,7 @@ class FxiaokeAdapter(CrmAdapter):
         common: dict[str, Any] = {
             "crm": CRM, "module": spec.module, "crm_id": crm_id, "modified_at": from_epoch_ms(lmt),
             "owner_id": str(owner[0]) if isinstance(owner, list) and owner else None,
-            "fields": {f: raw[f] for f in spec.extra_fields if f in raw},
+            "fields": {f: raw[f] for f in spec.extra_fields},
         }
         common["currency"] = currency
         if spec.entity is Entity.PAYMENT and "status" not in values:

@@ -290,9 +290,10 @@ class FxiaokeClient:
                                 "orders": [dict(o) for o in orders]}
         if projection:
             info["fieldProjection"] = list(projection)
-        body = self.call(f"{data_prefix(api_name)}/query",
-                         {"data": {"dataObjectApiName": api_name, "find_explicit_total_num": False,
-                                   "search_query_info": info}})
+        # includeNull: an empty field comes back as null instead of being left out, so a field that is
+        # left out is one the API user cannot see (or that does not exist), never a value to act on
+        query = {"dataObjectApiName": api_name, "find_explicit_total_num": False, "search_query_info": info}
+        body = self.call(f"{data_prefix(api_name)}/query", {"includeNull": True, "data": query})
         data = body.get("data") or {}
         records = data.get("dataList") if isinstance(data, dict) else None
         if not isinstance(records, list):

@@ -15,6 +15,7 @@ from typing import Any
 
 from connector import money
 from connector.adapters.base import (
+    INCOMPLETE,
     ApiUsage,
     CallGate,
     CrmAdapter,
@@ -25,6 +26,7 @@ from connector.adapters.base import (
     TaskRequest,
     WaitListener,
     WriteResult,
+    absent_fields,
 )
 from connector.adapters.errors import CrmRequestError, RetriableCrmError
 from connector.adapters.http import ServerClock
@@ -75,13 +77,18 @@ def default_specs() -> dict[Entity, EntitySpec]:
 
 
 class BadRecord(InvalidInput):
-    """A CRM record that cannot be mapped; names the record, the field and the reason."""
+    """A CRM record that cannot be mapped; names the record, the field and the reason.
 
-    def __init__(self, key: str, field: str, reason: str) -> None:
+    `incomplete`: a mapped field is absent from the record (not empty); `customer_id`: the CRM id of the
+    customer the record belongs to, when the record says."""
+
+    def __init__(self, key: str, field: str, reason: str, *, incomplete: bool = False) -> None:
         super().__init__(f"{key}: field {field}: {reason}", record=key, field=field, reason=reason)
         self.record = key
         self.field = field
         self.reason = reason
+        self.incomplete = incomplete
+        self.customer_id: str | None = None
 
 
 class ZohoAdapter(CrmAdapter):
@@ -120,6 +127,7 @@ class ZohoAdapter(CrmAdapter):
             try:
                 yield self.to_domain(spec, row)
             except BadRecord as bad:
+                bad.customer_id = self._customer_of(spec, row)
                 self._reject(bad)
         if deletions_since is None:
             return
@@ -127,6 +135,13 @@ class ZohoAdapter(CrmAdapter):
                                              since=deletions_since - max(overlap, timedelta(seconds=1))):
             yield Deletion(crm=self.kind, module=spec.module, entity=spec.entity, crm_id=str(item["id"]),
                            deleted_at=parse_time(str(item["deleted_time"])))
+
+    @staticmethod
+    def _customer_of(spec: EntitySpec, row: dict[str, Any]) -> str | None:
+        if spec.entity is Entity.CUSTOMER:
+            return str(row["id"]) if row.get("id") else None
+        lookup = row.get(spec.fields.get("customer_id", ""))
+        return str(lookup["id"]) if isinstance(lookup, dict) and lookup.get("id") else None
 
     def _reject(self, bad: BadRecord) -> None:
         log.warning("skipping %s", bad)
@@ -137,6 +152,9 @@ class ZohoAdapter(CrmAdapter):
     def to_domain(self, spec: EntitySpec, row: dict[str, Any]) -> Record:
         """Map one Zoho record to its domain model, or raise `BadRecord`."""
         key = f"{self.kind}:{spec.module}:{row.get('id')}"
+        absent = absent_fields(spec, row)
+        if absent:
+            raise BadRecord(key, ", ".join(absent), INCOMPLETE, incomplete=True)
         values: dict[str, Any] = {}
         currency_field = spec.fields.get("currency")
         currency = row.get(currency_field) if currency_field else None
@@ -166,7 +184,7 @@ class ZohoAdapter(CrmAdapter):
                 "modified_at": parse_time(str(row["Modified_Time"])),
                 "owner_id": str(owner["id"]) if isinstance(owner, dict) and owner.get("id") else None,
                 "owner_name": str(owner["name"]) if isinstance(owner, dict) and owner.get("name") else None,
-                "fields": {name: row.get(name) for name in spec.extra_fields}}
+                "fields": {name: row[name] for name in spec.extra_fields}}
         for attr, info in model.model_fields.items():
             if attr not in base and attr not in values and info.is_required() and attr != "entity":
                 if attr in LOOKUPS and info.annotation is not None and "None" in str(info.annotation):
@@ -201,8 +219,12 @@ class ZohoAdapter(CrmAdapter):
         except (ValueError, TypeError) as exc:
             raise BadRecord(key, crm_field, f"cannot read {raw!r}: {exc}") from None
 
+    def forget_metadata(self) -> None:
+        """Read field metadata again on the next `describe` (the engine calls it at the start of each run)."""
+        self._fields.clear()
+
     def describe(self, module: str) -> list[FieldInfo]:
-        """Field metadata of `module` (cached for the adapter's lifetime)."""
+        """Field metadata of `module` (cached until `forget_metadata`)."""
         if module not in self._fields:
             infos = []
             for meta in self.client.fields(module):

@@ -312,6 +312,7 @@ def test_string_amounts_become_exact_decimals() -> None:
              "life_status": "normal", "account_id": "acc1", "payment_amount": "12.345", "payment_time": 1_717_171_200_000},
             {"_id": "65a000000000000000000004", "owner": ["FSUID_1"], "last_modified_time": 1_717_171_200_003,
              "life_status": "normal", "account_id": "acc1", "payment_amount": 12.5, "payment_time": 1_717_171_200_000}]
+    rows = [{"contract_id__c": None, "payment_term": None, "name": None, **row} for row in rows]  # includeNull
     responses.post(TOKEN_URL, json=token_body())
     responses.post(QUERY_URL, json=ok(data={"dataList": rows, "offset": 0, "limit": 100, "total": 0}))
     client, _ = build()
@@ -331,7 +332,8 @@ def test_string_amounts_become_exact_decimals() -> None:
 ])
 def test_string_amounts_follow_the_one_grammar(amount: str, why: str) -> None:
     rows = [{"_id": "65a000000000000000000009", "owner": ["FSUID_1"], "last_modified_time": 1_717_171_200_000,
-             "life_status": "normal", "account_id": "acc1", "payment_amount": amount, "payment_time": 1_717_171_200_000}]
+             "life_status": "normal", "account_id": "acc1", "payment_amount": amount, "payment_time": 1_717_171_200_000,
+             "contract_id__c": None, "payment_term": None, "name": None}]  # includeNull: empty fields come as null
     responses.post(TOKEN_URL, json=token_body())
     responses.post(QUERY_URL, json=ok(data={"dataList": rows, "offset": 0, "limit": 100, "total": 0}))
     client, _ = build()
@@ -345,7 +347,8 @@ def test_string_amounts_follow_the_one_grammar(amount: str, why: str) -> None:
 @pytest.mark.parametrize("stamp", [10**20, -5, "99999999999999999999"])
 def test_times_out_of_range_reject_the_record_not_the_run(stamp: object) -> None:
     rows = [{"_id": "65a00000000000000000000a", "owner": ["FSUID_1"], "last_modified_time": 1_717_171_200_000,
-             "life_status": "normal", "account_id": "acc1", "payment_amount": "5", "payment_time": stamp}]
+             "life_status": "normal", "account_id": "acc1", "payment_amount": "5", "payment_time": stamp,
+             "contract_id__c": None, "payment_term": None, "name": None}]  # includeNull: empty fields come as null
     responses.post(TOKEN_URL, json=token_body())
     responses.post(QUERY_URL, json=ok(data={"dataList": rows, "offset": 0, "limit": 100, "total": 0}))
     client, _ = build()

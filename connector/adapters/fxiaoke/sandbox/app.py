@@ -338,7 +338,8 @@ class SandboxApp:
         if isinstance(projection, list) and projection:
             keep = {"_id", *projection}
             out = {k: v for k, v in out.items() if k in keep or k.removesuffix("__r") in keep}
-        if include_null:
-            for name in fields if not projection else projection:
-                out.setdefault(name, None)
+        if include_null:  # nulls for the object's empty fields; a name the object does not have stays absent
+            for name in projection or fields:
+                if name in fields:
+                    out.setdefault(name, None)
         return out
