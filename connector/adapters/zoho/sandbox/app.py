@@ -16,6 +16,8 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from email.parser import BytesParser
+from email.policy import HTTP
 from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qs
@@ -24,6 +26,7 @@ from connector.adapters.sandbox_http import INFO_PATH
 from connector.adapters.zoho.client import encode
 from connector.adapters.zoho.sandbox.handlers import ApiError, RecordHandlers
 from connector.adapters.zoho.sandbox.store import Org
+from connector.adapters.zoho.sandbox.versions import split_path
 
 log = logging.getLogger("connector.zoho.sandbox")
 
@@ -35,6 +38,7 @@ MAX_ACTIVE_TOKENS = 15
 REFRESH_WINDOW = 600
 ROLLING_DAY = 86400
 SUB_CONCURRENCY = 10
+GRANT_TOKEN_TTL = 180  # a grant token (authorization code) is valid 3 minutes and usable once
 
 
 @dataclass
@@ -83,6 +87,7 @@ class SandboxApp:
         self._lock = threading.Lock()
         self._tokens: dict[str, float] = {}
         self._refreshes: deque[float] = deque()
+        self._grants: dict[str, float] = {}
         self._credits: deque[tuple[float, int]] = deque()
         self._in_flight = 0
         self._heavy_in_flight = 0
@@ -104,10 +109,12 @@ class SandboxApp:
             return json_reply(200, {"sandbox": "zoho", "api_domain": self.base_url, "accounts_url": self.base_url,
                                     "client_id": self.config.client_id, "client_secret": self.config.client_secret,
                                     "refresh_token": self.config.refresh_token})
-        if not path.startswith("/crm/v8/"):
+        served = split_path(path)
+        if served is None:
             return json_reply(404, {"code": "INVALID_URL_PATTERN", "details": {},
                                     "message": "Please check if the URL trying to access is a correct one",
                                     "status": "error"})
+        version, rest = served
         auth = self._check_auth(lower)
         if auth is not None:
             return auth
@@ -128,13 +135,13 @@ class SandboxApp:
             except ValueError:
                 return json_reply(400, {"code": "INVALID_DATA", "details": {}, "message": "body is not a valid JSON",
                                         "status": "error"})
-            cost = self.records.credits(method, path[len("/crm/v8"):], params, payload)
+            cost = self.records.credits(method, rest, params, payload)
             over = self._charge(cost)
             if over is not None:
                 return over
             try:
                 with self.org.lock:
-                    status, out = self.records.route(method, path[len("/crm/v8"):], params, lower, payload)
+                    status, out = self.records.route(method, rest, params, lower, payload, version)
             except ApiError as exc:
                 status, out = exc.status, exc.body
             extra = self._credit_headers()
@@ -154,14 +161,16 @@ class SandboxApp:
         with self._lock:
             self.stats["token_calls"] += 1
         form = dict(params)
-        if body:
-            form.update({k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()})
-        if form.get("grant_type") != "refresh_token":
+        form.update(_form_fields(headers.get("content-type", ""), body))
+        grant = form.get("grant_type")
+        if grant not in ("refresh_token", "authorization_code"):
             return json_reply(200, {"error": "unsupported_grant_type"})
         if form.get("client_id") != self.config.client_id:
             return json_reply(200, {"error": "invalid_client"})
         if form.get("client_secret") != self.config.client_secret:
             return json_reply(200, {"error": "invalid_client_secret"})
+        if grant == "authorization_code":
+            return self._exchange_grant(form.get("code", ""))
         if form.get("refresh_token") != self.config.refresh_token:
             return json_reply(200, {"error": "invalid_code"})
         now = self.org.clock()  # the org's clock, like token expiry (tests move it)
@@ -172,14 +181,37 @@ class SandboxApp:
                 return json_reply(400, {"error": "Access Denied", "status": "failure", "error_description":
                                         "You have made too many requests continuously. Please try again after some time."})
             self._refreshes.append(now)
-            token = f"1000.{secrets.token_hex(16)}.{secrets.token_hex(16)}"
-            self._tokens[token] = self.org.clock() + self.config.token_ttl
-            while len(self._tokens) > MAX_ACTIVE_TOKENS:  # the 16th token invalidates the oldest
-                self._tokens.pop(next(iter(self._tokens)))
-        return json_reply(200, {"access_token": token, "scope": "ZohoCRM.modules.ALL ZohoCRM.settings.ALL "
-                                "ZohoCRM.users.READ ZohoCRM.org.READ ZohoCRM.coql.READ",
-                                "api_domain": self.base_url, "token_type": "Bearer",
-                                "expires_in": self.config.token_ttl})
+            token = self._mint()
+        return json_reply(200, self._token_body(token))
+
+    def _exchange_grant(self, code: str) -> Reply:
+        """The grant-token (authorization code) exchange: single use, 3 minutes, gives a refresh token too."""
+        now = self.org.clock()
+        with self._lock:
+            expiry = self._grants.pop(code, None)
+            if expiry is None or expiry <= now:
+                return json_reply(200, {"error": "invalid_code"})
+            token = self._mint()
+        return json_reply(200, {**self._token_body(token), "refresh_token": self.config.refresh_token})
+
+    def issue_grant_token(self) -> str:
+        """A fresh grant token, as the consent screen or the self-client console would give one."""
+        code = f"1000.{secrets.token_hex(16)}.{secrets.token_hex(16)}"
+        with self._lock:
+            self._grants[code] = self.org.clock() + GRANT_TOKEN_TTL
+        return code
+
+    def _mint(self) -> str:
+        token = f"1000.{secrets.token_hex(16)}.{secrets.token_hex(16)}"
+        self._tokens[token] = self.org.clock() + self.config.token_ttl
+        while len(self._tokens) > MAX_ACTIVE_TOKENS:  # the 16th token invalidates the oldest
+            self._tokens.pop(next(iter(self._tokens)))
+        return token
+
+    def _token_body(self, token: str) -> dict[str, Any]:
+        return {"access_token": token, "scope": "ZohoCRM.modules.ALL ZohoCRM.settings.ALL ZohoCRM.users.READ "
+                "ZohoCRM.org.READ ZohoCRM.coql.READ", "api_domain": self.base_url, "token_type": "Bearer",
+                "expires_in": self.config.token_ttl}
 
     def _check_auth(self, headers: Mapping[str, str]) -> Reply | None:
         value = headers.get("authorization", "")
@@ -276,3 +308,20 @@ class SandboxApp:
         return json_reply(429, {"code": "TOO_MANY_REQUESTS", "details": {}, "status": "error", "message":
                                 "Number of API requests for the 24 hour period is exceeded or the concurrency "
                                 "limit of the user for the app is exceeded"}, headers)
+
+
+def _form_fields(content_type: str, body: bytes) -> dict[str, str]:
+    """Fields of a token request body: `application/x-www-form-urlencoded` or `multipart/form-data`."""
+    if not body:
+        return {}
+    if content_type.lower().startswith("multipart/form-data"):
+        message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1")
+                                                      + b"\r\n\r\n" + body)
+        out: dict[str, str] = {}
+        for part in message.iter_parts() if message.is_multipart() else []:
+            name = part.get_param("name", header="content-disposition")
+            payload = part.get_payload(decode=True)
+            if isinstance(name, str) and isinstance(payload, bytes):
+                out[name] = payload.decode("utf-8", "replace")
+        return out
+    return {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}

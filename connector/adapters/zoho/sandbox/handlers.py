@@ -1,4 +1,4 @@
-"""CRM v8 endpoints of the sandbox: metadata, users, records, deleted, search, COQL, writes."""
+"""CRM endpoints of the sandbox (v8 shapes, older versions where they differ): metadata, records, COQL, writes."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 from connector.adapters.zoho.sandbox.query import QueryError, parse_coql, parse_criteria, value_of
 from connector.adapters.zoho.sandbox.schema import field as make_field
 from connector.adapters.zoho.sandbox.store import DUP_CHECK, NOT_UPSERTABLE, ModuleStore, Org, RecordFault
+from connector.adapters.zoho.sandbox.versions import LATEST, ApiVersion
 
 MAX_FIELDS = 50
 MAX_PER_PAGE = 200
@@ -69,22 +70,23 @@ class RecordHandlers:
             return 1 if limit <= 200 else 2 if limit <= 1000 else 3
         return 3 if "cvid" in params else 1
 
-    def route(self, method: str, path: str, params: dict[str, str], headers: Mapping[str, str], body: Any) -> Result:
-        """Dispatch one call; raises `ApiError` for whole-request errors."""
+    def route(self, method: str, path: str, params: dict[str, str], headers: Mapping[str, str], body: Any,
+              version: ApiVersion = LATEST) -> Result:
+        """Dispatch one call (path after `/crm/{version}`); raises `ApiError` for whole-request errors."""
         parts = [p for p in path.split("/") if p]
         if parts == ["users"] and method == "GET":
             return self.users(params)
         if parts == ["org"] and method == "GET":
             return 200, {"org": [self.org.org_info()]}
         if parts[:2] == ["settings", "modules"] and method == "GET":
-            return self.modules(parts[2:], headers)
+            return self.modules(parts[2:], headers, version)
         if parts == ["settings", "fields"]:
             if method == "GET":
-                return self.fields(params)
+                return self.fields(params, version)
             if method == "POST":
                 return self.create_fields(params, body)
         if parts == ["coql"] and method == "POST":
-            return self.coql(body)
+            return self.coql(body, version)
         if not parts or parts[0] in ("settings", "users", "coql", "org"):
             raise ApiError(404, "INVALID_URL_PATTERN", "Please check if the URL trying to access is a correct one")
         mod = self.org.module(parts[0])
@@ -93,7 +95,7 @@ class RecordHandlers:
                            {"resource_path_index": 0})
         rest = parts[1:]
         table: dict[tuple[str, str], Any] = {
-            ("GET", ""): lambda: self.list_records(mod, params, headers),
+            ("GET", ""): lambda: self.list_records(mod, params, headers, version),
             ("POST", ""): lambda: self.write(mod, body, "insert"),
             ("PUT", ""): lambda: self.write(mod, body, "update"),
             ("DELETE", ""): lambda: self.delete(mod, params.get("ids", "").split(",")),
@@ -126,7 +128,7 @@ class RecordHandlers:
         return 200, {"users": users, "info": {"per_page": 200, "count": len(users), "page": 1,
                                               "more_records": False}}
 
-    def modules(self, rest: list[str], headers: Mapping[str, str]) -> Result:
+    def modules(self, rest: list[str], headers: Mapping[str, str], version: ApiVersion = LATEST) -> Result:
         """`GET /settings/modules[/{api_name}]`."""
         if headers.get("if-modified-since"):
             return 304, None
@@ -134,10 +136,19 @@ class RecordHandlers:
             mod = self.org.module(rest[0])
             if mod is None:
                 raise ApiError(400, "INVALID_MODULE", "the module name given seems to be invalid")
-            return 200, {"modules": [mod.meta]}
-        return 200, {"modules": [m.meta for m in self.org.modules.values()]}
+            return 200, {"modules": [self._module_meta(mod, version)]}
+        return 200, {"modules": [self._module_meta(m, version) for m in self.org.modules.values()]}
 
-    def fields(self, params: Mapping[str, str]) -> Result:
+    @staticmethod
+    def _module_meta(mod: ModuleStore, version: ApiVersion) -> dict[str, Any]:
+        if version.module_status:
+            return mod.meta
+        # Before v5 a module said `visible: true`; v5 replaced that key with `status`.
+        meta = {k: v for k, v in mod.meta.items() if k != "status"}
+        meta["visible"] = mod.meta.get("status") == "visible"
+        return meta
+
+    def fields(self, params: Mapping[str, str], version: ApiVersion = LATEST) -> Result:
         """`GET /settings/fields?module=`."""
         if not params.get("module"):
             raise ApiError(400, "REQUIRED_PARAM_MISSING", "One of the expected parameter is missing",
@@ -145,6 +156,8 @@ class RecordHandlers:
         mod = self.org.module(params["module"])
         if mod is None:
             raise ApiError(400, "INVALID_MODULE", "the module name given seems to be invalid", {"param_name": "module"})
+        if not version.field_id_meta:  # `id` became a listed field in v4
+            return 200, {"fields": [f for f in mod.fields if f["api_name"] != "id"]}
         return 200, {"fields": mod.fields}
 
     def create_fields(self, params: Mapping[str, str], body: Any) -> Result:
@@ -193,9 +206,12 @@ class RecordHandlers:
             raise ApiError(400, "LIMIT_EXCEEDED", "limit exceeded", {"limit": MAX_FIELDS, "param_name": "fields"})
         return names
 
-    def list_records(self, mod: ModuleStore, params: Mapping[str, str], headers: Mapping[str, str]) -> Result:
+    def list_records(self, mod: ModuleStore, params: Mapping[str, str], headers: Mapping[str, str],
+                     version: ApiVersion = LATEST) -> Result:
         """`GET /{module}`: fields, paging by page or token, sort, If-Modified-Since."""
-        fields = self._field_list(mod, params.get("fields"), required=True)
+        if not version.page_token:  # v2 and v2.1 document no page_token parameter
+            params = {k: v for k, v in params.items() if k != "page_token"}
+        fields = self._field_list(mod, params.get("fields"), required=version.fields_required)
         per_page = self._int(params, "per_page", MAX_PER_PAGE)
         if not 1 <= per_page <= MAX_PER_PAGE:
             raise ApiError(400, "INVALID_DATA", "invalid data", {"param_name": "per_page"})
@@ -231,9 +247,10 @@ class RecordHandlers:
             page = self._int(params, "page", 1)
             if page < 1:
                 raise ApiError(400, "INVALID_DATA", "invalid data", {"param_name": "page"})
-            if (page - 1) * per_page >= DISCRETE_LIMIT:
-                raise ApiError(400, "DISCRETE_PAGINATION_LIMIT_EXCEEDED", "You can only get the first 2000 records "
-                               "without using page_token param", {"limit": DISCRETE_LIMIT})
+            cap = version.discrete_limit
+            if cap is not None and (page - 1) * per_page >= cap:
+                raise ApiError(400, "DISCRETE_PAGINATION_LIMIT_EXCEEDED", f"You can only get the first {cap} records "
+                               "without using page_token param", {"limit": cap})
         wanted = set(params["ids"].split(",")) if params.get("ids") else None
         skip = (page - 1) * per_page if "page_token" not in params else 0
         keys: list[tuple[int, int]] = []
@@ -252,6 +269,9 @@ class RecordHandlers:
         if not keys:
             return (304 if since is not None else 204), None
         data = [self.org.render(mod, mod.records[str(k[1])], fields) for k in keys]
+        if not version.page_token:
+            return 200, {"data": data, "info": {"per_page": per_page, "count": len(data), "page": page,
+                                                "more_records": more}}
         token = expiry = None
         if more:
             token = secrets.token_hex(24)
@@ -325,13 +345,14 @@ class RecordHandlers:
         return 200, {"data": [self.org.render(mod, r, fields) for r in chunk], "info": {
             "per_page": per_page, "count": len(chunk), "page": page, "more_records": page * per_page < len(hits)}}
 
-    def coql(self, body: Any) -> Result:
-        """`POST /coql`."""
+    def coql(self, body: Any, version: ApiVersion = LATEST) -> Result:
+        """`POST /coql` (LIMIT caps by version)."""
         if not isinstance(body, dict) or not body.get("select_query"):
             raise ApiError(400, "REQUIRED_PARAM_MISSING", "One of the expected parameter is missing",
                            {"param_name": "select_query"})
         try:
-            query = parse_coql(str(body["select_query"]))
+            query = parse_coql(str(body["select_query"]), max_limit=version.coql_limit,
+                               max_total=version.coql_total)
         except QueryError as exc:
             raise ApiError(400, exc.code, str(exc), exc.details) from None
         mod = self.org.module(query.module)

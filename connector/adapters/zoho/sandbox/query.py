@@ -197,7 +197,7 @@ class _Parser:
         return values
 
 
-def parse_coql(text: str) -> Query:
+def parse_coql(text: str, max_limit: int = MAX_LIMIT, max_total: int = MAX_OFFSET_TOTAL) -> Query:
     """Parse `select ... from M where ... [order by ...] [limit ...]`."""
     p = _Parser(text)
     p.expect("select")
@@ -241,10 +241,10 @@ def parse_coql(text: str) -> Query:
                 offset = int(p.literal())
     if p.i != len(p.tokens):
         raise QueryError("SYNTAX_ERROR", f"error at or near '{p.peek()}'", {"near": p.peek()})
-    if limit > MAX_LIMIT:
-        raise QueryError("LIMIT_EXCEEDED", "limit exceeded", {"by": "limit", "limit": MAX_LIMIT})
-    if offset + limit > MAX_OFFSET_TOTAL:
-        raise QueryError("LIMIT_EXCEEDED", "offset limit exceeded", {"by": "offset", "limit": MAX_OFFSET_TOTAL})
+    if limit > max_limit:
+        raise QueryError("LIMIT_EXCEEDED", "limit exceeded", {"by": "limit", "limit": max_limit})
+    if offset + limit > max_total:
+        raise QueryError("LIMIT_EXCEEDED", "offset limit exceeded", {"by": "offset", "limit": max_total})
     return Query(columns, module, where, order, limit, offset)
 
 

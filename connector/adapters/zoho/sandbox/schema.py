@@ -40,9 +40,23 @@ def field(api_name: str, data_type: str, *, label: str | None = None, mandatory:
         "operation_type": {"web_update": not read_only, "api_create": not read_only,
                            "web_create": not read_only, "api_update": not read_only},
         "pick_list_values": [], "lookup": {}, "currency": {},
-        "textarea": {"type": "small"} if data_type == "textarea" else None,
-        "history_tracking": None, "quick_sequence_number": None, "type": "used",
+        "history_tracking": None, "additional_column": None, "type": "used",
+        # The rest of the keys of Zoho's own example answer (crm-oas v8.0, getFields), with its values.
+        "associated_module": None, "association_details": None, "tooltip": None, "hipaa_compliance": None,
+        "hipaa_compliance_enabled": False, "private": None, "webhook": True, "businesscard_supported": False,
+        "colour_code_enabled_by_system": False, "enable_colour_code": False, "display_field": False,
+        "pick_list_values_sorted_lexically": False, "separator": False, "customizable_properties": [],
+        "multi_module_lookup": {}, "rollup_summary": {}, "created_time": None, "modified_time": None,
+        "column_name": api_name.upper(), "display_type": -1, "ui_type": 1, "quick_sequence_number": "0",
+        "email_parser": {"fields_update_supported": False, "record_operations_supported": False},
+        "convert_mapping": {"Contacts": None, "Deals": None, "Accounts": None},
+        "view_type": {"view": True, "edit": not read_only, "quick_create": False, "create": not read_only},
+        "profiles": [{"permission_type": "read_only" if read_only else "read_write", "name": "Administrator",
+                      "id": "4876876000000015972"}],
+        "layout_associations": [{"api_name": "Standard__s", "name": "Standard", "id": "4876876000000095055"}],
     }
+    if data_type == "textarea":  # Zoho's example answers carry `textarea` only on text areas
+        meta["textarea"] = {"type": "small"}
     if data_type == "currency":
         meta["currency"] = {"rounding_option": "normal", "precision": decimal_place or 2}
     if picklist is not None:
@@ -145,5 +159,12 @@ def module_meta(api: str, singular: str, plural: str, generated: str, module_id:
             "actual_singular_label": singular, "actual_plural_label": plural, "creatable": True,
             "editable": True, "deletable": True, "viewable": True, "convertable": False,
             "quick_create": True, "status": "visible", "visibility": 1, "show_as_tab": True,
-            "modified_time": "2025-11-02T09:00:00+05:30", "modified_by": None, "profiles": [],
-            "parent_module": {}, "business_card_field_limit": 5, "sequence_number": 1}
+            "modified_time": "2025-11-02T09:00:00+05:30", "modified_by": None,
+            "profiles": [{"name": "Administrator", "id": "4876876000000015972"}], "profile_count": 1,
+            "parent_module": {}, "business_card_field_limit": 5, "sequence_number": 1,
+            # The rest of the keys of Zoho's own example answer (crm-oas v8.0, getModules).
+            "description": None, "web_link": None, "arguments": [], "feeds_required": False,
+            "isBlueprintSupported": True, "presence_sub_menu": True, "sub_menu_available": True,
+            "recycle_bin_on_delete": True, "has_more_profiles": False, "access_type": "org_based",
+            "private_profile": None, "global_search_supported": True, "lookupable": True,
+            "public_fields_configured": False}

@@ -22,6 +22,10 @@ ID_PREFIX = 4876876000000000000
 DUP_CHECK = {"Accounts": "Account_Name", "Deals": "Deal_Name", "Contacts": "Email"}
 NOT_UPSERTABLE = {"Tasks", "Calls", "Events", "Notes"}
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Zoho's documented input formats: yyyy-MM-dd and yyyy-MM-ddTHH:mm:ss±HH:mm (a trailing Z is taken too).
+# Python's fromisoformat alone would also take 20260105, 2026-W01-1, a space for T and fractions.
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[+-]\d{2}:\d{2}|Z)$")
 
 
 class RecordFault(Exception):
@@ -295,8 +299,11 @@ class Org:
                 raise bad(message="invalid data")
             return value
         if dtype == "multiselectpicklist":
+            allowed = [p["actual_value"] for p in meta["pick_list_values"]]
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise bad()
+            if allowed and any(v not in allowed for v in value):
+                raise bad(message="invalid data")
             return value
         if dtype == "boolean":
             if not isinstance(value, bool):
@@ -325,13 +332,17 @@ class Org:
             return number
         if dtype == "date":
             try:
+                if not (isinstance(value, str) and _DATE.match(value)):
+                    raise ValueError(value)
                 date.fromisoformat(value)
             except (TypeError, ValueError):
                 raise bad() from None
             return value
         if dtype == "datetime":
             try:
-                parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+                if not (isinstance(value, str) and _DATETIME.match(value)):
+                    raise ValueError(value)
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
             except ValueError:
                 raise bad() from None
             if parsed.tzinfo is None:
