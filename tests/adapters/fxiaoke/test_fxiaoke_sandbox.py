@@ -98,7 +98,12 @@ def test_query_limits_and_system_fields(sandbox_app: Callable[..., SandboxApp]) 
     assert record["life_status"] in ("normal", "invalid") and isinstance(record["version"], str)
     assert isinstance(record["payment_amount"], str) and record["payment_amount"].count(".") == 1
     assert record["account_id__r"]
-    assert body["data"]["total"] == 0  # no count unless find_explicit_total_num
+    # find_explicit_total_num defaults to true (customer-query and findSimple pages): total is filled
+    assert body["data"]["total"] == len(app.store.tables["PaymentObj"].ids)
+    for off in (False, "false"):
+        quiet = call(app, "/cgi/crm/v2/data/query", {"dataObjectApiName": "PaymentObj", "find_explicit_total_num": off,
+                                                     "search_query_info": {"limit": 10, "offset": 0}})
+        assert quiet["data"]["total"] == 0 and len(quiet["data"]["dataList"]) == 10
 
 
 def test_query_filters_orders_projection_and_count(sandbox_app: Callable[..., SandboxApp]) -> None:

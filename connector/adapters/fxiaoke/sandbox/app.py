@@ -31,6 +31,13 @@ THROTTLE_MESSAGES = {30004: "秒频次超限", 14001: "接口调用超过限制"
 FAULTS = ("system_busy", "http_502", "throttle", "disconnect")
 
 
+def wants_total(data: Mapping[str, Any]) -> bool:
+    """Whether a query asked for `total`: yes unless `find_explicit_total_num` is false (the documented default
+    is true; the custom-object page types it as a string, so "false" counts as false too)."""
+    flag = data.get("find_explicit_total_num", True)
+    return not (flag is False or (isinstance(flag, str) and flag.strip().lower() == "false"))
+
+
 @dataclass
 class SandboxConfig:
     """Knobs of one sandbox tenant (mirrors the `sandbox serve` options)."""
@@ -295,7 +302,7 @@ class SandboxApp:
             info = data.get("search_query_info")
             if not isinstance(info, dict):
                 raise param_error("search_query_info 不能为空")
-            page, total = store.query(api_name, info, count=bool(data.get("find_explicit_total_num")))
+            page, total = store.query(api_name, info, count=wants_total(data))
             records = [self._render(api_name, r, info.get("fieldProjection"), bool(body.get("includeNull")))
                        for r in page]
             return {"data": {"dataList": records, "offset": info.get("offset", 0), "limit": info.get("limit", 20),
