@@ -215,3 +215,39 @@ def test_forced_faults(sandbox_app: Callable[..., SandboxApp], fault: str) -> No
         assert reply.drop
     else:
         assert reply.status == status and (code is None or reply.body["errorCode"] == code)
+
+
+def test_find_simple_and_find_one_are_queries_with_field_projection(sandbox_app: Callable[..., SandboxApp]) -> None:
+    app = sandbox_app(seed=30)
+    ids = app.store.tables["AccountObj"].ids
+    since = app.store.get("AccountObj", ids[9])["last_modified_time"]
+    info = {"offset": 0, "limit": 10, "orders": [{"fieldName": "last_modified_time", "isAsc": False}],
+            "filters": [{"operator": "GT", "field_name": "last_modified_time", "field_values": [str(since)]}]}
+    # The documented example: a preset object (AccountObj) through the custom-prefix path, projection beside the query.
+    simple = call(app, "/cgi/crm/custom/v2/data/findSimple",
+                  {"dataObjectApiName": "AccountObj", "search_query_info": info, "field_projection": ["_id", "name"]})
+    assert simple["errorCode"] == 0, simple
+    rows = simple["data"]["dataList"]
+    assert [r["_id"] for r in rows] == list(reversed(ids[20:30])) and set(rows[0]) == {"_id", "name"}
+    assert simple["data"]["total"] == 20  # find_explicit_total_num defaults to true here too
+    custom = call(app, "/cgi/crm/custom/v2/data/findSimple", {
+        "dataObjectApiName": "prepay_contract__c", "find_explicit_total_num": False,
+        "search_query_info": {"offset": 0, "limit": 5, "filters": [], "orders": []}})
+    assert len(custom["data"]["dataList"]) == 5 and custom["data"]["total"] == 0
+
+    one = call(app, "/cgi/crm/custom/v2/data/findOne",
+               {"dataObjectApiName": "AccountObj", "search_query_info": info, "field_projection": ["name"]})
+    assert one["errorCode"] == 0 and one["data"]["_id"] == ids[-1] and set(one["data"]) == {"_id", "name"}
+    by_name = call(app, "/cgi/crm/custom/v2/data/findOne", {"dataObjectApiName": "AccountObj", "search_query_info": {
+        "limit": 1, "offset": 0, "filters": [{"field_name": "_id", "field_values": [ids[3]], "operator": "EQ"}]}})
+    assert by_name["data"]["_id"] == ids[3] and "name" in by_name["data"]
+    none = call(app, "/cgi/crm/custom/v2/data/findOne", {"dataObjectApiName": "AccountObj", "search_query_info": {
+        "limit": 1, "offset": 0, "filters": [{"field_name": "name", "field_values": ["没有这个客户"], "operator": "EQ"}]}})
+    assert none["errorCode"] == 0 and none["data"] is None
+
+    # Not a get by id: without search_query_info it is a parameter error, whatever id is sent.
+    by_id = call(app, "/cgi/crm/custom/v2/data/findOne", {"dataObjectApiName": "AccountObj", "objectDataId": ids[0]})
+    assert by_id["errorCode"] == 32000 and "search_query_info" in by_id["errorMessage"]
+    # The docs place both calls under the custom prefix only.
+    assert call(app, "/cgi/crm/v2/data/findSimple", {"dataObjectApiName": "AccountObj",
+                                                     "search_query_info": info})["errorCode"] == 10006

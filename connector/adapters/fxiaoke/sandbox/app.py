@@ -27,6 +27,7 @@ log = logging.getLogger("connector.fxiaoke.sandbox")
 TOKEN_PATHS = ("/cgi/corpAccessToken/get/V2", "/oauth2.0/token")
 NO_CREDENTIALS = SandboxError(20017, "corpAccessToken为必填项，不能为空", "corpAccessToken为必填项，不能为空")
 BAD_TOKEN = SandboxError(20016, "the cropId,cropAccessToken or authorization is error", "corpAccessToken不存在或者已经过期")
+FIND_PATHS = ("/cgi/crm/custom/v2/data/findSimple", "/cgi/crm/custom/v2/data/findOne")
 THROTTLE_MESSAGES = {30004: "秒频次超限", 14001: "接口调用超过限制"}
 FAULTS = ("system_busy", "http_502", "throttle", "disconnect")
 
@@ -269,6 +270,8 @@ class SandboxApp:
             api_name = data.get("apiName") or body.get("apiName")
             self.store.table(str(api_name))
             return {"data": {"describe": schema.describe(str(api_name))}}
+        if path in FIND_PATHS:  # documented under the custom prefix only, for any object (example: AccountObj)
+            return self._find(path.rsplit("/", 1)[1], body, data)
         for prefix, custom in (("/cgi/crm/v2/data/", False), ("/cgi/crm/custom/v2/data/", True),
                                ("/cgi/crm/custom/data/", True)):
             if path.startswith(prefix):
@@ -307,7 +310,7 @@ class SandboxApp:
                        for r in page]
             return {"data": {"dataList": records, "offset": info.get("offset", 0), "limit": info.get("limit", 20),
                              "total": total}}
-        if action in ("get", "findOne"):
+        if action == "get":
             return {"data": self._render(api_name, store.get(api_name, data.get("objectDataId")), None, False)}
         if action == "invalid":
             ids = data.get("idList") if "idList" in data else [data.get("object_data_id")]
@@ -332,6 +335,28 @@ class SandboxApp:
                 store.change_owner(api_name, str(item.get("objectDataId")), list(owner or []), user)
             return {}
         raise SandboxError(10006, "the parameter path is missing or illegal", "缺少参数或参数不合法")
+
+    def _find(self, action: str, body: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        """findSimple / findOne: a query by search_query_info with `field_projection` beside it, not a get by id.
+
+        findSimple answers like query (`dataList`, `offset`, `limit`, `total`); findOne answers the first match
+        as `data` (null when nothing matches)."""
+        api_name = data.get("dataObjectApiName")
+        self.store.table(api_name)
+        info = data.get("search_query_info")
+        if not isinstance(info, dict):
+            raise param_error("search_query_info 不能为空")
+        projection = next((data[k] for k in ("field_projection", "field-projection") if k in data),
+                          info.get("fieldProjection"))
+        if projection is not None and not isinstance(projection, list):
+            raise param_error("field_projection 必须是数组")
+        include_null = bool(body.get("includeNull"))
+        if action == "findOne":
+            page, _ = self.store.query(api_name, {**info, "limit": 1, "offset": info.get("offset", 0)})
+            return {"data": self._render(api_name, page[0], projection, include_null) if page else None}
+        page, total = self.store.query(api_name, info, count=wants_total(data))
+        return {"data": {"dataList": [self._render(api_name, r, projection, include_null) for r in page],
+                         "offset": info.get("offset", 0), "limit": info.get("limit", 20), "total": total}}
 
     def _render(self, api_name: str, record: dict[str, Any], projection: Any, include_null: bool) -> dict[str, Any]:
         fields = schema.FIELD_CACHE[api_name]
