@@ -251,3 +251,66 @@ def test_find_simple_and_find_one_are_queries_with_field_projection(sandbox_app:
     # The docs place both calls under the custom prefix only.
     assert call(app, "/cgi/crm/v2/data/findSimple", {"dataObjectApiName": "AccountObj",
                                                      "search_query_info": info})["errorCode"] == 10006
+
+
+def test_leads_object_is_in_the_schema_seeded_and_writable(sandbox_app: Callable[..., SandboxApp]) -> None:
+    app = sandbox_app(seed=20)
+    objects = call(app, "/cgi/crm/v2/object/list", {})["data"]["objects"]
+    assert {"describeApiName": "LeadsObj", "describeDisplayName": "销售线索", "defineType": "package",
+            "isActive": True} in objects
+    fields = call(app, "/cgi/crm/v2/object/describe", {"apiName": "LeadsObj"})["data"]["describe"]["fields"]
+    assert {"name", "company", "mobile", "email", "source", "biz_status", "leads_pool_id", "owner"} <= set(fields)
+    assert fields["name"]["is_required"] and fields["biz_status"]["type"] == "select_one"
+    leads = query(app, "LeadsObj")["data"]["dataList"]
+    assert len(leads) == 4 and all(r["biz_status"] in {"un_assigned", "un_processed", "processed", "closed"}
+                                   for r in leads)
+    made = call(app, "/cgi/crm/v2/data/create", {"object_data": {
+        "dataObjectApiName": "LeadsObj", "name": "新线索", "company": "测试公司", "source": "3",
+        "owner": [app.credentials.open_user_id]}})
+    assert made["errorCode"] == 0 and app.store.get("LeadsObj", made["dataId"])["company"] == "测试公司"
+    bad = call(app, "/cgi/crm/v2/data/create", {"object_data": {
+        "dataObjectApiName": "LeadsObj", "name": "x", "source": "官网", "owner": [app.credentials.open_user_id]}})
+    assert bad["errorCode"] == 32000 and "source" in bad["errorMessage"]
+
+
+def user_call(app: SandboxApp, path: str, **body: Any) -> dict[str, Any]:
+    t = token(app)
+    return post(app, path, {"corpAccessToken": t["corpAccessToken"], "corpId": t["corpId"], **body})
+
+
+def test_user_list_and_simple_list_by_department(sandbox_app: Callable[..., SandboxApp]) -> None:
+    app = sandbox_app(seed=3)
+    everyone = user_call(app, "/cgi/user/list", departmentId=999999, fetchChild=True, showDepartmentIdsDetail=True)
+    assert everyone["errorCode"] == 0 and "data" not in everyone
+    users = everyone["userList"]
+    assert [u["openUserId"] for u in users] == [e.open_user_id for e in app.staff]
+    assert [u["name"] for u in users if u["isStop"]] == ["赵磊"] and users[1]["mainDepartmentId"] == 1001
+    only_root = user_call(app, "/cgi/user/list", departmentId=999999, fetchChild=False, showDepartmentIdsDetail=False)
+    assert [u["name"] for u in only_root["userList"]] == ["系统管理员"] and "mainDepartmentId" not in only_root[
+        "userList"][0]
+    simple = user_call(app, "/cgi/user/simpleList", departmentId=1001)["userList"]
+    assert set(simple[0]) == {"openUserId", "name", "nickName"} and len(simple) == 5
+    assert user_call(app, "/cgi/user/list", departmentId=4242, fetchChild=True)["errorCode"] == 30007
+    assert user_call(app, "/cgi/user/simpleList", departmentId="all")["errorCode"] == 11009
+
+
+def test_batch_by_upd_time_pages_employees_changed_in_a_window(sandbox_app: Callable[..., SandboxApp]) -> None:
+    app = sandbox_app(seed=3)
+    first = user_call(app, "/cgi/user/get/batchByUpdTime", pageSize=4)  # no window: everyone, page 1
+    assert (first["pageNumber"], first["pageCount"], first["totalCount"]) == (1, 2, 6)
+    second = user_call(app, "/cgi/user/get/batchByUpdTime", pageSize=4, pageNumber=2)
+    names = [e["name"] for e in first["employees"] + second["employees"]]
+    assert sorted(names) == sorted(e.name for e in app.staff) and len(second["employees"]) == 2
+    times = [e["updateTime"] for e in first["employees"] + second["employees"]]
+    assert times == sorted(times) and second["lastChangedTime"] == times[-1]
+
+    since = app.clock.now_ms()
+    rep = app.staff[2]
+    app.update_employee(rep.open_user_id, name="王芳芳")
+    changed = user_call(app, "/cgi/user/get/batchByUpdTime", startTime=since)
+    assert [(e["openUserId"], e["name"]) for e in changed["employees"]] == [(rep.open_user_id, "王芳芳")]
+    assert changed["totalCount"] == 1 and changed["employees"][0]["isStop"] is False
+    window = user_call(app, "/cgi/user/get/batchByUpdTime", startTime=0, endTime=since - 1, pageSize=1000)
+    assert window["totalCount"] == 5
+    assert user_call(app, "/cgi/user/get/batchByUpdTime", pageSize=1001)["errorCode"] == 32000
+    assert user_call(app, "/cgi/user/get/batchByUpdTime", pageNumber=0)["errorCode"] == 32000

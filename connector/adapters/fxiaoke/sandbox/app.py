@@ -13,11 +13,11 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from typing import Any
 
-from connector.adapters.fxiaoke.sandbox import schema
+from connector.adapters.fxiaoke.sandbox import directory, schema
 from connector.adapters.fxiaoke.sandbox.limits import DailyQuota, PathLimiter, SandboxClock, TokenRegistry
 from connector.adapters.fxiaoke.sandbox.seed import Anomalies, employees, fake_hex, seed_tenant
 from connector.adapters.fxiaoke.sandbox.store import SandboxError, Store, param_error
@@ -129,6 +129,11 @@ class SandboxApp:
         """Make the next business calls fail with these faults, in order."""
         with self._rng_lock:
             self._faults_forced.extend(kinds)
+
+    def update_employee(self, open_user_id: str, **changes: Any) -> None:
+        """Change a directory entry (name, mobile, stopped...); its update time becomes now."""
+        self.staff = [replace(e, **changes, updated_ms=self.clock.now_ms()) if e.open_user_id == open_user_id else e
+                      for e in self.staff]
 
     def user_by_open_id(self, open_user_id: str) -> str | None:
         """Whether an openUserId belongs to this tenant (returns it) or not (None)."""
@@ -252,7 +257,11 @@ class SandboxApp:
             emp = next((e for e in self.staff if e.open_user_id == body.get("openUserId")), None)
             if emp is None:
                 raise SandboxError(20012, "openUserId not found", "员工不存在")
-            return {"openUserId": emp.open_user_id, "name": emp.name, "mobile": emp.mobile, "isStop": False}
+            return directory.user(emp, bool(body.get("showDepartmentIdsDetail")))
+        if path in ("/cgi/user/list", "/cgi/user/simpleList"):
+            return directory.department_members(self.staff, body, simple=path.endswith("simpleList"))
+        if path == "/cgi/user/get/batchByUpdTime":
+            return directory.changed_since(self.staff, body)
         if path == "/cgi/message/send":
             to = body.get("toUser")
             if not isinstance(to, list) or not to or len(to) > 500:
