@@ -52,10 +52,10 @@ def test_a_refused_directory_leaves_owner_ids_and_the_stream_goes_on(
     app = sandbox_app(seed=12)
     handle = app.handle
 
-    def no_directory(path: str, headers: dict[str, str], raw: bytes) -> Reply:
+    def no_directory(path: str, headers: dict[str, str], raw: bytes, query: str = "") -> Reply:
         if path == "/cgi/user/list":
             return Reply(body=app._envelope(SandboxError(20014, "无此操作的数据权限")))
-        return handle(path, headers, raw)
+        return handle(path, headers, raw, query)
 
     app.handle = no_directory  # type: ignore[method-assign]
     got = customers(FxiaokeAdapter(make_client(app)))

@@ -89,3 +89,24 @@ def test_update_checked_directly_since_fxiaoke_python_has_none(loopback: Callabl
     answer = requests.post(f"{base}/cgi/crm/v2/data/update", json=body, timeout=5).json()
     assert answer["errorCode"] == 0 and "data" not in answer
     assert sandbox.app.store.get("AccountObj", rid)["prepaid_balance__c"] == "1234.50"
+
+
+def test_third_trace_id_required_only_when_asked(loopback: Callable[..., FxiaokeSandbox]) -> None:
+    # Default: like the probed gateway, a call without thirdTraceId is served (fxiaoke-python never sends one).
+    assert baseObj(vendor_api(loopback(seed=3)), "AccountObj").query(limit=5).get_one() is not None
+    strict = loopback(seed=3, require_trace_id=True)
+    creds = strict.app.credentials
+    grant = {"appId": creds.app_id, "appSecret": creds.app_secret, "permanentCode": creds.permanent_code}
+    url = f"{strict.base_url}/cgi/corpAccessToken/get/V2"
+    assert requests.post(url, json=grant, timeout=5).json()["errorCode"] == 10006
+    assert requests.post(url, params={"thirdTraceId": "not-a-uuid"}, json=grant, timeout=5).json()["errorCode"] == 10006
+    trace = "0b6f3d9e-6a4c-4f1e-9d55-2f0c1d7f9a10"
+    assert requests.post(url, params={"thirdTraceId": trace}, json=grant, timeout=5).json()["errorCode"] == 0
+    again = requests.post(url, params={"thirdTraceId": trace}, json=grant, timeout=5).json()
+    assert again["errorCode"] == 10006 and "thirdTraceId" in again["errorMessage"]  # a new one every call
+    try:
+        baseObj(vendor_api(strict), "AccountObj").query(limit=5)
+    except RuntimeError as exc:  # the old SDK's first call (the token) is refused
+        assert "thirdTraceId" in str(exc) or "10006" in str(exc)
+    else:
+        raise AssertionError("fxiaoke-python got through without a thirdTraceId")

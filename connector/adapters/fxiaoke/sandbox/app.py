@@ -12,10 +12,12 @@ import random
 import secrets
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from typing import Any
+from urllib.parse import parse_qs
 
 from connector.adapters.fxiaoke.sandbox import directory, schema
 from connector.adapters.fxiaoke.sandbox.limits import DailyQuota, PathLimiter, SandboxClock, TokenRegistry
@@ -28,6 +30,7 @@ TOKEN_PATHS = ("/cgi/corpAccessToken/get/V2", "/oauth2.0/token")
 NO_CREDENTIALS = SandboxError(20017, "corpAccessToken为必填项，不能为空", "corpAccessToken为必填项，不能为空")
 BAD_TOKEN = SandboxError(20016, "the cropId,cropAccessToken or authorization is error", "corpAccessToken不存在或者已经过期")
 FIND_PATHS = ("/cgi/crm/custom/v2/data/findSimple", "/cgi/crm/custom/v2/data/findOne")
+BAD_TRACE_ID = SandboxError(10006, "the parameter thirdTraceId is missing or illegal", "缺少参数或参数不合法")
 THROTTLE_MESSAGES = {30004: "秒频次超限", 14001: "接口调用超过限制"}
 FAULTS = ("system_busy", "http_502", "throttle", "disconnect")
 
@@ -53,6 +56,9 @@ class SandboxConfig:
     throttle_code: int = 30004
     faults: tuple[str, ...] = FAULTS
     clock_offset: float = 0.0  # seconds the tenant's clock runs ahead of (negative: behind) the machine's
+    # The current docs ask for a new UUIDv4 `thirdTraceId` on every call; older SDKs never send one and a
+    # probe without it still reached the auth check, so it is refused only when asked for (docs/fxiaoke.md).
+    require_trace_id: bool = False
 
 
 @dataclass
@@ -118,6 +124,7 @@ class SandboxApp:
         self._rng = random.Random(seed * 7919 + 1)
         self._rng_lock = threading.Lock()
         self._faults_forced: list[str] = []
+        self._trace_ids: set[str] = set()
 
     def http_date(self) -> str:
         """The tenant's clock as an HTTP `Date` header (what every answer carries)."""
@@ -141,12 +148,14 @@ class SandboxApp:
 
     # -- entry point -------------------------------------------------------------------------------
 
-    def handle(self, path: str, headers: Mapping[str, str], raw: bytes) -> Reply:
-        """Answer one POST."""
+    def handle(self, path: str, headers: Mapping[str, str], raw: bytes, query: str = "") -> Reply:
+        """Answer one POST (`query`: the URL's query string, where `thirdTraceId` travels)."""
         if self.config.latency_ms:
             self._sleep(self.config.latency_ms / 1000)
         with self._rng_lock:
             self.counters.calls[path] = self.counters.calls.get(path, 0) + 1
+        if self.config.require_trace_id and not self._fresh_trace_id(query):
+            return Reply(body=self._envelope(BAD_TRACE_ID))
         try:
             body = json.loads(raw or b"{}")
         except ValueError:
@@ -175,6 +184,19 @@ class SandboxApp:
             return Reply(body=self._envelope(None, self._route(path, body, user), user))
         except SandboxError as exc:
             return Reply(body=self._envelope(exc))
+
+    def _fresh_trace_id(self, query: str) -> bool:
+        """A UUID in `thirdTraceId`, not seen before (the docs: a new UUIDv4 on every call)."""
+        values = parse_qs(query).get("thirdTraceId") or [""]
+        try:
+            trace = str(uuid.UUID(values[0]))
+        except ValueError:
+            return False
+        with self._rng_lock:
+            if trace in self._trace_ids:
+                return False
+            self._trace_ids.add(trace)
+        return True
 
     def _pick_fault(self) -> str | None:
         with self._rng_lock:
