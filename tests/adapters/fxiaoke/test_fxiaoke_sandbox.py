@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from connector.adapters.fxiaoke.sandbox import SandboxApp
+from connector.adapters.fxiaoke.sandbox.store import SandboxError
 
 
 def post(app: SandboxApp, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -314,3 +315,34 @@ def test_batch_by_upd_time_pages_employees_changed_in_a_window(sandbox_app: Call
     assert window["totalCount"] == 5
     assert user_call(app, "/cgi/user/get/batchByUpdTime", pageSize=1001)["errorCode"] == 32000
     assert user_call(app, "/cgi/user/get/batchByUpdTime", pageNumber=0)["errorCode"] == 32000
+
+
+def test_writes_refused_as_the_service_would(sandbox_app: Callable[..., SandboxApp]) -> None:
+    app = sandbox_app(seed=5)
+    owner = [app.credentials.open_user_id]
+    rid = app.store.tables["AccountObj"].ids[0]
+
+    def update(**fields: Any) -> dict[str, Any]:
+        return call(app, "/cgi/crm/v2/data/update",
+                    {"object_data": {"dataObjectApiName": "AccountObj", "_id": rid, **fields}})
+
+    fields = call(app, "/cgi/crm/v2/object/describe", {"apiName": "AccountObj"})["data"]["describe"]["fields"]
+    assert fields["name"]["max_length"] == 100 and fields["remark"]["max_length"] == 2000
+    too_long = update(name="长" * 101)
+    assert too_long["errorCode"] == 32000 and "name" in too_long["errorMessage"] and "100" in too_long["errorMessage"]
+    assert update(name="长" * 100)["errorCode"] == 0  # characters, not bytes
+    assert update(remark="x" * 2001)["errorCode"] == 32000
+    # required fields cannot be emptied by an update
+    assert update(name="")["errorCode"] == 32000 and update(name=None)["errorCode"] == 32000
+    # dates are epoch milliseconds; ISO text is refused
+    made = call(app, "/cgi/crm/custom/v2/data/create", {"object_data": {
+        "dataObjectApiName": "prepay_contract__c", "name": "PC-X", "owner": owner,
+        "account_id__c": rid, "prepay_amount__c": "10.00", "valid_from__c": "2024-05-01"}})
+    assert made["errorCode"] == 32000 and "valid_from__c" in made["errorMessage"]
+    # picklists: single and multiple select take option codes only
+    assert update(account_level="重要客户")["errorCode"] == 32000
+    many = {"type": "select_many", "options": [{"label": "甲", "value": "a1"}, {"label": "乙", "value": "b2"}]}
+    assert app.store._coerce_value("channels__c", many, ["a1", "b2"], None) == ["a1", "b2"]
+    with pytest.raises(SandboxError) as refused:
+        app.store._coerce_value("channels__c", many, ["a1", "乙"], None)
+    assert refused.value.code == 32000 and "'乙'" in refused.value.message

@@ -13,6 +13,9 @@ NUMERIC_TYPES = frozenset({"number", "currency", "percentile", "date", "date_tim
 DECIMAL_TYPES = frozenset({"number", "currency", "percentile"})
 LIST_TYPES = frozenset({"employee", "employee_many", "department", "department_many", "select_many",
                         "object_reference_many", "file_attachment", "image", "tag"})
+# Lengths this sandbox tenant's text fields are configured with (describe `max_length`); a tenant sets
+# them per field, these are the sandbox's choice (docs/fxiaoke.md).
+TEXT_LIMITS = {"text": 100, "long_text": 2000, "phone_number": 30, "email": 100, "url": 200}
 READ_ONLY_TYPES = frozenset({"auto_number", "formula", "count", "quote"})
 # System fields the server maintains; clients cannot set them on create or update.
 SYSTEM_FIELDS = frozenset({"_id", "create_time", "created_by", "last_modified_time", "last_modified_by",
@@ -36,6 +39,8 @@ def _f(type_: str, label: str, *, required: bool = False, options: list[tuple[st
     if type_ == "date_time":
         field["date_format"] = "yyyy-MM-dd HH:mm"
         field["time_zone"] = "GMT+8"
+    if type_ in TEXT_LIMITS:
+        field["max_length"] = TEXT_LIMITS[type_]
     if target:
         field["target_api_name"] = target
     return field
