@@ -30,7 +30,7 @@ from connector.adapters.base import (
     WriteResult,
     absent_fields,
 )
-from connector.adapters.errors import CrmRequestError, PermissionDenied, RetriableCrmError
+from connector.adapters.errors import CrmRequestError, PermissionDenied, RetriableCrmError, ServerError
 from connector.adapters.fxiaoke.auth import FxiaokeAuth, FxiaokeCredentials
 from connector.adapters.fxiaoke.client import FxiaokeClient, from_epoch_ms, to_epoch_ms
 from connector.adapters.fxiaoke.envelope import CHINA_TZ, CRM
@@ -204,7 +204,7 @@ class FxiaokeAdapter(CrmAdapter):
         """Owner names for this run; without them (no permission, refused) reports fall back to ids."""
         try:
             return self.client.employee_names()
-        except (CrmRequestError, PermissionDenied) as exc:
+        except (CrmRequestError, PermissionDenied, ServerError) as exc:  # quota and credentials stop the run
             log.warning("fxiaoke: cannot read the employee directory, owners stay ids this run: %s", exc)
             return {}
 
