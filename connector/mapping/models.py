@@ -17,7 +17,7 @@ DERIVED = ("balance", "available", "tier", "flags", "runway_days", "reconciled_a
 FLAGS = ("overdue", "amount_mismatch", "low_balance", "negative", "expiring_soon", "expired", "dormant",
          "duplicate_payment", "manual_edit", "orphaned", "payment_changed", "payment_deleted")
 METRICS = ("lifetime_prepaid", "balance", "consumed", "available")
-TEMPLATE_VARS = ("customer", "customer_id", "flag", "detail", "balance", "currency", "tier", "runway_days")
+TEMPLATE_VARS = ("customer", "customer_id", "flag", "detail", "balance", "currency", "tier", "runway_days", "owner")
 _ATTRS = {"customers": set(Customer.model_fields), "contracts": set(Contract.model_fields),
           "payments": set(Payment.model_fields), "prepayment": set(PrepaymentBalance.model_fields)}
 _BASE = {"crm", "module", "crm_id", "modified_at", "owner_id", "fields", "entity"}

@@ -275,7 +275,8 @@ def reconcile(ctx: Ctx) -> None:
                 continue
             values = {"customer": facts.name, "customer_id": cust.crm_id, "flag": flag.code, "detail": flag.detail,
                       "balance": format(d.balance, "f"), "currency": facts.currency or "", "tier": d.tier,
-                      "runway_days": "-" if d.runway_days is None else str(d.runway_days)}
+                      "runway_days": "-" if d.runway_days is None else str(d.runway_days),
+                      "owner": cust.owner_name or cust.owner_id or ""}  # the name when the CRM or directory gave one
             owner = rule.assignee.removeprefix("user:") if rule.assignee != "owner" else cust.owner_id
             task = TaskRequest(marker=marker, subject=rule.subject.format_map(values)[:255],
                                description=rule.description.format_map(values),

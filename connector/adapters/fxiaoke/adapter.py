@@ -30,7 +30,7 @@ from connector.adapters.base import (
     WriteResult,
     absent_fields,
 )
-from connector.adapters.errors import CrmRequestError, PermissionDenied, RetriableCrmError
+from connector.adapters.errors import CrmRequestError, PermissionDenied, RetriableCrmError, ServerError
 from connector.adapters.fxiaoke.auth import FxiaokeAuth, FxiaokeCredentials
 from connector.adapters.fxiaoke.client import FxiaokeClient, from_epoch_ms, to_epoch_ms
 from connector.adapters.fxiaoke.envelope import CHINA_TZ, CRM
@@ -153,6 +153,7 @@ class FxiaokeAdapter(CrmAdapter):
         self.rejected: list[RecordRejected] = []
         self._max_rejects = max_rejects_kept
         self._sent_markers: set[str] = set()
+        self._owner_names: dict[str, str] | None = None  # the directory, read once per run (forget_metadata)
 
     @classmethod
     def from_env(cls, base_url: str, *, env_names: Mapping[str, str] | None = None,
@@ -179,6 +180,8 @@ class FxiaokeAdapter(CrmAdapter):
         Fxiaoke has no separate deletion read, so `deletions_since` is not used.
         """
         since_ms = to_epoch_ms(since - overlap) if since is not None else None
+        if spec.entity is Entity.CUSTOMER and self._owner_names is None:
+            self._owner_names = self._read_directory()
         projection = list(dict.fromkeys([*SYSTEM_READ, *spec.crm_fields()]))
         for raw in self.client.iter_records(spec.module, projection=projection, since_ms=since_ms):
             crm_id = str(raw.get("_id"))
@@ -196,6 +199,18 @@ class FxiaokeAdapter(CrmAdapter):
                     customer = customer[0] if customer else None
                 rejected.customer_id = str(customer) if customer else None
                 self._reject(rejected)
+
+    def _read_directory(self) -> dict[str, str]:
+        """Owner names for this run; without them (no permission, refused) reports fall back to ids."""
+        try:
+            return self.client.employee_names()
+        except (CrmRequestError, PermissionDenied, ServerError) as exc:  # quota and credentials stop the run
+            log.warning("fxiaoke: cannot read the employee directory, owners stay ids this run: %s", exc)
+            return {}
+
+    def forget_metadata(self) -> None:
+        """Each run starts by reading the employee directory again (names change, people leave)."""
+        self._owner_names = None
 
     def _reject(self, rejected: RecordRejected) -> None:
         log.warning("%s", rejected.message)
@@ -233,9 +248,10 @@ class FxiaokeAdapter(CrmAdapter):
         lmt = raw.get("last_modified_time")
         if lmt is None:
             raise RecordRejected(spec.module, crm_id, "last_modified_time", "missing")
+        owner_id = str(owner[0]) if isinstance(owner, list) and owner else None
         common: dict[str, Any] = {
             "crm": CRM, "module": spec.module, "crm_id": crm_id, "modified_at": from_epoch_ms(lmt),
-            "owner_id": str(owner[0]) if isinstance(owner, list) and owner else None,
+            "owner_id": owner_id, "owner_name": (self._owner_names or {}).get(owner_id or ""),
             "fields": {f: raw[f] for f in spec.extra_fields},
         }
         common["currency"] = currency

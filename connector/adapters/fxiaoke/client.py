@@ -40,6 +40,7 @@ log = logging.getLogger("connector.fxiaoke")
 PAGE_LIMIT = 100
 OFFSET_CAP = 10_000
 DEFAULT_PACE = (100, 20.0)
+WHOLE_COMPANY = 999999  # the department id /cgi/user/list reads as "the whole company"
 
 
 def data_prefix(api_name: str) -> str:
@@ -274,6 +275,17 @@ class FxiaokeClient:
                                    field="fxiaoke.mobile")
             self._open_user_id = str(employees[0]["openUserId"])
             return self._open_user_id
+
+    def employee_names(self) -> dict[str, str]:
+        """openUserId -> name for the whole company (stopped employees included): one /cgi/user/list call."""
+        body = self.call("/cgi/user/list", {"departmentId": WHOLE_COMPANY, "fetchChild": True,
+                                            "showDepartmentIdsDetail": False}, as_user=False)
+        users = body.get("userList")
+        if not isinstance(users, list):
+            raise ServerError("/cgi/user/list answered without userList", crm=CRM, status=200,
+                              request="POST /cgi/user/list", trace_id=body.get("traceId"))
+        return {str(u["openUserId"]): str(u["name"]) for u in users
+                if isinstance(u, dict) and u.get("openUserId") and u.get("name")}
 
     # -- reading --------------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 import responses
+from fxiaoke_helpers import make_client
 
 from connector.adapters.errors import (
     AuthError,
@@ -432,3 +433,10 @@ def test_client_pacer_waits_instead_of_getting_throttled() -> None:
         pacer.acquire("/q")
     pacer.acquire("/other")
     assert waits == [20.0, 20.0] and pacer.waited == 40.0
+
+
+def test_our_client_sends_a_fresh_third_trace_id_on_every_call(sandbox_app: Any) -> None:
+    app = sandbox_app(seed=150, require_trace_id=True)
+    adapter = FxiaokeAdapter(make_client(app))
+    assert len(list(adapter.stream(DEFAULT_SPECS[Entity.CUSTOMER]))) == 150  # token, directory, two pages
+    assert app.counters.calls["/cgi/crm/v2/data/query"] == 2

@@ -28,18 +28,32 @@ class Redirect(HTTPAdapter):
         return super().send(request, *args, **kwargs)
 
 
-def test_fxiaoke_python_can_token_query_get_and_create(loopback: Callable[..., FxiaokeSandbox]) -> None:
-    sandbox = loopback(seed=150)
+def vendor_api(sandbox: FxiaokeSandbox) -> fxiaoke_api.FxiaokeApi:
+    """fxiaoke-python initialised with the sandbox's credentials, its vendor host sent to the sandbox."""
     creds = sandbox.app.credentials
     api = fxiaoke_api.FxiaokeApi.init(app_id=creds.app_id, app_secret=creds.app_secret,
                                       permanent_code=creds.permanent_code, open_user_id=creds.open_user_id)
     api._session.requests.mount(VENDOR, Redirect(sandbox.base_url))
+    return api
+
+
+def test_fxiaoke_python_cursor_reads_every_record_of_250_accounts(loopback: Callable[..., FxiaokeSandbox]) -> None:
+    # Its cursor pages by `total` (next offset while total > offset + limit) and never asks for a count:
+    # that works only because `find_explicit_total_num` defaults to true, as the docs say.
+    sandbox = loopback(seed=250)
+    cursor = baseObj(vendor_api(sandbox), "AccountObj").query(limit=100)
+    ids = [r["_id"] for r in cursor]
+    assert len(ids) == 250 and cursor.total() == 250
+    assert sorted(ids) == sandbox.app.store.tables["AccountObj"].ids
+
+
+def test_fxiaoke_python_can_token_query_get_and_create(loopback: Callable[..., FxiaokeSandbox]) -> None:
+    sandbox = loopback(seed=150)
+    creds = sandbox.app.credentials
+    api = vendor_api(sandbox)
     accounts = baseObj(api, "AccountObj")
 
-    cursor = accounts.query(limit=100)
-    first_page = list(cursor)
-    # Docs: `total` is 0 unless a count is asked for, so this client's total-driven cursor stops at page 1.
-    assert len(first_page) == 100 and cursor.total() == 0
+    first_page = list(accounts.query(limit=100))[:100]
     assert all(isinstance(r["owner"], list) and isinstance(r["last_modified_time"], int) for r in first_page)
 
     later = accounts.query(filters=[{"field_name": "_id", "field_values": [first_page[-1]["_id"]], "operator": "GT"}],
@@ -55,7 +69,8 @@ def test_fxiaoke_python_can_token_query_get_and_create(loopback: Callable[..., F
     assert stored["prepaid_balance__c"] == "88.80" and stored["life_status"] == "normal"
 
     contracts = baseObj(api, "prepay_contract__c")  # custom objects go through /cgi/crm/custom/v2/data/*
-    assert len(list(contracts.query(limit=10))) == 10
+    # limit 10: the cursor walks all pages by total
+    assert len(list(contracts.query(limit=10))) == len(sandbox.app.store.tables["prepay_contract__c"].ids)
 
     described = accounts.describe()
     assert described["describe"]["fields"]["prepaid_tier__c"]["type"] == "select_one"
@@ -74,3 +89,24 @@ def test_update_checked_directly_since_fxiaoke_python_has_none(loopback: Callabl
     answer = requests.post(f"{base}/cgi/crm/v2/data/update", json=body, timeout=5).json()
     assert answer["errorCode"] == 0 and "data" not in answer
     assert sandbox.app.store.get("AccountObj", rid)["prepaid_balance__c"] == "1234.50"
+
+
+def test_third_trace_id_required_only_when_asked(loopback: Callable[..., FxiaokeSandbox]) -> None:
+    # Default: like the probed gateway, a call without thirdTraceId is served (fxiaoke-python never sends one).
+    assert baseObj(vendor_api(loopback(seed=3)), "AccountObj").query(limit=5).get_one() is not None
+    strict = loopback(seed=3, require_trace_id=True)
+    creds = strict.app.credentials
+    grant = {"appId": creds.app_id, "appSecret": creds.app_secret, "permanentCode": creds.permanent_code}
+    url = f"{strict.base_url}/cgi/corpAccessToken/get/V2"
+    assert requests.post(url, json=grant, timeout=5).json()["errorCode"] == 10006
+    assert requests.post(url, params={"thirdTraceId": "not-a-uuid"}, json=grant, timeout=5).json()["errorCode"] == 10006
+    trace = "0b6f3d9e-6a4c-4f1e-9d55-2f0c1d7f9a10"
+    assert requests.post(url, params={"thirdTraceId": trace}, json=grant, timeout=5).json()["errorCode"] == 0
+    again = requests.post(url, params={"thirdTraceId": trace}, json=grant, timeout=5).json()
+    assert again["errorCode"] == 10006 and "thirdTraceId" in again["errorMessage"]  # a new one every call
+    try:
+        baseObj(vendor_api(strict), "AccountObj").query(limit=5)
+    except RuntimeError as exc:  # the old SDK's first call (the token) is refused
+        assert "thirdTraceId" in str(exc) or "10006" in str(exc)
+    else:
+        raise AssertionError("fxiaoke-python got through without a thirdTraceId")

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from connector.adapters.fxiaoke.sandbox import SandboxApp
+from connector.adapters.fxiaoke.sandbox.store import SandboxError
 
 
 def post(app: SandboxApp, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -98,7 +99,12 @@ def test_query_limits_and_system_fields(sandbox_app: Callable[..., SandboxApp]) 
     assert record["life_status"] in ("normal", "invalid") and isinstance(record["version"], str)
     assert isinstance(record["payment_amount"], str) and record["payment_amount"].count(".") == 1
     assert record["account_id__r"]
-    assert body["data"]["total"] == 0  # no count unless find_explicit_total_num
+    # find_explicit_total_num defaults to true (customer-query and findSimple pages): total is filled
+    assert body["data"]["total"] == len(app.store.tables["PaymentObj"].ids)
+    for off in (False, "false"):
+        quiet = call(app, "/cgi/crm/v2/data/query", {"dataObjectApiName": "PaymentObj", "find_explicit_total_num": off,
+                                                     "search_query_info": {"limit": 10, "offset": 0}})
+        assert quiet["data"]["total"] == 0 and len(quiet["data"]["dataList"]) == 10
 
 
 def test_query_filters_orders_projection_and_count(sandbox_app: Callable[..., SandboxApp]) -> None:
@@ -210,3 +216,133 @@ def test_forced_faults(sandbox_app: Callable[..., SandboxApp], fault: str) -> No
         assert reply.drop
     else:
         assert reply.status == status and (code is None or reply.body["errorCode"] == code)
+
+
+def test_find_simple_and_find_one_are_queries_with_field_projection(sandbox_app: Callable[..., SandboxApp]) -> None:
+    app = sandbox_app(seed=30)
+    ids = app.store.tables["AccountObj"].ids
+    since = app.store.get("AccountObj", ids[9])["last_modified_time"]
+    info = {"offset": 0, "limit": 10, "orders": [{"fieldName": "last_modified_time", "isAsc": False}],
+            "filters": [{"operator": "GT", "field_name": "last_modified_time", "field_values": [str(since)]}]}
+    # The documented example: a preset object (AccountObj) through the custom-prefix path, projection beside the query.
+    simple = call(app, "/cgi/crm/custom/v2/data/findSimple",
+                  {"dataObjectApiName": "AccountObj", "search_query_info": info, "field_projection": ["_id", "name"]})
+    assert simple["errorCode"] == 0, simple
+    rows = simple["data"]["dataList"]
+    assert [r["_id"] for r in rows] == list(reversed(ids[20:30])) and set(rows[0]) == {"_id", "name"}
+    assert simple["data"]["total"] == 20  # find_explicit_total_num defaults to true here too
+    custom = call(app, "/cgi/crm/custom/v2/data/findSimple", {
+        "dataObjectApiName": "prepay_contract__c", "find_explicit_total_num": False,
+        "search_query_info": {"offset": 0, "limit": 5, "filters": [], "orders": []}})
+    assert len(custom["data"]["dataList"]) == 5 and custom["data"]["total"] == 0
+
+    one = call(app, "/cgi/crm/custom/v2/data/findOne",
+               {"dataObjectApiName": "AccountObj", "search_query_info": info, "field_projection": ["name"]})
+    assert one["errorCode"] == 0 and one["data"]["_id"] == ids[-1] and set(one["data"]) == {"_id", "name"}
+    by_name = call(app, "/cgi/crm/custom/v2/data/findOne", {"dataObjectApiName": "AccountObj", "search_query_info": {
+        "limit": 1, "offset": 0, "filters": [{"field_name": "_id", "field_values": [ids[3]], "operator": "EQ"}]}})
+    assert by_name["data"]["_id"] == ids[3] and "name" in by_name["data"]
+    none = call(app, "/cgi/crm/custom/v2/data/findOne", {"dataObjectApiName": "AccountObj", "search_query_info": {
+        "limit": 1, "offset": 0, "filters": [{"field_name": "name", "field_values": ["没有这个客户"], "operator": "EQ"}]}})
+    assert none["errorCode"] == 0 and none["data"] is None
+
+    # Not a get by id: without search_query_info it is a parameter error, whatever id is sent.
+    by_id = call(app, "/cgi/crm/custom/v2/data/findOne", {"dataObjectApiName": "AccountObj", "objectDataId": ids[0]})
+    assert by_id["errorCode"] == 32000 and "search_query_info" in by_id["errorMessage"]
+    # The docs place both calls under the custom prefix only.
+    assert call(app, "/cgi/crm/v2/data/findSimple", {"dataObjectApiName": "AccountObj",
+                                                     "search_query_info": info})["errorCode"] == 10006
+
+
+def test_leads_object_is_in_the_schema_seeded_and_writable(sandbox_app: Callable[..., SandboxApp]) -> None:
+    app = sandbox_app(seed=20)
+    objects = call(app, "/cgi/crm/v2/object/list", {})["data"]["objects"]
+    assert {"describeApiName": "LeadsObj", "describeDisplayName": "销售线索", "defineType": "package",
+            "isActive": True} in objects
+    fields = call(app, "/cgi/crm/v2/object/describe", {"apiName": "LeadsObj"})["data"]["describe"]["fields"]
+    assert {"name", "company", "mobile", "email", "source", "biz_status", "leads_pool_id", "owner"} <= set(fields)
+    assert fields["name"]["is_required"] and fields["biz_status"]["type"] == "select_one"
+    leads = query(app, "LeadsObj")["data"]["dataList"]
+    assert len(leads) == 4 and all(r["biz_status"] in {"un_assigned", "un_processed", "processed", "closed"}
+                                   for r in leads)
+    made = call(app, "/cgi/crm/v2/data/create", {"object_data": {
+        "dataObjectApiName": "LeadsObj", "name": "新线索", "company": "测试公司", "source": "3",
+        "owner": [app.credentials.open_user_id]}})
+    assert made["errorCode"] == 0 and app.store.get("LeadsObj", made["dataId"])["company"] == "测试公司"
+    bad = call(app, "/cgi/crm/v2/data/create", {"object_data": {
+        "dataObjectApiName": "LeadsObj", "name": "x", "source": "官网", "owner": [app.credentials.open_user_id]}})
+    assert bad["errorCode"] == 32000 and "source" in bad["errorMessage"]
+
+
+def user_call(app: SandboxApp, path: str, **body: Any) -> dict[str, Any]:
+    t = token(app)
+    return post(app, path, {"corpAccessToken": t["corpAccessToken"], "corpId": t["corpId"], **body})
+
+
+def test_user_list_and_simple_list_by_department(sandbox_app: Callable[..., SandboxApp]) -> None:
+    app = sandbox_app(seed=3)
+    everyone = user_call(app, "/cgi/user/list", departmentId=999999, fetchChild=True, showDepartmentIdsDetail=True)
+    assert everyone["errorCode"] == 0 and "data" not in everyone
+    users = everyone["userList"]
+    assert [u["openUserId"] for u in users] == [e.open_user_id for e in app.staff]
+    assert [u["name"] for u in users if u["isStop"]] == ["赵磊"] and users[1]["mainDepartmentId"] == 1001
+    only_root = user_call(app, "/cgi/user/list", departmentId=999999, fetchChild=False, showDepartmentIdsDetail=False)
+    assert [u["name"] for u in only_root["userList"]] == ["系统管理员"] and "mainDepartmentId" not in only_root[
+        "userList"][0]
+    simple = user_call(app, "/cgi/user/simpleList", departmentId=1001)["userList"]
+    assert set(simple[0]) == {"openUserId", "name", "nickName"} and len(simple) == 5
+    assert user_call(app, "/cgi/user/list", departmentId=4242, fetchChild=True)["errorCode"] == 30007
+    assert user_call(app, "/cgi/user/simpleList", departmentId="all")["errorCode"] == 11009
+
+
+def test_batch_by_upd_time_pages_employees_changed_in_a_window(sandbox_app: Callable[..., SandboxApp]) -> None:
+    app = sandbox_app(seed=3)
+    first = user_call(app, "/cgi/user/get/batchByUpdTime", pageSize=4)  # no window: everyone, page 1
+    assert (first["pageNumber"], first["pageCount"], first["totalCount"]) == (1, 2, 6)
+    second = user_call(app, "/cgi/user/get/batchByUpdTime", pageSize=4, pageNumber=2)
+    names = [e["name"] for e in first["employees"] + second["employees"]]
+    assert sorted(names) == sorted(e.name for e in app.staff) and len(second["employees"]) == 2
+    times = [e["updateTime"] for e in first["employees"] + second["employees"]]
+    assert times == sorted(times) and second["lastChangedTime"] == times[-1]
+
+    since = app.clock.now_ms()
+    rep = app.staff[2]
+    app.update_employee(rep.open_user_id, name="王芳芳")
+    changed = user_call(app, "/cgi/user/get/batchByUpdTime", startTime=since)
+    assert [(e["openUserId"], e["name"]) for e in changed["employees"]] == [(rep.open_user_id, "王芳芳")]
+    assert changed["totalCount"] == 1 and changed["employees"][0]["isStop"] is False
+    window = user_call(app, "/cgi/user/get/batchByUpdTime", startTime=0, endTime=since - 1, pageSize=1000)
+    assert window["totalCount"] == 5
+    assert user_call(app, "/cgi/user/get/batchByUpdTime", pageSize=1001)["errorCode"] == 32000
+    assert user_call(app, "/cgi/user/get/batchByUpdTime", pageNumber=0)["errorCode"] == 32000
+
+
+def test_writes_refused_as_the_service_would(sandbox_app: Callable[..., SandboxApp]) -> None:
+    app = sandbox_app(seed=5)
+    owner = [app.credentials.open_user_id]
+    rid = app.store.tables["AccountObj"].ids[0]
+
+    def update(**fields: Any) -> dict[str, Any]:
+        return call(app, "/cgi/crm/v2/data/update",
+                    {"object_data": {"dataObjectApiName": "AccountObj", "_id": rid, **fields}})
+
+    fields = call(app, "/cgi/crm/v2/object/describe", {"apiName": "AccountObj"})["data"]["describe"]["fields"]
+    assert fields["name"]["max_length"] == 100 and fields["remark"]["max_length"] == 2000
+    too_long = update(name="长" * 101)
+    assert too_long["errorCode"] == 32000 and "name" in too_long["errorMessage"] and "100" in too_long["errorMessage"]
+    assert update(name="长" * 100)["errorCode"] == 0  # characters, not bytes
+    assert update(remark="x" * 2001)["errorCode"] == 32000
+    # required fields cannot be emptied by an update
+    assert update(name="")["errorCode"] == 32000 and update(name=None)["errorCode"] == 32000
+    # dates are epoch milliseconds; ISO text is refused
+    made = call(app, "/cgi/crm/custom/v2/data/create", {"object_data": {
+        "dataObjectApiName": "prepay_contract__c", "name": "PC-X", "owner": owner,
+        "account_id__c": rid, "prepay_amount__c": "10.00", "valid_from__c": "2024-05-01"}})
+    assert made["errorCode"] == 32000 and "valid_from__c" in made["errorMessage"]
+    # picklists: single and multiple select take option codes only
+    assert update(account_level="重要客户")["errorCode"] == 32000
+    many = {"type": "select_many", "options": [{"label": "甲", "value": "a1"}, {"label": "乙", "value": "b2"}]}
+    assert app.store._coerce_value("channels__c", many, ["a1", "b2"], None) == ["a1", "b2"]
+    with pytest.raises(SandboxError) as refused:
+        app.store._coerce_value("channels__c", many, ["a1", "乙"], None)
+    assert refused.value.code == 32000 and "'乙'" in refused.value.message

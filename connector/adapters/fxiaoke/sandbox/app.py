@@ -12,12 +12,14 @@ import random
 import secrets
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.utils import formatdate
 from typing import Any
+from urllib.parse import parse_qs
 
-from connector.adapters.fxiaoke.sandbox import schema
+from connector.adapters.fxiaoke.sandbox import directory, schema
 from connector.adapters.fxiaoke.sandbox.limits import DailyQuota, PathLimiter, SandboxClock, TokenRegistry
 from connector.adapters.fxiaoke.sandbox.seed import Anomalies, employees, fake_hex, seed_tenant
 from connector.adapters.fxiaoke.sandbox.store import SandboxError, Store, param_error
@@ -27,8 +29,17 @@ log = logging.getLogger("connector.fxiaoke.sandbox")
 TOKEN_PATHS = ("/cgi/corpAccessToken/get/V2", "/oauth2.0/token")
 NO_CREDENTIALS = SandboxError(20017, "corpAccessToken为必填项，不能为空", "corpAccessToken为必填项，不能为空")
 BAD_TOKEN = SandboxError(20016, "the cropId,cropAccessToken or authorization is error", "corpAccessToken不存在或者已经过期")
+FIND_PATHS = ("/cgi/crm/custom/v2/data/findSimple", "/cgi/crm/custom/v2/data/findOne")
+BAD_TRACE_ID = SandboxError(10006, "the parameter thirdTraceId is missing or illegal", "缺少参数或参数不合法")
 THROTTLE_MESSAGES = {30004: "秒频次超限", 14001: "接口调用超过限制"}
 FAULTS = ("system_busy", "http_502", "throttle", "disconnect")
+
+
+def wants_total(data: Mapping[str, Any]) -> bool:
+    """Whether a query asked for `total`: yes unless `find_explicit_total_num` is false (the documented default
+    is true; the custom-object page types it as a string, so "false" counts as false too)."""
+    flag = data.get("find_explicit_total_num", True)
+    return not (flag is False or (isinstance(flag, str) and flag.strip().lower() == "false"))
 
 
 @dataclass
@@ -45,6 +56,9 @@ class SandboxConfig:
     throttle_code: int = 30004
     faults: tuple[str, ...] = FAULTS
     clock_offset: float = 0.0  # seconds the tenant's clock runs ahead of (negative: behind) the machine's
+    # The current docs ask for a new UUIDv4 `thirdTraceId` on every call; older SDKs never send one and a
+    # probe without it still reached the auth check, so it is refused only when asked for (docs/fxiaoke.md).
+    require_trace_id: bool = False
 
 
 @dataclass
@@ -110,6 +124,7 @@ class SandboxApp:
         self._rng = random.Random(seed * 7919 + 1)
         self._rng_lock = threading.Lock()
         self._faults_forced: list[str] = []
+        self._trace_ids: set[str] = set()
 
     def http_date(self) -> str:
         """The tenant's clock as an HTTP `Date` header (what every answer carries)."""
@@ -122,18 +137,25 @@ class SandboxApp:
         with self._rng_lock:
             self._faults_forced.extend(kinds)
 
+    def update_employee(self, open_user_id: str, **changes: Any) -> None:
+        """Change a directory entry (name, mobile, stopped...); its update time becomes now."""
+        self.staff = [replace(e, **changes, updated_ms=self.clock.now_ms()) if e.open_user_id == open_user_id else e
+                      for e in self.staff]
+
     def user_by_open_id(self, open_user_id: str) -> str | None:
         """Whether an openUserId belongs to this tenant (returns it) or not (None)."""
         return open_user_id if any(e.open_user_id == open_user_id for e in self.staff) else None
 
     # -- entry point -------------------------------------------------------------------------------
 
-    def handle(self, path: str, headers: Mapping[str, str], raw: bytes) -> Reply:
-        """Answer one POST."""
+    def handle(self, path: str, headers: Mapping[str, str], raw: bytes, query: str = "") -> Reply:
+        """Answer one POST (`query`: the URL's query string, where `thirdTraceId` travels)."""
         if self.config.latency_ms:
             self._sleep(self.config.latency_ms / 1000)
         with self._rng_lock:
             self.counters.calls[path] = self.counters.calls.get(path, 0) + 1
+        if self.config.require_trace_id and not self._fresh_trace_id(query):
+            return Reply(body=self._envelope(BAD_TRACE_ID))
         try:
             body = json.loads(raw or b"{}")
         except ValueError:
@@ -162,6 +184,19 @@ class SandboxApp:
             return Reply(body=self._envelope(None, self._route(path, body, user), user))
         except SandboxError as exc:
             return Reply(body=self._envelope(exc))
+
+    def _fresh_trace_id(self, query: str) -> bool:
+        """A UUID in `thirdTraceId`, not seen before (the docs: a new UUIDv4 on every call)."""
+        values = parse_qs(query).get("thirdTraceId") or [""]
+        try:
+            trace = str(uuid.UUID(values[0]))
+        except ValueError:
+            return False
+        with self._rng_lock:
+            if trace in self._trace_ids:
+                return False
+            self._trace_ids.add(trace)
+        return True
 
     def _pick_fault(self) -> str | None:
         with self._rng_lock:
@@ -244,7 +279,11 @@ class SandboxApp:
             emp = next((e for e in self.staff if e.open_user_id == body.get("openUserId")), None)
             if emp is None:
                 raise SandboxError(20012, "openUserId not found", "员工不存在")
-            return {"openUserId": emp.open_user_id, "name": emp.name, "mobile": emp.mobile, "isStop": False}
+            return directory.user(emp, bool(body.get("showDepartmentIdsDetail")))
+        if path in ("/cgi/user/list", "/cgi/user/simpleList"):
+            return directory.department_members(self.staff, body, simple=path.endswith("simpleList"))
+        if path == "/cgi/user/get/batchByUpdTime":
+            return directory.changed_since(self.staff, body)
         if path == "/cgi/message/send":
             to = body.get("toUser")
             if not isinstance(to, list) or not to or len(to) > 500:
@@ -262,6 +301,8 @@ class SandboxApp:
             api_name = data.get("apiName") or body.get("apiName")
             self.store.table(str(api_name))
             return {"data": {"describe": schema.describe(str(api_name))}}
+        if path in FIND_PATHS:  # documented under the custom prefix only, for any object (example: AccountObj)
+            return self._find(path.rsplit("/", 1)[1], body, data)
         for prefix, custom in (("/cgi/crm/v2/data/", False), ("/cgi/crm/custom/v2/data/", True),
                                ("/cgi/crm/custom/data/", True)):
             if path.startswith(prefix):
@@ -295,12 +336,12 @@ class SandboxApp:
             info = data.get("search_query_info")
             if not isinstance(info, dict):
                 raise param_error("search_query_info 不能为空")
-            page, total = store.query(api_name, info, count=bool(data.get("find_explicit_total_num")))
+            page, total = store.query(api_name, info, count=wants_total(data))
             records = [self._render(api_name, r, info.get("fieldProjection"), bool(body.get("includeNull")))
                        for r in page]
             return {"data": {"dataList": records, "offset": info.get("offset", 0), "limit": info.get("limit", 20),
                              "total": total}}
-        if action in ("get", "findOne"):
+        if action == "get":
             return {"data": self._render(api_name, store.get(api_name, data.get("objectDataId")), None, False)}
         if action == "invalid":
             ids = data.get("idList") if "idList" in data else [data.get("object_data_id")]
@@ -325,6 +366,28 @@ class SandboxApp:
                 store.change_owner(api_name, str(item.get("objectDataId")), list(owner or []), user)
             return {}
         raise SandboxError(10006, "the parameter path is missing or illegal", "缺少参数或参数不合法")
+
+    def _find(self, action: str, body: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+        """findSimple / findOne: a query by search_query_info with `field_projection` beside it, not a get by id.
+
+        findSimple answers like query (`dataList`, `offset`, `limit`, `total`); findOne answers the first match
+        as `data` (null when nothing matches)."""
+        api_name = data.get("dataObjectApiName")
+        self.store.table(api_name)
+        info = data.get("search_query_info")
+        if not isinstance(info, dict):
+            raise param_error("search_query_info 不能为空")
+        projection = next((data[k] for k in ("field_projection", "field-projection") if k in data),
+                          info.get("fieldProjection"))
+        if projection is not None and not isinstance(projection, list):
+            raise param_error("field_projection 必须是数组")
+        include_null = bool(body.get("includeNull"))
+        if action == "findOne":
+            page, _ = self.store.query(api_name, {**info, "limit": 1, "offset": info.get("offset", 0)})
+            return {"data": self._render(api_name, page[0], projection, include_null) if page else None}
+        page, total = self.store.query(api_name, info, count=wants_total(data))
+        return {"data": {"dataList": [self._render(api_name, r, projection, include_null) for r in page],
+                         "offset": info.get("offset", 0), "limit": info.get("limit", 20), "total": total}}
 
     def _render(self, api_name: str, record: dict[str, Any], projection: Any, include_null: bool) -> dict[str, Any]:
         fields = schema.FIELD_CACHE[api_name]

@@ -13,6 +13,9 @@ NUMERIC_TYPES = frozenset({"number", "currency", "percentile", "date", "date_tim
 DECIMAL_TYPES = frozenset({"number", "currency", "percentile"})
 LIST_TYPES = frozenset({"employee", "employee_many", "department", "department_many", "select_many",
                         "object_reference_many", "file_attachment", "image", "tag"})
+# Lengths this sandbox tenant's text fields are configured with (describe `max_length`); a tenant sets
+# them per field, these are the sandbox's choice (docs/fxiaoke.md).
+TEXT_LIMITS = {"text": 100, "long_text": 2000, "phone_number": 30, "email": 100, "url": 200}
 READ_ONLY_TYPES = frozenset({"auto_number", "formula", "count", "quote"})
 # System fields the server maintains; clients cannot set them on create or update.
 SYSTEM_FIELDS = frozenset({"_id", "create_time", "created_by", "last_modified_time", "last_modified_by",
@@ -36,6 +39,8 @@ def _f(type_: str, label: str, *, required: bool = False, options: list[tuple[st
     if type_ == "date_time":
         field["date_format"] = "yyyy-MM-dd HH:mm"
         field["time_zone"] = "GMT+8"
+    if type_ in TEXT_LIMITS:
+        field["max_length"] = TEXT_LIMITS[type_]
     if target:
         field["target_api_name"] = target
     return field
@@ -138,6 +143,27 @@ OBJECTS: dict[str, dict[str, Any]] = {
         "account_id__c": _f("object_reference", "客户", target="AccountObj", custom=True),
         "due_date__c": _f("date", "截止日期", custom=True),
         "description__c": _f("long_text", "描述", custom=True),
+    }},
+    "LeadsObj": {"display": "销售线索", "fields": {
+        "name": _f("text", "姓名", required=True),
+        "company": _f("text", "公司"),
+        "mobile": _f("phone_number", "手机"),
+        "tel": _f("phone_number", "电话"),
+        "email": _f("email", "邮件"),
+        "url": _f("url", "网址"),
+        "address": _f("text", "详细地址"),
+        "job_title": _f("text", "职务"),
+        "department": _f("text", "部门"),
+        "source": _f("select_one", "线索来源", options=[("广告", "1"), ("研讨会", "2"), ("官网", "3"), ("其他", "4")]),
+        "biz_status": _f("select_one", "线索状态", options=[("未分配", "un_assigned"), ("待处理", "un_processed"),
+                                                       ("已跟进", "processed"), ("已转换", "transformed"),
+                                                       ("无效", "closed")]),
+        "close_reason": _f("long_text", "无效原因"),
+        "assigned_time": _f("date_time", "分配时间"),
+        "leads_pool_id": _f("object_reference", "线索池"),
+        "marketing_event_id": _f("object_reference", "市场活动"),
+        "account_id": _f("object_reference", "客户", target="AccountObj"),
+        "remark": _f("long_text", "备注"),
     }},
     "SaleContractObj": {"display": "销售合同", "fields": {
         "name": _f("text", "合同编号", required=True),

@@ -28,6 +28,10 @@ def fake_hex(label: str, n: int = 32, upper: bool = True) -> str:
     return digest.upper() if upper else digest
 
 
+WHOLE_COMPANY = 999999  # the department id that stands for the whole company in /cgi/user/*list
+SALES_DEPARTMENT = 1001
+
+
 @dataclass(frozen=True)
 class Employee:
     """A tenant employee as /cgi/user/* return it."""
@@ -36,6 +40,9 @@ class Employee:
     name: str
     mobile: str
     user_id: str
+    department: int = SALES_DEPARTMENT
+    stopped: bool = False  # isStop: left the company (their records keep them as owner)
+    updated_ms: int = BASE_MS  # when the directory entry last changed (/cgi/user/get/batchByUpdTime)
 
 
 @dataclass
@@ -50,11 +57,31 @@ class Anomalies:
 
 
 def employees(seed: int) -> list[Employee]:
-    """The administrator plus four sales reps."""
-    staff = [Employee(f"FSUID_{fake_hex(f'user-admin-{seed}')}", "系统管理员", "13800000000", "1000")]
-    for i, name in enumerate(["张伟", "王芳", "李娜", "刘洋"], start=1):
-        staff.append(Employee(f"FSUID_{fake_hex(f'user-{i}-{seed}')}", name, f"1380000000{i}", str(1000 + i)))
+    """The administrator, four sales reps and one rep who has left (`stopped`, owns leads only)."""
+    staff = [Employee(f"FSUID_{fake_hex(f'user-admin-{seed}')}", "系统管理员", "13800000000", "1000",
+                      department=WHOLE_COMPANY)]
+    for i, name in enumerate(["张伟", "王芳", "李娜", "刘洋", "赵磊"], start=1):
+        staff.append(Employee(f"FSUID_{fake_hex(f'user-{i}-{seed}')}", name, f"1380000000{i}", str(1000 + i),
+                              stopped=i == 5, updated_ms=BASE_MS + i * DAY_MS))
     return staff
+
+
+LEAD_SOURCES = ("1", "2", "3", "4")
+LEAD_STATUS = ("un_assigned", "un_processed", "processed", "closed")
+
+
+def seed_leads(store: Store, n: int, staff: list[Employee], at_ms: int) -> None:
+    """n LeadsObj (线索) rows, created after everything else so the other objects' ids do not move."""
+    rng = random.Random(n * 31 + 7)
+    admin = staff[0].open_user_id
+    for i in range(n):
+        owner = [staff[1 + i % (len(staff) - 1)].open_user_id]  # every rep, the one who left included
+        store.create("LeadsObj", {
+            "name": f"{CITIES[i % 10]}线索{i:04d}", "owner": owner, "company": f"{TRADES[i % 10]}{KINDS[i % 6]}工作室",
+            "mobile": f"139{i:08d}", "email": f"lead{i}@example.cn", "job_title": rng.choice(["经理", "采购", "总监"]),
+            "source": rng.choice(LEAD_SOURCES), "biz_status": rng.choice(LEAD_STATUS),
+            "remark": "官网留资",
+        }, admin, at_ms=at_ms + i, raw=True)
 
 
 def _money(rng: random.Random, low: int, high: int, step: int = 100) -> Decimal:
@@ -65,7 +92,7 @@ def seed_tenant(store: Store, n: int, seed: int | None = None) -> Anomalies:
     """Fill `store` with `n` customers and their contracts, payments and prepayment rows."""
     rng = random.Random(n if seed is None else seed)
     staff = employees(n if seed is None else seed)
-    reps = [e.open_user_id for e in staff[1:]] or [staff[0].open_user_id]
+    reps = [e.open_user_id for e in staff[1:] if not e.stopped] or [staff[0].open_user_id]
     admin = staff[0].open_user_id
     anomalies = Anomalies()
     span = 365 * DAY_MS
@@ -140,6 +167,7 @@ def seed_tenant(store: Store, n: int, seed: int | None = None) -> Anomalies:
             "payment_time": BASE_MS, "remark": "客户已删除",
         }, admin, at_ms=BASE_MS + span, raw=True)
         anomalies.add("orphan_payment", orphan["_id"])
+    seed_leads(store, max(1, n // 5), staff, BASE_MS + span + 1000)
     return anomalies
 
 

@@ -15,7 +15,13 @@ from urllib.parse import urlsplit
 import requests
 
 from connector.adapters.fxiaoke.sandbox.app import Reply, SandboxApp, SandboxConfig
-from connector.adapters.sandbox_http import INFO_PATH, Answer, BackgroundServer, InProcessAdapter, drop_connection
+from connector.adapters.sandbox_http import (
+    INFO_PATH,
+    Answer,
+    BackgroundServer,
+    InProcessAdapter,
+    drop_connection,
+)
 
 log = logging.getLogger("connector.fxiaoke.sandbox")
 JSON_HEADERS = {"Content-Type": "application/json;charset=UTF-8"}
@@ -33,7 +39,8 @@ class _Handler(BaseHTTPRequestHandler):
         """Hand the body to the app and write its reply."""
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        reply = self.server.app.handle(urlsplit(self.path).path, dict(self.headers.items()), raw)
+        url = urlsplit(self.path)
+        reply = self.server.app.handle(url.path, dict(self.headers.items()), raw, url.query)
         self._send(reply)
 
     def do_GET(self) -> None:  # noqa: N802 - the API is POST-only; answer like its gateway does
@@ -106,7 +113,8 @@ class SandboxTransport(InProcessAdapter):
 
     def answer(self, request: requests.PreparedRequest, body: bytes) -> Answer:
         """Hand the request to the app; encode its reply like the HTTP handler does."""
-        reply = self.app.handle(urlsplit(request.url or "").path, dict(request.headers), body)
+        url = urlsplit(request.url or "")
+        reply = self.app.handle(url.path, dict(request.headers), body, url.query)
         return None if reply.drop else (reply.status, {**JSON_HEADERS, "Date": self.app.http_date()}, _encode(reply))
 
 

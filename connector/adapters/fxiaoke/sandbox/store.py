@@ -159,6 +159,11 @@ class Store:
         if kind in LIST_TYPES:
             if not isinstance(value, list):
                 raise param_error(f"字段 {name} 需要数组")
+            if kind == "select_many" and "options" in meta:
+                codes = {o["value"] for o in meta["options"]}
+                unknown = [v for v in value if str(v) not in codes]
+                if unknown:
+                    raise param_error(f"字段 {name} 选项值 {unknown[0]!r} 不存在")
             return value
         if kind == "true_or_false":
             if not isinstance(value, bool):
@@ -166,6 +171,9 @@ class Store:
             return value
         if not isinstance(value, str):
             raise param_error(f"字段 {name} 需要字符串")
+        limit = meta.get("max_length")
+        if limit is not None and len(value) > limit:
+            raise param_error(f"字段 {name} 长度不能超过{limit}个字符 (现为{len(value)})")
         return value
 
     def create(self, api_name: str, data: Mapping[str, Any], user: str, *, at_ms: int | None = None,
@@ -204,6 +212,10 @@ class Store:
                 raise param_error("已作废的数据不能编辑")
             if record.get("lock_status") == "1" and not skip_status_check:
                 raise param_error("数据已锁定, 不能编辑")
+            for name, value in values.items():
+                meta = table.fields[name]
+                if value in (None, "", []) and meta.get("is_required"):
+                    raise param_error(f"{meta['label']}({name}) 为必填项")
             fresh = dict(record)
             for name, value in values.items():
                 if value is None:
