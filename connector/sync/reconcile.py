@@ -149,19 +149,14 @@ def _orphan_rows(ctx: Ctx, data: dict[str, Any], orphans: set[str], by_customer:
                  now: datetime) -> list[SimpleNamespace]:
     """Customer-like rows for orphaned accounts the CRM has no customer record for (never there, not a
     customer, or a payment without a customer): handled like a deleted customer (nothing is written to
-    the CRM); their task is tied to the first payment that brought the money."""
-    m = ctx.mapping
+    the CRM). Every `orphaned` task is tied to the first payment that brought the money."""
     known = {ctx.customer_key(c.crm_id) for c in data["customers"]}
-    payments: dict[str, list[Any]] = defaultdict(list)
-    for rows in data["items"].values():
-        for item in rows:
-            if item.kind == "payment" and item.status == "posted":
-                payments[ctx.account_of("payment", item.customer_id, item.crm_id)].append(item)
+    payments = data["paid_into"]
     prefix = ctx.customer_key("")
     out = []
     for key in sorted(orphans - known):
         accounts = by_customer.get(key, [])
-        paid = sorted(payments.get(key, []), key=lambda i: (i.at or now, i.crm_id))
+        paid = payments.get(key, [])
         if not accounts or not (paid or data["flags"].get(key)):
             continue
         acc = max(accounts, key=lambda r: abs(r.balance))
@@ -177,8 +172,7 @@ def _orphan_rows(ctx: Ctx, data: dict[str, Any], orphans: set[str], by_customer:
                       f"another kind of record); the ledger keeps {balance} {acc.currency} on its account")
         out.append(SimpleNamespace(
             crm_id=ref, name=f"(no customer) {ref}", currency=acc.currency, deleted_at=now, tier=None,
-            fields=None, owner_id=None, orphan_detail=detail, related_module=m.payments.module,
-            related_id=paid[0].crm_id if paid else ref))
+            fields=None, owner_id=None, orphan_detail=detail))
     return out
 
 
@@ -245,6 +239,14 @@ def reconcile(ctx: Ctx) -> None:
         orphans = orphaned_keys(conn, ctx.connection, prefix)
         standings = standing.load(conn, now, StandingRules(m.rules.overdue_grace_days, m.rules.expiring_soon_days),
                                   prefix=prefix, orphaned=orphans)
+    paid_into: dict[str, list[Any]] = defaultdict(list)  # account key -> posted payments, oldest first
+    for rows in data["items"].values():
+        for item in rows:
+            if item.kind == "payment" and item.status == "posted":
+                paid_into[ctx.account_of("payment", item.customer_id, item.crm_id)].append(item)
+    for items in paid_into.values():
+        items.sort(key=lambda i: (_aware(i.at) if i.at else now, i.crm_id))
+    data["paid_into"] = paid_into
     customers = [*data["customers"], *_orphan_rows(ctx, data, orphans, by_customer, now)]
     total = len(customers)
     for done, cust in enumerate(customers):
@@ -331,11 +333,13 @@ def reconcile(ctx: Ctx) -> None:
                       "balance": format(d.balance, "f"), "currency": facts.currency or "", "tier": d.tier,
                       "runway_days": "-" if d.runway_days is None else str(d.runway_days)}
             owner = rule.assignee.removeprefix("user:") if rule.assignee != "owner" else cust.owner_id
+            related = (m.customers.module, cust.crm_id)
+            if flag.code == "orphaned" and paid_into.get(key):  # the customer record is gone: tie it to the money
+                related = (m.payments.module, paid_into[key][0].crm_id)
             task = TaskRequest(marker=marker, subject=rule.subject.format_map(values)[:255],
                                description=rule.description.format_map(values),
                                due_date=today + timedelta(days=rule.due_in_days), owner_id=owner,
-                               related_module=getattr(cust, "related_module", m.customers.module),
-                               related_id=getattr(cust, "related_id", cust.crm_id), priority=rule.priority)
+                               related_module=related[0], related_id=related[1], priority=rule.priority)
             plans.append({"kind": "task_open", "module": "Tasks", "crm_id": cust.crm_id, "marker": marker,
                           "payload": task.model_dump_json(), "evidence": state.dumps({"run": ctx.run_id,
                                                                                       "flag": flag.code})})
