@@ -50,6 +50,8 @@ ConnOpt = Annotated[str | None, typer.Option("--connection", help="Connection na
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
 
+DRY_RUN_SHOWN = 50  # customers a dry run prints; the rest are counted ("and N more")
+
 def print_report(report: RunReport, *, title: str = "sync run") -> None:
     """A rich summary of one run."""
     table = Table(title=f"{title}: {report.status}" + (" (dry run: nothing changed)" if report.dry_run else ""),
@@ -78,7 +80,8 @@ def print_report(report: RunReport, *, title: str = "sync run") -> None:
     if report.error_total > 10:
         out.print(f"  ... and {report.error_total - 10} more (recorded in the sync_errors table)")
     if report.dry_run:
-        for key, change in list(report.changes.items())[:50]:
+        shown = list(report.changes.items())[:DRY_RUN_SHOWN]
+        for key, change in shown:
             out.print(f"[bold]{escape(key)}[/]")
             for p in change["postings"]:
                 out.print(f"  ledger: {p}", markup=False, highlight=False)
@@ -88,6 +91,9 @@ def print_report(report: RunReport, *, title: str = "sync run") -> None:
                 out.print(f"  open task: {tsk}", markup=False, highlight=False)
             for tsk in change["tasks_close"]:
                 out.print(f"  close task: {tsk}", markup=False, highlight=False)
+        if len(report.changes) > len(shown):
+            out.print(f"  ... and {len(report.changes) - len(shown)} more customers with changes "
+                      "(sync run --dry-run --json lists them all)", markup=False, highlight=False)
 
 
 def engine_for(loaded: LoadedSettings, name: str | None, db: Engine | None = None) -> tuple[SyncEngine, str]:

@@ -430,12 +430,12 @@ class Ledger:
     def set_terms(self, customer: str, currency: str, *, contract_ref: str = "", agreed_amount: object = None,
                   due_date: date | None = None, valid_from: date | None = None, valid_until: date | None = None,
                   refund_policy: str = "full", refund_fee_pct: object = 0, credit_limit: object = 0,
-                  low_balance_threshold: object = None) -> dict[str, Any]:
+                  low_balance_threshold: object = None, active: bool = True) -> dict[str, Any]:
         """Create or replace the terms of a customer (contract_ref '') or of one of its contracts."""
         row = _terms_row(customer, currency, contract_ref=contract_ref, agreed_amount=agreed_amount,
                          due_date=due_date, valid_from=valid_from, valid_until=valid_until,
                          refund_policy=refund_policy, refund_fee_pct=refund_fee_pct, credit_limit=credit_limit,
-                         low_balance_threshold=low_balance_threshold)
+                         low_balance_threshold=low_balance_threshold, active=active)
         with write_transaction(self.engine) as conn:
             self._write_terms(conn, [row], self.clock())
         return self.get_terms(row["customer_key"], row["currency"], row["contract_ref"]) or {}
@@ -656,7 +656,7 @@ def _replayed(conn: Connection, row: Any, key: str, digest: str, asked: str = ""
 def _terms_row(customer: str, currency: str, *, contract_ref: str = "", agreed_amount: object = None,
                due_date: date | None = None, valid_from: date | None = None, valid_until: date | None = None,
                refund_policy: str = "full", refund_fee_pct: object = 0, credit_limit: object = 0,
-               low_balance_threshold: object = None) -> dict[str, Any]:
+               low_balance_threshold: object = None, active: bool = True) -> dict[str, Any]:
     """Validate `set_terms` arguments into a terms row (amounts in minor units)."""
     cur = currency_code(currency)
     customer = customer_key(customer)
@@ -677,4 +677,4 @@ def _terms_row(customer: str, currency: str, *, contract_ref: str = "", agreed_a
             "agreed_amount": minor(agreed_amount, "agreed_amount"), "due_date": due_date,
             "valid_from": valid_from, "valid_until": valid_until, "refund_policy": refund_policy,
             "refund_fee_pct": str(pct), "credit_limit": minor(credit_limit, "credit_limit") or 0,
-            "low_balance_threshold": minor(low_balance_threshold, "low_balance_threshold")}
+            "low_balance_threshold": minor(low_balance_threshold, "low_balance_threshold"), "active": bool(active)}

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, Date, DateTime, ForeignKey, Index, Integer, \
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, Column, Date, DateTime, ForeignKey, Index, Integer, \
     String, Text, UniqueConstraint
+from sqlalchemy.sql.expression import true
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -159,6 +160,8 @@ class Terms(SQLModel, table=True):
     refund_fee_pct: str = Field(default="0", sa_column=Column(String(16), nullable=False, default="0"))
     credit_limit: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     low_balance_threshold: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    active: bool = Field(default=True, sa_column=Column(Boolean, nullable=False, default=True,
+                                                          server_default=true()))  # live contract (not ended)
     updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
 
 

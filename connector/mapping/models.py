@@ -176,6 +176,7 @@ class Mapping(_Strict):
     version: Literal[1] = 1
     currency: str | None = None
     write_batch_size: int = Field(default=100, ge=1, le=100)
+    lot_expiry: Literal["valid_until", "none"] = "none"  # does a contract's validity end expire the lots it funds?
     customers: EntityMap
     contracts: EntityMap
     payments: EntityMap

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from connector.errors import InvalidInput
+from connector.ledger.standing import StandingRules
 
 KINDS = ("unit", "individual")
 
@@ -35,6 +36,13 @@ class CustomerAttributes(Protocol):
     def lookup(self, keys: Iterable[str]) -> Mapping[str, CustomerInfo]:
         """Attributes for the keys it knows."""
         ...
+
+
+def standing_inputs(attributes: object) -> tuple[StandingRules, set[str]]:
+    """The standing's rules and orphaned accounts as the provider knows them (the sync state of a
+    `--connection` knows both); other providers: the default rules and no orphans."""
+    inputs = getattr(attributes, "standing_inputs", None)
+    return inputs() if callable(inputs) else (StandingRules(), set())
 
 
 class NoAttributes:

@@ -10,10 +10,11 @@ from sqlalchemy import Engine
 
 from connector.compliance.refunds import refund_figures
 from connector.compliance.rules import ComplianceRules
+from connector.ledger import standing
 from connector.ledger.rules import AccountState, LotState
 from connector.reports import queries as q
-from connector.reports.attributes import CustomerAttributes, CustomerInfo, NoAttributes
-from connector.reports.metrics import BUCKETS, daily_rate, expected_breakage, match_payments, risk_score, runway_days
+from connector.reports.attributes import CustomerAttributes, CustomerInfo, NoAttributes, standing_inputs
+from connector.reports.metrics import BUCKETS, Payment, daily_rate, expected_breakage, risk_score, runway_days
 from connector.reports.model import NONE, NO_USE, RUNWAY_BUCKETS, AccountRow, CurrencySummary, Group, Punctuality, \
     Report, mean_days
 
@@ -47,7 +48,8 @@ def build_report(engine: Engine, as_of: datetime, *, attributes: CustomerAttribu
         totals = q.lot_totals(conn, as_of)
         forfeited = q.forfeited_paid(conn, as_of) if rules.forbid_forfeiture else {}
         terms = q.all_terms(conn)
-        deposits = q.deposits_for_terms(conn, as_of)
+        standing_rules, orphaned = standing_inputs(attributes)
+        standings = standing.load(conn, as_of, standing_rules, orphaned=orphaned)
         monthly_raw = q.monthly_consumption(conn, first_month, as_of)
 
     report = Report(as_of=as_of, window_days=window_days, trend_days=trend_days, within_days=within_days,
@@ -65,12 +67,9 @@ def build_report(engine: Engine, as_of: datetime, *, attributes: CustomerAttribu
     report.monthly = {cur: list(by.items()) for cur, by in monthly.items()}
 
     policy: dict[tuple[str, str], tuple[str, Decimal]] = {}
-    due: dict[tuple[str, str], list[tuple[str, object, int | None]]] = defaultdict(list)
     for t in terms:
         if t.contract_ref == "":
             policy[(t.customer, t.currency)] = (t.refund_policy, Decimal(t.refund_fee_pct))
-        if t.due_date is not None:
-            due[(t.customer, t.currency)].append((t.contract_ref, t.due_date, t.agreed_amount))
 
     info = attributes.lookup({a.customer for a in aggs})
     empty = CustomerInfo()
@@ -103,18 +102,26 @@ def build_report(engine: Engine, as_of: datetime, *, attributes: CustomerAttribu
                                  rules=rules, at=as_of, forfeited=forfeited.get(a.account_id, 0))
         row.refund_contract, row.refund_rules, row.refund_policy = refunds.contract, refunds.rules, pol
         row.refund_notes = sorted(set(refunds.notes))
-        row.payments = match_payments(due.get((a.customer, a.currency), []),  # type: ignore[arg-type]
-                                      deposits.get((a.customer, a.currency), []), as_of.date())
+        st = standings.get((a.customer, a.currency))
+        if st is not None:  # the one standing the sync flags and the statement show too
+            row.payments, row.standing, row.contract_ends = st.payments, st.codes(), st.ends
         risk = risk_score(open_overdue=len(row.overdue), late_payments=len(row.late), runway=row.runway,
                           balance=row.balance, balance_before=row.balance_before, debt=row.debt, flags=row.flags,
                           trend_days=trend_days)
         row.risk, row.risk_band, row.risk_reasons = risk.score, risk.band, risk.reasons
         report.accounts.append(row)
-    _summarize(report)
+    rows = {(r.customer, r.currency) for r in report.accounts}
+    unfunded = []  # accounts with terms and no entries yet: no row, but their due dates count
+    for (customer, cur), st in standings.items():
+        for code in st.codes():
+            report.standing.setdefault(code, set()).add(customer)
+        if (customer, cur) not in rows:
+            unfunded += st.payments
+    _summarize(report, unfunded)
     return report
 
 
-def _summarize(report: Report) -> None:
+def _summarize(report: Report, unfunded: list[Payment]) -> None:
     report.runway = {label: 0 for label, _ in RUNWAY_BUCKETS} | {NO_USE: 0}
     arrived: list[int] = []
     p = Punctuality()
@@ -140,18 +147,18 @@ def _summarize(report: Report) -> None:
             g.customers += 1
             g.liability += held
         report.runway[row.runway_bucket()] += 1
-        for pay in row.payments:
-            p.payments += 1
-            if pay.status == "on_time":
-                p.on_time += 1
-            elif pay.status == "late":
-                p.late += 1
-            elif pay.status == "open_overdue":
-                p.open_overdue += 1
-            else:
-                p.pending += 1
-            if pay.arrived is not None and pay.days_late is not None:
-                arrived.append(pay.days_late)
+    for pay in [pay for row in report.accounts for pay in row.payments] + unfunded:
+        p.payments += 1
+        if pay.status == "on_time":
+            p.on_time += 1
+        elif pay.status == "late":
+            p.late += 1
+        elif pay.status == "open_overdue":
+            p.open_overdue += 1
+        else:
+            p.pending += 1
+        if pay.arrived is not None and pay.days_late is not None:
+            arrived.append(pay.days_late)
     p.avg_days_late = mean_days(arrived)
     p.avg_days_late_of_late = mean_days([d for d in arrived if d > 0])
     p.max_days_late = max(arrived, default=None)

@@ -7,10 +7,11 @@ database, so each rule is tested on hand-computed numbers (docs/reports.md state
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 
 from connector.ledger.rules import LotState
+from connector.ledger.standing import Payment, match_payments  # one punctuality rule (standing)
 
 DAY = 86400
 BUCKETS = (30, 60, 90)
@@ -65,60 +66,6 @@ def expected_breakage(lots: list[LotState], rate: Rate, as_of: datetime) -> dict
             take = min(lot.remaining, max(0, capacity - used))
             out[lot.id] = lot.remaining - take
         used += take
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class Payment:
-    """One due date and when the money for it arrived."""
-
-    contract_ref: str
-    due_date: date
-    agreed: int | None
-    arrived: date | None
-    days_late: int | None  # arrival minus due date (negative: early); for open ones, days overdue so far
-    status: str  # on_time | late | open_overdue | pending
-
-
-def match_payments(terms: list[tuple[str, date, int | None]], deposits: list[tuple[datetime, int]],
-                   as_of: date) -> list[Payment]:
-    """Settle due dates oldest first from deposits in time order (FIFO).
-
-    `terms` are (contract_ref, due_date, agreed_amount). A due date with an agreed amount is paid
-    when cumulative deposits reach it; without one, by the next deposit. Money arrives on the
-    UTC date of the deposit that completes the amount.
-    """
-    out: list[Payment] = []
-    queue = list(deposits)
-    pos, carry, carry_at = 0, 0, None
-    for ref, due, agreed in sorted(terms, key=lambda t: (t[1], t[0])):
-        need = agreed if agreed and agreed > 0 else None
-        arrived: date | None = None
-        if need is None:
-            if carry > 0 and carry_at is not None:
-                arrived, carry = carry_at.date(), 0
-            elif pos < len(queue):
-                arrived = queue[pos][0].date()
-                pos += 1
-        else:
-            while need > 0:
-                if carry == 0:
-                    if pos >= len(queue):
-                        break
-                    carry_at, carry = queue[pos]
-                    pos += 1
-                use = min(carry, need)
-                need -= use
-                carry -= use
-            if need == 0 and carry_at is not None:
-                arrived = carry_at.date()
-        if arrived is not None:
-            late = (arrived - due).days
-            out.append(Payment(ref, due, agreed, arrived, late, "late" if late > 0 else "on_time"))
-        elif as_of > due:
-            out.append(Payment(ref, due, agreed, None, (as_of - due).days, "open_overdue"))
-        else:
-            out.append(Payment(ref, due, agreed, None, None, "pending"))
     return out
 
 
@@ -188,3 +135,7 @@ def risk_score(*, open_overdue: int, late_payments: int, runway: int | None, bal
 
 def _pct(ratio: Decimal) -> str:
     return f"{(ratio * 100).quantize(Decimal(1))}%"
+
+
+__all__ = ["BUCKETS", "Payment", "Rate", "daily_rate", "expected_breakage", "match_payments", "risk_score",
+           "runway_days"]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from connector.ledger.standing import CODES
 from connector.money import fmt
 from connector.reports.metrics import BUCKETS, Payment, Rate
 
@@ -44,6 +45,8 @@ class AccountRow:
     risk: int = 0
     risk_band: str = "low"
     risk_reasons: list[str] = field(default_factory=list)
+    standing: tuple[str, ...] = ()  # overdue / expiring_soon / expired / orphaned (connector.ledger.standing)
+    contract_ends: date | None = None
 
     @property
     def late(self) -> list[Payment]:
@@ -86,6 +89,8 @@ class AccountRow:
             "refund_policy": self.refund_policy, "refund_contract": fmt(self.refund_contract, c),
             "refund_rules": fmt(self.refund_rules, c), "refund_notes": self.refund_notes,
             "risk_score": self.risk, "risk_band": self.risk_band, "risk_reasons": self.risk_reasons,
+            "standing": list(self.standing),
+            "contract_ends": self.contract_ends.isoformat() if self.contract_ends else None,
         }
 
 
@@ -172,7 +177,12 @@ class Report:
     by_flag: dict[str, dict[str, Group]] = field(default_factory=dict)
     runway: dict[str, int] = field(default_factory=dict)
     punctuality: Punctuality = field(default_factory=Punctuality)
+    standing: dict[str, set[str]] = field(default_factory=dict)  # code -> customers (the sync's flags agree)
     top_n: int = 10
+
+    def standing_counts(self) -> dict[str, int]:
+        """Customers per standing code (every code, zero included)."""
+        return {code: len(self.standing.get(code, ())) for code in CODES}
 
     def top(self, currency: str) -> list[AccountRow]:
         """The largest balances in a currency."""
@@ -214,6 +224,7 @@ class Report:
             "running_out": [{"customer": r.customer, "currency": r.currency, "runway_days": r.runway,
                              "balance": fmt(r.balance, r.currency)} for r in self.running_out()],
             "punctuality": self.punctuality.to_dict(),
+            "standing": {code: {"customers": n} for code, n in self.standing_counts().items()},
             "top_customers": {cur: [{"customer": r.customer, "name": r.name, "balance": fmt(r.balance, cur)}
                                     for r in self.top(cur)] for cur in sorted(self.currencies)},
         }

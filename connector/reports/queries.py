@@ -205,8 +205,12 @@ def deposits_between(conn: Connection, start: datetime, end: datetime) -> Iterat
 
 
 def reference(row: Any) -> str:
-    """How an entry row is referred to: `source_system:source_id`, else its idempotency key."""
-    return f"{row.source_system}:{row.source_id}" if row.source_system else row.posting_key
+    """How an entry row is referred to: `source_system:source_id` (the system named once: a sync's source id
+    already starts with it, `zoho:Prepaid_Payments:1`), else its idempotency key."""
+    if not row.source_system:
+        return row.posting_key
+    source = str(row.source_id or "")
+    return source if source.startswith(f"{row.source_system}:") else f"{row.source_system}:{source}"
 
 
 def positive_balances(conn: Connection, as_of: datetime) -> dict[str, tuple[int, int]]:

@@ -12,14 +12,15 @@ from rich.console import Console
 from rich.table import Table
 
 from connector.money import fmt
-from connector.reports.display import money
+from connector.reports.display import money, who
 from connector.reports.metrics import BUCKETS
 from connector.reports.model import Report, fmt_rate
 
 CUSTOMER_COLUMNS = ("customer", "currency", "name", "owner", "tier", "flags", "balance", "debt", "spendable",
                     "daily_rate", "runway_days", "expiring_30d", "expiring_60d", "expiring_90d", "breakage_90d",
                     "expired_unswept", "avg_days_late", "late_payments", "overdue_payments", "refund_policy",
-                    "refund_contract", "refund_rules", "risk_score", "risk_band", "risk_reasons")
+                    "refund_contract", "refund_rules", "refund_basis", "risk_score", "risk_band", "risk_reasons",
+                    "standing")
 
 
 def write_json(report: Report, out: TextIO) -> None:
@@ -70,8 +71,9 @@ def customer_rows(report: Report) -> Iterator[list[str]]:
                fmt(r.debt, c), fmt(r.spendable, c), fmt_rate(r.rate.per_day, c),
                "" if r.runway is None else str(r.runway), *(fmt(r.expiring[d], c) for d in BUCKETS),
                fmt(r.breakage[90], c), fmt(r.expired_unswept, c), "" if avg is None else str(avg), str(len(r.late)),
-               str(len(r.overdue)), r.refund_policy, fmt(r.refund_contract, c), fmt(r.refund_rules, c), str(r.risk),
-               r.risk_band, "; ".join(r.risk_reasons)]
+               str(len(r.overdue)), r.refund_policy, fmt(r.refund_contract, c), fmt(r.refund_rules, c),
+               "; ".join(r.refund_notes) or "contract", str(r.risk), r.risk_band, "; ".join(r.risk_reasons),
+               ";".join(r.standing)]
 
 
 def to_csv(rows: Iterator[list[str]], header: tuple[str, ...]) -> str:
@@ -115,15 +117,19 @@ def print_tables(report: Report, console: Console, *, limit: int = 20) -> None:
     console.print(t)
     t = Table("customer", "currency", "runway", "balance", title=f"Running out within {report.within_days} days")
     for r in report.running_out()[:limit]:
-        t.add_row(r.customer, r.currency, str(r.runway), money(r.balance, r.currency))
+        t.add_row(who(r.name, r.customer), r.currency, str(r.runway), money(r.balance, r.currency))
     console.print(t)
     p = report.punctuality
     console.print(f"Payments: {p.payments} ({p.on_time} on time, {p.late} late, {p.open_overdue} overdue and open, "
                   f"{p.pending} not yet due); mean days from due date to money: {p.avg_days_late or '-'}, "
                   f"worst {p.max_days_late if p.max_days_late is not None else '-'}", highlight=False)
+    counts = report.standing_counts()
+    console.print(f"Standing (as the sync flags it): {counts['overdue']} customers overdue, {counts['expiring_soon']} "
+                  f"contracts expiring soon, {counts['expired']} ended with money left, {counts['orphaned']} orphaned "
+                  "(money without a customer)", highlight=False)
     t = Table("customer", "currency", "overdue", "late", "mean days late", title="Late payers")
     for r in report.late_payers()[:limit]:
-        t.add_row(r.customer, r.currency, str(len(r.overdue)), str(len(r.late)), str(r.avg_days_late() or "-"))
+        t.add_row(who(r.name, r.customer), r.currency, str(len(r.overdue)), str(len(r.late)), str(r.avg_days_late() or "-"))
     console.print(t)
     t = Table("month", *sorted(report.monthly), title="Consumption per month")
     months = [m for m, _ in next(iter(report.monthly.values()), [])]
@@ -132,10 +138,10 @@ def print_tables(report: Report, console: Console, *, limit: int = 20) -> None:
     console.print(t)
     t = Table("customer", "currency", "score", "band", "why", title="Highest risk")
     for r in report.riskiest(limit):
-        t.add_row(r.customer, r.currency, str(r.risk), r.risk_band, "; ".join(r.risk_reasons))
+        t.add_row(who(r.name, r.customer), r.currency, str(r.risk), r.risk_band, "; ".join(r.risk_reasons))
     console.print(t)
     for cur in sorted(report.currencies):
-        t = Table("customer", "name", "balance", title=f"Top customers by balance ({cur})")
+        t = Table("customer", "balance", title=f"Top customers by balance ({cur})")
         for r in report.top(cur):
-            t.add_row(r.customer, r.name or "", money(r.balance, cur))
+            t.add_row(who(r.name, r.customer), money(r.balance, cur))
         console.print(t)

@@ -19,10 +19,12 @@ from sqlalchemy import Engine, select
 from connector.config import choose_database, load_settings
 from connector.errors import ConfigError, InvalidInput
 from connector.ledger.db import make_engine
+from connector.ledger.standing import StandingRules
 from connector.mapping import load_mapping
 from connector.mapping.models import Mapping as SyncMapping
 from connector.reports.attributes import KINDS, CustomerInfo
 from connector.sync import tables as t
+from connector.sync.orphans import orphaned_keys
 
 
 class SyncAttributes:
@@ -47,6 +49,12 @@ class SyncAttributes:
         """Attributes for the keys this connection's customers own; others are left out."""
         data = self._load()
         return {k: data[k] for k in keys if k in data}
+
+    def standing_inputs(self) -> tuple[StandingRules, set[str]]:
+        """The mapping's standing rules and this connection's orphaned accounts, as the sync uses them."""
+        rules = StandingRules(self.mapping.rules.overdue_grace_days, self.mapping.rules.expiring_soon_days)
+        with self.engine.connect() as conn:
+            return rules, orphaned_keys(conn, self.connection, self.prefix)
 
     def _load(self) -> dict[str, CustomerInfo]:
         if self._data is not None:

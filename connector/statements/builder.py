@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -14,10 +14,12 @@ from sqlalchemy import Connection, Engine, func, select
 from connector.compliance.refunds import refund_figures
 from connector.compliance.rules import ComplianceRules
 from connector.errors import NotFound
+from connector.ledger import standing
 from connector.ledger.service import terms_table
+from connector.ledger.standing import Standing
 from connector.money import fmt
 from connector.reports import queries as q
-from connector.reports.attributes import CustomerAttributes, NoAttributes
+from connector.reports.attributes import CustomerAttributes, NoAttributes, standing_inputs
 
 E, A = q.E, q.A
 TICK = timedelta(microseconds=1)
@@ -60,6 +62,10 @@ class Section:
     policy: str = "full"
     fee_pct: Decimal = Decimal(0)
     refundable: int = 0
+    rules_policy: str = "full"  # the policy the refundable figure was computed under (the rules may void a term)
+    refund_notes: list[str] = field(default_factory=list)  # why the rules' figure differs from the contract's
+    standing: tuple[str, ...] = ()  # overdue / expiring_soon / expired / orphaned (connector.ledger.standing)
+    contract_ends: date | None = None
 
     def totals(self) -> dict[str, int]:
         """Sum of amounts per entry kind in the period."""
@@ -80,7 +86,9 @@ class Section:
                           "expires": x.expires.isoformat() if x.expires else None, "amount": fmt(x.amount, c),
                           "remaining": fmt(x.remaining, c), "refundable": x.refundable} for x in self.lots],
                 "refund_policy": self.policy, "refund_fee_pct": str(self.fee_pct),
-                "refundable": fmt(self.refundable, c)}
+                "refundable": fmt(self.refundable, c), "refundable_policy": self.rules_policy,
+                "refund_notes": self.refund_notes, "standing": list(self.standing),
+                "contract_ends": self.contract_ends.isoformat() if self.contract_ends else None}
 
 
 @dataclass(slots=True)
@@ -169,6 +177,8 @@ class StatementLoader:
             select(t.c.customer_key, t.c.currency, t.c.refund_policy, t.c.refund_fee_pct)
             .where(t.c.customer_key.in_(keys), t.c.contract_ref == ""))}
         names = self.attributes.lookup(keys)
+        rules, orphaned = standing_inputs(self.attributes)
+        standings = standing.load(conn, self.end - TICK, rules, orphaned=orphaned, customers=keys)
         current: CustomerStatement | None = None
         for acc in accounts:
             if current is None or current.customer != acc.customer_key:
@@ -178,12 +188,13 @@ class StatementLoader:
                 current = CustomerStatement(acc.customer_key, info.name if info else None, self.start, self.end)
             current.sections.append(self._section(acc, opening.get(acc.id, 0), lines[acc.id], lots[acc.id],
                                                   totals.get(acc.id, (0, 0)), debts.get(acc.id, 0),
-                                                  policies.get((acc.customer_key, acc.currency), ("full", Decimal(0)))))
+                                                  policies.get((acc.customer_key, acc.currency), ("full", Decimal(0))),
+                                                  standings.get((acc.customer_key, acc.currency))))
         if current is not None:
             yield current
 
     def _section(self, acc: Any, opening: int, rows: list[Any], lots: list[Any], totals: tuple[int, int],
-                 debt: int, policy: tuple[str, Decimal]) -> Section:
+                 debt: int, policy: tuple[str, Decimal], st: Standing | None = None) -> Section:
         sec = Section(acc.currency, opening, policy=policy[0], fee_pct=policy[1])
         running = opening
         for r in rows:
@@ -194,6 +205,9 @@ class StatementLoader:
         sec.lots = sorted((LotLine(s.id, s.effective_at, s.expires_at, s.amount, s.remaining, s.refundable)
                            for s, _ in lots), key=lambda x: (x.expires is None, x.expires or x.received, x.lot_id))
         at = self.end - TICK
-        sec.refundable = refund_figures(lots, paid=totals[0], granted=totals[1], debt=debt, policy=policy[0],
-                                        fee_pct=policy[1], rules=self.rules, at=at).rules
+        fig = refund_figures(lots, paid=totals[0], granted=totals[1], debt=debt, policy=policy[0],
+                             fee_pct=policy[1], rules=self.rules, at=at)
+        sec.refundable, sec.rules_policy, sec.refund_notes = fig.rules, fig.rules_policy, sorted(set(fig.notes))
+        if st is not None:
+            sec.standing, sec.contract_ends = st.codes(), st.ends
         return sec

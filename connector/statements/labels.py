@@ -22,6 +22,11 @@ LABELS: dict[str, dict[str, str]] = {
         "policy_full": "Full refund of the unused paid balance",
         "policy_pro_rata": "Pro rata to the unused part of each lot's validity",
         "policy_none": "No refund under the contract", "policy_fee": "Refund less a fee of {pct}%",
+        "refund_basis": "Why this refundable amount", "basis_contract": "the contract's refund policy decides it",
+        "basis_rules": "the rules in force decide it, not the contract",
+        "standing": "Standing", "standing_none": "nothing open",
+        "overdue": "a payment is overdue", "expiring_soon": "the contract ends on {ends}",
+        "expired": "the contract ended on {ends}", "orphaned": "this money has no customer in the CRM",
     },
     "zh": {
         "title": "预付款账户对账单", "customer": "客户", "account": "客户编号", "period": "期间",
@@ -36,6 +41,11 @@ LABELS: dict[str, dict[str, str]] = {
         "adjust": "调整", "reverse": "冲正",
         "policy_full": "未使用的已付余额全额退还", "policy_pro_rata": "按各批次未使用的有效期比例退还",
         "policy_none": "合同约定不予退款", "policy_fee": "退款扣除 {pct}% 手续费",
+        "refund_basis": "可退金额依据", "basis_contract": "依合同退款政策计算",
+        "basis_rules": "依现行规定计算（不依合同）",
+        "standing": "账户状态", "standing_none": "无待处理事项",
+        "overdue": "有逾期未付款项", "expiring_soon": "合同将于 {ends} 到期", "expired": "合同已于 {ends} 到期",
+        "orphaned": "此款项在 CRM 中没有对应客户",
     },
 }
 

@@ -14,6 +14,7 @@ from connector.adapters.http import ServerClock
 from connector.config import MassChangeGuard
 from connector.ledger import Ledger
 from connector.mapping.models import Mapping
+from connector.sync.orphans import payment_account
 from connector.sync import state
 
 
@@ -108,6 +109,12 @@ class Ctx:
     def customer_key(self, crm_id: str) -> str:
         """Ledger customer key of a CRM customer id, e.g. `zoho:Accounts:123`."""
         return f"{self.mapping.crm}:{self.mapping.customers.module}:{crm_id}"
+
+    def account_of(self, kind: str, customer_id: str | None, crm_id: str) -> str:
+        """The ledger customer key an item posts to: a payment without a customer gets a holding account."""
+        if kind == "payment":
+            return payment_account(self.customer_key(""), customer_id, crm_id)
+        return self.customer_key(customer_id or "")
 
     def error(self, record: str, fld: str, stage: str, reason: str) -> None:
         """Record a per-record error (its own transaction) and list it in the report; the run goes on."""

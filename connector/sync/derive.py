@@ -7,7 +7,11 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
+from connector.ledger.standing import Standing
 from connector.mapping.models import Mapping, Tiers
+from connector.money import from_minor
+
+ENDED = ("ended", "Closed Lost")  # contract statuses that are no longer live (picked values)
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,9 @@ class Facts:
     extras: dict[str, Any] = field(default_factory=dict)
     prev_tier: str | None = None
     native_balance: Decimal | None = None
+    standing: Standing | None = None  # the shared standing of this customer in `currency`
+    contract_names: dict[str, str] = field(default_factory=dict)  # contract ref -> name, for details
+    orphan_detail: str = ""
 
 
 @dataclass
@@ -111,7 +118,7 @@ def flags_of(facts: Facts, m: Mapping, today: date) -> list[Flag]:
     def add(code: str, detail: str) -> None:
         out.append(Flag(code, f"ps:{code}:{key}", detail))
 
-    live = [c for c in facts.contracts if c.get("status") not in ("ended", "Closed Lost")]
+    live = [c for c in facts.contracts if c.get("status") not in ENDED]
     for c in live:
         agreed = Decimal(c["prepay_amount"]) if c.get("prepay_amount") else None
         due = _d(c.get("due_date"))
@@ -119,17 +126,14 @@ def flags_of(facts: Facts, m: Mapping, today: date) -> list[Flag]:
             continue
         paid = facts.paid_by_contract.get(c["crm_id"], Decimal(0))
         past_due = due is not None and today > due + timedelta(days=r.overdue_grace_days)
-        if past_due and paid < agreed:
-            add("overdue", f"contract {c.get('name') or c['crm_id']}: {paid} of {agreed} {cur} paid, due {due}")
         if paid and abs(paid - agreed) > r.mismatch_tolerance and (paid > agreed or past_due):
             add("amount_mismatch", f"contract {c.get('name') or c['crm_id']}: CRM amount {agreed} {cur}, "
                                    f"ledger deposits {paid} {cur}")
     if facts.native_balance is not None and abs(facts.native_balance - facts.balance) > r.mismatch_tolerance:
         out.append(Flag("amount_mismatch", f"ps:amount_mismatch:{key}:native",  # apart from contract mismatches
                         f"CRM prepayment balance {facts.native_balance} {cur}, ledger balance {facts.balance} {cur}"))
-    if facts.deleted:
-        if facts.has_account and facts.balance != 0:
-            add("orphaned", f"customer deleted in the CRM; the ledger keeps {facts.balance} {cur}")
+    out += standing_flags(facts, m)
+    if facts.deleted or facts.standing is not None and facts.standing.orphaned:
         return _dedupe(out)
     newest = max(live, key=lambda c: _d(c.get("valid_from")) or date.min, default=None)
     threshold = r.low_balance_amount
@@ -139,12 +143,6 @@ def flags_of(facts: Facts, m: Mapping, today: date) -> list[Flag]:
         add("negative", f"balance {facts.balance} {cur} (overdrawn)")
     elif facts.lifetime_prepaid > 0 and facts.balance <= threshold:
         add("low_balance", f"balance {facts.balance} {cur} at or below {threshold} {cur}")
-    until = _d(newest.get("valid_until")) if newest else None
-    if until is not None and facts.balance > 0:
-        if until < today:
-            add("expired", f"contract ended {until}; {facts.balance} {cur} unused")
-        elif until <= today + timedelta(days=r.expiring_soon_days):
-            add("expiring_soon", f"contract ends {until}; {facts.balance} {cur} unused")
     if facts.balance > 0 and facts.last_activity is not None and \
             facts.last_activity.date() < today - timedelta(days=r.dormant_days):
         add("dormant", f"no ledger activity since {facts.last_activity.date()}")
@@ -157,6 +155,40 @@ def flags_of(facts: Facts, m: Mapping, today: date) -> list[Flag]:
                             f"{r.duplicate_window_days} days"))
         seen[(amount, currency)] = (crm_id, at)
     return _dedupe(out)
+
+
+LOT_EXPIRY_NOTE = {"none": "the money stays spendable (mapping lot_expiry: none)",
+                   "valid_until": "its lots expire with the contract (mapping lot_expiry: valid_until)"}
+
+
+def standing_flags(facts: Facts, m: Mapping) -> list[Flag]:
+    """The flags of the shared standing (`connector.ledger.standing`): overdue, expiring_soon, expired, orphaned.
+
+    The report and the statement count the same standing, so these flags and their figures agree."""
+    st = facts.standing
+    if st is None:
+        return []
+    key, cur = facts.customer, facts.currency or ""
+    out: list[Flag] = []
+    if st.overdue:
+        out.append(Flag("overdue", f"ps:overdue:{key}", "; ".join(
+            f"contract {facts.contract_names.get(p.contract_ref) or p.contract_ref or '(customer terms)'}: "
+            + (f"{from_minor(p.agreed, cur)} {cur} " if p.agreed is not None else "")
+            + f"due {p.due_date}, unpaid {p.days_late} days" for p in st.overdue)))
+    ends = st.ends
+    name = facts.contract_names.get(st.ends_ref) or st.ends_ref
+    contract = f"contract {name}" if name else "contract"
+    balance = from_minor(st.balance, cur)
+    note = LOT_EXPIRY_NOTE[m.lot_expiry]
+    if st.expired:
+        out.append(Flag("expired", f"ps:expired:{key}", f"{contract} ended {ends}; {balance} {cur} unused; {note}"))
+    if st.expiring:
+        out.append(Flag("expiring_soon", f"ps:expiring_soon:{key}",
+                        f"{contract} ends {ends}; {balance} {cur} unused; {note}"))
+    if st.orphaned:
+        out.append(Flag("orphaned", f"ps:orphaned:{key}", facts.orphan_detail or
+                        f"customer deleted in the CRM; the ledger keeps {balance} {cur}"))
+    return out
 
 
 def _dedupe(flags: list[Flag]) -> list[Flag]:

@@ -21,6 +21,7 @@ from connector.mapping.models import EntityMap, Mapping
 from connector.sync import cursors, state
 from connector.sync import tables as t
 from connector.sync.context import Ctx
+from connector.sync.derive import ENDED
 from connector.sync.holds import open_incomplete, release
 
 BATCH = 200
@@ -257,11 +258,15 @@ class _Contracts(_Handler):
                 ctx.error(item.key, "currency", "pull", "no currency on the contract, its customer or the mapping")
                 continue
             policy = payload["refund_policy"] if payload["refund_policy"] in REFUND_POLICIES else "full"
-            terms = dict(customer=customer, currency=currency, agreed_amount=item.prepay_amount,
-                         due_date=item.due_date, valid_from=item.valid_from, valid_until=item.valid_until,
-                         refund_policy=policy, refund_fee_pct=item.refund_fee_pct or 0,
-                         credit_limit=item.credit_limit or 0, low_balance_threshold=item.low_balance_threshold)
-            terms_items += [{**terms, "contract_ref": item.key}, terms]
+            # The customer-level row holds what is per customer (refund policy, credit line, threshold: the
+            # last contract pulled sets them); the contract's amount, due date and validity live on its own
+            # row only, so a reader walking the terms sees each contract once (migration 0004).
+            terms = dict(customer=customer, currency=currency, refund_policy=policy,
+                         refund_fee_pct=item.refund_fee_pct or 0, credit_limit=item.credit_limit or 0,
+                         low_balance_threshold=item.low_balance_threshold)
+            terms_items += [{**terms, "contract_ref": item.key, "agreed_amount": item.prepay_amount,
+                             "due_date": item.due_date, "valid_from": item.valid_from,
+                             "valid_until": item.valid_until, "active": payload["status"] not in ENDED}, terms]
             todo.append((item, payload, currency))
         if not todo:
             return
@@ -375,11 +380,36 @@ class Poster:
         self.pending: list[_Pending] = []
         self.rows: list[tuple[dict[str, Any], bool]] = []  # state-only item rows (keys and values), new
         self.currencies: dict[str, str | None] = {}
+        self.ends: dict[str, datetime | None] = {}  # contract id -> validity end (lot_expiry: valid_until)
 
     def prefetch(self, items: Iterable[Any]) -> None:
         """Read the currencies of the customers of `items` that carry none, in one query."""
         ids = {i.customer_id for i in items if not isinstance(i, Deletion) and not i.currency and i.customer_id}
         self.currencies |= dict.fromkeys(ids, None) | _customer_currencies(self.ctx, list(ids))
+
+    def lot_expiry(self, item: Payment, at: datetime) -> datetime | None:
+        """The expiry of the lot a payment funds: with mapping `lot_expiry: valid_until`, the end of its
+        contract's last valid day (in that field's zone); none without a contract or validity end, or
+        when the contract had already ended when the money arrived (it stays spendable; `expired` says so)."""
+        m = self.ctx.mapping
+        if m.lot_expiry != "valid_until" or not item.contract_id:
+            return None
+        if item.contract_id not in self.ends:
+            c = t.contracts.c
+            with self.ctx.engine.connect() as conn:
+                payload = conn.execute(select(c.payload).where(c.connection == self.ctx.connection,
+                                                               c.crm_id == item.contract_id,
+                                                               c.deleted_at.is_(None))).scalar()
+            until = (state.loads(payload) or {}).get("valid_until") if payload else None
+            fmap = m.contracts.fields.get("valid_until")
+            zone = ZoneInfo(fmap.timezone) if fmap is not None and fmap.timezone else UTC
+            end = None
+            if until:
+                day = date.fromisoformat(str(until)[:10]) + timedelta(days=1)
+                end = datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)
+            self.ends[item.contract_id] = end
+        end = self.ends[item.contract_id]
+        return end if end is not None and end > at else None
 
     def currency_of(self, crm_id: str) -> str | None:
         """A customer's currency (prefetched for the page, else read)."""
@@ -483,17 +513,20 @@ def apply_item(ctx: Ctx, kind: str, item: Payment | Consumption, old: Any, poste
     m = ctx.mapping
     emap = m.payments if kind == "payment" else m.consumption
     assert emap is not None
-    if not item.customer_id:
+    if not item.customer_id and kind != "payment":  # a payment without one goes to a holding account (orphans)
         ctx.error(item.key, emap.fields["customer_id"].crm, "post", f"{kind} has no customer")
         return
-    customer = ctx.customer_key(item.customer_id)
-    currency = item.currency or poster.currency_of(item.customer_id) or m.currency
+    customer = ctx.account_of(kind, item.customer_id, item.crm_id)
+    currency = item.currency or (poster.currency_of(item.customer_id) if item.customer_id else None) or m.currency
     when_field = emap.fields.get("paid_at" if kind == "payment" else "used_at")
     at = _when(item.paid_at if isinstance(item, Payment) else item.used_at,
                when_field.timezone if when_field else None, ctx.clock()) or item.modified_at
     postable = _postable(m, kind, item)
     facts = {"customer": customer, "currency": currency, "amount": item.amount, "at": at, "postable": postable,
              "contract": getattr(item, "contract_id", None)}
+    expires = poster.lot_expiry(item, at) if isinstance(item, Payment) else None
+    if expires is not None:  # only then: payments posted without an expiry keep their earlier digests
+        facts["expires"] = expires
     digest = fingerprint(facts)
     if old is not None and old.fingerprint == digest and old.status in ("posted", "skipped"):
         return  # seen exactly like this before: overlap re-read or echo
@@ -530,7 +563,7 @@ def apply_item(ctx: Ctx, kind: str, item: Payment | Consumption, old: Any, poste
     fld = emap.fields["amount"].crm
     try:
         req = make_request(op, customer, item.amount, currency, f"{item.key}#v{version}", effective_at=at,
-                           source=(m.crm, item.key), memo=f"{item.module} {item.crm_id}")
+                           expires_at=expires, source=(m.crm, item.key), memo=f"{item.module} {item.crm_id}")
     except ConnectorError as exc:
         _fail(ctx, keys, row, item.key, fld, exc.message)
         return
@@ -557,7 +590,7 @@ def reverse_entries(ctx: Ctx, old: Any, suffix: str, why: str) -> ConnectorError
             return exc
         if result.created:
             ctx.report.reversals_posted += 1
-            ctx.report.customer(ctx.customer_key(old.customer_id))["postings"].append(
+            ctx.report.customer(ctx.account_of(old.kind, old.customer_id, old.crm_id))["postings"].append(
                 f"reverse entry {entry_id} ({why})")
     return None
 
@@ -630,7 +663,7 @@ def apply_deletion(ctx: Ctx, kind: str, old: Any, record: str) -> None:
             keys = {"connection": ctx.connection, "kind": kind, "crm_id": old.crm_id}
             post_difference(ctx, old, keys, {"status": "deleted", "event": "payment_deleted", "event_at": ctx.clock(),
                                              "fingerprint": old.fingerprint, "payload": old.payload},
-                            ctx.customer_key(old.customer_id), -Decimal(old.amount),
+                            ctx.account_of(old.kind, old.customer_id, old.crm_id), -Decimal(old.amount),
                             f"{record}#v{old.version}:deleted", ctx.clock(), "deleted in the CRM")
             return
         if refusal is not None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import case, func, select
 
 from connector.adapters.base import TaskRequest
-from connector.ledger import store
+from connector.ledger import standing, store
+from connector.ledger.standing import Standing, StandingRules
 from connector.mapping.models import FieldMap
 from connector.money import from_minor
 from connector.sync import state
@@ -19,6 +21,7 @@ from connector.sync.context import Ctx
 from connector.sync.derive import Derived, Facts, Flag, derive
 from connector.sync.guard import Tally, enforce
 from connector.sync.holds import held_customers
+from connector.sync.orphans import HOLDING, orphaned_keys
 
 EVENT_FLAGS = ("payment_changed", "payment_deleted", "manual_edit")
 
@@ -80,8 +83,13 @@ def _load(ctx: Ctx) -> dict[str, Any]:
         flags = conn.execute(select(t.flags).where(t.flags.c.connection == c, t.flags.c.cleared_at.is_(None))).all()
     out: dict[str, Any] = {"customers": customers, "contracts": defaultdict(list), "items": defaultdict(list),
                            "sent": defaultdict(dict), "flags": defaultdict(list)}
+    prefix = f"{ctx.mapping.crm}:{ctx.mapping.contracts.module}:"
+    out["contract_names"] = {}
     for row in contracts:
         out["contracts"][row.customer_id].append(row)
+        name = (state.loads(row.payload) or {}).get("name")
+        if name:
+            out["contract_names"][prefix + row.crm_id] = str(name)
     for row in items:
         out["items"][row.customer_id].append(row)
     for row in sent:
@@ -92,7 +100,7 @@ def _load(ctx: Ctx) -> dict[str, Any]:
 
 
 def _facts(ctx: Ctx, cust: Any, data: dict[str, Any], accounts: list[Any], sums: dict[int, Any],
-           available: dict[tuple[str, str], Decimal]) -> Facts:
+           available: dict[tuple[str, str], Decimal], standings: dict[tuple[str, str], Standing]) -> Facts:
     key = ctx.customer_key(cust.crm_id)
     currency = cust.currency
     if currency is None and accounts:
@@ -100,6 +108,9 @@ def _facts(ctx: Ctx, cust: Any, data: dict[str, Any], accounts: list[Any], sums:
     currency = currency or ctx.mapping.currency
     f = Facts(customer=key, name=cust.name or cust.crm_id, currency=currency, deleted=cust.deleted_at is not None,
               prev_tier=cust.tier)
+    f.standing = standings.get((key, currency)) if currency else None
+    f.contract_names = data["contract_names"]
+    f.orphan_detail = getattr(cust, "orphan_detail", "")
     fields = state.loads(cust.fields) or {}
     f.extras = {name: fields.get(fm.crm) for name, fm in ctx.mapping.customers.extra.items()}
     for acc in accounts:
@@ -132,6 +143,37 @@ def _facts(ctx: Ctx, cust: Any, data: dict[str, Any], accounts: list[Any], sums:
             f.paid_by_contract[item.contract_id] = f.paid_by_contract.get(item.contract_id, Decimal(0)) + amount
         f.payments.append((item.crm_id, amount, item.currency, item.at.date()))
     return f
+
+
+def _orphan_rows(ctx: Ctx, data: dict[str, Any], orphans: set[str], by_customer: dict[str, list[Any]],
+                 now: datetime) -> list[SimpleNamespace]:
+    """Customer-like rows for orphaned accounts the CRM has no customer record for (never there, not a
+    customer, or a payment without a customer): handled like a deleted customer (nothing is written to
+    the CRM). Every `orphaned` task is tied to the first payment that brought the money."""
+    known = {ctx.customer_key(c.crm_id) for c in data["customers"]}
+    payments = data["paid_into"]
+    prefix = ctx.customer_key("")
+    out = []
+    for key in sorted(orphans - known):
+        accounts = by_customer.get(key, [])
+        paid = payments.get(key, [])
+        if not accounts or not (paid or data["flags"].get(key)):
+            continue
+        acc = max(accounts, key=lambda r: abs(r.balance))
+        balance = from_minor(acc.balance, acc.currency)
+        ids = ", ".join(i.crm_id for i in paid[:5]) + (f" and {len(paid) - 5} more" if len(paid) > 5 else "")
+        ref = key[len(prefix):]
+        if ref.startswith(HOLDING):
+            given = paid[0].customer_id if paid else ""
+            detail = (f"payment {ids} names no customer ({f'reference {given!r}' if given else 'reference empty'}); "
+                      f"the ledger keeps {balance} {acc.currency} on the holding account {key}")
+        else:
+            detail = (f"payment {ids} names customer {ref}, which is not a customer in the CRM (missing, or "
+                      f"another kind of record); the ledger keeps {balance} {acc.currency} on its account")
+        out.append(SimpleNamespace(
+            crm_id=ref, name=f"(no customer) {ref}", currency=acc.currency, deleted_at=now, tier=None,
+            fields=None, owner_id=None, orphan_detail=detail))
+    return out
 
 
 def _event_flags(ctx: Ctx, cust: Any, data: dict[str, Any], since: datetime) -> list[Flag]:
@@ -192,15 +234,29 @@ def reconcile(ctx: Ctx) -> None:
     cleared: list[int] = []
     tiers: list[tuple[str, str]] = []
     plans: list[dict[str, Any]] = []
-    total = len(data["customers"])
-    for done, cust in enumerate(data["customers"]):
+    prefix = ctx.customer_key("")
+    with ctx.engine.connect() as conn:
+        orphans = orphaned_keys(conn, ctx.connection, prefix)
+        standings = standing.load(conn, now, StandingRules(m.rules.overdue_grace_days, m.rules.expiring_soon_days),
+                                  prefix=prefix, orphaned=orphans)
+    paid_into: dict[str, list[Any]] = defaultdict(list)  # account key -> posted payments, oldest first
+    for rows in data["items"].values():
+        for item in rows:
+            if item.kind == "payment" and item.status == "posted":
+                paid_into[ctx.account_of("payment", item.customer_id, item.crm_id)].append(item)
+    for items in paid_into.values():
+        items.sort(key=lambda i: (_aware(i.at) if i.at else now, i.crm_id))
+    data["paid_into"] = paid_into
+    customers = [*data["customers"], *_orphan_rows(ctx, data, orphans, by_customer, now)]
+    total = len(customers)
+    for done, cust in enumerate(customers):
         if done % 200 == 0:
             ctx.tick("reconcile", done, total)
         if cust.crm_id in ctx.held:  # a record of theirs came incomplete: leave them exactly as they are
             ctx.report.customers_held += 1
             continue
         key = ctx.customer_key(cust.crm_id)
-        facts = _facts(ctx, cust, data, by_customer.get(key, []), sums, available)
+        facts = _facts(ctx, cust, data, by_customer.get(key, []), sums, available, standings)
         if facts.deleted and not (facts.has_account and facts.balance != 0) and not data["flags"].get(key):
             continue
         d = derive(facts, m, today)
@@ -278,10 +334,13 @@ def reconcile(ctx: Ctx) -> None:
                       "runway_days": "-" if d.runway_days is None else str(d.runway_days),
                       "owner": cust.owner_name or cust.owner_id or ""}  # the name when the CRM or directory gave one
             owner = rule.assignee.removeprefix("user:") if rule.assignee != "owner" else cust.owner_id
+            related = (m.customers.module, cust.crm_id)
+            if flag.code == "orphaned" and paid_into.get(key):  # the customer record is gone: tie it to the money
+                related = (m.payments.module, paid_into[key][0].crm_id)
             task = TaskRequest(marker=marker, subject=rule.subject.format_map(values)[:255],
                                description=rule.description.format_map(values),
                                due_date=today + timedelta(days=rule.due_in_days), owner_id=owner,
-                               related_module=m.customers.module, related_id=cust.crm_id, priority=rule.priority)
+                               related_module=related[0], related_id=related[1], priority=rule.priority)
             plans.append({"kind": "task_open", "module": "Tasks", "crm_id": cust.crm_id, "marker": marker,
                           "payload": task.model_dump_json(), "evidence": state.dumps({"run": ctx.run_id,
                                                                                       "flag": flag.code})})

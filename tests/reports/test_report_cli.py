@@ -48,11 +48,11 @@ def test_report_csv_files(sqlite_book: Book, tmp_path: Path) -> None:
 
 def test_report_table_and_html(sqlite_book: Book, tmp_path: Path) -> None:
     text = run(sqlite_book, "report", "--as-of", "2026-06-30")
-    assert "¥9,700.00" in text and "Running out within 30 days" in text
+    assert "CN¥9,700.00" in text and "Running out within 30 days" in text
     html = tmp_path / "r.html"
     run(sqlite_book, "report", "--as-of", "2026-06-30", "-f", "html", "-o", str(html))
     page = html.read_text()
-    assert 'id="liability-CNY">¥9,700.00<' in page and "<svg" in page
+    assert 'id="liability-CNY">CN¥9,700.00<' in page and "<svg" in page
     assert "<script" not in page and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
     assert "https://" not in page
 

@@ -44,7 +44,7 @@ def test_renderings(book: Book) -> None:
     tz = zone("Asia/Shanghai")
     html_zh = to_html(st, "zh", tz, NOW)
     assert "预付款账户对账单" in html_zh and "期初余额" in html_zh and "消费" in html_zh
-    assert "¥10,000.00" in html_zh and "¥4,000.00" in html_zh and "@page { size: A4" in html_zh
+    assert "CN¥10,000.00" in html_zh and "CN¥4,000.00" in html_zh and "@page { size: A4" in html_zh
     assert "http" not in html_zh.replace('lang="zh-CN"', "")
     html_en = to_html(st, "en", tz, NOW)
     assert "Prepaid account statement" in html_en and "Full refund of the unused paid balance" in html_en
@@ -64,6 +64,6 @@ def test_all_with_balance(book: Book) -> None:
 
 
 def test_money_display() -> None:
-    assert money(123456, "CNY") == "¥1,234.56" and money(-1200, "USD") == "-$12.00"
-    assert money(1234567, "JPY") == "¥1,234,567" and money(1000, "CHF") == "CHF 10.00"
+    assert money(123456, "CNY") == "CN¥1,234.56" and money(-1200, "USD") == "-$12.00"
+    assert money(1234567, "JPY") == "JP¥1,234,567" and money(1000, "CHF") == "CHF 10.00"
     assert money(1234567, "KWD") == "KWD 1,234.567"

@@ -86,3 +86,18 @@ def test_settings_roundtrip(tmp_path: Path) -> None:
     name, conn = loaded.settings.connection(None)
     assert name == "fxiaoke" and conn.env_names()["app_secret"] == "FXIAOKE_APP_SECRET"
     assert loaded.mapping_path(conn).exists() and conn.schedule == "every 15 minutes"
+
+
+def test_dry_run_says_how_many_it_did_not_list(tmp_path: Path, clean_env: None) -> None:
+    """Issue 11.9: a dry run that cuts its list of customers says 'and N more' instead of stopping silently."""
+    with ZohoSandbox(seed=70) as sb:
+        res = runner.invoke(app, ["init", "--crm", "zoho", "--sandbox", sb.api_domain, "--dir", str(tmp_path)])
+        assert res.exit_code == 0, res.stdout
+        cfg = tmp_path / "prepaid-sync.toml"
+        plan = runner.invoke(app, ["sync", "run", "--config", str(cfg), "--dry-run"])
+        assert plan.exit_code == 0, plan.stdout
+        doc = json.loads(runner.invoke(app, ["sync", "run", "--config", str(cfg), "--dry-run", "--json"]).stdout)
+        hidden = len(doc["changes"]) - 50
+        assert hidden > 0
+        assert f"... and {hidden} more customers with changes (sync run --dry-run --json lists them all)" in \
+            plan.stdout.replace("\n", " ").replace("  ", " ")

@@ -96,6 +96,9 @@ def seed_tenant(store: Store, n: int, seed: int | None = None) -> Anomalies:
     admin = staff[0].open_user_id
     anomalies = Anomalies()
     span = 365 * DAY_MS
+    # Contract dates follow the tenant's clock: year-long contracts that started 35 to 400 days ago (China
+    # midnight), so the tenant always shows a realistic mix of running, ending-soon and ended contracts.
+    dates_from = (store.clock_ms() - 400 * DAY_MS - BASE_MS) // DAY_MS * DAY_MS + BASE_MS
     step = max(1, span // max(n, 1))
     name = ""
     for i in range(n):
@@ -116,7 +119,7 @@ def seed_tenant(store: Store, n: int, seed: int | None = None) -> Anomalies:
         if i % 10 in (3, 7):
             continue  # no contract, no money yet
         amount = _money(rng, 1000, 200_000)
-        valid_from = BASE_MS + (i * step // DAY_MS) * DAY_MS
+        valid_from = dates_from + (i * step // DAY_MS) * DAY_MS
         valid_until = valid_from + 365 * DAY_MS
         if i % 53 == 17:
             valid_until = valid_from - 30 * DAY_MS

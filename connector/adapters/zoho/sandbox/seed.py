@@ -4,7 +4,7 @@ payments, a few deletions, and deliberate anomalies a sync must report rather th
 from __future__ import annotations
 
 import random
-from datetime import date, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -34,6 +34,7 @@ def seed_org(org: Org, accounts: int, seed: int = 0, *, related: bool = True) ->
     acc, deals, pays = org.modules["Accounts"], org.modules["Deals"], org.modules["Prepaid_Payments"]
     codes = [c for c, w in _CURRENCY_WEIGHTS for _ in range(w)]
     clock = BASE_EPOCH
+    today = datetime.fromtimestamp(org.now(), UTC).date()
     summary = {"accounts": 0, "deals": 0, "payments": 0, "deleted": 0, "anomalies": []}
     anomalies: list[str] = summary["anomalies"]  # type: ignore[assignment]
     for i in range(accounts):
@@ -54,7 +55,9 @@ def seed_org(org: Org, accounts: int, seed: int = 0, *, related: bool = True) ->
         summary["accounts"] += 1
         if not related:
             continue
-        start = date(2025, 1, 1) + timedelta(days=rng.randint(0, 300))
+        # Contract dates follow the org's clock (a year-long plan that started 35 to 400 days ago), so the
+        # org always shows a realistic mix: most plans running, some ending soon, some ended with money left.
+        start = today - timedelta(days=rng.randint(35, 400))
         prepay = _amount(rng, currency, 10, 500) * 10
         deal_values: dict[str, Any] = {
             "Deal_Name": f"Prepaid plan {name}", "Account_Name": {"name": name, "id": rec["id"]},
