@@ -52,7 +52,7 @@ def worker(url: str, csv_path: Path, singles: int) -> dict[str, float]:
 
     from connector.errors import LedgerRuleError
     from connector.ledger import Ledger
-    from connector.ledger.db import make_engine
+    from connector.db.engine import make_engine
     from connector.ledger.importer import Importer
     from connector.ledger.verify import verify
 

@@ -46,7 +46,7 @@ def make_csv(path: Path, customers: int, entries: int, now: datetime, seed: int 
 
 def add_terms(url: str, customers: int, now: datetime) -> None:
     """Terms with a due date and an agreed amount for every fifth customer (direct insert: setup only)."""
-    from connector.ledger.db import make_engine
+    from connector.db.engine import make_engine
     from connector.ledger.service import terms_table
 
     engine = make_engine(url)
@@ -87,7 +87,7 @@ def main() -> None:
 
     from sqlalchemy import create_engine, text
 
-    from connector.ledger.db import make_engine
+    from connector.db.engine import make_engine
     from connector.ledger.importer import Importer
 
     work = Path(tempfile.mkdtemp(prefix="report-bench-"))

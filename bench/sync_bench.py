@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from connector.cli.sync_cmd import engine_for, write_config  # noqa: E402
 from connector.config import load_settings  # noqa: E402
-from connector.ledger.db import make_engine  # noqa: E402
+from connector.db.engine import make_engine  # noqa: E402
 
 
 def _rss_mb() -> float:

@@ -14,10 +14,12 @@ from typing import Any, Literal
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from connector.errors import ConfigError
-from connector.ledger.db import DEFAULT_URL as DEFAULT_DB
-from connector.ledger.db import ENV_VAR as DB_ENV
+from connector.db.engine import DEFAULT_URL as DEFAULT_DB
+from connector.db.engine import ENV_VAR as DB_ENV
+from connector.errors import ConfigError, InvalidInput
 from connector.mapping.loader import suggest
+from connector.schedule_spec import parse_schedule
+from connector.timeutil import zone
 
 CONFIG_NAME = "prepaid-sync.toml"
 CONFIG_ENV = "PREPAID_SYNC_CONFIG"
@@ -92,8 +94,6 @@ class Connection(BaseModel):
         if self.timezone is not None:
             check_timezone(self.timezone)
         if self.schedule is not None:
-            from connector.ops.schedule_spec import parse_schedule
-
             parse_schedule(self.schedule)
         return self
 
@@ -107,13 +107,11 @@ class Connection(BaseModel):
 
 
 def check_timezone(name: str) -> None:
-    """Raise ValueError unless `name` is an IANA zone this machine knows."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
+    """Raise ValueError (what pydantic reports) unless `name` is an IANA zone this machine knows."""
     try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as Asia/Shanghai)") from None
+        zone(name)
+    except InvalidInput as exc:
+        raise ValueError(exc.message) from None
 
 
 class SchedulerSettings(BaseModel):

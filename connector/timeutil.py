@@ -1,4 +1,5 @@
-"""Parsing times from people and files: ISO 8601 dates and date-times, always ending up aware UTC.
+"""Time: the current UTC time, time zones by name, and parsing times from people and files (ISO 8601
+dates and date-times, always ending up aware UTC).
 
 Every date and time that enters prepaid-sync lies in one documented range, `EARLIEST` to
 `LATEST` (1970-01-01 to the end of 9998-12-31, UTC), so that no conversion, end-of-day step or
@@ -8,12 +9,36 @@ window arithmetic can overflow; anything outside is refused (exit 2) by `check_r
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from tzlocal import get_localzone
 
 from connector.errors import InvalidInput
 
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 1, 1, tzinfo=UTC)  # the end of 9998-12-31: a year's margin below datetime.max
 FIRST_DAY, LAST_DAY = EARLIEST.date(), (LATEST - timedelta(days=1)).date()
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def zone(name: str | None, field: str = "timezone", *, default: str | None = None) -> ZoneInfo:
+    """The IANA zone `name`; without a name, the zone named `default`, else the machine's zone.
+
+    An unknown name is refused (`InvalidInput`, exit 2) naming `field`.
+    """
+    name = name or default
+    if not name:
+        local = get_localzone()
+        return local if isinstance(local, ZoneInfo) else ZoneInfo("UTC")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"{field}: {name!r} is not an IANA time zone (e.g. UTC, Asia/Shanghai)",
+                           field=field) from None
 
 
 def _out_of_range(value: object, field: str) -> InvalidInput:

@@ -109,7 +109,7 @@ def test_db_upgrade_and_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     url = f"sqlite:///{tmp_path}/env.db"
     monkeypatch.setenv("PREPAID_SYNC_DB", url)
     result = runner.invoke(app, ["db", "upgrade"])
-    from connector.ledger.db import head_revision
+    from connector.db.engine import head_revision
 
     assert result.exit_code == 0 and f"revision {head_revision()}" in result.stdout
     assert runner.invoke(app, ["ledger", "deposit", "e", "1", "-c", "EUR", "-k", "e1"]).exit_code == 0

@@ -12,7 +12,7 @@ from rich.text import Text
 from connector.cli.common import database, emit_json, handled, out, state
 from connector.config import load_settings
 from connector.errors import ConfigError
-from connector.ledger.tables import utcnow
+from connector.timeutil import utcnow
 from connector.ops.alerts import Alert, DeliveryError, load_alerts, send, unsent
 
 app = typer.Typer(help="Alert channels and the alert outbox.", no_args_is_help=True,

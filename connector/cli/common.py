@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from connector import visible
 from connector.config import choose_database
 from connector.errors import ConnectorError
-from connector.ledger.db import open_database, sqlite_path
+from connector.db.engine import open_database, sqlite_path
 
 out = Console()
 err = Console(stderr=True)

@@ -6,7 +6,7 @@ import typer
 
 from connector.cli.common import handled, out, state
 from connector.config import choose_database
-from connector.ledger import db
+from connector.db import engine as db
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                   help="Database schema (migrations run automatically on first use).")

@@ -18,7 +18,7 @@ from rich.table import Table
 from connector.cli.common import handled, out, state
 from connector.errors import LedgerRuleError
 from connector.ledger import Ledger
-from connector.ledger.tables import utcnow
+from connector.timeutil import utcnow
 from connector.ledger.verify import verify
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from connector.cli.common import database, emit_json, handled, out, state
 from connector.config import load_settings, locate_config
-from connector.ops.schedule_spec import zone
+from connector.timeutil import zone
 from connector.ops.status import ConnectionStatus, RunDetail, RunRow, all_statuses, list_runs, run_detail
 
 ConfigOpt = Annotated[str | None, typer.Option("--config", help="Config file (default ./prepaid-sync.toml).")]

@@ -20,7 +20,7 @@ from connector.compliance.thresholds import threshold_warnings
 from connector.errors import InvalidInput
 from connector.reports import build_report
 from connector.reports.attributes import CustomerAttributes, NoAttributes, StaticAttributes
-from connector.reports.display import money, zone
+from connector.reports.display import money
 from connector.reports.html import to_html as report_html
 from connector.reports.render import (
     CUSTOMER_COLUMNS,
@@ -36,7 +36,7 @@ from connector.statements import StatementLoader
 from connector.statements import to_csv as statement_csv
 from connector.statements import to_html as statement_html
 from connector.statements import to_json as statement_json
-from connector.timeutil import parse_datetime
+from connector.timeutil import parse_datetime, zone
 
 app = typer.Typer(no_args_is_help=False, help="Finance reports over the ledger, and compliance.",
                   rich_markup_mode=None)
@@ -178,7 +178,7 @@ def file_name(customer: str, ext: str) -> str:
 def _bound(value: str | None, tz_name: str, field: str, *, next_day: bool = False) -> datetime | None:
     if value is None or not value.strip():
         return None
-    tz = zone(tz_name)
+    tz = zone(tz_name, "tz", default="UTC")
     text = value.strip()
     try:
         if len(text) == 10:
@@ -213,7 +213,7 @@ def statement(customer: Annotated[str | None, typer.Argument(help="Customer key 
             raise InvalidInput("give either CUSTOMER or --all", field="customer")
         if all_ and out_dir is None:
             raise InvalidInput("--all needs --out-dir DIR (one file per customer)", field="out-dir")
-        zone_info = zone(tz)
+        zone_info = zone(tz, "tz", default="UTC")
         now = datetime.now(UTC)
         stop = _bound(end, tz, "to", next_day=True) or now
         engine, provider = _sources(attributes, connection, config)

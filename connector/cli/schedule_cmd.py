@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from connector import logs
 from connector.cli.common import database, emit_json, handled, out, state
 from connector.config import LoadedSettings, load_settings
-from connector.ledger.tables import utcnow
+from connector.timeutil import utcnow
 from connector.ops.alerts import deliver_due, load_alerts, notify_run
 from connector.ops.history import FAILURES
 from connector.ops.scheduler import Worker, serve, worker_signals

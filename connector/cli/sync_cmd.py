@@ -33,7 +33,7 @@ from connector.config import (
 )
 from connector.errors import ConfigError, ConnectorError
 from connector.adapters.errors import AuthError, CrmConnectionError, CrmError
-from connector.ledger.tables import utcnow
+from connector.timeutil import utcnow
 from connector.mapping import load_mapping
 from connector.mapping.loader import default_mapping_path
 from connector.ops.alerts import load_alerts, notify_run

@@ -15,7 +15,7 @@ import typer
 from connector.cli.common import emit_json, handled, out
 from connector.cli.sync_cmd import engine_for, print_report, write_config
 from connector.config import load_settings
-from connector.ledger.db import make_engine
+from connector.db.engine import make_engine
 from connector.sync.context import RunReport
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from connector.compliance.rules import ComplianceRules, load_rules
 from connector.errors import LedgerRuleError
-from connector.ledger.ops import Request
+from connector.ledger.planners import Request
 from connector.money import fmt
 
 

@@ -25,10 +25,10 @@ from sqlalchemy import Connection, Engine
 
 from connector.errors import ConnectorError, CurrencyMismatch, IdempotencyConflict, InvalidInput
 from connector.ledger import store
-from connector.ledger.ops import Request, make_request
+from connector.ledger.planners import Request, make_request
 from connector.ledger.rules import AccountState
 from connector.ledger.service import Ledger
-from connector.ledger.tables import utcnow
+from connector.timeutil import utcnow
 from connector.timeutil import parse_datetime
 
 REQUIRED = ("op", "customer", "amount", "currency", "key")

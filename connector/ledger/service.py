@@ -19,11 +19,12 @@ from sqlalchemy.exc import IntegrityError
 from connector import visible
 from connector.errors import ConnectorError, CurrencyMismatch, IdempotencyConflict, InvalidInput, NotFound, ReversalRefused
 from connector.ledger import store
-from connector.ledger.db import make_engine, write_transaction
-from connector.ledger.ops import Request, as_utc, check_balance_limit, customer_key, make_request, plan, posting_key
+from connector.db.engine import make_engine, write_transaction
+from connector.ledger.planners import Request, as_utc, check_balance_limit, customer_key, make_request, plan, posting_key
 from connector.ledger.plan import NewLot, Plan, PlannedEntry, payload_hash
 from connector.ledger.rules import REFUND_POLICIES, AccountState, LotState
-from connector.ledger.tables import Terms, utcnow
+from connector.ledger.tables import Terms
+from connector.timeutil import utcnow
 from connector.money import currency_code, fmt, from_minor, parse_amount, to_minor
 
 terms_table = Terms.__table__  # type: ignore[attr-defined]

@@ -7,37 +7,16 @@ DELETE on them (see the initial migration). `accounts.balance`, `accounts.debt` 
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, Column, Date, DateTime, ForeignKey, Index, Integer, \
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, Column, Date, ForeignKey, Index, Integer, \
     String, Text, UniqueConstraint
 from sqlalchemy.sql.expression import true
-from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from connector.db.types import UTCDateTime
+
 ENTRY_KINDS = ("deposit", "consume", "refund", "refund_fee", "expire", "adjust", "reverse")
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on every backend (SQLite keeps naive UTC text)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
-        """Refuse naive datetimes; store UTC."""
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the ledger; times must carry a zone")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if getattr(dialect, "name", "") == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
-        """Return aware UTC datetimes."""
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _money(**kw: object) -> object:
@@ -163,8 +142,3 @@ class Terms(SQLModel, table=True):
     active: bool = Field(default=True, sa_column=Column(Boolean, nullable=False, default=True,
                                                           server_default=true()))  # live contract (not ended)
     updated_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
-
-
-def utcnow() -> datetime:
-    """The current time, aware, in UTC."""
-    return datetime.now(UTC)

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from connector.ledger.db import SUM_SPLIT, exact_sum_sql
+from connector.db.engine import SUM_SPLIT, exact_sum_sql
 
 _SUM = exact_sum_sql("amount")
 _RUNNING = (f"SUM(amount / {SUM_SPLIT}) OVER w * {SUM_SPLIT} + SUM(amount % {SUM_SPLIT}) OVER w")

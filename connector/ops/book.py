@@ -20,12 +20,13 @@ from sqlalchemy.exc import IntegrityError
 from connector.config import Connection, LoadedSettings
 from connector.errors import ConfigError
 from connector.mapping import load_mapping
-from connector.ops.schedule_spec import trigger
+from connector.schedule_spec import trigger
+from connector.ops import tables as ot
 from connector.sync import tables as t
 from connector.sync.guard import guard_key, held_run
 
 log = logging.getLogger(__name__)
-S = t.schedule.c
+S = ot.schedule.c
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class Book:
             if name in specs:
                 nxt = next_fire(self.loaded, conn, now)
                 with self.engine.begin() as db:
-                    db.execute(t.schedule.update().where(S.connection == name, S.spec == specs[name]).values(
+                    db.execute(ot.schedule.update().where(S.connection == name, S.spec == specs[name]).values(
                         spec=key, next_run_at=nxt, updated_at=now))
                 log.info("schedule of %s changed to %s; next run %s", name, key, nxt)
                 continue
@@ -88,7 +89,7 @@ class Book:
             nxt = next_fire(self.loaded, conn, now) if ran else now
             try:
                 with self.engine.begin() as db:
-                    db.execute(t.schedule.insert().values(connection=name, spec=key, next_run_at=nxt, missed=0,
+                    db.execute(ot.schedule.insert().values(connection=name, spec=key, next_run_at=nxt, missed=0,
                                                           updated_at=now))
             except IntegrityError:  # another worker inserted it first: theirs is as good
                 pass
@@ -100,7 +101,7 @@ class Book:
             return None
         sched = self.loaded.settings.scheduler
         with self.engine.connect() as db:
-            row = db.execute(select(t.schedule).where(S.connection == name)).first()
+            row = db.execute(select(ot.schedule).where(S.connection == name)).first()
         if row is None:
             return None
         if row.claimed_by is not None and row.lease_until is not None and row.lease_until > now:
@@ -117,18 +118,18 @@ class Book:
         if not orphan and self._waits_for_person(name, conn):
             nxt = next_fire(self.loaded, conn, now)
             with self.engine.begin() as db:
-                db.execute(t.schedule.update().where(same).values(next_run_at=nxt, updated_at=now))
+                db.execute(ot.schedule.update().where(same).values(next_run_at=nxt, updated_at=now))
             return None
         if not orphan and late > timedelta(seconds=conn.misfire_grace_seconds):
             nxt = next_fire(self.loaded, conn, now)
             with self.engine.begin() as db:
-                if db.execute(t.schedule.update().where(same).values(
+                if db.execute(ot.schedule.update().where(same).values(
                         next_run_at=nxt, missed=S.missed + 1, updated_at=now)).rowcount:
                     log.warning("run of %s due at %s missed by %s (grace %ss); next run %s", name,
                                 row.next_run_at, late, conn.misfire_grace_seconds, nxt)
             return None
         with self.engine.begin() as db:
-            won = db.execute(t.schedule.update().where(same).values(
+            won = db.execute(ot.schedule.update().where(same).values(
                 claimed_by=worker, lease_until=now + timedelta(seconds=sched.lease_seconds),
                 slot_at=row.next_run_at, updated_at=now)).rowcount == 1
         if not won:
@@ -162,7 +163,7 @@ class Book:
             return
         lease = timedelta(seconds=self.loaded.settings.scheduler.lease_seconds)
         with self.engine.begin() as db:
-            db.execute(t.schedule.update().where(S.connection.in_(names), S.claimed_by == worker).values(
+            db.execute(ot.schedule.update().where(S.connection.in_(names), S.claimed_by == worker).values(
                 lease_until=now + lease, updated_at=now))
 
     def finish(self, claim: Claim, worker: str, now: datetime, *, status: str, run_id: int | None,
@@ -178,6 +179,6 @@ class Book:
         if run_id is not None:
             values.update(last_run_at=now, last_status=status, run_id=run_id)
         with self.engine.begin() as db:
-            db.execute(t.schedule.update().where(S.connection == claim.connection, S.claimed_by == worker)
+            db.execute(ot.schedule.update().where(S.connection == claim.connection, S.claimed_by == worker)
                        .values(**values))
         return nxt

@@ -28,10 +28,10 @@ from sqlalchemy import Engine
 from connector import redact
 from connector.config import LoadedSettings
 from connector.errors import StorageFull
-from connector.ledger.tables import utcnow
+from connector.timeutil import utcnow
 from connector.logs import run_context
 from connector.ops.book import Book, Claim
-from connector.ops.schedule_spec import trigger
+from connector.schedule_spec import trigger
 from connector.ops.signals import stop_signals
 from connector.sync import tables as t
 from connector.sync.budget import ApiBudget

@@ -22,7 +22,8 @@ from connector.config import LoadedSettings
 from connector.errors import NotFound
 from connector.ops.book import next_fire
 from connector.ops.history import failure_streak, run_reason, stats_of
-from connector.ops.schedule_spec import zone
+from connector.timeutil import zone
+from connector.ops import tables as ot
 from connector.sync import tables as t
 from connector.sync.budget import ApiBudget
 
@@ -276,14 +277,14 @@ def connection_status(engine: Engine, loaded: LoadedSettings, name: str,
         ended = conn.execute(newest.where(t.runs.c.id < last.id)).first() \
             if last is not None and last.status == "running" and last.id == locked_run else last
         failures = failure_streak(conn, name, live=locked_run)
-        sched = conn.execute(select(t.schedule).where(t.schedule.c.connection == name)).first()
+        sched = conn.execute(select(ot.schedule).where(ot.schedule.c.connection == name)).first()
         flags = _grouped(conn, t.flags, t.flags.c.code, t.flags.c.connection == name, t.flags.c.cleared_at.is_(None))
         errors_open = conn.execute(select(func.count()).select_from(t.errors).where(
             t.errors.c.connection == name, t.errors.c.resolved_at.is_(None))).scalar_one()
         outbox = _grouped(conn, t.outbox, t.outbox.c.status, t.outbox.c.connection == name,
                           t.outbox.c.status.in_(("failed", "dead", *_OUTBOX_PENDING)))
-        alerts = _grouped(conn, t.alerts, t.alerts.c.status, t.alerts.c.connection == name,
-                          t.alerts.c.status.in_(("dead", *_ALERTS_PENDING)))
+        alerts = _grouped(conn, ot.alerts, ot.alerts.c.status, ot.alerts.c.connection == name,
+                          ot.alerts.c.status.in_(("dead", *_ALERTS_PENDING)))
 
     last_run = _last(last, locked_run, tz)
     last_finished = last_run if ended is last else _last(ended, locked_run, tz)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-from connector.errors import InvalidInput
 from connector.money import from_minor
 
 # CNY and JPY share the sign ¥; the documents write CN¥ and JP¥ (as CLDR's English locale does for the
@@ -22,14 +21,6 @@ def money(minor: int, currency: str, *, symbol: bool = True) -> str:
         return sign + text
     sym = SYMBOLS.get(currency)
     return f"{sign}{sym}{text}" if sym else f"{sign}{currency} {text}"
-
-
-def zone(name: str) -> ZoneInfo:
-    """A display time zone by IANA name (e.g. Asia/Shanghai)."""
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidInput(f"tz: {name!r} is not an IANA time zone (e.g. UTC, Asia/Shanghai)", field="tz") from None
 
 
 def day(value: datetime | None, tz: ZoneInfo) -> str:

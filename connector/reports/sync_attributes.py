@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select
 
 from connector.config import choose_database, load_settings
 from connector.errors import ConfigError, InvalidInput
-from connector.ledger.db import make_engine
+from connector.db.engine import make_engine
 from connector.ledger.standing import StandingRules
 from connector.mapping import load_mapping
 from connector.mapping.models import Mapping as SyncMapping

@@ -13,8 +13,8 @@ from datetime import datetime, time, timedelta, timezone, tzinfo
 
 from sqlalchemy import Engine, select
 
-from connector.ledger.db import write_transaction
-from connector.ledger.tables import utcnow
+from connector.db.engine import write_transaction
+from connector.timeutil import utcnow
 from connector.sync import tables as t
 
 

@@ -31,7 +31,7 @@ from connector.adapters.base import (
 from connector.adapters.http import ServerClock
 from connector.domain import Deletion, Record
 from connector.errors import ConfigError
-from connector.ledger.db import make_engine
+from connector.db.engine import make_engine
 from connector.mapping.models import Mapping
 
 SAVEPOINT = "prepaid_sync_dry_run"

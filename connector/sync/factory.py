@@ -14,7 +14,7 @@ from connector.domain import Entity
 from connector.errors import ConfigError
 from connector.mapping import load_mapping
 from connector.mapping.models import Mapping
-from connector.ops.schedule_spec import zone
+from connector.timeutil import zone
 from connector.sync.budget import ApiBudget
 from connector.sync.pull import specs
 from connector.sync.runner import SyncEngine

@@ -26,8 +26,8 @@ from sqlalchemy import Connection, Engine, Row, select, text
 from sqlalchemy.exc import OperationalError
 
 from connector.errors import ConnectorError
-from connector.ledger.db import database_locked, write_transaction
-from connector.ledger.tables import utcnow
+from connector.db.engine import database_locked, write_transaction
+from connector.timeutil import utcnow
 from connector.logs import carry
 from connector.sync import tables as t
 

@@ -7,14 +7,13 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, select
 
 from connector.adapters.base import EntitySpec
 from connector.domain import Consumption, Contract, Customer, Deletion, Entity, Payment, PrepaymentBalance
 from connector.errors import ConnectorError, InsufficientBalance, ReversalRefused, field_reason
-from connector.ledger.ops import make_request
+from connector.ledger.planners import make_request
 from connector.ledger.rules import REFUND_POLICIES
 from connector.ledger.service import BatchOutcome
 from connector.mapping.models import EntityMap, Mapping
@@ -23,6 +22,7 @@ from connector.sync import tables as t
 from connector.sync.context import Ctx
 from connector.sync.derive import ENDED
 from connector.sync.holds import open_incomplete, release
+from connector.timeutil import zone as time_zone
 
 BATCH = 200
 PROGRESS_EVERY = 100  # records between progress ticks while a stream is read
@@ -314,7 +314,7 @@ def _when(value: datetime | date | None, zone: str | None, now: datetime) -> dat
     if isinstance(value, datetime):
         at = value.astimezone(UTC)
     else:
-        tz = ZoneInfo(zone) if zone else UTC
+        tz = time_zone(zone, default="UTC")
         at = datetime(value.year, value.month, value.day, tzinfo=tz).astimezone(UTC)
     return min(at, now)
 
@@ -402,7 +402,7 @@ class Poster:
                                                                c.deleted_at.is_(None))).scalar()
             until = (state.loads(payload) or {}).get("valid_until") if payload else None
             fmap = m.contracts.fields.get("valid_until")
-            zone = ZoneInfo(fmap.timezone) if fmap is not None and fmap.timezone else UTC
+            zone = time_zone(fmap.timezone if fmap is not None else None, default="UTC")
             end = None
             if until:
                 day = date.fromisoformat(str(until)[:10]) + timedelta(days=1)
@@ -481,7 +481,7 @@ def _refusal(ctx: Ctx, p: _Pending, error: ConnectorError) -> tuple[str, str]:
 
 def _local(at: datetime, zone: str | None) -> str:
     """A time as the CRM user sees it: the date alone at midnight, else date, time and zone."""
-    local = at.astimezone(ZoneInfo(zone) if zone else UTC)
+    local = at.astimezone(time_zone(zone, default="UTC"))
     if (local.hour, local.minute, local.second) == (0, 0, 0):
         return f"{local:%Y-%m-%d}"
     return f"{local:%Y-%m-%d %H:%M} {zone or 'UTC'}"

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, select
 from connector.adapters.base import FieldUpdate, TaskRequest
 from connector.adapters.errors import CrmError, ResumeLater
 from connector.errors import ConnectorError
-from connector.ledger.db import write_transaction
+from connector.db.engine import write_transaction
 from connector.mapping.models import Mapping
 from connector.sync import state
 from connector.sync import tables as t

@@ -21,8 +21,8 @@ from connector.adapters.errors import CrmError, ResumeLater
 from connector.config import MassChangeGuard
 from connector.errors import ConnectorError, MappingMismatch, StorageFull
 from connector.ledger import Ledger
-from connector.ledger.db import storage_full
-from connector.ledger.tables import utcnow
+from connector.db.engine import storage_full
+from connector.timeutil import utcnow
 from connector.logs import run_context
 from connector.mapping.models import Mapping
 from connector.sync import state

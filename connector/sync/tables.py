@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Boolean, Column, Index, Integer, String, Table, Text, UniqueConstraint
 from sqlmodel import SQLModel
 
-from connector.ledger.tables import UTCDateTime
+from connector.db.types import UTCDateTime
 
 md = SQLModel.metadata
 K = 255  # key length
@@ -144,20 +144,6 @@ errors = Table(
     Column("resolved_at", UTCDateTime()),
     UniqueConstraint("connection", "record", "stage", name="uq_sync_errors_record"),
 )
-schedule = Table(
-    "sync_schedule", md,
-    Column("connection", String(K), primary_key=True),
-    Column("spec", String(K), nullable=False),
-    Column("next_run_at", UTCDateTime(), nullable=False),
-    Column("slot_at", UTCDateTime()),
-    Column("claimed_by", String(K)),
-    Column("lease_until", UTCDateTime()),
-    Column("run_id", Integer),
-    Column("last_run_at", UTCDateTime()),
-    Column("last_status", String(20)),
-    Column("missed", Integer, nullable=False, default=0),
-    Column("updated_at", UTCDateTime(), nullable=False),
-)
 api_usage = Table(
     "sync_api_usage", md,
     Column("connection", String(K), primary_key=True),
@@ -165,20 +151,4 @@ api_usage = Table(
     Column("calls", Integer, nullable=False, default=0),
     Column("credits", Integer, nullable=False, default=0),
     Column("updated_at", UTCDateTime(), nullable=False),
-)
-alerts = Table(
-    "ops_alerts", md,
-    Column("id", Integer, primary_key=True),
-    Column("connection", String(K), nullable=False),
-    Column("event", String(32), nullable=False),
-    Column("channel", String(64), nullable=False),
-    Column("run_id", Integer),
-    Column("payload", Text, nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("next_attempt_at", UTCDateTime(), nullable=False),
-    Column("last_error", Text),
-    Column("created_at", UTCDateTime(), nullable=False),
-    Column("sent_at", UTCDateTime()),
-    Index("ix_ops_alerts_due", "status", "next_attempt_at"),
 )

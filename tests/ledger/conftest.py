@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from connector.ledger import Ledger
-from connector.ledger.db import make_engine
+from connector.db.engine import make_engine
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from sqlalchemy import Connection, text
 
 from connector.errors import CurrencyMismatch, IdempotencyConflict, InsufficientBalance, InvalidInput
 from connector.ledger import Ledger
-from connector.ledger.db import make_engine
-from connector.ledger.ops import make_request
+from connector.db.engine import make_engine
+from connector.ledger.planners import make_request
 from connector.ledger.service import BatchOutcome
 from connector.ledger.verify import verify
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from connector.ledger import Ledger
-from connector.ledger.db import make_engine
+from connector.db.engine import make_engine
 from connector.ledger.verify import verify
 
 WORKER = Path(__file__).with_name("race_worker.py")

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from connector.errors import ConnectorError
 from connector.ledger import Ledger
-from connector.ledger.db import make_engine
+from connector.db.engine import make_engine
 from connector.ledger.verify import verify
 
 # -- what people (and files) type ---------------------------------------------------------------

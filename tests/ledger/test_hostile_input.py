@@ -14,7 +14,7 @@ from hostile import Outcome, fingerprint, invoke
 from sqlalchemy import Engine, text
 
 from connector.ledger import Ledger, store
-from connector.ledger.db import make_engine
+from connector.db.engine import make_engine
 from connector.money import MAX_MINOR
 
 C = "zoho:Accounts:4876876000000123"

@@ -52,7 +52,7 @@ def test_allocate_sums_exactly(total: int, weights: list[int]) -> None:
 def test_request_hash_matches_the_generic_canonical_form() -> None:
     from datetime import UTC, datetime
 
-    from connector.ledger.ops import make_request
+    from connector.ledger.planners import make_request
     from connector.ledger.plan import payload_hash
 
     req = make_request("deposit", "c", "10.5", "CNY", "k", expires_at=datetime(2030, 1, 1, tzinfo=UTC),

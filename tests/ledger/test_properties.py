@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from connector.errors import LedgerRuleError
 from connector.ledger import Ledger
 from connector.ledger import store
-from connector.ledger.db import make_engine
+from connector.db.engine import make_engine
 from connector.ledger.verify import verify
 from tests.conftest import Clock
 

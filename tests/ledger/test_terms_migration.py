@@ -9,7 +9,7 @@ from alembic import command
 from sqlalchemy import create_engine, text
 
 from connector.ledger import Ledger
-from connector.ledger.db import _alembic_config, make_engine
+from connector.db.engine import _alembic_config, make_engine
 from connector.reports import build_report
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)

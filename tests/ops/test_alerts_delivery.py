@@ -32,7 +32,7 @@ from typer.testing import CliRunner
 
 from connector.cli import alerts_cmd
 from connector.cli.common import state
-from connector.ledger.db import make_engine
+from connector.db.engine import make_engine
 from connector.ops.alerts import (
     Alert,
     DeliveryError,
@@ -45,6 +45,7 @@ from connector.ops.alerts import (
 )
 from connector.ops.alerts.channels import cut_bytes
 from connector.ops.alerts.config import AlertSettings
+from connector.ops import tables as ot
 from connector.sync import tables as t
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -240,7 +241,7 @@ def alert(event: str = "run_failed", run_id: int | None = 7, text: str = "Run 7 
 
 def rows(engine: Engine) -> list[Any]:
     with engine.connect() as conn:
-        return list(conn.execute(select(t.alerts).order_by(t.alerts.c.id)).all())
+        return list(conn.execute(select(ot.alerts).order_by(ot.alerts.c.id)).all())
 
 
 # --- signatures ---------------------------------------------------------------------------------------
@@ -480,7 +481,7 @@ def test_a_stale_claim_is_taken_over(engine: Engine, serve, clock: Clock) -> Non
     cfg = settings(hook())
     enqueue(engine, [alert()], cfg, NOW)
     with engine.begin() as conn:  # a worker claimed it and died
-        conn.execute(t.alerts.update().values(status="sending", attempts=1, next_attempt_at=NOW + timedelta(minutes=5)))
+        conn.execute(ot.alerts.update().values(status="sending", attempts=1, next_attempt_at=NOW + timedelta(minutes=5)))
     clock.now = NOW + timedelta(minutes=4)
     assert deliver_due(engine, cfg, clock.now, environ=env).sent == 0
     clock.now = NOW + timedelta(minutes=5)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine
 
-from connector.ledger.db import make_engine
+from connector.db.engine import make_engine
 from connector.ops.alerts import decide, load_alerts
 from connector.sync import tables as t
 

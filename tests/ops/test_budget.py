@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from connector.ledger import Ledger
-from connector.ledger.db import make_engine
+from connector.db.engine import make_engine
 from connector.sync import tables as t
 from connector.sync.budget import ApiBudget, BudgetExhausted
 

@@ -12,9 +12,10 @@ import pytest
 from sqlalchemy import select
 
 from connector.config import Connection, LoadedSettings, SchedulerSettings, Settings
-from connector.ledger.db import make_engine
+from connector.db.engine import make_engine
 from connector.ops.book import next_fire
 from connector.ops.scheduler import Worker
+from connector.ops import tables as ot
 from connector.sync import tables as t
 from connector.sync.budget import ApiBudget
 from connector.sync.context import RunReport
@@ -84,7 +85,7 @@ def worker(loaded: LoadedSettings, engine: Any, clock: FakeClock, runs: list, wi
 
 def next_run(engine: Any) -> datetime:
     with engine.connect() as conn:
-        return conn.execute(select(t.schedule.c.next_run_at)).scalar()
+        return conn.execute(select(ot.schedule.c.next_run_at)).scalar()
 
 
 def test_first_run_at_once_then_on_the_fire_times(world: tuple) -> None:
@@ -120,7 +121,7 @@ def test_a_run_later_than_the_grace_is_counted_missed_not_started(world: tuple) 
     worker(loaded, engine, clock, runs, "restarted").poll()
     assert len(runs) == 1
     with engine.connect() as conn:
-        row = conn.execute(select(t.schedule)).one()
+        row = conn.execute(select(ot.schedule)).one()
     assert row.missed == 1 and row.next_run_at == datetime(2026, 11, 27, 3, 15, tzinfo=UTC)
 
 
@@ -168,7 +169,7 @@ def test_a_dead_workers_claim_is_resumed_after_its_lease(world: tuple) -> None:
     other.poll()
     assert runs == [("recovery", clock.now)]
     with engine.connect() as conn:
-        row = conn.execute(select(t.schedule)).one()
+        row = conn.execute(select(ot.schedule)).one()
     assert row.claimed_by is None and row.last_status == "ok"
 
 
@@ -262,14 +263,14 @@ def test_once_runs_due_connections_and_returns(world: tuple) -> None:
                                                 ("*/2", "sun,tue,thu,sat"), ("1,3,5", "mon,wed,fri"),
                                                 ("mon-fri", "mon-fri"), ("*", "*")])
 def test_cron_weekdays_mean_what_cron_means(weekday: str, names: str) -> None:
-    from connector.ops.schedule_spec import parse_schedule
+    from connector.schedule_spec import parse_schedule
 
     assert parse_schedule(f"0 9 * * {weekday}") == f"0 9 * * {names}"
 
 
 @pytest.mark.parametrize("bad", ["* * * *", "every 0 minutes", "61 * * * *", "0 9 * * 8", "every 5 fortnights"])
 def test_bad_schedules_are_refused_with_the_reason(bad: str) -> None:
-    from connector.ops.schedule_spec import parse_schedule
+    from connector.schedule_spec import parse_schedule
 
     with pytest.raises(ValueError, match="schedule"):
         parse_schedule(bad)

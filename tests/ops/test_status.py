@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 from connector.cli import app
 from connector.config import load_settings
 from connector.errors import NotFound
-from connector.ledger.db import make_engine
+from connector.db.engine import make_engine
 from connector.ops.status import connection_status, list_runs, run_detail
+from connector.ops import tables as ot
 from connector.sync import tables as t
 
 runner = CliRunner()
@@ -84,7 +85,7 @@ def seed(engine: Engine, now: datetime) -> None:
              "holder": "w-a", "heartbeat_at": now - timedelta(seconds=5), "lease_until": now + m},
             {"connection": "beta", "run_id": 9, "pid": 109, "host": "host-b", "acquired_at": now - 10 * m,
              "holder": "w-b", "heartbeat_at": now - 9 * m, "lease_until": now - 8 * m}])
-        c.execute(t.schedule.insert().values(connection="acme", spec="every 15 minutes", next_run_at=now + 15 * m,
+        c.execute(ot.schedule.insert().values(connection="acme", spec="every 15 minutes", next_run_at=now + 15 * m,
                                              missed=1, updated_at=now))
         today = (now + timedelta(hours=8)).date()
         c.execute(t.api_usage.insert(), [
@@ -111,7 +112,7 @@ def seed(engine: Engine, now: datetime) -> None:
                                       ("failed", "planned", "sending", "dead", "ok", "ok")])
         alert = {"connection": "acme", "event": "run_failed", "channel": "email", "payload": "{}",
                  "next_attempt_at": now, "created_at": now}
-        c.execute(t.alerts.insert(), [{**alert, "status": s} for s in ("pending", "dead", "sent")])
+        c.execute(ot.alerts.insert(), [{**alert, "status": s} for s in ("pending", "dead", "sent")])
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from report_book import NOW, Book, seed
 
 from connector.ledger import Ledger
-from connector.ledger.db import make_engine
+from connector.db.engine import make_engine
 
 
 def _seeded(url: str) -> Iterator[Book]:

@@ -11,7 +11,7 @@ from chromium_cdp import Browser, chromium_or_skip, png_size
 from report_book import AS_OF, ATTRS, NOW, Book, d
 
 from connector.reports import build_report
-from connector.reports.display import zone
+from connector.timeutil import zone
 from connector.reports.html import to_html as report_html
 from connector.statements import StatementLoader
 from connector.statements import to_html as statement_html

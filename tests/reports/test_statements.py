@@ -10,7 +10,8 @@ import pytest
 from report_book import ATTRS, NOW, Book, d
 
 from connector.errors import NotFound
-from connector.reports.display import money, zone
+from connector.reports.display import money
+from connector.timeutil import zone
 from connector.statements import StatementLoader, to_csv, to_html, to_json
 
 

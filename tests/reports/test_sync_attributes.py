@@ -20,7 +20,7 @@ from connector.compliance.rules import load_rules
 from connector.config import load_settings
 from connector.errors import ConfigError
 from connector.ledger import Ledger
-from connector.ledger.db import make_engine
+from connector.db.engine import make_engine
 from connector.mapping import load_mapping
 from connector.mapping.loader import DEFAULTS
 from connector.mapping.models import FieldMap

@@ -14,7 +14,7 @@ from connector.adapters.http import RetryPolicy
 from connector.adapters.zoho import ZohoAdapter, ZohoAuth, ZohoAuthConfig, ZohoClient
 from connector.adapters.zoho.sandbox import ZohoSandbox
 from connector.domain import Entity
-from connector.ledger.db import make_engine
+from connector.db.engine import make_engine
 from connector.mapping import load_mapping
 from connector.mapping.loader import DEFAULTS
 from connector.sync import SyncEngine

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from connector.adapters.zoho.sandbox import ZohoSandbox
 from connector.cli.sync_cmd import write_config
 from connector.ledger import Ledger
-from connector.ledger.db import make_engine
+from connector.db.engine import make_engine
 from connector.sync import tables as t
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import event, select
 from connector.adapters.zoho.sandbox import ZohoSandbox
 from connector.cli.sync_cmd import write_config
 from connector.errors import StorageFull
-from connector.ledger.db import make_engine
+from connector.db.engine import make_engine
 from connector.sync import tables as t
 
 # A `sync run` of the configured connection that stops itself (SIGSTOP) at its first progress tick of
@@ -33,7 +33,7 @@ CHILD = textwrap.dedent("""
     from datetime import timedelta
     from sqlalchemy import text
     from connector.config import choose_database, load_settings
-    from connector.ledger.db import make_engine, write_transaction
+    from connector.db.engine import make_engine, write_transaction
     from connector.sync.factory import build_sync_engine
 
     cfg, mode = sys.argv[1], sys.argv[2]

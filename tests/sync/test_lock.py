@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import select
 
-from connector.ledger.db import make_engine
+from connector.db.engine import make_engine
 from connector.sync import tables as t
 from connector.sync.lock import Heartbeat, LeaseLost, RunLock, RunLocked
 
@@ -95,7 +95,7 @@ def test_heartbeat_thread_keeps_the_lease_and_reports_loss(tmp_path: object) -> 
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from connector.ledger.db import make_engine
+    from connector.db.engine import make_engine
     from connector.sync.lock import RunLock
     lock = RunLock(make_engine(sys.argv[1]), "zoho", holder="child")
     lock.acquire()

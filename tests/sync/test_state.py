@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from connector.ledger.db import make_engine
+from connector.db.engine import make_engine
 from connector.sync import state
 from connector.sync import tables as t
 

@@ -23,11 +23,11 @@ import requests
 from sqlalchemy import Engine, func, or_, select
 
 from connector import redact
-from connector.ledger.db import write_transaction
+from connector.db.engine import write_transaction
 from connector.ops.alerts.channels import DeliveryError, send
 from connector.ops.alerts.config import AlertSettings
 from connector.ops.alerts.events import Alert, decide
-from connector.sync import tables as t
+from connector.ops import tables as ot
 
 log = logging.getLogger(__name__)
 CLAIM_SECONDS = 300  # far above any send's timeout: a live sender always finishes inside its claim
@@ -65,11 +65,11 @@ def enqueue(engine: Engine, alerts: Iterable[Alert], settings: AlertSettings, no
     with write_transaction(engine) as conn:
         for alert in alerts:
             for ch in settings.routes(alert.event, alert.connection):
-                if alert.run_id is not None and conn.execute(select(t.alerts.c.id).where(
-                        t.alerts.c.connection == alert.connection, t.alerts.c.event == alert.event,
-                        t.alerts.c.channel == ch.name, t.alerts.c.run_id == alert.run_id).limit(1)).first():
+                if alert.run_id is not None and conn.execute(select(ot.alerts.c.id).where(
+                        ot.alerts.c.connection == alert.connection, ot.alerts.c.event == alert.event,
+                        ot.alerts.c.channel == ch.name, ot.alerts.c.run_id == alert.run_id).limit(1)).first():
                     continue
-                conn.execute(t.alerts.insert().values(
+                conn.execute(ot.alerts.insert().values(
                     connection=alert.connection, event=alert.event, channel=ch.name, run_id=alert.run_id,
                     payload=alert.model_dump_json(), status="pending", attempts=0, next_attempt_at=now,
                     created_at=now))
@@ -79,26 +79,26 @@ def enqueue(engine: Engine, alerts: Iterable[Alert], settings: AlertSettings, no
 
 def _claim(engine: Engine, row: Any, now: datetime) -> bool:
     with write_transaction(engine) as conn:
-        res = conn.execute(t.alerts.update().where(
-            t.alerts.c.id == row.id, t.alerts.c.status == row.status, t.alerts.c.attempts == row.attempts,
-            t.alerts.c.next_attempt_at <= now,
+        res = conn.execute(ot.alerts.update().where(
+            ot.alerts.c.id == row.id, ot.alerts.c.status == row.status, ot.alerts.c.attempts == row.attempts,
+            ot.alerts.c.next_attempt_at <= now,
         ).values(status="sending", attempts=row.attempts + 1, next_attempt_at=now + timedelta(seconds=CLAIM_SECONDS)))
         return res.rowcount == 1
 
 
 def _finish(engine: Engine, row_id: int, attempts: int, **values: Any) -> None:
     with write_transaction(engine) as conn:
-        res = conn.execute(t.alerts.update().where(
-            t.alerts.c.id == row_id, t.alerts.c.status == "sending", t.alerts.c.attempts == attempts).values(**values))
+        res = conn.execute(ot.alerts.update().where(
+            ot.alerts.c.id == row_id, ot.alerts.c.status == "sending", ot.alerts.c.attempts == attempts).values(**values))
     if res.rowcount != 1:
         log.warning("alert %s: the claim ran out before the send finished; another worker owns the row", row_id)
 
 
 def _sent_last_minute(engine: Engine, channel: str, now: datetime) -> int:
     with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(t.alerts).where(
-            t.alerts.c.channel == channel, t.alerts.c.status == "sent",
-            t.alerts.c.sent_at > now - timedelta(seconds=60))).scalar() or 0)
+        return int(conn.execute(select(func.count()).select_from(ot.alerts).where(
+            ot.alerts.c.channel == channel, ot.alerts.c.status == "sent",
+            ot.alerts.c.sent_at > now - timedelta(seconds=60))).scalar() or 0)
 
 
 def _attempt(engine: Engine, settings: AlertSettings, row: Any, now: datetime, http: requests.Session,
@@ -145,10 +145,10 @@ def deliver_due(engine: Engine, settings: AlertSettings, now: datetime, *, sessi
     deadline = time.monotonic() + settings.deliver_budget_seconds
     try:
         with engine.connect() as conn:
-            due = conn.execute(select(t.alerts.c.id, t.alerts.c.channel, t.alerts.c.event, t.alerts.c.run_id,
-                                      t.alerts.c.status, t.alerts.c.attempts, t.alerts.c.payload).where(
-                or_(t.alerts.c.status == "pending", t.alerts.c.status == "sending"),
-                t.alerts.c.next_attempt_at <= now).order_by(t.alerts.c.id).limit(BATCH)).all()
+            due = conn.execute(select(ot.alerts.c.id, ot.alerts.c.channel, ot.alerts.c.event, ot.alerts.c.run_id,
+                                      ot.alerts.c.status, ot.alerts.c.attempts, ot.alerts.c.payload).where(
+                or_(ot.alerts.c.status == "pending", ot.alerts.c.status == "sending"),
+                ot.alerts.c.next_attempt_at <= now).order_by(ot.alerts.c.id).limit(BATCH)).all()
         held: set[str] = set()  # channels that are down or throttling us: skip their other rows this pass
         sent_now: dict[str, int] = {}
         for row in due:
@@ -205,8 +205,8 @@ def notify_run(engine: Engine, settings: AlertSettings, connection: str, run_id:
 def unsent(engine: Engine, *, limit: int = 200) -> list[dict[str, Any]]:
     """Rows not (yet) delivered, newest first: pending, sending and dead."""
     with engine.connect() as conn:
-        rows = conn.execute(select(t.alerts).where(t.alerts.c.status != "sent")
-                            .order_by(t.alerts.c.id.desc()).limit(limit)).all()
+        rows = conn.execute(select(ot.alerts).where(ot.alerts.c.status != "sent")
+                            .order_by(ot.alerts.c.id.desc()).limit(limit)).all()
     out = []
     for r in rows:
         title = ""

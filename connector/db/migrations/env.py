@@ -1,22 +1,20 @@
-"""Alembic environment: runs against the engine handed over by `connector.ledger.db`."""
+"""Alembic environment: runs against the engine handed over by `connector.db.engine`."""
 
 from __future__ import annotations
 
 from alembic import context
-from sqlmodel import SQLModel
 
-from connector.ledger import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
-from connector.sync import tables as sync_tables  # noqa: F401  (sync state tables, migration 0002)
+from connector.db.schema import metadata
 
 config = context.config
-target_metadata = SQLModel.metadata
+target_metadata = metadata
 
 
 def run() -> None:
     """Run migrations online, in one transaction, on the given engine (or the configured URL)."""
     engine = config.attributes.get("engine")
     if engine is None:
-        from connector.ledger.db import make_engine
+        from connector.db.engine import make_engine
 
         engine = make_engine(config.get_main_option("sqlalchemy.url"), upgrade=False)
     if context.is_offline_mode():

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta, tzinfo
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from tzlocal import get_localzone
+
+from connector.timeutil import zone
 
 _EVERY = re.compile(r"^\s*every\s+(\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?)\s*$", re.I)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -64,19 +65,12 @@ def parse_schedule(text: str) -> timedelta | str:
     return " ".join(fields)
 
 
-def zone(name: str | None) -> tzinfo:
-    """The named IANA zone, or the machine's."""
-    return ZoneInfo(name) if name else get_localzone()
-
-
 def trigger(text: str, tz_name: str | None) -> BaseTrigger:
     """The APScheduler trigger for a schedule text in the given zone (interval anchored at the epoch, so
     every worker computes the same fire times)."""
     parsed = parse_schedule(text)
     tz = zone(tz_name)
     if isinstance(parsed, timedelta):
-        from datetime import datetime
-
         return IntervalTrigger(seconds=int(parsed.total_seconds()), start_date=datetime(2000, 1, 1, tzinfo=tz),
                                timezone=tz)
     return CronTrigger.from_crontab(parsed, timezone=tz)
