@@ -58,7 +58,6 @@ def wait_event(event: threading.Event, what: str, timeout: float = WAIT) -> None
 class _Arm:
     nth: int
     mode: str  # "before", "after" or "pause"
-    proc: subprocess.Popen[Any] | None
     match: Callable[[str, str], bool]
     seen: int = 0
 
@@ -72,24 +71,32 @@ class SandboxTap:
         self.reached = threading.Event()  # the armed request arrived (and, for a kill, the child is dead)
         self.release = threading.Event()  # a paused request goes on once this is set
         self._arm: _Arm | None = None
+        self._proc: subprocess.Popen[Any] | None = None
+        self._attached = threading.Event()
         self._lock = threading.Lock()
         self._handle = app.handle
         app.handle = self._tapped
 
-    def arm(self, nth: int, mode: str, proc: subprocess.Popen[Any] | None = None,
-            match: Callable[[str, str], bool] = lambda method, path: True) -> None:
+    def arm(self, nth: int, mode: str, match: Callable[[str, str], bool] = lambda method, path: True) -> None:
         """Stop at the `nth` request that `match(method, path)` accepts from now on.
 
-        `before`/`after` SIGKILL `proc` before/after the sandbox applies it; `pause` holds it until
-        `release` is set."""
+        `before`/`after` SIGKILL the attached process before/after the sandbox applies it; `pause`
+        holds it until `release` is set. Arm before starting the process and `attach` it once started,
+        so that no request can slip past the point."""
         if mode not in ("before", "after", "pause"):
             raise ValueError(f"mode must be before, after or pause, not {mode!r}")
-        if mode != "pause" and proc is None:
-            raise ValueError("a kill needs the process to kill")
         with self._lock:
-            self._arm = _Arm(nth, mode, proc, match)
+            self._arm = _Arm(nth, mode, match)
+            self._proc = None
+            self._attached.clear()
             self.reached.clear()
             self.release.clear()
+
+    def attach(self, proc: subprocess.Popen[Any]) -> subprocess.Popen[Any]:
+        """The process an armed kill is for (returned, to wrap a `Popen(...)` call)."""
+        self._proc = proc
+        self._attached.set()
+        return proc
 
     def disarm(self) -> None:
         """Stop nothing any more (and let a paused request go on)."""
@@ -114,7 +121,8 @@ class SandboxTap:
             return self._handle(method, path, *rest)
         if arm.mode == "after":
             self._handle(method, path, *rest)  # the request takes effect in the CRM; its answer is never sent
-        self._kill(arm.proc)
+        wait_event(self._attached, "the test to attach the process to kill")
+        self._kill(self._proc)
         self.reached.set()
         return Reply(500, drop=True)  # the child is dead: close the connection instead of answering
 

@@ -40,12 +40,12 @@ def _run(cfg: Path, tap: SandboxTap, point: tuple[str, int] | None = None) -> in
     kind, nth = point or ("", 0)
     if kind.startswith("ledger."):
         env.update(kill_env(kind, nth))
-    proc = subprocess.Popen([sys.executable, "-m", "connector", "sync", "run", "--config", str(cfg), "--json"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if kind == "request-before":
-        tap.arm(nth, "before", proc)
+        tap.arm(nth, "before")
     elif kind == "write-after":
-        tap.arm(nth, "after", proc, match=_is_write)
+        tap.arm(nth, "after", match=_is_write)
+    proc = tap.attach(subprocess.Popen([sys.executable, "-m", "connector", "sync", "run", "--config", str(cfg),
+                                        "--json"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
         return proc.wait(timeout=WAIT)
     finally:
