@@ -11,10 +11,12 @@ import pytest
 
 from connector import testpoints
 
-CHILD = ("from connector import testpoints\n"
-         "for i in range(3):\n"
-         "    testpoints.reach('ledger.batch_written'); print('written', i, flush=True)\n"
-         "    testpoints.reach('ledger.batch_committed'); print('committed', i, flush=True)\n")
+CHILD = (
+    "from connector import testpoints\n"
+    "for i in range(3):\n"
+    "    testpoints.reach('ledger.batch_written'); print('written', i, flush=True)\n"
+    "    testpoints.reach('ledger.batch_committed'); print('committed', i, flush=True)\n"
+)
 
 
 def run_child(spec: str | None) -> subprocess.CompletedProcess[str]:
@@ -29,13 +31,16 @@ def test_without_the_variable_nothing_stops() -> None:
     assert done.returncode == 0 and done.stdout.count("committed") == 3
 
 
-@pytest.mark.parametrize("spec,printed", [
-    ("ledger.batch_written", []),
-    ("ledger.batch_written@1", []),
-    ("ledger.batch_committed@1", ["written 0"]),
-    ("ledger.batch_written@3", ["written 0", "committed 0", "written 1", "committed 1"]),
-    ("ledger.batch_committed@2", ["written 0", "committed 0", "written 1"]),
-])
+@pytest.mark.parametrize(
+    "spec,printed",
+    [
+        ("ledger.batch_written", []),
+        ("ledger.batch_written@1", []),
+        ("ledger.batch_committed@1", ["written 0"]),
+        ("ledger.batch_written@3", ["written 0", "committed 0", "written 1", "committed 1"]),
+        ("ledger.batch_committed@2", ["written 0", "committed 0", "written 1"]),
+    ],
+)
 def test_the_named_arrival_kills_the_process_there(spec: str, printed: list[str]) -> None:
     done = run_child(spec)
     assert done.returncode == -signal.SIGKILL
@@ -47,7 +52,9 @@ def test_an_arrival_after_the_last_one_reached_never_fires() -> None:
     assert done.returncode == 0 and done.stdout.count("committed") == 3
 
 
-@pytest.mark.parametrize("spec", ["ledger.nowhere", "ledger.batch_written@0", "ledger.batch_written@x", "@2", ""])
+@pytest.mark.parametrize(
+    "spec", ["ledger.nowhere", "ledger.batch_written@0", "ledger.batch_written@x", "@2", ""]
+)
 def test_a_bad_spec_is_refused_naming_the_variable(spec: str) -> None:
     with pytest.raises(ValueError, match=r"PREPAID_SYNC_KILL_AT=.*expected one of ledger\.batch_committed"):
         testpoints.parse(spec)
