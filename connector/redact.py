@@ -21,9 +21,11 @@ _ZOHO_TOKEN_RE = re.compile(r"\b1000\.[0-9a-f]{16,}\.[0-9a-f]{16,}\b")
 # key (`invalid_client_secret: Zoho token refresh failed`, `INVALID_TOKEN: invalid oauth token`): its text stays.
 # An auth scheme (`Authorization: Bearer <token>`) stays too; _TOKEN_RE masks the token after it.
 _ERROR_WORDS = ("invalid", "expired", "missing", "wrong", "bad", "unknown", "revoked")
+# Keys and values may be quoted either way: JSON uses ", a Python repr (a dict in a message) uses '.
 _KV_RE = re.compile(
-    r'(?i)("?(?<![A-Za-z0-9_-])(?!(?:' + "|".join(_ERROR_WORDS) + r')[_-])[A-Za-z0-9_-]*?(?:'
-    + "|".join(sorted(SECRET_NAMES, key=len, reverse=True)) + r')"?\s*[:=]\s*"?)(?!(?:zoho-oauthtoken|bearer)\s)([^"&,\s}]+)')
+    r'(?i)(["\']?(?<![A-Za-z0-9_-])(?!(?:' + "|".join(_ERROR_WORDS) + r')[_-])[A-Za-z0-9_-]*?(?:'
+    + "|".join(sorted(SECRET_NAMES, key=len, reverse=True)) + r')["\']?\s*[:=]\s*["\']?)'
+    r'(?!(?:zoho-oauthtoken|bearer)\s)([^"\'&,\s}]+)')
 MAX_BODY = 2000
 
 

@@ -1,15 +1,17 @@
-"""Shared fixtures: ledgers on SQLite and PostgreSQL, a controllable clock."""
+"""Shared fixtures: ledgers on SQLite and PostgreSQL, the one fake clock."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import pytest
 from hypothesis import settings
 from sqlalchemy import create_engine, text
+
+from clock import Clock
 
 # HYPOTHESIS_PROFILE=deep runs the property tests much longer (not in CI).
 settings.register_profile("ci", max_examples=60)
@@ -17,20 +19,6 @@ settings.register_profile("deep", max_examples=2000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 PG_URL = os.environ.get("PREPAID_SYNC_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-class Clock:
-    """A clock tests move by hand."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kw: float) -> datetime:
-        self.now += timedelta(**kw)
-        return self.now
 
 
 def pg_available() -> str | None:
@@ -89,6 +77,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    """A fixed, movable clock."""
-    return Clock()
+def clock_start() -> datetime | float | None:
+    """Where the `clock` fixture starts (None: `clock.START`); override it in a folder or module."""
+    return None
+
+
+@pytest.fixture
+def clock(clock_start: datetime | float | None) -> Clock:
+    """The suite's one fake clock (`tests/clock.py`), at `clock_start`."""
+    return Clock(clock_start)

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, select, text
 from sqlalchemy.exc import IntegrityError
 
-from connector import visible
+from connector import testpoints, visible
 from connector.errors import ConnectorError, CurrencyMismatch, IdempotencyConflict, InvalidInput, NotFound, ReversalRefused
 from connector.ledger import store
 from connector.db.engine import make_engine, write_transaction
@@ -203,7 +203,9 @@ class Ledger:
                     outcomes = self._batch(conn, reqs)
                     if hook is not None:
                         hook(conn, outcomes)
-                    return outcomes
+                    testpoints.reach("ledger.batch_written")
+                testpoints.reach("ledger.batch_committed")
+                return outcomes
             except IntegrityError:
                 # Lost a race on a key to a concurrent transaction: the batch is rolled back whole;
                 # run it again, when that key now answers as a replay (or a conflict).

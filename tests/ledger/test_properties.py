@@ -15,7 +15,7 @@ from connector.ledger import Ledger
 from connector.ledger import store
 from connector.db.engine import make_engine
 from connector.ledger.verify import verify
-from tests.conftest import Clock
+from clock import Clock
 
 cents = st.integers(min_value=1, max_value=50_000)
 op = st.one_of(

@@ -48,6 +48,8 @@ from connector.ops.alerts.config import AlertSettings
 from connector.ops import tables as ot
 from connector.sync import tables as t
 
+from clock import Clock
+
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 HOOK_SECRET = "whsec-3f9a1c7e5b2d"
 HOOK_TOKEN = "wh-tok-5c1d9e0a"
@@ -56,13 +58,6 @@ DT_SECRET = "SECdt9f8e7d6c5b4a3"
 WC_KEY = "wc-6b1e2f3a-9c8d-4e7f"
 SLACK_PATH = "/services/T0AB12CD3/B0EF45GH6/slackTok9x8y7z6w5v"
 SECRETS = (HOOK_SECRET, HOOK_TOKEN, DT_TOKEN, DT_SECRET, WC_KEY, "slackTok9x8y7z6w5v")
-
-
-class Clock:
-    """The receivers' idea of now, moved by the test along with `deliver_due(now=...)`."""
-
-    def __init__(self) -> None:
-        self.now = NOW
 
 
 @dataclass
@@ -210,8 +205,9 @@ def serve() -> Iterator[Callable[[Respond], Receiver]]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock_start() -> datetime:
+    """The receivers' idea of now (the suite's `clock`), moved by the test along with `deliver_due(now=...)`."""
+    return NOW
 
 
 @pytest.fixture

@@ -21,19 +21,10 @@ from connector.sync.budget import ApiBudget
 from connector.sync.context import RunReport
 from connector.sync.lock import RunLocked
 
+from clock import Clock
+
 UTC = timezone.utc
 T0 = datetime(2026, 11, 27, 1, 7, tzinfo=UTC)  # 09:07 in Shanghai, a Friday
-
-
-class FakeClock:
-    def __init__(self, now: datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kw: float) -> None:
-        self.now += timedelta(**kw)
 
 
 @dataclass
@@ -48,7 +39,7 @@ class FakeSyncEngine:
 
     name: str
     runs: list[tuple[str, datetime]]
-    clock: FakeClock
+    clock: Clock
     status: list[str] = field(default_factory=list)
     budget: ApiBudget | None = None
     holder: str | None = None
@@ -72,12 +63,12 @@ def settings(tmp_path: Path, schedule: str = "every 15 minutes", **conn_kw: Any)
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> tuple[LoadedSettings, Any, FakeClock, list]:
+def world(tmp_path: Path) -> tuple[LoadedSettings, Any, Clock, list]:
     loaded = settings(tmp_path)
-    return loaded, make_engine(loaded.settings.database_url), FakeClock(), []
+    return loaded, make_engine(loaded.settings.database_url), Clock(T0), []
 
 
-def worker(loaded: LoadedSettings, engine: Any, clock: FakeClock, runs: list, wid: str = "w1",
+def worker(loaded: LoadedSettings, engine: Any, clock: Clock, runs: list, wid: str = "w1",
            status: list[str] | None = None) -> Worker:
     fake = FakeSyncEngine("zoho", runs, clock, status or [])
     return Worker(loaded, engine, worker_id=wid, clock=clock, build=lambda name: fake)  # type: ignore[arg-type,return-value]
@@ -106,7 +97,7 @@ def test_first_run_at_once_then_on_the_fire_times(world: tuple) -> None:
 
 def test_missed_fire_times_coalesce_into_one_run_within_grace(tmp_path: Path) -> None:
     loaded = settings(tmp_path, misfire_grace_seconds=3 * 3600)
-    engine, clock, runs = make_engine(loaded.settings.database_url), FakeClock(), []
+    engine, clock, runs = make_engine(loaded.settings.database_url), Clock(T0), []
     worker(loaded, engine, clock, runs).poll()
     clock.now = datetime(2026, 11, 27, 3, 2, tzinfo=UTC)  # seven fire times passed while no worker ran
     worker(loaded, engine, clock, runs, "restarted").poll()
@@ -303,7 +294,7 @@ def test_an_edited_mapping_is_picked_up_without_a_restart(tmp_path: Path) -> Non
     loaded = settings(tmp_path)
     mapping = tmp_path / "m.yaml"
     mapping.write_text("first")
-    engine, clock, runs = make_engine(loaded.settings.database_url), FakeClock(), []
+    engine, clock, runs = make_engine(loaded.settings.database_url), Clock(T0), []
     built: list[str] = []
 
     def build(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""Helpers for sync tests: engines wired to in-process sandboxes, a movable clock."""
+"""Helpers for sync tests: engines wired to in-process sandboxes (driven by the suite's fake clock)."""
 
 from __future__ import annotations
 
@@ -20,23 +20,11 @@ from connector.mapping.loader import DEFAULTS
 from connector.sync import SyncEngine
 from connector.sync.pull import specs
 
+from clock import Clock  # noqa: F401 - the suite's one fake clock, re-exported for the sync tests
+
 FX_BASE = "http://fxiaoke.sandbox.test"
 _ENT = {"customers": Entity.CUSTOMER, "contracts": Entity.CONTRACT, "payments": Entity.PAYMENT,
         "consumption": Entity.CONSUMPTION}
-
-
-class Clock:
-    """A wall clock tests move by hand."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or datetime(2026, 1, 20, 8, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kw: float) -> None:
-        """Move time forward."""
-        self.now += timedelta(**kw)
 
 
 def zoho_engine(db_url: str, seed: int = 40, clock: Clock | None = None, *,
@@ -48,7 +36,7 @@ def zoho_engine(db_url: str, seed: int = 40, clock: Clock | None = None, *,
     token cache reads that clock too (so tokens expire as calls go by, without sleeping); a test may change
     `sb.tick` between runs."""
     clock = clock or Clock()
-    sb = ZohoSandbox(seed=seed, clock=lambda: clock().timestamp(), **sandbox_kw)
+    sb = ZohoSandbox(seed=seed, clock=clock.seconds, **sandbox_kw)
     session = sb.session()
     mapping = load_mapping(DEFAULTS / "zoho.yaml")
     config = ZohoAuthConfig(accounts_url=sb.accounts_url, api_domain=sb.api_domain)
@@ -62,7 +50,7 @@ def zoho_engine(db_url: str, seed: int = 40, clock: Clock | None = None, *,
             return handle(*args)
 
         sb.app.handle = slow  # type: ignore[method-assign]
-        auth.clock = lambda: clock().timestamp()
+        auth.clock = clock.seconds
     client = ZohoClient(auth, session=session, retry=RetryPolicy(max_attempts=6, sleep=lambda s: None))
     adapter = ZohoAdapter(client, specs={_ENT[k]: v for k, v in specs(mapping).items()},
                           deletion_check_interval=deletion_check)

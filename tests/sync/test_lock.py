@@ -17,13 +17,7 @@ from connector.db.engine import make_engine
 from connector.sync import tables as t
 from connector.sync.lock import Heartbeat, LeaseLost, RunLock, RunLocked
 
-
-class WallClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
+from clock import Clock
 
 
 def test_second_holder_is_refused_with_holder_and_since(db_url: str) -> None:
@@ -45,7 +39,7 @@ def test_second_holder_is_refused_with_holder_and_since(db_url: str) -> None:
 
 def test_sqlite_lease_expires_and_is_taken_over(tmp_path: object) -> None:
     engine = make_engine(f"sqlite:///{tmp_path}/l.db")
-    clock = WallClock()
+    clock = Clock(datetime(2026, 11, 27, 8, 0, tzinfo=timezone.utc))
     old = RunLock(engine, "zoho", holder="frozen", lease=timedelta(seconds=60), clock=clock)
     old.acquire()
     with engine.begin() as conn:  # pretend the holder lives on another host, so its pid can't be checked

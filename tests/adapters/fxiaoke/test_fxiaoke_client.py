@@ -35,22 +35,14 @@ from connector.adapters.http import RetryPolicy
 from connector.domain import Entity, Payment
 from connector.errors import ConfigError
 
+from clock import Clock
+
 BASE = "https://open.fxiaoke.test"
 TOKEN_URL = f"{BASE}/cgi/corpAccessToken/get/V2"
 QUERY_URL = f"{BASE}/cgi/crm/v2/data/query"
 SECRET = "0123456789abcdef0123456789abcdef"
 PERMANENT = "FEDCBA9876543210FEDCBA9876543210"
 TOKENS = ["A1B2C3D4E5F60718293A4B5C6D7E8F90", "0F1E2D3C4B5A69788796A5B4C3D2E1F0"]
-
-
-class FakeClock:
-    """Monotonic seconds under test control."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def ok(**extra: Any) -> dict[str, Any]:
@@ -63,13 +55,14 @@ def token_body(i: int = 0, expires: int = 7200) -> dict[str, Any]:
             "corpId": "FSCID_00112233445566778899AABBCCDDEEFF", "expiresIn": expires}
 
 
-def build(sleeps: list[float] | None = None, clock: FakeClock | None = None,
+def build(sleeps: list[float] | None = None, clock: Clock | None = None,
           **kw: Any) -> tuple[FxiaokeClient, FxiaokeAuth]:
-    clock = clock or FakeClock()
+    clock = clock or Clock()
     recorded = sleeps if sleeps is not None else []
     session = requests.Session()
-    auth = FxiaokeAuth(BASE, FxiaokeCredentials("FSAID_abc1234", SECRET, PERMANENT), session=session, clock=clock)
-    client = FxiaokeClient(BASE, auth, session=session, open_user_id="FSUID_00AA", clock=clock,
+    auth = FxiaokeAuth(BASE, FxiaokeCredentials("FSAID_abc1234", SECRET, PERMANENT), session=session,
+                       clock=clock.seconds)
+    client = FxiaokeClient(BASE, auth, session=session, open_user_id="FSUID_00AA", clock=clock.seconds,
                            sleep=recorded.append, pace=kw.pop("pace", None),
                            retry=RetryPolicy(max_attempts=4, jitter=False, sleep=recorded.append), **kw)
     return client, auth
@@ -77,7 +70,7 @@ def build(sleeps: list[float] | None = None, clock: FakeClock | None = None,
 
 @responses.activate
 def test_token_cached_for_its_lifetime_and_sent_in_body() -> None:
-    clock = FakeClock()
+    clock = Clock()
     responses.post(TOKEN_URL, json=token_body(0, 7200))
     responses.post(TOKEN_URL, json=token_body(1, 7200))
     responses.post(QUERY_URL, json=ok(data={"dataList": [], "offset": 0, "limit": 100, "total": 0}))
@@ -89,7 +82,7 @@ def test_token_cached_for_its_lifetime_and_sent_in_body() -> None:
     assert sent["corpAccessToken"] == TOKENS[0] and sent["currentOpenUserId"] == "FSUID_00AA"
     assert sent["data"]["dataObjectApiName"] == "AccountObj"
     assert "thirdTraceId=" in responses.calls[1].request.url
-    clock.now += 7200 - 299  # inside the refresh margin: a new token is fetched
+    clock.advance(7200 - 299)  # inside the refresh margin: a new token is fetched
     client.query_page("AccountObj")
     assert auth.token_calls == 2
     assert json.loads(responses.calls[-1].request.body)["corpAccessToken"] == TOKENS[1]
@@ -421,14 +414,14 @@ def test_update_is_partial_with_id_inside_object_data_and_triggers_off() -> None
 
 def test_client_pacer_waits_instead_of_getting_throttled() -> None:
     from connector.adapters.fxiaoke.client import PathPacer
-    clock = FakeClock()
+    clock = Clock()
     waits: list[float] = []
 
     def sleep(s: float) -> None:
         waits.append(s)
-        clock.now += s
+        clock.advance(s)
 
-    pacer = PathPacer(3, 20.0, clock, sleep, margin=0.0)
+    pacer = PathPacer(3, 20.0, clock.seconds, sleep, margin=0.0)
     for _ in range(7):
         pacer.acquire("/q")
     pacer.acquire("/other")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import requests
 from pydantic import SecretStr
-from zoho_helpers import ACCOUNTS, API, CLIENT_SECRET, REFRESH_TOKEN, TOKEN_URL, FakeClock  # noqa: F401
+from zoho_helpers import ACCOUNTS, API, CLIENT_SECRET, REFRESH_TOKEN, TOKEN_URL, START, FakeClock  # noqa: F401
 
 from connector.adapters.http import RetryPolicy
 from connector.adapters.zoho.auth import ZohoAuth, ZohoAuthConfig, ZohoCredentials
@@ -29,9 +29,9 @@ def retry(sleeps: list[float]) -> RetryPolicy:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    """A controllable clock."""
-    return FakeClock()
+def clock_start() -> float:
+    """Where the suite's fake `clock` starts for the Zoho tests."""
+    return START
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def make_client(retry: RetryPolicy, clock: FakeClock) -> Callable[..., ZohoClien
 
     def build(**kwargs: Any) -> ZohoClient:
         creds = ZohoCredentials("1000.CLIENTID", SecretStr(CLIENT_SECRET), SecretStr(REFRESH_TOKEN))
-        auth = ZohoAuth(ZohoAuthConfig(data_center="us"), creds, session=requests.Session(), clock=clock)
+        auth = ZohoAuth(ZohoAuthConfig(data_center="us"), creds, session=requests.Session(), clock=clock.seconds)
         return ZohoClient(auth, retry=kwargs.pop("retry", retry), **kwargs)
 
     return build

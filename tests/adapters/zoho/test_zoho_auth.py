@@ -20,7 +20,7 @@ from connector.errors import ConfigError
 
 def make_auth(clock: FakeClock, **config: object) -> ZohoAuth:
     creds = ZohoCredentials("1000.CLIENTID", SecretStr(CLIENT_SECRET), SecretStr(REFRESH_TOKEN))
-    return ZohoAuth(ZohoAuthConfig(**config), creds, session=requests.Session(), clock=clock)  # type: ignore[arg-type]
+    return ZohoAuth(ZohoAuthConfig(**config), creds, session=requests.Session(), clock=clock.seconds)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("dc,accounts,api", [
@@ -128,7 +128,7 @@ def test_a_short_lived_token_is_used_for_most_of_its_life(clock: FakeClock) -> N
 def test_refresh_limit_message_keeps_its_numbers_and_says_when(clock: FakeClock) -> None:
     responses.post(TOKEN_URL, json=token_body(expires_in=3))
     auth = make_auth(clock)
-    first = clock()
+    first = clock.seconds()
     for _ in range(10):
         auth.access_token()
         clock.advance(3)
@@ -138,7 +138,7 @@ def test_refresh_limit_message_keeps_its_numbers_and_says_when(clock: FakeClock)
     assert "10 refreshes in the last 600 s already, the most Zoho allows per refresh token (10 per 10 minutes); " \
            "its tokens live only 3 s; the next refresh is possible at 2026-01-01 00:10:00 UTC" in shown
     assert info.value.resume_at == datetime.fromtimestamp(first + 600, timezone.utc)
-    clock.now = first + 600  # at the resume time the oldest refresh has left the window
+    clock.set(first + 600)  # at the resume time the oldest refresh has left the window
     auth.access_token()
 
 

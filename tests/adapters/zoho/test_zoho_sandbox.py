@@ -29,13 +29,8 @@ class Api:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def sb(clock: FakeClock) -> Iterator[ZohoSandbox]:
-    with ZohoSandbox(seed=30, clock=clock) as sandbox:
+    with ZohoSandbox(seed=30, clock=clock.seconds) as sandbox:
         yield sandbox
 
 

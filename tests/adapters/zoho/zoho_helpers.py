@@ -9,6 +9,8 @@ from connector.adapters.zoho.auth import ZohoAuth, ZohoAuthConfig
 from connector.adapters.zoho.client import ZohoClient
 from connector.adapters.zoho.sandbox import ZohoSandbox
 
+from clock import Clock
+
 API = "https://www.zohoapis.com"
 ACCOUNTS = "https://accounts.zoho.com"
 TOKEN_URL = f"{ACCOUNTS}/oauth/v2/token"
@@ -27,18 +29,8 @@ def error_body(code: str, message: str = "error", details: dict[str, Any] | None
     return {"code": code, "details": details or {}, "message": message, "status": "error"}
 
 
-class FakeClock:
-    """A clock tests move by hand."""
-
-    def __init__(self, start: float = 1_767_225_600.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Move time forward."""
-        self.now += seconds
+FakeClock = Clock  # the suite's one fake clock; Zoho's token cache and sandbox read `clock.seconds`
+START = 1_767_225_600.0  # 2026-01-01T00:00:00Z, where the Zoho tests' clock starts
 
 
 def sandbox_client(sb: ZohoSandbox, retry: RetryPolicy | None = None, **kwargs: Any) -> ZohoClient:
