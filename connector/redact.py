@@ -9,10 +9,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
 SECRET_NAMES = frozenset({
-    "access_token", "refresh_token", "client_secret", "client_id_secret", "code", "password", "secret",
+    "access_token", "refresh_token", "client_secret", "client_id_secret", "password", "secret",
     "appsecret", "app_secret", "corpaccesstoken", "corp_access_token", "permanentcode", "permanent_code",
     "authorization", "token", "api_key", "apikey", "x-api-key", "cookie", "set-cookie",
 })
+# `code` is a secret only as the OAuth grant code in a query string (`?grant_type=authorization_code&code=...`);
+# elsewhere a key ending in "code" is a vendor's error code (`errorCode`, `errcode`, Zoho's `"code":
+# "INVALID_TOKEN"`), evidence to keep. Zoho grant codes also have the token shape `_ZOHO_TOKEN_RE` masks.
+QUERY_SECRET_NAMES = SECRET_NAMES | {"code"}
 # Zoho tokens look like 1000.<hex>.<hex>; bearer tokens follow "Zoho-oauthtoken" or "Bearer".
 _TOKEN_RE = re.compile(r"(?i)(zoho-oauthtoken|bearer|basic)\s+[A-Za-z0-9._\-+/=]+")
 _ZOHO_TOKEN_RE = re.compile(r"\b1000\.[0-9a-f]{16,}\.[0-9a-f]{16,}\b")
@@ -52,7 +56,8 @@ def url(value: str) -> str:
     parts = urlsplit(value)
     if not parts.query:
         return value
-    query = [(k, MASK if is_secret_name(k) else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    query = [(k, MASK if is_secret_name(k) or k.lower() in QUERY_SECRET_NAMES else v)
+             for k, v in parse_qsl(parts.query, keep_blank_values=True)]
     return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
 
 
