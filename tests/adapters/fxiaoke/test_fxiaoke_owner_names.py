@@ -81,5 +81,7 @@ def test_reports_and_task_texts_show_fxiaoke_owners_by_name(tmp_path: Path) -> N
     assert len(owners) >= 2 and owners <= names
 
     tasks = list(app.store.table("followup_task__c").rows.values())
-    assert tasks and all(any(n in t["description__c"] for n in names) for t in tasks)
+    # an `orphaned` task belongs to money whose customer is gone, so it has no owner to name
+    owned = [t for t in tasks if "(no customer)" not in t["description__c"] + t.get("name", "")]
+    assert owned and all(any(n in t["description__c"] for n in names) for t in owned)
     assert not any("FSUID_" in t["description__c"] for t in tasks)

@@ -15,13 +15,8 @@ from connector.adapters.zoho.sandbox.versions import VERSIONS
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def sb(clock: FakeClock) -> Iterator[ZohoSandbox]:
-    with ZohoSandbox(seed=30, clock=clock) as sandbox:
+    with ZohoSandbox(seed=30, clock=clock.seconds) as sandbox:
         yield sandbox
 
 
