@@ -17,6 +17,7 @@ SECRET_NAMES = frozenset({
 # elsewhere a key ending in "code" is a vendor's error code (`errorCode`, `errcode`, Zoho's `"code":
 # "INVALID_TOKEN"`), evidence to keep. Zoho grant codes also have the token shape `_ZOHO_TOKEN_RE` masks.
 QUERY_SECRET_NAMES = SECRET_NAMES | {"code"}
+_QUERY_CODE_RE = re.compile(r"(?i)((?:^|[?&\s])code=)([^&\s\"']+)")
 # Zoho tokens look like 1000.<hex>.<hex>; bearer tokens follow "Zoho-oauthtoken" or "Bearer".
 _TOKEN_RE = re.compile(r"(?i)(zoho-oauthtoken|bearer|basic)\s+[A-Za-z0-9._\-+/=]+")
 _ZOHO_TOKEN_RE = re.compile(r"\b1000\.[0-9a-f]{16,}\.[0-9a-f]{16,}\b")
@@ -43,6 +44,7 @@ def text(value: str, extra_secrets: tuple[str, ...] = ()) -> str:
     out = _TOKEN_RE.sub(lambda m: f"{m.group(1)} {MASK}", value)
     out = _ZOHO_TOKEN_RE.sub(MASK, out)
     out = _KV_RE.sub(lambda m: m.group(1) + MASK, out)
+    out = _QUERY_CODE_RE.sub(lambda m: m.group(1) + MASK, out)
     for secret in extra_secrets:
         if secret and len(secret) >= 4:
             out = out.replace(secret, MASK)
