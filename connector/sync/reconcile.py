@@ -172,7 +172,7 @@ def _orphan_rows(ctx: Ctx, data: dict[str, Any], orphans: set[str], by_customer:
                       f"another kind of record); the ledger keeps {balance} {acc.currency} on its account")
         out.append(SimpleNamespace(
             crm_id=ref, name=f"(no customer) {ref}", currency=acc.currency, deleted_at=now, tier=None,
-            fields=None, owner_id=None, orphan_detail=detail))
+            fields=None, owner_id=None, owner_name=None, orphan_detail=detail))
     return out
 
 
