@@ -2,17 +2,21 @@
 
 Every error carries a human message that names the record, field or customer and the
 reason. The CLI maps branches to exit codes: 2 invalid input, 3 refused by a ledger rule.
+Every class says whether trying the same thing again may succeed (`retriable`); only the
+transient CRM and delivery failures do. `ResumeLater` stops a whole run until a stated time.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime, timezone, tzinfo
+from typing import Any, ClassVar
 
 
 class ConnectorError(Exception):
     """Root of every error prepaid-sync raises on purpose."""
 
     exit_code = 1
+    retriable: ClassVar[bool] = False  # True: the same call, tried again later, may succeed
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
@@ -22,6 +26,44 @@ class ConnectorError(Exception):
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly form for `--json` output and run records."""
         return {"error": type(self).__name__, "message": self.message, **{k: str(v) for k, v in self.details.items()}}
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """True when `exc` is one of our errors whose class says a later try may succeed."""
+    return isinstance(exc, ConnectorError) and exc.retriable
+
+
+class ResumeLater(ConnectorError):
+    """No later call of this run can succeed: the run stops at once and may resume at `resume_at`.
+
+    Raised for the connection's own daily API budget and the CRM's daily allowance alike (see
+    `connector.adapters.errors.QuotaExhausted`), and for token-refresh limits and refused credentials.
+    Per-record and per-batch handlers let it through; the sync runner catches it once and ends the run
+    as `run_status` with `run_reason()`. `resume_at` None means it does not clear by itself (a person
+    has to act, e.g. new credentials). `zone`, when given, is the zone the resume time is told in.
+    """
+
+    run_status: ClassVar[str] = "interrupted"
+    summary: str = "the CRM cannot be called again for now"
+
+    def __init__(self, message: str, *, resume_at: datetime | None = None, summary: str | None = None,
+                 zone: tzinfo | None = None, **details: Any) -> None:
+        super().__init__(message, **details)
+        self.resume_at = resume_at
+        self.zone = zone
+        if summary is not None:
+            self.summary = summary
+
+    def run_reason(self) -> str:
+        """The stop as one line: what happened (led by `summary`, if any), and when the run can go on."""
+        if self.resume_at is None:
+            when = "it does not clear by itself: fix it, then run again"
+        elif self.zone is not None:
+            when = f"the next run resumes after {self.resume_at.astimezone(self.zone):%Y-%m-%d %H:%M %Z}"
+        else:
+            utc = self.resume_at.astimezone(timezone.utc)
+            when = f"the next run resumes after {utc:%Y-%m-%d %H:%M:%S} UTC"
+        return f"{self.summary}: {self}; {when}" if self.summary else f"{self}; {when}"
 
 
 def field_reason(exc: ConnectorError) -> str:

@@ -8,7 +8,7 @@ window arithmetic can overflow; anything outside is refused (exit 2) by `check_r
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tzlocal import get_localzone
@@ -23,6 +23,12 @@ FIRST_DAY, LAST_DAY = EARLIEST.date(), (LATEST - timedelta(days=1)).date()
 def utcnow() -> datetime:
     """The current time, aware, in UTC."""
     return datetime.now(UTC)
+
+
+def next_midnight(now: datetime, tz: tzinfo) -> datetime:
+    """The first 00:00 in zone `tz` after `now`, in UTC: when a daily allowance counted by `tz`'s day resets."""
+    local = now.astimezone(tz)
+    return datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
 
 
 def zone(name: str | None, field: str = "timezone", *, default: str | None = None) -> ZoneInfo:

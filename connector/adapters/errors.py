@@ -1,17 +1,17 @@
 """Typed CRM errors shared by every vendor client.
 
-Branches say what the caller can do: retry later (`RetriableCrmError`), stop the whole run at once
-because no later call of it can succeed (`ResumeLater`: the daily allowance used up, the token-refresh
-limit reached, credentials refused), fix credentials (`AuthError`), or record the bad item and go on
-(`CrmRequestError`). Messages and details are redacted before they are built.
+Branches say what the caller can do: retry later (`RetriableCrmError`, `retriable` True), stop the
+whole run at once because no later call of it can succeed (`connector.errors.ResumeLater`: the daily
+allowance used up, the token-refresh limit reached, credentials refused), fix credentials
+(`AuthError`), or record the bad item and go on (`CrmRequestError`). Every other class is fatal:
+the same request cannot succeed. Messages and details are redacted before they are built.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from connector.errors import ConnectorError
+from connector.errors import ConnectorError, ResumeLater
 
 
 class CrmError(ConnectorError):
@@ -50,6 +50,8 @@ class CrmError(ConnectorError):
 class RetriableCrmError(CrmError):
     """Transient: throttling, server errors, timeouts, connection failures. A retry may succeed."""
 
+    retriable: ClassVar[bool] = True
+
     def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
         super().__init__(message, **kw)
         self.retry_after = retry_after
@@ -64,7 +66,12 @@ class ServerError(RetriableCrmError):
 
 
 class CrmConnectionError(RetriableCrmError):
-    """The request never got an answer (DNS, refused, reset, timeout)."""
+    """The request never got an answer (DNS, refused, reset, timeout). `never_sent`: the connection was
+    not even made, so nothing reached the CRM and even a call that is not idempotent may be repeated."""
+
+    def __init__(self, message: str, *, never_sent: bool = False, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.never_sent = never_sent
 
 
 class FatalCrmError(CrmError):
@@ -73,21 +80,6 @@ class FatalCrmError(CrmError):
 
 class AuthError(FatalCrmError):
     """Credentials are wrong, revoked or lack a scope."""
-
-
-class ResumeLater(FatalCrmError):
-    """No later call of this run can succeed: the run stops at once and may resume at `resume_at`.
-
-    The clients raise it; per-record and per-batch handlers let it through, and the sync runner catches
-    it once and ends the run as `run_status` with `summary` and the resume time as its reason.
-    `resume_at` None means it does not clear by itself (a person has to act, e.g. new credentials)."""
-
-    run_status = "interrupted"
-    summary = "the CRM cannot be called again for now"
-
-    def __init__(self, message: str, *, resume_at: datetime | None = None, **kw: Any) -> None:
-        super().__init__(message, **kw)
-        self.resume_at = resume_at
 
 
 class TokenRefreshLimited(ResumeLater, AuthError):
@@ -107,8 +99,12 @@ class PermissionDenied(FatalCrmError):
     """Authenticated, but not allowed to do this."""
 
 
-class QuotaExhausted(ResumeLater):
-    """The daily API quota/credits are used up; the run stops and resumes after `resume_at`."""
+class QuotaExhausted(ResumeLater, FatalCrmError):
+    """The day's API allowance is used up; the run stops and resumes after `resume_at`.
+
+    The one error for both allowances: the CRM's own daily quota/credits (`crm` set) and the
+    connection's local daily budget (`connector.sync.budget`, `crm` empty), which refuses a call
+    before it is sent."""
 
     run_status = "budget"
     summary = "the CRM's daily API allowance is used up"
@@ -120,3 +116,8 @@ class CrmRequestError(FatalCrmError):
 
 class CrmNotFound(CrmRequestError):
     """The module, object or record does not exist."""
+
+
+class UnexpectedAnswer(FatalCrmError):
+    """The CRM answered something this client cannot use (an unexpected status, a result list that does not
+    match the request, a page cap passed without a way on); trying the same request again will not help."""

@@ -1,14 +1,14 @@
 """Retry policy shared by the vendor clients (tenacity), with Retry-After and an injectable sleep; the
 early-refresh rule for their access tokens; and the CRM's clock as its answers state it.
 
-Only `RetriableCrmError` is retried; a validation error never is. Waits grow exponentially with
-full jitter and a cap, and a server-given Retry-After (within the cap) wins over the formula.
+Only errors whose class is `retriable` are retried; a validation error never is. Waits follow
+`connector.backoff.backoff` (doubling, capped, jittered into the upper half), and a server-given
+Retry-After (within the cap) wins over the formula.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,9 +18,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from connector.adapters.errors import CrmConnectionError, RateLimited, RetriableCrmError
+from connector.adapters.errors import CrmConnectionError, RateLimited
+from connector.backoff import backoff, half_jitter
+from connector.errors import is_retriable
 
 log = logging.getLogger("connector.http")
 
@@ -49,11 +51,7 @@ class RetryPolicy:
         """Delay before retry number `attempt` (1-based)."""
         if retry_after is not None and retry_after >= 0:
             return min(retry_after, self.max_delay)
-        ceiling = min(self.max_delay, self.initial_delay * (2 ** (attempt - 1)))
-        if not self.jitter:
-            return ceiling
-        # Jitter into [ceiling/2, ceiling] so callers do not retry in lockstep, yet never too soon.
-        return ceiling / 2 + random.random() * ceiling / 2
+        return backoff(attempt, self.initial_delay, self.max_delay, jitter=half_jitter if self.jitter else None)
 
     def retrying(self, describe: Callable[[], str] = lambda: "request",
                  on_wait: Callable[[float, str], None] | None = None) -> Retrying:
@@ -76,7 +74,7 @@ class RetryPolicy:
         if self.sleep is not None:
             kwargs["sleep"] = self.sleep
         return Retrying(
-            retry=retry_if_exception_type(RetriableCrmError),
+            retry=retry_if_exception(is_retriable),
             stop=stop_after_attempt(self.max_attempts),
             wait=_wait,
             before_sleep=_before_sleep,
@@ -113,16 +111,6 @@ def connection_failure(exc: requests.RequestException, url: str) -> str:
 
 _DNS_HINTS = ("NameResolutionError", "Name or service not known", "nodename nor servname", "getaddrinfo failed",
               "Temporary failure in name resolution", "No address associated")
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (seconds form only; dates are treated as absent)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 class ServerClock:

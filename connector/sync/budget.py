@@ -3,28 +3,21 @@
 The count lives in `sync_api_usage`, one row per connection and day, where the day is the calendar day
 in the connection's time zone (Zoho and Fxiaoke both reset their daily allowances at local midnight of
 the org). Every attempt is counted, retries included, so the count can run a little above what the CRM
-charges, never below it.
+charges, never below it. A call that would pass the limit is refused with the same `QuotaExhausted` the
+CRM's own quota raises (with no `crm`), so a run stops the one way for either.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, time, timedelta, timezone, tzinfo
+from datetime import datetime, tzinfo
 
 from sqlalchemy import Engine, select
 
+from connector.adapters.errors import QuotaExhausted
 from connector.db.engine import write_transaction
-from connector.timeutil import utcnow
+from connector.timeutil import next_midnight, utcnow
 from connector.sync import tables as t
-
-
-class BudgetExhausted(Exception):
-    """The next call would pass the day's budget; the run must stop and resume in the next window."""
-
-    def __init__(self, reason: str, resumes_at: datetime) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.resumes_at = resumes_at
 
 
 class ApiBudget:
@@ -45,9 +38,7 @@ class ApiBudget:
 
     def next_window(self, now: datetime | None = None) -> datetime:
         """When the next day starts (UTC)."""
-        local = (now or self.clock()).astimezone(self.tz)
-        midnight = datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=self.tz)
-        return midnight.astimezone(timezone.utc)
+        return next_midnight(now or self.clock(), self.tz)
 
     def used(self, now: datetime | None = None) -> int:
         """Units spent today."""
@@ -61,7 +52,7 @@ class ApiBudget:
         return None if self.limit is None else max(0, self.limit - self.used(now))
 
     def charge(self, call_type: str, credits: int = 1) -> None:
-        """Count one call of `credits` credits, or raise BudgetExhausted if it would pass the limit."""
+        """Count one call of `credits` credits, or raise QuotaExhausted if it would pass the limit."""
         now = self.clock()
         cost = credits if self.unit == "credits" else 1
         day = self.day(now)
@@ -70,11 +61,11 @@ class ApiBudget:
             row = conn.execute(select(u.calls, u.credits).where(u.connection == self.connection, u.day == day)).first()
             spent = 0 if row is None else (row.credits if self.unit == "credits" else row.calls)
             if self.limit is not None and spent + cost > self.limit:
-                resumes = self.next_window(now)
-                raise BudgetExhausted(
+                # The message says what; `run_reason()` adds when, in the connection's zone.
+                raise QuotaExhausted(
                     f"daily API budget of {self.limit} {self.unit} for {self.connection!r} would be passed by a "
-                    f"{call_type} call costing {cost} ({spent} spent on {day}); resumes after "
-                    f"{resumes.astimezone(self.tz):%Y-%m-%d %H:%M %Z}", resumes)
+                    f"{call_type} call costing {cost} ({spent} spent on {day})", resume_at=self.next_window(now),
+                    summary="", zone=self.tz)
             if row is None:
                 conn.execute(t.api_usage.insert().values(connection=self.connection, day=day, calls=1,
                                                          credits=credits, updated_at=now))

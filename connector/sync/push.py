@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import bindparam, select
 
 from connector.adapters.base import FieldUpdate, TaskRequest
-from connector.adapters.errors import CrmError, ResumeLater
-from connector.errors import ConnectorError
+from connector.adapters.errors import CrmError
+from connector.errors import ConnectorError, ResumeLater
 from connector.db.engine import write_transaction
 from connector.mapping.models import Mapping
 from connector.sync import state

@@ -10,16 +10,16 @@ import logging
 import os
 from collections.abc import Callable
 from contextlib import ExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from connector.adapters.base import CrmAdapter
-from connector.adapters.errors import CrmError, ResumeLater
+from connector.adapters.errors import CrmError
 from connector.config import MassChangeGuard
-from connector.errors import ConnectorError, MappingMismatch, StorageFull
+from connector.errors import ConnectorError, MappingMismatch, ResumeLater, StorageFull
 from connector.ledger import Ledger
 from connector.db.engine import storage_full
 from connector.timeutil import utcnow
@@ -27,7 +27,7 @@ from connector.logs import run_context
 from connector.mapping.models import Mapping
 from connector.sync import state
 from connector.sync import tables as t
-from connector.sync.budget import ApiBudget, BudgetExhausted
+from connector.sync.budget import ApiBudget
 from connector.sync.checks import preflight
 from connector.sync.context import Ctx, RunReport, StopRequested
 from connector.sync.dryrun import DryRunAdapter, scratch_engine
@@ -187,11 +187,9 @@ class SyncEngine:
         except StopRequested as stop:
             report.status, report.reason = stop.status, stop.reason
             log.warning("run %s of %s stopped early: %s", ctx.run_id, self.connection, stop.reason)
-        except BudgetExhausted as exc:
-            report.status, report.reason, report.resumes_at = "budget", exc.reason, exc.resumes_at
-            log.warning("run %s of %s stopped for the API budget: %s", ctx.run_id, self.connection, exc.reason)
-        except ResumeLater as exc:  # no later call of this run can succeed: stop once, say why and until when
-            report.status, report.resumes_at, report.reason = exc.run_status, exc.resume_at, resume_reason(exc)
+        except ResumeLater as exc:  # no later call of this run can succeed (a used-up budget or quota, no token):
+            # stop once, say why and until when
+            report.status, report.resumes_at, report.reason = exc.run_status, exc.resume_at, exc.run_reason()
             log.warning("run %s of %s stopped: %s", ctx.run_id, self.connection, report.reason)
         except (CrmError, ConnectorError, LeaseLost) as exc:  # the run's failure (its reason), not a record's
             report.status = "failed"
@@ -234,10 +232,3 @@ class SyncEngine:
             raise disk_full
         return report
 
-
-def resume_reason(exc: ResumeLater) -> str:
-    """A run-wide stop as one line: what happened, the CRM's answer, and when the run can go on."""
-    when = (f"the next run resumes after {exc.resume_at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
-            if exc.resume_at is not None
-            else "it does not clear by itself: fix it, then run again")
-    return f"{exc.summary}: {exc}; {when}"

@@ -14,7 +14,8 @@ from sqlalchemy import select
 from connector.ledger import Ledger
 from connector.db.engine import make_engine
 from connector.sync import tables as t
-from connector.sync.budget import ApiBudget, BudgetExhausted
+from connector.adapters.errors import QuotaExhausted
+from connector.sync.budget import ApiBudget
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "sync"))
 from helpers import Clock, zoho_engine  # noqa: E402
@@ -29,10 +30,12 @@ def test_charges_count_per_day_in_the_connection_zone(tmp_path: Path) -> None:
     budget.charge("read", 1)
     budget.charge("write", 10)
     assert budget.used() == 11 and budget.remaining() == 1
-    with pytest.raises(BudgetExhausted, match=r"would be passed by a deleted call costing 2 \(11 spent on "
-                       r"2026-11-27\); resumes after 2026-11-28 00:00 CST") as info:
+    with pytest.raises(QuotaExhausted, match=r"would be passed by a deleted call costing 2 \(11 spent on "
+                       r"2026-11-27\)$") as info:
         budget.charge("deleted", 2)
-    assert info.value.resumes_at == datetime(2026, 11, 27, 16, 0, tzinfo=timezone.utc)
+    assert info.value.resume_at == datetime(2026, 11, 27, 16, 0, tzinfo=timezone.utc)
+    assert info.value.run_reason().endswith("(11 spent on 2026-11-27); the next run resumes after 2026-11-28 00:00 CST")
+    assert info.value.run_status == "budget" and not info.value.retriable
     assert budget.used() == 11  # a refused call is not counted
     clock.advance(minutes=2)  # a new day in Shanghai, still the 27th in UTC
     assert budget.used() == 0 and budget.day() == "2026-11-28"
@@ -86,7 +89,7 @@ class RecordingAdapter:
         from connector.adapters.base import WriteResult
 
         if len(self.sent) >= self.allow:
-            raise BudgetExhausted("budget", datetime(2026, 11, 28, tzinfo=timezone.utc))
+            raise QuotaExhausted("budget", resume_at=datetime(2026, 11, 28, tzinfo=timezone.utc))
         self.sent.append([u.crm_id for u in updates])
         return [WriteResult(crm_id=u.crm_id, ok=True) for u in updates]
 
@@ -113,7 +116,7 @@ def test_money_writes_go_first_and_a_tight_budget_stops_on_cosmetic_ones(tmp_pat
     adapter = RecordingAdapter(allow=2)
     ctx = Ctx(connection="zoho", engine=engine, ledger=Ledger(engine), adapter=adapter,  # type: ignore[arg-type]
               mapping=mapping, clock=lambda: now, overlap=timedelta(0), report=RunReport(connection="zoho"))
-    with pytest.raises(BudgetExhausted):
+    with pytest.raises(QuotaExhausted):
         push(ctx)
     assert adapter.sent == [["balance"], ["available"]]
     adapter.allow = 10

@@ -284,7 +284,7 @@ class FxiaokeAdapter(CrmAdapter):
     def describe(self, module: str) -> list[FieldInfo]:
         """Field metadata from /cgi/crm/v2/object/describe."""
         out: list[FieldInfo] = []
-        for name, meta in sorted(self.client.describe(module).items()):
+        for name, meta in sorted(self.client.fields(module).items()):
             kind = str(meta.get("type", ""))
             out.append(FieldInfo(
                 api_name=name, label=str(meta.get("label", "")), data_type=kind,
@@ -366,7 +366,7 @@ class FxiaokeAdapter(CrmAdapter):
         return out
 
     def _record_owner(self, module: str, record_id: str) -> str | None:
-        owner = self.client.get(module, record_id).get("owner")
+        owner = self.client.get_record(module, record_id).get("owner")
         return str(owner[0]) if isinstance(owner, list) and owner else None
 
     def _create_task(self, task: TaskRequest, owner: str | None) -> TaskRef:
@@ -425,10 +425,7 @@ class FxiaokeAdapter(CrmAdapter):
 
     def usage(self) -> ApiUsage:
         """Calls made so far (business calls by path, plus token calls)."""
-        stats = self.client.stats
-        by_type = dict(stats.by_path)
-        by_type["token"] = self.client.token_calls
-        return ApiUsage(calls=stats.calls + self.client.token_calls, by_type=by_type)
+        return self.client.usage()
 
     def close(self) -> None:
         """Nothing pooled beyond the requests session, which the caller owns."""

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import requests
+from pydantic import SecretStr
 
 from connector.adapters.errors import AuthError, CrmConnectionError, ServerError, TokenRefreshLimited
 from connector.adapters.fxiaoke.envelope import CRM, error_for
@@ -34,12 +35,22 @@ DEFAULT_ENV = {"app_id": "FXIAOKE_APP_ID", "app_secret": "FXIAOKE_APP_SECRET",
 
 @dataclass(frozen=True)
 class FxiaokeCredentials:
-    """The app's credentials; the secret parts never appear in reprs."""
+    """The app's credentials; the secret parts are `SecretStr` (plain strings given are wrapped)."""
 
     app_id: str
-    app_secret: str = field(repr=False)
-    permanent_code: str = field(repr=False)
+    app_secret: SecretStr
+    permanent_code: SecretStr
     env_names: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ENV), compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("app_secret", "permanent_code"):
+            value = getattr(self, name)
+            if not isinstance(value, SecretStr):
+                object.__setattr__(self, name, SecretStr(str(value)))
+
+    def secrets(self) -> tuple[str, ...]:
+        """Values to mask in any text that leaves the process."""
+        return (self.app_secret.get_secret_value(), self.permanent_code.get_secret_value())
 
     @classmethod
     def from_env(cls, names: Mapping[str, str] | None = None,
@@ -51,8 +62,8 @@ class FxiaokeCredentials:
         if missing:
             raise ConfigError(f"fxiaoke credentials: environment variable(s) {', '.join(missing)} not set",
                               field="fxiaoke.credentials")
-        return cls(app_id=env[names["app_id"]], app_secret=env[names["app_secret"]],
-                   permanent_code=env[names["permanent_code"]], env_names=names)
+        return cls(app_id=env[names["app_id"]], app_secret=SecretStr(env[names["app_secret"]]),
+                   permanent_code=SecretStr(env[names["permanent_code"]]), env_names=names)
 
 
 @dataclass(frozen=True)
@@ -73,7 +84,7 @@ class FxiaokeAuth:
                  margin: float = 300.0, timeout: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
         self._credentials = credentials
-        self._session = session or requests.Session()
+        self.session = session or requests.Session()
         self._clock = clock
         self._wall_clock = wall_clock
         self._margin = margin
@@ -87,7 +98,7 @@ class FxiaokeAuth:
 
     def secrets(self) -> tuple[str, ...]:
         """Values that must be masked wherever they could appear."""
-        values = [self._credentials.app_secret, self._credentials.permanent_code]
+        values = list(self._credentials.secrets())
         if self._token is not None:
             values.append(self._token.value)
         return tuple(values)
@@ -109,12 +120,13 @@ class FxiaokeAuth:
 
     def _fetch(self) -> CorpToken:
         creds = self._credentials
-        body = {"appId": creds.app_id, "appSecret": creds.app_secret, "permanentCode": creds.permanent_code}
+        body = {"appId": creds.app_id, "appSecret": creds.app_secret.get_secret_value(),
+                "permanentCode": creds.permanent_code.get_secret_value()}
         url = f"{self.base_url}{TOKEN_PATH}"
         self.token_calls += 1
         started = self._clock()
         try:
-            response = self._session.post(url, params={"thirdTraceId": str(uuid.uuid4())}, json=body,
+            response = self.session.post(url, params={"thirdTraceId": str(uuid.uuid4())}, json=body,
                                           timeout=self._timeout)
         except requests.RequestException as exc:
             raise CrmConnectionError(f"cannot reach the Fxiaoke token endpoint: {connection_failure(exc, url)}",

@@ -1,6 +1,6 @@
 """Fxiaoke Open API client: one POST/JSON chokepoint, envelope errors, retries, keyset paging.
 
-Every call goes through `FxiaokeClient.call`: pace the path (100 calls / 20 s per interface),
+Every call goes through `FxiaokeClient.request`: pace the path (100 calls / 20 s per interface),
 sign the body with the corp token (legacy body credentials), send, read the envelope, refresh the
 token once on 20016, and raise the typed error the `errorCode` stands for. Transient failures
 (throttling codes, -1/-2, network errors, 5xx) are retried by the shared tenacity policy.
@@ -22,17 +22,18 @@ from typing import Any
 import requests
 
 from connector import money, redact
-from connector.adapters.base import CallGate, WaitListener
+from connector.adapters.base import ApiUsage, CallGate, WaitListener
 from connector.adapters.errors import (
     CredentialsRejected,
     CrmConnectionError,
-    CrmError,
     RateLimited,
     ServerError,
+    UnexpectedAnswer,
 )
 from connector.adapters.fxiaoke.auth import CorpToken, FxiaokeAuth
 from connector.adapters.fxiaoke.envelope import CHINA_TZ, CRM, TOKEN_EXPIRED, error_for
 from connector.adapters.http import RetryPolicy, ServerClock, connection_failure
+from connector.adapters.paging import PagingLoop, Paginator
 from connector.errors import InvalidInput
 
 log = logging.getLogger("connector.fxiaoke")
@@ -141,7 +142,7 @@ class FxiaokeClient:
                  trigger_work_flow: bool = False) -> None:
         self.base_url = base_url.rstrip("/")
         self._auth = auth
-        self._session = session or requests.Session()
+        self.session = session or requests.Session()
         self._open_user_id = open_user_id
         self._mobile = mobile
         self._user_lock = threading.Lock()
@@ -173,6 +174,14 @@ class FxiaokeClient:
         """Seconds spent waiting on the client-side per-path pacer."""
         return self._pacer.waited if self._pacer else 0.0
 
+    def usage(self) -> ApiUsage:
+        """Calls made so far: business calls by path, plus token calls."""
+        with self._stats_lock:
+            by_type = dict(self.stats.by_path)
+            calls = self.stats.calls
+        by_type["token"] = self.token_calls
+        return ApiUsage(calls=calls + self.token_calls, by_type=by_type)
+
     def _pace_sleep(self, seconds: float) -> None:
         if self.on_wait is not None:
             self.on_wait(seconds, "pacing calls under Fxiaoke's per-interface limit")
@@ -186,7 +195,7 @@ class FxiaokeClient:
 
     # -- the chokepoint -------------------------------------------------------------------------
 
-    def call(self, path: str, payload: Mapping[str, Any], *, as_user: bool = True) -> dict[str, Any]:
+    def request(self, path: str, payload: Mapping[str, Any], *, as_user: bool = True) -> dict[str, Any]:
         """POST `payload` (plus credentials) to `path`; return the success envelope or raise."""
         request = f"POST {path}"
         for attempt in self._retry.retrying(describe=lambda: request, on_wait=self.on_wait):
@@ -236,7 +245,7 @@ class FxiaokeClient:
             self.stats.by_path[path] = self.stats.by_path.get(path, 0) + 1
         secrets = self._auth.secrets()
         try:
-            response = self._session.post(f"{self.base_url}{path}", params={"thirdTraceId": str(uuid.uuid4())},
+            response = self.session.post(f"{self.base_url}{path}", params={"thirdTraceId": str(uuid.uuid4())},
                                           json=body, timeout=self._timeout)
         except requests.RequestException as exc:
             raise CrmConnectionError(f"cannot reach Fxiaoke: {connection_failure(exc, self.base_url)}", crm=CRM,
@@ -246,8 +255,9 @@ class FxiaokeClient:
             raise ServerError(f"HTTP {response.status_code} from gateway", crm=CRM, status=response.status_code,
                               request=f"POST {path}")
         if response.status_code != 200:
-            raise CrmError(f"unexpected HTTP {response.status_code}: {redact.text(response.text[:300], secrets)}",
-                           crm=CRM, status=response.status_code, request=f"POST {path}")
+            raise UnexpectedAnswer(f"unexpected HTTP {response.status_code}: "
+                                   f"{redact.text(response.text[:300], secrets)}",
+                                   crm=CRM, status=response.status_code, request=f"POST {path}")
         try:
             parsed = money.json_loads(response.content)  # every number exact: no float on the way
         except ValueError:
@@ -268,7 +278,7 @@ class FxiaokeClient:
             if not self._mobile:
                 raise InvalidInput("fxiaoke: set open_user_id or a mobile number to resolve it",
                                    field="fxiaoke.open_user_id")
-            body = self.call("/cgi/user/getByMobile", {"mobile": self._mobile}, as_user=False)
+            body = self.request("/cgi/user/getByMobile", {"mobile": self._mobile}, as_user=False)
             employees = body.get("empList") or []
             if not employees or not employees[0].get("openUserId"):
                 raise InvalidInput("fxiaoke: no employee has the configured mobile number",
@@ -278,7 +288,7 @@ class FxiaokeClient:
 
     def employee_names(self) -> dict[str, str]:
         """openUserId -> name for the whole company (stopped employees included): one /cgi/user/list call."""
-        body = self.call("/cgi/user/list", {"departmentId": WHOLE_COMPANY, "fetchChild": True,
+        body = self.request("/cgi/user/list", {"departmentId": WHOLE_COMPANY, "fetchChild": True,
                                             "showDepartmentIdsDetail": False}, as_user=False)
         users = body.get("userList")
         if not isinstance(users, list):
@@ -305,7 +315,7 @@ class FxiaokeClient:
         # includeNull: an empty field comes back as null instead of being left out, so a field that is
         # left out is one the API user cannot see (or that does not exist), never a value to act on
         query = {"dataObjectApiName": api_name, "find_explicit_total_num": False, "search_query_info": info}
-        body = self.call(f"{data_prefix(api_name)}/query", {"includeNull": True, "data": query})
+        body = self.request(f"{data_prefix(api_name)}/query", {"includeNull": True, "data": query})
         data = body.get("data") or {}
         records = data.get("dataList") if isinstance(data, dict) else None
         if not isinstance(records, list):
@@ -326,8 +336,12 @@ class FxiaokeClient:
             base.append({"field_name": "last_modified_time", "field_values": [since_ms], "operator": "GTE"})
         if projection is not None and "_id" not in projection:
             projection = ["_id", *projection]
-        last_id: str | None = None
+        request = f"POST {data_prefix(api_name)}/query"
+        # Where the read is: the last `_id` read (None before the first page).
+        pages: Paginator[str | None] = Paginator(None, crm=CRM, what=api_name, request=request,
+                                                 show=lambda last: f"_id {last!r}")
         while True:
+            last_id = pages.current
             page_filters = list(base)
             if last_id is not None:
                 page_filters.append({"field_name": "_id", "field_values": [last_id], "operator": "GT"})
@@ -337,17 +351,18 @@ class FxiaokeClient:
                 record_id = record.get("_id")
                 if not isinstance(record_id, str) or (last_id is not None and record_id <= last_id):
                     # A keyset that does not advance would loop forever or repeat records.
-                    raise ServerError(f"{api_name}: paging did not advance past _id {last_id!r} "
-                                      f"(got {record_id!r})", crm=CRM, status=200,
-                                      request=f"POST {data_prefix(api_name)}/query")
+                    raise PagingLoop(f"{api_name}: paging did not advance past _id {last_id!r} "
+                                     f"(got {record_id!r})", crm=CRM, status=200, request=request)
                 last_id = record_id
                 yield record
             if len(page) < page_size:
+                pages.finish()
                 return
+            pages.advance(last_id)
 
-    def get(self, api_name: str, record_id: str) -> dict[str, Any]:
+    def get_record(self, api_name: str, record_id: str) -> dict[str, Any]:
         """One record by id."""
-        body = self.call(f"{data_prefix(api_name)}/get",
+        body = self.request(f"{data_prefix(api_name)}/get",
                          {"data": {"dataObjectApiName": api_name, "objectDataId": record_id}})
         data = body.get("data")
         return data if isinstance(data, dict) else {}
@@ -364,7 +379,7 @@ class FxiaokeClient:
                                                 "dataObjectApiName": api_name}}
         if details:
             data["details"] = {k: [dict(r) for r in rows] for k, rows in details.items()}
-        body = self.call(f"{data_prefix(api_name)}/create", {**self._write_flags(), "data": data})
+        body = self.request(f"{data_prefix(api_name)}/create", {**self._write_flags(), "data": data})
         data_id = body.get("dataId") or (body.get("data") or {}).get("_id")
         if not data_id:
             raise ServerError(f"{api_name}: create answered without dataId", crm=CRM, status=200,
@@ -375,27 +390,27 @@ class FxiaokeClient:
         """Partial update: only `fields` change; `_id` travels inside `object_data`."""
         object_data = {k: encode_value(v, k) for k, v in fields.items()}
         object_data.update({"_id": record_id, "dataObjectApiName": api_name})
-        self.call(f"{data_prefix(api_name)}/update", {**self._write_flags(), "data": {"object_data": object_data}})
+        self.request(f"{data_prefix(api_name)}/update", {**self._write_flags(), "data": {"object_data": object_data}})
 
     def invalid(self, api_name: str, record_id: str) -> None:
         """Invalidate (作废, soft-delete) a record."""
-        self.call(f"{data_prefix(api_name)}/invalid",
+        self.request(f"{data_prefix(api_name)}/invalid",
                   {"data": {"dataObjectApiName": api_name, "object_data_id": record_id}})
 
-    def describe(self, api_name: str) -> dict[str, Any]:
+    def fields(self, api_name: str) -> dict[str, Any]:
         """Field metadata (`data.describe.fields`) of an object."""
-        body = self.call("/cgi/crm/v2/object/describe",
+        body = self.request("/cgi/crm/v2/object/describe",
                          {"includeDetail": True, "data": {"apiName": api_name, "includeDetail": True}})
         describe = (body.get("data") or {}).get("describe") or {}
         fields = describe.get("fields")
         return fields if isinstance(fields, dict) else {}
 
-    def object_list(self) -> list[dict[str, Any]]:
+    def modules(self) -> list[dict[str, Any]]:
         """The tenant's objects (`describeApiName`, `defineType`, `isActive`)."""
-        body = self.call("/cgi/crm/v2/object/list", {"data": {}})
+        body = self.request("/cgi/crm/v2/object/list", {"data": {}})
         return list((body.get("data") or {}).get("objects") or [])
 
     def send_text(self, to_users: Sequence[str], content: str) -> None:
         """Send a text message to employees (openUserIds) through /cgi/message/send."""
-        self.call("/cgi/message/send", {"toUser": list(to_users)[:500], "msgType": "text",
+        self.request("/cgi/message/send", {"toUser": list(to_users)[:500], "msgType": "text",
                                         "text": {"content": content}}, as_user=False)

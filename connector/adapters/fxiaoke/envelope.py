@@ -19,10 +19,10 @@ from connector.adapters.errors import (
     PermissionDenied,
     QuotaExhausted,
     RateLimited,
-    ResumeLater,
     ServerError,
     TokenRefreshLimited,
 )
+from connector.timeutil import next_midnight
 
 CRM = "fxiaoke"
 TOKEN_EXPIRED = 20016
@@ -57,9 +57,7 @@ TOKEN_ERROR_TABLE: dict[int, type[CrmError]] = {
 
 def next_quota_reset(now: datetime) -> datetime:
     """The next 00:00 China time after `now`, when the daily quota is counted afresh."""
-    local = now.astimezone(CHINA_TZ)
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-    return midnight.astimezone(timezone.utc)
+    return next_midnight(now, CHINA_TZ)
 
 
 def error_for(body: Mapping[str, Any], *, request: str, now: datetime, token_call: bool = False,
@@ -92,6 +90,4 @@ def error_for(body: Mapping[str, Any], *, request: str, now: datetime, token_cal
         return QuotaExhausted(message, resume_at=resume, **kw)
     if cls is TokenRefreshLimited:
         return TokenRefreshLimited(message, resume_at=now + TOKEN_WINDOW, **kw)
-    if issubclass(cls, ResumeLater):
-        return cls(message, resume_at=None, **kw)
-    return cls(message, **kw)
+    return cls(message, **kw)  # any other ResumeLater (refused credentials) does not clear by itself

@@ -14,13 +14,13 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
 import requests
-from tenacity import retry_if_exception_type
+from tenacity import retry_if_exception
 
 from connector import money, redact
 from connector.adapters.base import ApiUsage, CallGate, WaitListener
@@ -35,9 +35,14 @@ from connector.adapters.errors import (
     QuotaExhausted,
     RateLimited,
     ServerError,
+    UnexpectedAnswer,
 )
-from connector.adapters.http import RetryPolicy, ServerClock, connection_failure, parse_retry_after
+from connector.adapters.http import RetryPolicy, ServerClock, connection_failure
+from connector.adapters.paging import Paginator
 from connector.adapters.zoho.auth import ZohoAuth
+from connector.backoff import parse_retry_after
+from connector.errors import is_retriable
+from connector.timeutil import next_midnight, utcnow, zone
 
 log = logging.getLogger("connector.zoho.client")
 
@@ -206,12 +211,16 @@ class _RecentKeys:
 
 
 class ZohoClient:
-    """Talks to one Zoho CRM org; thread-safe, with one `requests.Session`."""
+    """Talks to one Zoho CRM org; thread-safe, with one `requests.Session`.
+
+    `org_zone` is the org's time zone, whose midnight starts a new day of API credits (default: this
+    machine's zone, as for the connection's API budget)."""
 
     def __init__(self, auth: ZohoAuth, *, session: requests.Session | None = None,
                  retry: RetryPolicy | None = None, timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-                 trigger: Sequence[str] = (), api_version: str = API_VERSION) -> None:
+                 trigger: Sequence[str] = (), api_version: str = API_VERSION, org_zone: tzinfo | None = None) -> None:
         self.auth = auth
+        self.org_zone = org_zone or zone(None)
         self.session = session or auth.session
         self.retry = retry or RetryPolicy()
         self.timeout = timeout
@@ -234,13 +243,14 @@ class ZohoClient:
         if not idempotent:
             # A POST that created records cannot be repeated blindly; only a 429 (refused before
             # any work) or a failed connect is safe to retry. Callers re-check and retry the rest.
-            retrying = retrying.copy(retry=retry_if_exception_type((RateLimited, _ConnectFailed)))
-        try:
-            for attempt in retrying:
-                with attempt:
-                    return self._send(method, path, params, body, headers, call_type, credits, described)
-        except _ConnectFailed as exc:
-            raise exc.error from None
+            retrying = retrying.copy(retry=retry_if_exception(_safe_to_repeat))
+        else:
+            # Other calls retry every transient failure except a refused or timed-out connect, which
+            # fails at once naming the server (as this client always has; writes do repeat it, above).
+            retrying = retrying.copy(retry=retry_if_exception(_retried_when_idempotent))
+        for attempt in retrying:
+            with attempt:
+                return self._send(method, path, params, body, headers, call_type, credits, described)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(self, method: str, path: str, params: Mapping[str, Any] | None, body: Any,
@@ -261,11 +271,9 @@ class ZohoClient:
                                             headers=send_headers, timeout=self.timeout)
             except requests.ConnectionError as exc:
                 self.meter.add(call_type, credits, charged=False)
-                error = CrmConnectionError(f"cannot reach Zoho: {connection_failure(exc, url)}", crm="zoho",
-                                           request=redact.url(described))
-                if isinstance(exc, requests.ConnectTimeout) or "Connection refused" in str(exc):
-                    raise _ConnectFailed(error) from None
-                raise error from None
+                never_sent = isinstance(exc, requests.ConnectTimeout) or "Connection refused" in str(exc)
+                raise CrmConnectionError(f"cannot reach Zoho: {connection_failure(exc, url)}", crm="zoho",
+                                         request=redact.url(described), never_sent=never_sent) from None
             except requests.Timeout as exc:
                 self.meter.add(call_type, credits, charged=False)
                 raise CrmConnectionError(f"Zoho did not answer in time: {type(exc).__name__}", crm="zoho",
@@ -290,6 +298,11 @@ class ZohoClient:
                                           crm="zoho", status=error.status, code=error.code, request=error.request)
             raise error
 
+    def quota_resets_at(self, now: datetime | None = None) -> datetime:
+        """When a used-up day of API credits is over: the org's next midnight after `now` (default: the time
+        of Zoho's latest answer, else this machine's), in UTC."""
+        return next_midnight(now or self.server_clock.latest or utcnow(), self.org_zone)
+
     @staticmethod
     def _decode(resp: requests.Response) -> Any:
         if resp.status_code in _EMPTY or not resp.content:
@@ -312,10 +325,11 @@ class ZohoClient:
                                   "request": redact.text(redact.url(described), secrets)}
         message = redact.text(message, secrets)
         # Zoho answers 429 both for the concurrency limit (wait and retry) and for used-up daily credits
-        # (retrying is futile): X-API-CREDITS-REMAINING below this call's cost tells them apart.
+        # (retrying is futile): X-API-CREDITS-REMAINING below this call's cost tells them apart. The run
+        # comes back at the org's next midnight, by Zoho's own clock when its answer said the time.
         if cls is RateLimited and self.meter.remaining is not None and self.meter.remaining < credits:
             return QuotaExhausted(f"Zoho daily API credits are used up: {message}",
-                                  resume_at=datetime.now(timezone.utc) + timedelta(hours=24), **kwargs)
+                                  resume_at=self.quota_resets_at(), **kwargs)
         if issubclass(cls, RateLimited):
             return cls(message, retry_after=parse_retry_after(headers.get("Retry-After")), **kwargs)
         return cls(message, **kwargs)
@@ -358,10 +372,13 @@ class ZohoClient:
     def _chain(self, module: str, base: Mapping[str, Any], floor: datetime | None, chain: _Chain
                ) -> Iterator[tuple[dict[str, Any], datetime]]:
         headers = {"If-Modified-Since": format_time(floor)} if floor else None
-        token: str | None = None
-        page = 1
+        # Where the read is: (page token, page number); pages are numbered until Zoho hands out a token.
+        pages: Paginator[tuple[str | None, int]] = Paginator((None, 1), crm="zoho", what=module,
+                                                             request=f"GET /crm/{self.api_version}/{module}",
+                                                             show=_page_name)
         fetched = 0
         while True:
+            token, page = pages.current
             params = dict(base)
             if token:
                 params["page_token"] = token
@@ -384,35 +401,36 @@ class ZohoClient:
                 yield row, modified
             fetched += len(rows)
             if not info.get("more_records"):
+                pages.finish()
                 return
             next_token = info.get("next_page_token")
             if next_token:
-                if next_token == token:
-                    raise CrmError(f"{module}: Zoho returned the same page token twice", crm="zoho")
-                token = str(next_token)
+                pages.advance((str(next_token), page))  # the same token again would read the same page
                 if fetched >= TOKEN_CHAIN_LIMIT:
                     chain.cut = True
                     return
             else:
-                page += 1
-                if (page - 1) * int(base["per_page"]) >= DISCRETE_LIMIT:
-                    raise CrmError(f"{module}: more than {DISCRETE_LIMIT} records but no next_page_token",
-                                   crm="zoho", code="DISCRETE_PAGINATION_LIMIT_EXCEEDED")
+                pages.advance((token, page + 1))
+                if page * int(base["per_page"]) >= DISCRETE_LIMIT:
+                    raise UnexpectedAnswer(f"{module}: more than {DISCRETE_LIMIT} records but no next_page_token",
+                                           crm="zoho", code="DISCRETE_PAGINATION_LIMIT_EXCEEDED")
 
     def iter_deleted(self, module: str, *, since: datetime | None = None, deleted_type: str = "all",
                      per_page: int = PER_PAGE) -> Iterator[dict[str, Any]]:
         """Yield deleted-record entries of `module` (recycle bin and permanent) since `since`."""
         headers = {"If-Modified-Since": format_time(since)} if since else None
-        page = 1
+        pages: Paginator[int] = Paginator(1, crm="zoho", what=f"{module} deletions",
+                                          request=f"GET /crm/{self.api_version}/{module}/deleted")
         while True:
             resp = self.request("GET", f"/{module}/deleted", headers=headers, call_type="deleted", credits=2,
-                                params={"type": deleted_type, "page": page, "per_page": per_page})
+                                params={"type": deleted_type, "page": pages.current, "per_page": per_page})
             if resp.status in _EMPTY or not resp.body:
                 return
             yield from resp.body.get("data") or []
             if not (resp.body.get("info") or {}).get("more_records"):
+                pages.finish()
                 return
-            page += 1
+            pages.advance(pages.current + 1)
 
     def get_record(self, module: str, record_id: str, fields: Sequence[str] = ()) -> dict[str, Any] | None:
         """One record by id, or None when Zoho answers 204."""
@@ -489,12 +507,17 @@ class _Chain:
     newest: datetime | None = None
 
 
-class _ConnectFailed(Exception):
-    """The connection was never made, so even a non-idempotent call may be retried."""
+def _page_name(where: tuple[str | None, int]) -> str:
+    return f"page token {where[0]!r}" if where[0] else f"page {where[1]}"
 
-    def __init__(self, error: CrmConnectionError) -> None:
-        super().__init__(str(error))
-        self.error = error
+
+def _retried_when_idempotent(exc: BaseException) -> bool:
+    return is_retriable(exc) and not (isinstance(exc, CrmConnectionError) and exc.never_sent)
+
+
+def _safe_to_repeat(exc: BaseException) -> bool:
+    """For a call that is not idempotent: refused before any work (429), or never sent at all."""
+    return isinstance(exc, RateLimited) or (isinstance(exc, CrmConnectionError) and exc.never_sent)
 
 
 def _is_record_list(body: Any) -> bool:
@@ -503,7 +526,7 @@ def _is_record_list(body: Any) -> bool:
 
 def _outcomes(items: Sequence[Mapping[str, Any]], start: int, expected: int, module: str) -> list[RecordOutcome]:
     if len(items) != expected:
-        raise CrmError(f"{module}: Zoho answered {len(items)} results for {expected} records", crm="zoho")
+        raise UnexpectedAnswer(f"{module}: Zoho answered {len(items)} results for {expected} records", crm="zoho")
     out = []
     for offset, item in enumerate(items):
         details = item.get("details") or {}

@@ -17,12 +17,14 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
 
 from connector import __version__, redact
+from connector.backoff import parse_retry_after
+from connector.errors import ConnectorError
 from connector.ops.alerts.config import (
     Channel,
     DingTalkChannel,
@@ -43,12 +45,14 @@ SLACK_MAX_CHARS = 3500
 RATE_LIMIT_CODES = {"dingtalk": {130101}, "wecom": {45009}}
 
 
-class DeliveryError(Exception):
-    """A send failed; the message is safe to store and log. `retry_after` is the server's hint, if any."""
+class DeliveryError(ConnectorError):
+    """A send failed; the message is safe to store and log. `retry_after` is the server's hint, if any.
+    The outbox tries again later (after `connector.backoff.backoff`), up to the channel's attempts."""
+
+    retriable: ClassVar[bool] = True
 
     def __init__(self, message: str, *, retry_after: float | None = None, unreachable: bool = False) -> None:
         super().__init__(message)
-        self.message = message
         self.retry_after = retry_after
         self.unreachable = unreachable
 
@@ -135,19 +139,21 @@ def _post(kind: str, session: requests.Session, url: str, timeout: float, **kw: 
         raise DeliveryError(f"{kind}: cannot reach {host}: {type(exc).__name__}: {exc}", unreachable=True) from None
 
 
-def _retry_after(resp: requests.Response) -> float | None:
-    value = resp.headers.get("Retry-After", "")
-    return float(value) if value.isdigit() else 60.0 if resp.status_code == 429 else None
+def _retry_after(resp: requests.Response, now: datetime) -> float | None:
+    """The server's Retry-After (seconds or an HTTP-date, counted from `now`); a bare 429 means a minute."""
+    seconds = parse_retry_after(resp.headers.get("Retry-After"), now)
+    return 60.0 if seconds is None and resp.status_code == 429 else seconds
 
 
-def _http_error(kind: str, resp: requests.Response) -> DeliveryError:
-    return DeliveryError(f"{kind}: HTTP {resp.status_code}: {resp.text[:300]}", retry_after=_retry_after(resp))
+def _http_error(kind: str, resp: requests.Response, now: datetime) -> DeliveryError:
+    return DeliveryError(f"{kind}: HTTP {resp.status_code}: {resp.text[:300]}",
+                         retry_after=_retry_after(resp, now))
 
 
-def _robot_answer(kind: str, resp: requests.Response) -> None:
+def _robot_answer(kind: str, resp: requests.Response, now: datetime) -> None:
     """DingTalk and WeCom answer HTTP 200 with `errcode`; only 0 means delivered."""
     if resp.status_code != 200:
-        raise _http_error(kind, resp)
+        raise _http_error(kind, resp, now)
     try:
         body = resp.json()
         code = int(body.get("errcode"))
@@ -172,7 +178,7 @@ def _webhook(ch: WebhookChannel, alert: Alert, now: datetime, delivery_id: int |
         headers[DELIVERY_HEADER] = str(delivery_id)
     resp = _post("webhook", session, url, timeout, data=body, headers=headers)
     if not 200 <= resp.status_code < 300:
-        raise _http_error("webhook", resp)
+        raise _http_error("webhook", resp, now)
 
 
 def _dingtalk(ch: DingTalkChannel, alert: Alert, now: datetime, delivery_id: int | None,
@@ -185,7 +191,7 @@ def _dingtalk(ch: DingTalkChannel, alert: Alert, now: datetime, delivery_id: int
         params = {"timestamp": stamp, "sign": dingtalk_sign(secret, stamp)}  # requests URL-encodes it
     body = {"msgtype": "markdown", "markdown": {"title": alert.title[:64],
                                                 "text": cut_bytes(markdown(alert), ROBOT_MAX_BYTES)}}
-    _robot_answer("dingtalk", _post("dingtalk", session, url, timeout, json=body, params=params))
+    _robot_answer("dingtalk", _post("dingtalk", session, url, timeout, json=body, params=params), now)
 
 
 def _wecom(ch: WeComChannel, alert: Alert, now: datetime, delivery_id: int | None,
@@ -193,7 +199,7 @@ def _wecom(ch: WeComChannel, alert: Alert, now: datetime, delivery_id: int | Non
     url = ch.env(ch.url_env, environ)
     assert url is not None
     body = {"msgtype": "markdown", "markdown": {"content": cut_bytes(markdown(alert), ROBOT_MAX_BYTES)}}
-    _robot_answer("wecom", _post("wecom", session, url, timeout, json=body))
+    _robot_answer("wecom", _post("wecom", session, url, timeout, json=body), now)
 
 
 def _slack_escape(text: str) -> str:
@@ -208,7 +214,7 @@ def _slack(ch: SlackChannel, alert: Alert, now: datetime, delivery_id: int | Non
            + _slack_escape(alert.text)
     resp = _post("slack", session, url, timeout, json={"text": text[:SLACK_MAX_CHARS]})
     if resp.status_code != 200 or resp.text.strip() != "ok":
-        raise _http_error("slack", resp)
+        raise _http_error("slack", resp, now)
 
 
 def email(ch: SmtpChannel, alert: Alert, now: datetime) -> EmailMessage:

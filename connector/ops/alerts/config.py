@@ -46,7 +46,7 @@ def _env_name(value: str) -> str:
 EnvName = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_env_name)]
 
 
-class SecretMissing(Exception):
+class SecretMissing(ConfigError):
     """A channel's environment variable is not set (the message names the variable, never a value)."""
 
 

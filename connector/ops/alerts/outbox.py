@@ -23,6 +23,7 @@ import requests
 from sqlalchemy import Engine, func, or_, select
 
 from connector import redact
+from connector.backoff import backoff as next_wait
 from connector.db.engine import write_transaction
 from connector.ops.alerts.channels import DeliveryError, send
 from connector.ops.alerts.config import AlertSettings
@@ -51,9 +52,9 @@ class DeliveryStats:
 
 
 def backoff(attempts: int, settings: AlertSettings) -> timedelta:
-    """Wait after the `attempts`-th failed try: backoff_seconds doubled each time, capped."""
-    seconds = settings.backoff_seconds * 2 ** max(attempts - 1, 0)
-    return timedelta(seconds=min(seconds, settings.max_backoff_seconds))
+    """Wait after the `attempts`-th failed try: backoff_seconds doubled each time, capped (no jitter: one
+    sender per row, and the claim already keeps workers apart)."""
+    return timedelta(seconds=next_wait(attempts, settings.backoff_seconds, settings.max_backoff_seconds))
 
 
 def enqueue(engine: Engine, alerts: Iterable[Alert], settings: AlertSettings, now: datetime) -> int:

@@ -362,7 +362,7 @@ def test_secrets_never_reach_errors_logs_or_reprs(caplog: pytest.LogCaptureFixtu
     with pytest.raises(CrmRequestError) as info:
         client.query_page("AccountObj")
     with pytest.raises(CrmConnectionError) as info2:
-        client.get("AccountObj", "x")
+        client.get_record("AccountObj", "x")
     texts = [str(info.value), repr(info.value), json.dumps(info.value.to_dict()), str(info2.value), repr(info2.value),
              repr(client), repr(auth), repr(auth.token()), repr(auth._credentials), caplog.text]
     for text in texts:
@@ -377,7 +377,7 @@ def test_credentials_from_env_names_the_missing_variable_only() -> None:
     env["MY_CODE"] = PERMANENT
     creds = FxiaokeCredentials.from_env({"app_id": "MY_APP", "app_secret": "MY_SECRET", "permanent_code": "MY_CODE"},
                                         env)
-    assert creds.permanent_code == PERMANENT and PERMANENT not in repr(creds)
+    assert creds.permanent_code.get_secret_value() == PERMANENT and PERMANENT not in repr(creds)
 
 
 @responses.activate
