@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from connector.ledger.plan import NewLot, Plan
-from connector.ledger.rules import AccountState, LotState
+from connector.ledger.rules import AccountState, EntryState, LotState
 from connector.ledger.tables import Account, Allocation, Entry, Lot, Posting, Terms, UTCDateTime
 from connector.money import fmt
 
@@ -27,6 +27,7 @@ lots = Lot.__table__  # type: ignore[attr-defined]
 entries = Entry.__table__  # type: ignore[attr-defined]
 allocations = Allocation.__table__  # type: ignore[attr-defined]
 postings = Posting.__table__  # type: ignore[attr-defined]
+terms = Terms.__table__  # type: ignore[attr-defined]
 
 
 def is_postgres(conn: Connection) -> bool:
@@ -135,6 +136,27 @@ def lock_account_by_id(conn: Connection, account_id: int, now: datetime) -> Acco
     return state
 
 
+def load_entry(conn: Connection, entry_id: int) -> Any:
+    """The entry row with this id, or None."""
+    return conn.execute(select(entries).where(entries.c.id == entry_id)).first()
+
+
+def entry_state(conn: Connection, row: Any, state: AccountState) -> EntryState:
+    """An entry row of the locked account `state` with its allocations, lots and reversal, for reversing it."""
+    done = conn.execute(select(entries.c.id).where(entries.c.reverses_id == row.id)).first()
+    allocs = conn.execute(select(allocations.c.lot_id, allocations.c.amount)
+                          .where(allocations.c.entry_id == row.id)).all()
+    lot_ids = {a.lot_id for a in allocs if a.lot_id is not None}
+    moved = {lot.id: lot for lot in state.lots if lot.id in lot_ids}
+    missing = lot_ids - set(moved)
+    if missing:
+        for lot in load_lots(conn, lots.c.id.in_(missing)):
+            moved[lot.id] = lot
+    return EntryState(id=row.id, kind=row.kind, amount=row.amount, source_system=row.source_system,
+                      source_id=row.source_id, reversed_by=done.id if done is not None else None,
+                      allocations=[(a.lot_id, a.amount) for a in allocs], lots=moved)
+
+
 def load_lots(conn: Connection, where: Any) -> list[LotState]:
     """Lots matching `where`, as rule states."""
     return [lot for lots_of in load_lots_by_account(conn, where).values() for lot in lots_of]
@@ -171,6 +193,9 @@ def find_postings(conn: Connection, keys: Iterable[str]) -> dict[str, Any]:
     """Posting rows for many keys at once (bulk import, batches); rows as `find_posting` returns them."""
     found: dict[str, Any] = {}
     key_list = list(keys)
+    prefetched = conn.info.pop("prefetched_posting", None)
+    if prefetched is not None and key_list == [prefetched[0]]:  # `lock_account` already read it
+        return {prefetched[0]: prefetched[1]} if prefetched[1] is not None else {}
     step = 20000 if is_postgres(conn) else 5000
     for start in range(0, len(key_list), step):
         chunk = key_list[start:start + step]
@@ -192,7 +217,6 @@ def lock_accounts(conn: Connection, pairs: Iterable[tuple[str, str]], now: datet
     SQLite: the transaction already holds the write lock (`BEGIN IMMEDIATE`). When `policies` is
     given, the customer-level refund policy of each pair that has terms is stored in it.
     """
-    terms = Terms.__table__  # type: ignore[attr-defined]
     states = {} if states is None else states
     missing = sorted(set(pairs) - set(states))
     acc = accounts
@@ -216,14 +240,20 @@ def lock_accounts(conn: Connection, pairs: Iterable[tuple[str, str]], now: datet
         open_lots = load_lots_by_account(conn, and_(one_of(conn, lots.c.account_id, list(by_id)), lots.c.remaining > 0))
         for account_id, account_lots in open_lots.items():
             by_id[account_id].lots.extend(account_lots)
-        if policies is None:
-            continue
-        for row in conn.execute(select(terms.c.customer_key, terms.c.currency, terms.c.refund_policy,
-                                       terms.c.refund_fee_pct).where(
-                one_of(conn, terms.c.customer_key, customers), terms.c.contract_ref == "")):
-            if (row.customer_key, row.currency) in wanted:
-                policies[(row.customer_key, row.currency)] = (row.refund_policy, Decimal(row.refund_fee_pct))
+        if policies is not None:
+            load_refund_policies(conn, wanted, policies)
     return states
+
+
+def load_refund_policies(conn: Connection, pairs: set[tuple[str, str]],
+                         policies: dict[tuple[str, str], tuple[str, Decimal]]) -> None:
+    """Store in `policies` the customer-level refund policy and fee of each (customer, currency) that has terms."""
+    customers = sorted({c for c, _ in pairs})
+    for row in conn.execute(select(terms.c.customer_key, terms.c.currency, terms.c.refund_policy,
+                                   terms.c.refund_fee_pct).where(
+            one_of(conn, terms.c.customer_key, customers), terms.c.contract_ref == "")):
+        if (row.customer_key, row.currency) in pairs:
+            policies[(row.customer_key, row.currency)] = (row.refund_policy, Decimal(row.refund_fee_pct))
 
 
 _TIME_TEXT: dict[datetime, str] = {}
