@@ -253,16 +253,19 @@ def _plan_refund(state: AccountState, req: Request, at: datetime, policy: str, f
     return out
 
 
-def plan_reversal(state: AccountState, entry: EntryState, key: str, digest: str, memo: str, at: datetime) -> Plan:
-    """Plan the exact opposite of `entry` (of the locked account `state`); `ReversalRefused` when it can't be."""
+def plan_reversal(state: AccountState, entry: EntryState, key: str, digest: str, memo: str,
+                  at: datetime) -> Plan:
+    """Plan the exact opposite of `entry` of the locked account `state`; `ReversalRefused` if it can't be."""
     cur = state.currency
     if entry.kind == "reverse":
-        raise ReversalRefused(f"entry {entry.id} is itself a reversal; post a new entry instead", entry=entry.id)
+        raise ReversalRefused(f"entry {entry.id} is itself a reversal; post a new entry instead",
+                              entry=entry.id)
     if entry.kind == "expire":
         raise ReversalRefused(f"entry {entry.id} is an expiry; restore expired money with an adjustment "
                               "(with a new expiry date if needed)", entry=entry.id)
     if entry.reversed_by is not None:
-        raise ReversalRefused(f"entry {entry.id} was already reversed by entry {entry.reversed_by}", entry=entry.id)
+        raise ReversalRefused(f"entry {entry.id} was already reversed by entry {entry.reversed_by}",
+                              entry=entry.id)
     pe = PlannedEntry(kind="reverse", amount=-entry.amount, effective_at=at,
                       memo=memo or f"reverses entry {entry.id}", source_system=entry.source_system,
                       source_id=entry.source_id, reverses_id=entry.id)
@@ -310,11 +313,11 @@ def _reverse_credit_line(state: AccountState, entry: EntryState, pe: PlannedEntr
 
 
 def plan_expiry(state: AccountState, lot: LotState) -> Plan:
-    """Expire exactly what is left of an overdue `lot`, under a key naming the lot and how much of it was used."""
+    """Expire what is left of an overdue `lot`, under a key naming the lot and how much of it was used."""
     assert lot.expires_at is not None
     gone = lot.amount - lot.remaining
     pe = PlannedEntry(kind="expire", amount=-lot.remaining, effective_at=lot.expires_at,
                       memo=f"lot {lot.id} expired", allocations=[(lot, -lot.remaining)])
     return Plan(op="expire", key=f"expire:lot:{lot.id}:{gone}",
-                payload_hash=payload_hash("expire", {"lot": lot.id, "gone": gone}), account=state, entries=[pe],
-                extra={"amount": fmt(lot.remaining, state.currency), "lot": lot.id})
+                payload_hash=payload_hash("expire", {"lot": lot.id, "gone": gone}), account=state,
+                entries=[pe], extra={"amount": fmt(lot.remaining, state.currency), "lot": lot.id})

@@ -35,7 +35,8 @@ class BalanceView:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form with decimal strings."""
-        out: dict[str, Any] = {"customer": self.customer, "currency": self.currency, "balance": str(self.balance)}
+        out: dict[str, Any] = {"customer": self.customer, "currency": self.currency,
+                               "balance": str(self.balance)}
         for name in ("available", "debt", "credit_limit"):
             value = getattr(self, name)
             if value is not None:
@@ -98,17 +99,19 @@ class LedgerQueries:
                     cond.append(store.entries.c.effective_at <= as_of)
                 if known_at is not None:
                     cond.append(store.entries.c.recorded_at <= known_at)
-                total = conn.execute(select(func.coalesce(func.sum(store.entries.c.amount), 0)).where(*cond)).scalar()
+                total = conn.execute(select(func.coalesce(func.sum(store.entries.c.amount), 0))
+                                     .where(*cond)).scalar()
                 views.append(BalanceView(customer, c, from_minor(int(total), c), as_of=as_of or known_at))
         return views
 
     def balances_with_prefix(self, prefix: str) -> dict[tuple[str, str], BalanceView]:
-        """Current balance views (with `available`, as `balance` computes it) of every customer whose key starts
-        with `prefix`, keyed by (customer, currency); two queries however many accounts."""
+        """Current balance views (with `available`, as `balance` computes it) of every customer whose key
+        starts with `prefix`, keyed by (customer, currency); two queries however many accounts."""
         acc, lots = store.accounts, store.lots
         with self.engine.connect() as conn:
-            rows = conn.execute(select(acc).where(acc.c.customer_key.startswith(prefix, autoescape=True))).all()
-            ids = select(acc.c.id).where(acc.c.customer_key.startswith(prefix, autoescape=True))
+            mine = acc.c.customer_key.startswith(prefix, autoescape=True)
+            rows = conn.execute(select(acc).where(mine)).all()
+            ids = select(acc.c.id).where(mine)
             lots_of = store.load_lots_by_account(conn, and_(lots.c.account_id.in_(ids), lots.c.remaining > 0))
         now = self.clock()
         out: dict[tuple[str, str], BalanceView] = {}
@@ -148,12 +151,14 @@ class LedgerQueries:
                 rows = []
                 for r in conn.execute(q.order_by(e.c.effective_at, e.c.id)):
                     running += r.amount
-                    rows.append({"id": r.id, "kind": r.kind, "amount": fmt(r.amount, c), "running": fmt(running, c),
-                                 "balance_after": fmt(r.balance_after, c), "effective_at": r.effective_at.isoformat(),
+                    rows.append({"id": r.id, "kind": r.kind, "amount": fmt(r.amount, c),
+                                 "running": fmt(running, c), "balance_after": fmt(r.balance_after, c),
+                                 "effective_at": r.effective_at.isoformat(),
                                  "recorded_at": r.recorded_at.isoformat(), "key": r.posting_key,
                                  "source": f"{r.source_system}:{r.source_id}" if r.source_system else None,
                                  "memo": r.memo, "reverses": r.reverses_id})
-                out.append(Statement(customer, c, start, end, from_minor(opening, c), from_minor(running, c), rows))
+                out.append(Statement(customer, c, start, end, from_minor(opening, c), from_minor(running, c),
+                                     rows))
         return out
 
     def entry(self, entry_id: int) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from connector.ledger.planners import (Request, as_utc, check_entry_id, make_req
 from connector.ledger.queries import BalanceView, LedgerQueries, Statement
 from connector.ledger.rules import AccountState
 from connector.ledger.terms import TermsBook, TermsHook
+from connector.ledger.writer import PlanWriter, rebuild_result
 from connector.money import fmt
 from connector.timeutil import utcnow
 
@@ -166,13 +167,14 @@ class Ledger:
     def _batch(self, conn: Connection, reqs: list[Request]) -> list[BatchOutcome]:
         now = self.clock()
         states, policies = _lock(conn, reqs, now)
-        writer = store.PlanWriter(conn, now, batch_hint=len(reqs))
+        writer = PlanWriter(conn, now, batch_hint=len(reqs))
         outcomes = self.apply_requests(conn, reqs, states, policies, writer, now)
         writer.flush()
         return outcomes
 
     def apply_requests(self, conn: Connection, reqs: list[Request], states: States, policies: Policies,
-                       writer: store.PlanWriter, now: datetime, *, results: bool = True) -> list[BatchOutcome]:
+                       writer: PlanWriter, now: datetime, *,
+                       results: bool = True) -> list[BatchOutcome]:
         """The core of `post_batch` and the CSV import: plan each request on locked `states` and buffer it.
 
         Accounts must already be locked (`store.lock_accounts`); the caller flushes `writer`. With
@@ -231,7 +233,7 @@ class Ledger:
                 if existing is not None:
                     return _replayed(conn, existing, key, digest)
                 p = plan_reversal(state, store.entry_state(conn, row, state), key, digest, memo, eff or now)
-                writer = store.PlanWriter(conn, now)
+                writer = PlanWriter(conn, now)
                 data = writer.apply(p)
                 writer.flush()
                 assert data is not None
@@ -258,7 +260,7 @@ class Ledger:
                 now = self.clock()
                 state = store.lock_account(conn, customer, currency, now, create=False)
                 assert state is not None
-                writer = store.PlanWriter(conn, now)
+                writer = PlanWriter(conn, now)
                 for lot in sorted(state.lots, key=lambda lot: lot.id):
                     if lot.expires_at is None or lot.expires_at > cutoff or lot.remaining <= 0:
                         continue
@@ -268,7 +270,8 @@ class Ledger:
                 writer.flush()
         return results
 
-    def _admit(self, conn: Connection, state: AccountState, req: Request, pending: States | None = None) -> None:
+    def _admit(self, conn: Connection, state: AccountState, req: Request,
+               pending: States | None = None) -> None:
         """Checks a new posting passes before it is planned: the deposit guard, currencies never mixing."""
         if req.op == "deposit" and self.deposit_guard is not None:
             self.deposit_guard(req)
@@ -283,7 +286,7 @@ class Ledger:
         return self.queries.balance(customer, currency, as_of=as_of, known_at=known_at)
 
     def balances_with_prefix(self, prefix: str) -> dict[tuple[str, str], BalanceView]:
-        """`LedgerQueries.balances_with_prefix`: current balances of customers whose key starts with `prefix`."""
+        """`LedgerQueries.balances_with_prefix`: current balances of the customers keyed `prefix...`."""
         return self.queries.balances_with_prefix(prefix)
 
     def accounts(self, *, batch: int = 5000) -> Iterator[BalanceView]:
@@ -300,15 +303,16 @@ class Ledger:
         return self.queries.entry(entry_id)
 
     def set_terms(self, customer: str, currency: str, *, contract_ref: str = "", agreed_amount: object = None,
-                  due_date: date | None = None, valid_from: date | None = None, valid_until: date | None = None,
-                  refund_policy: str = "full", refund_fee_pct: object = 0, credit_limit: object = 0,
-                  low_balance_threshold: object = None, active: bool = True) -> dict[str, Any]:
+                  due_date: date | None = None, valid_from: date | None = None,
+                  valid_until: date | None = None, refund_policy: str = "full", refund_fee_pct: object = 0,
+                  credit_limit: object = 0, low_balance_threshold: object = None,
+                  active: bool = True) -> dict[str, Any]:
         """`TermsBook.set_terms`: create or replace the terms of a customer or of one of its contracts."""
-        return self.terms.set_terms(customer, currency, contract_ref=contract_ref, agreed_amount=agreed_amount,
-                                    due_date=due_date, valid_from=valid_from, valid_until=valid_until,
-                                    refund_policy=refund_policy, refund_fee_pct=refund_fee_pct,
-                                    credit_limit=credit_limit, low_balance_threshold=low_balance_threshold,
-                                    active=active)
+        return self.terms.set_terms(customer, currency, contract_ref=contract_ref,
+                                    agreed_amount=agreed_amount, due_date=due_date, valid_from=valid_from,
+                                    valid_until=valid_until, refund_policy=refund_policy,
+                                    refund_fee_pct=refund_fee_pct, credit_limit=credit_limit,
+                                    low_balance_threshold=low_balance_threshold, active=active)
 
     def set_terms_many(self, items: Sequence[dict[str, Any]], *,
                        hook: TermsHook | None = None) -> list[ConnectorError | None]:
@@ -324,7 +328,8 @@ def _lock(conn: Connection, reqs: list[Request], now: datetime) -> tuple[States,
     """Create and lock the batch's accounts and load their open lots (and refund policies)."""
     policies: Policies = {}
     if len(reqs) > 1:
-        return store.lock_accounts(conn, {(r.customer, r.currency) for r in reqs}, now, policies=policies), policies
+        pairs = {(r.customer, r.currency) for r in reqs}
+        return store.lock_accounts(conn, pairs, now, policies=policies), policies
     # One posting (every `post`): on PostgreSQL its lots, stored posting and new ids come in one round trip.
     req = reqs[0]
     pair = (req.customer, req.currency)
@@ -336,12 +341,13 @@ def _lock(conn: Connection, reqs: list[Request], now: datetime) -> tuple[States,
 
 
 def _raise_refusal(conn: Connection, outcomes: list[BatchOutcome]) -> None:
-    """`post`'s hook: a refusal is raised inside the transaction, so nothing it touched (a new account) stays."""
+    """`post`'s hook: a refusal is raised inside the transaction, so nothing it touched (an account) stays."""
     if outcomes[0].error is not None:
         raise outcomes[0].error
 
 
-def _check_currency(conn: Connection, state: AccountState, req: Request, pending: States | None = None) -> None:
+def _check_currency(conn: Connection, state: AccountState, req: Request,
+                    pending: States | None = None) -> None:
     """Refuse money out of an empty account while the customer holds money in another currency."""
     if state.balance > 0 or state.credit_limit > 0:
         return
@@ -357,8 +363,8 @@ def _check_currency(conn: Connection, state: AccountState, req: Request, pending
     others = sorted(found)
     if others:
         raise CurrencyMismatch(
-            f"{req.op} of {fmt(req.amount, req.currency)} {req.currency} for customer {req.customer} refused: "
-            f"the customer holds {', '.join(others)}, not {req.currency}; currencies never mix",
+            f"{req.op} of {fmt(req.amount, req.currency)} {req.currency} for customer {req.customer} "
+            f"refused: the customer holds {', '.join(others)}, not {req.currency}; currencies never mix",
             customer=req.customer, currency=req.currency)
 
 
@@ -378,4 +384,4 @@ def _replayed(conn: Connection, row: Any, key: str, digest: str, asked: str = ""
     """The stored result of the posting `row` under `key`; an `IdempotencyConflict` if it asked for more."""
     if row.payload_hash != digest:
         raise _conflict(key, row.op, row.customer_key, row.currency, asked)
-    return PostingResult("exists", store.rebuild_result(conn, row))
+    return PostingResult("exists", rebuild_result(conn, row))

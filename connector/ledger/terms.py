@@ -14,6 +14,7 @@ from connector.errors import ConnectorError, InvalidInput
 from connector.ledger import store
 from connector.ledger.planners import customer_key
 from connector.ledger.rules import REFUND_POLICIES
+from connector.ledger.writer import bulk_update
 from connector.money import currency_code, fmt, parse_amount, to_minor
 from connector.timeutil import utcnow
 
@@ -28,9 +29,10 @@ class TermsBook:
         self.clock = clock
 
     def set_terms(self, customer: str, currency: str, *, contract_ref: str = "", agreed_amount: object = None,
-                  due_date: date | None = None, valid_from: date | None = None, valid_until: date | None = None,
-                  refund_policy: str = "full", refund_fee_pct: object = 0, credit_limit: object = 0,
-                  low_balance_threshold: object = None, active: bool = True) -> dict[str, Any]:
+                  due_date: date | None = None, valid_from: date | None = None,
+                  valid_until: date | None = None, refund_policy: str = "full", refund_fee_pct: object = 0,
+                  credit_limit: object = 0, low_balance_threshold: object = None,
+                  active: bool = True) -> dict[str, Any]:
         """Create or replace the terms of a customer (contract_ref '') or of one of its contracts."""
         row = terms_row(customer, currency, contract_ref=contract_ref, agreed_amount=agreed_amount,
                         due_date=due_date, valid_from=valid_from, valid_until=valid_until,
@@ -96,8 +98,8 @@ def write_terms(conn: Connection, rows: list[dict[str, Any]], now: datetime) -> 
         if row["contract_ref"] == "":
             limits[states[(row["customer_key"], row["currency"])].id] = row["credit_limit"]
     if limits:
-        store.bulk_update(conn, "UPDATE accounts SET credit_limit = ?, updated_at = ? WHERE id = ?",
-                          [(limit, now, acc_id) for acc_id, limit in limits.items()])
+        bulk_update(conn, "UPDATE accounts SET credit_limit = ?, updated_at = ? WHERE id = ?",
+                    [(limit, now, acc_id) for acc_id, limit in limits.items()])
     scopes = {(r["customer_key"], r["currency"], r["contract_ref"]) for r in rows}
     customers = sorted({c for c, _, _ in scopes})
     have: set[tuple[str, str, str]] = set()
@@ -140,4 +142,5 @@ def terms_row(customer: str, currency: str, *, contract_ref: str = "", agreed_am
             "agreed_amount": minor(agreed_amount, "agreed_amount"), "due_date": due_date,
             "valid_from": valid_from, "valid_until": valid_until, "refund_policy": refund_policy,
             "refund_fee_pct": str(pct), "credit_limit": minor(credit_limit, "credit_limit") or 0,
-            "low_balance_threshold": minor(low_balance_threshold, "low_balance_threshold"), "active": bool(active)}
+            "low_balance_threshold": minor(low_balance_threshold, "low_balance_threshold"),
+            "active": bool(active)}
