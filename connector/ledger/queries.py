@@ -100,7 +100,7 @@ class LedgerQueries:
                 if known_at is not None:
                     cond.append(store.entries.c.recorded_at <= known_at)
                 total = conn.execute(select(func.coalesce(func.sum(store.entries.c.amount), 0))
-                                     .where(*cond)).scalar()
+                                     .where(*cond)).scalar_one()
                 views.append(BalanceView(customer, c, from_minor(int(total), c), as_of=as_of or known_at))
         return views
 
@@ -141,7 +141,7 @@ class LedgerQueries:
                 opening = 0
                 if start is not None:
                     opening = int(conn.execute(select(func.coalesce(func.sum(e.c.amount), 0)).where(
-                        e.c.account_id == acc_id, e.c.effective_at < start)).scalar())
+                        e.c.account_id == acc_id, e.c.effective_at < start)).scalar_one())
                 q = select(e).where(e.c.account_id == acc_id)
                 if start is not None:
                     q = q.where(e.c.effective_at >= start)
