@@ -47,7 +47,7 @@ def make_csv(path: Path, customers: int, entries: int, now: datetime, seed: int 
 def add_terms(url: str, customers: int, now: datetime) -> None:
     """Terms with a due date and an agreed amount for every fifth customer (direct insert: setup only)."""
     from connector.db.engine import make_engine
-    from connector.ledger.service import terms_table
+    from connector.ledger.store import terms as terms_table
 
     engine = make_engine(url)
     rows = [{"customer_key": f"c{c:06d}", "currency": "CNY", "contract_ref": "", "agreed_amount": 300000,

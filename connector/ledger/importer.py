@@ -28,6 +28,7 @@ from connector.ledger import store
 from connector.ledger.planners import Request, make_request
 from connector.ledger.rules import AccountState
 from connector.ledger.service import Ledger
+from connector.ledger.writer import PlanWriter
 from connector.timeutil import utcnow
 from connector.timeutil import parse_datetime
 
@@ -323,7 +324,7 @@ class _Session:
         self.conn = conn
         self.now = now
         self.ledger = Ledger(conn.engine, deposit_guard=deposit_guard)
-        self.writer = store.PlanWriter(conn, now, batch_hint=CHUNK)
+        self.writer = PlanWriter(conn, now, batch_hint=CHUNK)
         self.states: dict[tuple[str, str], AccountState] = {}
         self.policies: dict[tuple[str, str], tuple[str, Decimal]] = {}
 

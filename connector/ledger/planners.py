@@ -1,7 +1,7 @@
 """Posting requests and their planners: turn a validated request plus account state into a Plan.
 
 Pure functions over `rules` state, shared by `Ledger` and the CSV importer, so both refuse
-the same things with the same messages.
+the same things with the same messages. Reversals and expiries are planned here too.
 """
 
 from __future__ import annotations
@@ -13,15 +13,16 @@ from decimal import Decimal
 from typing import Any
 
 from connector import visible
-from connector.errors import InsufficientBalance, InvalidInput, RefundRefused
-from connector.ledger.plan import NewLot, Plan, PlannedEntry
-from connector.ledger.rules import AccountState, draw, refund_fee, refundable_caps
+from connector.errors import InsufficientBalance, InvalidInput, NotFound, RefundRefused, ReversalRefused
+from connector.ledger.plan import NewLot, Plan, PlannedEntry, payload_hash
+from connector.ledger.rules import AccountState, EntryState, LotState, draw, refund_fee, refundable_caps
 from connector.money import currency_code, fmt, max_amount, parse_amount, to_minor, within_limit
 from connector.timeutil import check_range
 
 OPS = ("deposit", "consume", "refund", "adjust")
 MAX_KEY = 255
 FUTURE_SKEW = timedelta(minutes=5)
+MAX_ID = 2**31 - 1  # entry ids are 32-bit integers on PostgreSQL; a larger id names no entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +114,13 @@ def make_request(op: str, customer: str, amount: object, currency: str, key: str
     return Request(op=op, customer=customer, currency=cur, amount=minor, key=key, effective_at=eff,
                    expires_at=exp, refundable=refundable, priority=priority, source_system=system,
                    source_id=source_id, memo=visible.check(memo.strip(), "memo", memo=True))
+
+
+def check_entry_id(entry_id: object) -> int:
+    """An entry id that may name an entry; NotFound for anything else (a bool, a string, 0, past `MAX_ID`)."""
+    if isinstance(entry_id, bool) or not isinstance(entry_id, int) or not 0 < entry_id <= MAX_ID:
+        raise NotFound(f"entry {entry_id} does not exist", entry=entry_id)
+    return entry_id
 
 
 def customer_key(value: str) -> str:
@@ -243,3 +251,73 @@ def _plan_refund(state: AccountState, req: Request, at: datetime, policy: str, f
         out.append(pe)
     extra.update(payout=fmt(payout, cur), fee=fmt(fee, cur), policy=policy)
     return out
+
+
+def plan_reversal(state: AccountState, entry: EntryState, key: str, digest: str, memo: str,
+                  at: datetime) -> Plan:
+    """Plan the exact opposite of `entry` of the locked account `state`; `ReversalRefused` if it can't be."""
+    cur = state.currency
+    if entry.kind == "reverse":
+        raise ReversalRefused(f"entry {entry.id} is itself a reversal; post a new entry instead",
+                              entry=entry.id)
+    if entry.kind == "expire":
+        raise ReversalRefused(f"entry {entry.id} is an expiry; restore expired money with an adjustment "
+                              "(with a new expiry date if needed)", entry=entry.id)
+    if entry.reversed_by is not None:
+        raise ReversalRefused(f"entry {entry.id} was already reversed by entry {entry.reversed_by}",
+                              entry=entry.id)
+    pe = PlannedEntry(kind="reverse", amount=-entry.amount, effective_at=at,
+                      memo=memo or f"reverses entry {entry.id}", source_system=entry.source_system,
+                      source_id=entry.source_id, reverses_id=entry.id)
+    net: dict[int, int] = {}
+    credit_line = 0  # the reversal's credit-line allocation: > 0 lowers the debt, < 0 raises it
+    for lot_id, amount in entry.allocations:
+        if lot_id is None:
+            credit_line -= amount
+        else:
+            net[lot_id] = net.get(lot_id, 0) - amount
+    for lot_id, delta in sorted(net.items()):
+        lot = entry.lots[lot_id]
+        if lot.remaining + delta < 0:
+            raise ReversalRefused(
+                f"entry {entry.id} cannot be reversed: lot {lot.id} has only {fmt(lot.remaining, cur)} {cur} "
+                f"left of the {fmt(-delta, cur)} it would take back; reverse the spending first or post an "
+                "adjustment", entry=entry.id, lot=lot.id)
+        if delta:
+            pe.allocations.append((lot, delta))
+    _reverse_credit_line(state, entry, pe, credit_line, at)
+    check_balance_limit(state, [pe], f"reversal of entry {entry.id}")
+    return Plan(op="reverse", key=key, payload_hash=digest, account=state, entries=[pe],
+                extra={"amount": fmt(-entry.amount, cur), "reverses": entry.id})
+
+
+def _reverse_credit_line(state: AccountState, entry: EntryState, pe: PlannedEntry, credit_line: int,
+                         at: datetime) -> None:
+    if credit_line > 0:
+        # Credit-line use being undone: repay what is still owed; if a later deposit already
+        # repaid it, the customer overpaid, and that money comes back as a new (refundable) lot.
+        repay = min(state.debt, credit_line)
+        if repay:
+            pe.allocations.append((None, repay))
+        if credit_line > repay:
+            back = credit_line - repay
+            pe.new_lot = NewLot(amount=back, effective_at=at, expires_at=None, refundable=True, priority=50)
+            pe.allocations.append((pe.new_lot, back))
+    elif credit_line < 0:
+        if state.debt - credit_line > state.credit_limit:
+            cur = state.currency
+            raise ReversalRefused(f"entry {entry.id} cannot be reversed: it would take customer "
+                                  f"{state.customer_key} past the credit limit of "
+                                  f"{fmt(state.credit_limit, cur)} {cur}", entry=entry.id)
+        pe.allocations.append((None, credit_line))
+
+
+def plan_expiry(state: AccountState, lot: LotState) -> Plan:
+    """Expire what is left of an overdue `lot`, under a key naming the lot and how much of it was used."""
+    assert lot.expires_at is not None
+    gone = lot.amount - lot.remaining
+    pe = PlannedEntry(kind="expire", amount=-lot.remaining, effective_at=lot.expires_at,
+                      memo=f"lot {lot.id} expired", allocations=[(lot, -lot.remaining)])
+    return Plan(op="expire", key=f"expire:lot:{lot.id}:{gone}",
+                payload_hash=payload_hash("expire", {"lot": lot.id, "gone": gone}), account=state,
+                entries=[pe], extra={"amount": fmt(lot.remaining, state.currency), "lot": lot.id})

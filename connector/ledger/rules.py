@@ -63,6 +63,20 @@ class AccountState:
         return sum(lot.remaining for lot in self.lots if lot.spendable_at(at)) + self.credit_limit - self.debt
 
 
+@dataclass(slots=True)
+class EntryState:
+    """The part of a written entry its reversal needs: what it moved, and whether it was reversed already."""
+
+    id: int
+    kind: str
+    amount: int
+    source_system: str | None
+    source_id: str | None
+    reversed_by: int | None
+    allocations: list[tuple[int | None, int]]  # (lot id, or None for the credit line; amount)
+    lots: dict[int, LotState]  # every lot the entry moved, as it is now
+
+
 def draw(lots: list[LotState], amount: int, caps: dict[int, int] | None = None) -> list[tuple[LotState, int]]:
     """Take up to `amount` from `lots` in the given order (optionally capped per lot id)."""
     taken: list[tuple[LotState, int]] = []

@@ -17,7 +17,7 @@ from sqlalchemy.orm import aliased
 
 from connector.ledger import store
 from connector.ledger.rules import LotState
-from connector.ledger.service import terms_table
+from connector.ledger.store import terms as terms_table
 
 E, A, L, AL = store.entries, store.accounts, store.lots, store.allocations
 

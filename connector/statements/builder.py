@@ -15,7 +15,7 @@ from connector.compliance.refunds import refund_figures
 from connector.compliance.rules import ComplianceRules
 from connector.errors import NotFound
 from connector.ledger import standing
-from connector.ledger.service import terms_table
+from connector.ledger.store import terms as terms_table
 from connector.ledger.standing import Standing
 from connector.money import fmt
 from connector.reports import queries as q

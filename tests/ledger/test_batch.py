@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, text
 
-from connector.errors import CurrencyMismatch, IdempotencyConflict, InsufficientBalance, InvalidInput
+from connector import testpoints
+from connector.errors import CurrencyMismatch, IdempotencyConflict, InsufficientBalance, InvalidInput, NotFound
 from connector.ledger import Ledger
 from connector.db.engine import make_engine
 from connector.ledger.planners import make_request
@@ -168,6 +169,30 @@ def test_hook_commits_with_the_batch_and_a_failing_hook_writes_nothing(ledger: L
         ledger.post_batch([make_request("deposit", C, "5.00", "CNY", "p2")], hook=boom)
     assert bal(ledger) == Decimal("10.00")
     assert ledger.post_batch([]) == []
+
+
+def test_post_is_a_batch_of_one(ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`post` runs through `post_batch`, kill points included, and answers and refuses as it always did."""
+    reached: list[str] = []
+    monkeypatch.setattr(testpoints, "reach", reached.append)
+    first = ledger.deposit(C, "10.00", "CNY", "p1")
+    assert first.status == "created" and reached == ["ledger.batch_written", "ledger.batch_committed"]
+    again = ledger.deposit(C, "10.00", "CNY", "p1")
+    assert again.status == "exists" and again.data == first.data
+    with pytest.raises(IdempotencyConflict, match=r"^deposit of 11\.00 CNY for customer .* refused: idempotency "
+                                                  r"key 'p1' was already used for a different deposit"):
+        ledger.deposit(C, "11.00", "CNY", "p1")
+    ledger.set_terms(C, "CNY", refund_policy="fee", refund_fee_pct="10")
+    refund = ledger.refund(C, "5.00", "CNY", "r1")  # a batch of one still reads the customer's refund policy
+    assert (refund.data["policy"], refund.data["fee"]) == ("fee", "0.50")
+
+
+def test_a_refused_post_leaves_no_account_behind(ledger: Ledger) -> None:
+    with pytest.raises(InsufficientBalance):
+        ledger.consume(D, "1.00", "CNY", "use-nothing")
+    with pytest.raises(NotFound, match="has no ledger account"):
+        ledger.balance(D)
+    assert verify(ledger.engine).counts["postings"] == 0
 
 
 def test_set_terms_many_writes_in_order_and_skips_invalid(ledger: Ledger) -> None:
