@@ -17,7 +17,9 @@ from connector.ledger.planners import make_request
 from connector.ledger.rules import REFUND_POLICIES
 from connector.ledger.service import BatchOutcome
 from connector.mapping.models import EntityMap, Mapping
-from connector.sync import cursors, state
+from connector.db.rows import dumps, loads, upsert, upsert_many
+from connector.sync import cursors
+from connector.sync.record_errors import resolve_error, resolve_errors
 from connector.sync import tables as t
 from connector.sync.context import Ctx
 from connector.sync.derive import ENDED
@@ -59,7 +61,7 @@ def _plain(value: Any) -> Any:
 
 def fingerprint(data: Any) -> str:
     """A stable digest of what matters in a record."""
-    return hashlib.sha256(state.dumps(data).encode()).hexdigest()[:32]
+    return hashlib.sha256(dumps(data).encode()).hexdigest()[:32]
 
 
 def _picked(emap: EntityMap, attr: str, value: Any) -> Any:
@@ -102,9 +104,9 @@ def run_stream(ctx: Ctx, name: str, spec: EntitySpec, since: datetime | None) ->
         handler.flush(conn)
         release(conn, ctx, complete)
         if cursor is not None:
-            state.set_cursor(conn, ctx.connection, name, cursor, ctx.run_id)
+            cursors.set_cursor(conn, ctx.connection, name, cursor, ctx.run_id)
             if checked:
-                state.set_cursor(conn, ctx.connection, state.deletion_stream(name), cursor, ctx.run_id)
+                cursors.set_cursor(conn, ctx.connection, cursors.deletion_stream(name), cursor, ctx.run_id)
     ctx.report.pulled[name] = count
     ctx.tick(f"pull {name}", count, count)
 
@@ -142,9 +144,9 @@ def deletion_check(ctx: Ctx, name: str, since: datetime | None) -> tuple[bool, d
     interval = ctx.adapter.deletion_check_interval
     if interval is None:
         return False, None
-    last = state.get_cursor(ctx.engine, ctx.connection, state.deletion_stream(name))
+    last = cursors.get_cursor(ctx.engine, ctx.connection, cursors.deletion_stream(name))
     if last is None:
-        last = since if since is not None else state.get_cursor(ctx.engine, ctx.connection, name)
+        last = since if since is not None else cursors.get_cursor(ctx.engine, ctx.connection, name)
         return True, last
     if since is None or (cursors.crm_now(ctx) or ctx.started_at) - last >= interval:  # both in the CRM's time
         return True, last
@@ -171,7 +173,7 @@ class _Handler:
 
     def flush(self, conn: Connection) -> None:
         table = t.customers if self.name == "customers" else t.contracts if self.name == "contracts" else t.items
-        state.upsert_many(conn, table, [{**keys, **values} for keys, values in self.rows])
+        upsert_many(conn, table, [{**keys, **values} for keys, values in self.rows])
         self.rows = []
 
 
@@ -185,7 +187,7 @@ class _Customers(_Handler):
         assert isinstance(item, Customer)
         self.queue(keys, {"name": item.name, "owner_id": item.owner_id, "owner_name": item.owner_name,
                           "currency": item.currency,
-                          "fields": state.dumps(_plain(item.fields)), "deleted_at": None,
+                          "fields": dumps(_plain(item.fields)), "deleted_at": None,
                           "modified_at": item.modified_at})
 
 
@@ -247,7 +249,7 @@ class _Contracts(_Handler):
                        "status": _picked(emap, "status", item.status), "customer_id": item.customer_id}
             old = olds.get(item.crm_id)
             if old is not None and old.deleted_at is None and \
-                    fingerprint(state.loads(old.payload)) == fingerprint(payload):
+                    fingerprint(loads(old.payload)) == fingerprint(payload):
                 continue  # unchanged (an overlap re-read or an echo)
             if not item.customer_id:
                 ctx.error(item.key, emap.fields["customer_id"].crm, "pull", "contract has no customer")
@@ -276,10 +278,10 @@ class _Contracts(_Handler):
             # The contract's sync state commits with its terms.
             done = [(item, payload, currency) for n, (item, payload, currency) in enumerate(todo)
                     if outcomes[2 * n] is None and outcomes[2 * n + 1] is None]
-            state.resolve_errors(conn, ctx.connection, [item.key for item, _, _ in done], "terms", now)
-            state.upsert_many(conn, t.contracts, [
+            resolve_errors(conn, ctx.connection, [item.key for item, _, _ in done], "terms", now)
+            upsert_many(conn, t.contracts, [
                 {"connection": ctx.connection, "crm_id": item.crm_id, "customer_id": item.customer_id,
-                 "currency": currency, "payload": state.dumps(payload), "deleted_at": None,
+                 "currency": currency, "payload": dumps(payload), "deleted_at": None,
                  "modified_at": item.modified_at} for item, payload, currency in done])
 
         outcomes = ctx.ledger.set_terms_many(terms_items, hook=hook)
@@ -400,7 +402,7 @@ class Poster:
                 payload = conn.execute(select(c.payload).where(c.connection == self.ctx.connection,
                                                                c.crm_id == item.contract_id,
                                                                c.deleted_at.is_(None))).scalar()
-            until = (state.loads(payload) or {}).get("valid_until") if payload else None
+            until = (loads(payload) or {}).get("valid_until") if payload else None
             fmap = m.contracts.fields.get("valid_until")
             zone = time_zone(fmap.timezone if fmap is not None else None, default="UTC")
             end = None
@@ -431,10 +433,10 @@ class Poster:
 
         def hook(conn: Connection, outcomes: list[BatchOutcome]) -> None:
             done = [(p, o.result) for p, o in zip(pending, outcomes, strict=True) if o.result is not None]
-            posted = [({**p.keys, **p.row, "status": "posted", "entry_ids": state.dumps(res.entry_ids)}, p.new)
+            posted = [({**p.keys, **p.row, "status": "posted", "entry_ids": dumps(res.entry_ids)}, p.new)
                       for p, res in done]
             _write_rows(conn, rows + posted)
-            state.resolve_errors(conn, ctx.connection, [p.record for p, _ in done], "post", now)
+            resolve_errors(conn, ctx.connection, [p.record for p, _ in done], "post", now)
 
         outcomes = ctx.ledger.post_batch([p.req for p in pending], hook=hook)
         for p, o in zip(pending, outcomes, strict=True):
@@ -492,7 +494,7 @@ def _write_rows(conn: Connection, rows: list[tuple[dict[str, Any], bool]]) -> No
     new = [row for row, is_new in rows if is_new]
     if new:
         conn.execute(t.items.insert(), new)
-    state.upsert_many(conn, t.items, [row for row, is_new in rows if not is_new])
+    upsert_many(conn, t.items, [row for row, is_new in rows if not is_new])
 
 
 def _postable(m: Mapping, kind: str, item: Payment | Consumption) -> bool:
@@ -575,7 +577,7 @@ def apply_item(ctx: Ctx, kind: str, item: Payment | Consumption, old: Any, poste
 
 def _fail(ctx: Ctx, keys: dict[str, Any], row: dict[str, Any], record: str, fld: str, reason: str) -> None:
     with ctx.engine.begin() as conn:
-        state.upsert(conn, t.items, keys, {**row, "status": "error", "entry_ids": "[]"})
+        upsert(conn, t.items, keys, {**row, "status": "error", "entry_ids": "[]"})
     ctx.error(record, fld, "post", reason)
 
 
@@ -583,7 +585,7 @@ def reverse_entries(ctx: Ctx, old: Any, suffix: str, why: str) -> ConnectorError
     """Reverse every entry a posted item wrote (idempotent keys); the ledger's refusal, if it refused.
 
     The deposit comes first in `entry_ids`, so a refusal (its lot partly spent) reverses nothing."""
-    for entry_id in state.loads(old.entry_ids) or []:
+    for entry_id in loads(old.entry_ids) or []:
         try:
             result = ctx.ledger.reverse(entry_id, f"{_item_key(ctx, old)}{suffix}:{entry_id}", memo=why)
         except ConnectorError as exc:
@@ -610,7 +612,7 @@ def post_difference(ctx: Ctx, old: Any, keys: dict[str, Any], row: dict[str, Any
     the amount, for a person to collect (resolved when a later edit leaves no shortfall). The item keeps every entry it wrote, so a later edit or
     reversal sees them all."""
     record = _item_key(ctx, old)
-    ids = list(state.loads(old.entry_ids) or [])
+    ids = list(loads(old.entry_ids) or [])
     currency = old.currency
     memo = f"{record} {why}; its deposit was partly spent, so the difference is posted"
     short = False
@@ -643,10 +645,10 @@ def post_difference(ctx: Ctx, old: Any, keys: dict[str, Any], row: dict[str, Any
             ctx.report.customer(customer)["postings"].append(f"{'deposit' if delta > 0 else 'adjust'} {delta} "
                                                              f"{currency} ({why})")
     with ctx.engine.begin() as conn:
-        state.upsert(conn, t.items, keys, {**row, "status": row.get("status", "posted"),
-                                           "entry_ids": state.dumps(ids)})
+        upsert(conn, t.items, keys, {**row, "status": row.get("status", "posted"),
+                                           "entry_ids": dumps(ids)})
         for stage in ("post", "reverse") if short else ("post", "reverse", "correction"):
-            state.resolve_error(conn, ctx.connection, record, stage, ctx.clock())
+            resolve_error(conn, ctx.connection, record, stage, ctx.clock())
 
 
 def _item_key(ctx: Ctx, old: Any) -> str:
@@ -674,7 +676,7 @@ def apply_deletion(ctx: Ctx, kind: str, old: Any, record: str) -> None:
                                             t.items.c.crm_id == old.crm_id)
                      .values(status="deleted", event="payment_deleted" if old.status == "posted" else None,
                              event_at=ctx.clock()))
-        state.resolve_error(conn, ctx.connection, record, "post", ctx.clock())
+        resolve_error(conn, ctx.connection, record, "post", ctx.clock())
 
 
 def retry_failed(ctx: Ctx, kinds: Iterable[str]) -> None:

@@ -15,7 +15,7 @@ from connector.ledger import standing, store
 from connector.ledger.standing import Standing, StandingRules
 from connector.mapping.models import FieldMap
 from connector.money import from_minor
-from connector.sync import state
+from connector.db.rows import dumps, loads
 from connector.sync import tables as t
 from connector.sync.context import Ctx
 from connector.sync.derive import Derived, Facts, Flag, derive
@@ -87,7 +87,7 @@ def _load(ctx: Ctx) -> dict[str, Any]:
     out["contract_names"] = {}
     for row in contracts:
         out["contracts"][row.customer_id].append(row)
-        name = (state.loads(row.payload) or {}).get("name")
+        name = (loads(row.payload) or {}).get("name")
         if name:
             out["contract_names"][prefix + row.crm_id] = str(name)
     for row in items:
@@ -111,7 +111,7 @@ def _facts(ctx: Ctx, cust: Any, data: dict[str, Any], accounts: list[Any], sums:
     f.standing = standings.get((key, currency)) if currency else None
     f.contract_names = data["contract_names"]
     f.orphan_detail = getattr(cust, "orphan_detail", "")
-    fields = state.loads(cust.fields) or {}
+    fields = loads(cust.fields) or {}
     f.extras = {name: fields.get(fm.crm) for name, fm in ctx.mapping.customers.extra.items()}
     for acc in accounts:
         if acc.currency != currency:
@@ -129,7 +129,7 @@ def _facts(ctx: Ctx, cust: Any, data: dict[str, Any], accounts: list[Any], sums:
             f.last_activity = s.last_at if s.last_at is None or s.last_at.tzinfo else s.last_at.replace(
                 tzinfo=ctx.started_at.tzinfo)
     for row in data["contracts"].get(cust.crm_id, []):
-        payload = state.loads(row.payload) or {}
+        payload = loads(row.payload) or {}
         if row.currency == currency or row.currency is None:
             f.contracts.append(payload)
     for item in data["items"].get(cust.crm_id, []):
@@ -172,7 +172,7 @@ def _orphan_rows(ctx: Ctx, data: dict[str, Any], orphans: set[str], by_customer:
                       f"another kind of record); the ledger keeps {balance} {acc.currency} on its account")
         out.append(SimpleNamespace(
             crm_id=ref, name=f"(no customer) {ref}", currency=acc.currency, deleted_at=now, tier=None,
-            fields=None, owner_id=None, orphan_detail=detail))
+            fields=None, owner_id=None, owner_name=None, orphan_detail=detail))
     return out
 
 
@@ -264,7 +264,7 @@ def reconcile(ctx: Ctx) -> None:
         tally.customers += not facts.deleted
         if d.tier != cust.tier:
             tiers.append((cust.crm_id, d.tier))
-        read = state.loads(cust.fields) or {}
+        read = loads(cust.fields) or {}
         sent = data["sent"].get(cust.crm_id, {})
         new_flags: list[Flag] = []
         changes: dict[str, Any] = {}
@@ -295,8 +295,8 @@ def reconcile(ctx: Ctx) -> None:
                         "last_entry": max((s.last_entry for a in by_customer.get(key, [])
                                            if (s := sums.get(a.id)) is not None), default=None)}
             plans.append({"kind": "write", "module": m.customers.module, "crm_id": cust.crm_id,
-                          "payload": state.dumps({k: v for k, (v, _o) in changes.items()}),
-                          "evidence": state.dumps(evidence)})
+                          "payload": dumps({k: v for k, (v, _o) in changes.items()}),
+                          "evidence": dumps(evidence)})
             log = ctx.report.customer(key)["fields"]
             for k, (v, old) in changes.items():
                 log[k] = f"{old} -> {v}"
@@ -319,7 +319,7 @@ def reconcile(ctx: Ctx) -> None:
                     tally.example(who, f"clear {row.code}" + (" and close its task" if closes else ""))
                 if rule is not None and rule.close_when_cleared:
                     plans.append({"kind": "task_close", "module": "Tasks", "crm_id": cust.crm_id, "marker": marker,
-                                  "payload": "{}", "evidence": state.dumps({"run": ctx.run_id, "flag": row.code})})
+                                  "payload": "{}", "evidence": dumps({"run": ctx.run_id, "flag": row.code})})
                     ctx.report.customer(key)["tasks_close"].append(marker)
         for marker, flag in wanted.items():
             if marker in open_rows:
@@ -342,7 +342,7 @@ def reconcile(ctx: Ctx) -> None:
                                due_date=today + timedelta(days=rule.due_in_days), owner_id=owner,
                                related_module=related[0], related_id=related[1], priority=rule.priority)
             plans.append({"kind": "task_open", "module": "Tasks", "crm_id": cust.crm_id, "marker": marker,
-                          "payload": task.model_dump_json(), "evidence": state.dumps({"run": ctx.run_id,
+                          "payload": task.model_dump_json(), "evidence": dumps({"run": ctx.run_id,
                                                                                       "flag": flag.code})})
             ctx.report.customer(key)["tasks_open"].append(f"{flag.code}: {task.subject}")
     enforce(ctx, tally)  # a plan over the guard's limits stops here: nothing above is kept
