@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable
 from datetime import date, datetime
@@ -58,3 +59,8 @@ def upsert_many(conn: Connection, table: Table, rows: Iterable[dict[str, Any]]) 
         stmt = stmt.on_conflict_do_update(index_elements=keys, set_=updates) if updates else \
             stmt.on_conflict_do_nothing(index_elements=keys)
         conn.execute(stmt, group)
+
+
+def fingerprint(data: Any) -> str:
+    """A stable digest of what matters in a record (its `dumps` text, hashed)."""
+    return hashlib.sha256(dumps(data).encode()).hexdigest()[:32]

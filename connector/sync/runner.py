@@ -36,7 +36,8 @@ from connector.sync.fence import WriteFence
 from connector.sync.guard import MassChangeHeld
 from connector.sync.holds import INCOMPLETE_STAGE, hold
 from connector.sync.lock import Heartbeat, LeaseLost, RunLock
-from connector.sync.pull import retry_failed, run_stream, specs
+from connector.sync.posting import retry_failed
+from connector.sync.pull import run_stream, specs
 from connector.sync.push import push
 from connector.sync.reconcile import reconcile
 
