@@ -23,6 +23,19 @@ FORBIDDEN = {
                          "connector.ledger"),
     "connector.ops.tables": ("connector.sync", "connector.ledger"),
     "connector.sync": ("connector.cli", "connector.ops"),
+    # the pull, top to bottom: paging -> per-stream handlers -> terms / posting policy -> poster -> texts
+    "connector.sync.handlers": ("connector.sync.pull",),
+    "connector.sync.terms": ("connector.sync.pull", "connector.sync.handlers", "connector.sync.posting"),
+    "connector.sync.posting": ("connector.sync.pull", "connector.sync.handlers", "connector.sync.terms"),
+    "connector.sync.poster": ("connector.sync.pull", "connector.sync.handlers", "connector.sync.terms",
+                              "connector.sync.posting"),
+    "connector.sync.pulled": ("connector.sync.pull", "connector.sync.handlers", "connector.sync.terms",
+                              "connector.sync.posting", "connector.sync.poster"),
+    "connector.sync.messages": ("connector.db", "connector.ledger", "connector.sync.", "connector.adapters"),
+    # reconcile reads its snapshot; the snapshot knows nothing of the plan
+    "connector.sync.snapshot": ("connector.sync.reconcile", "connector.sync.push"),
+    # generic row helpers know no layer's tables
+    "connector.db.rows": ("connector.ledger", "connector.sync", "connector.db.schema"),
 }
 # the one place that gathers every layer's tables
 ALLOWED = {"connector.db.schema": ("connector.sync.tables", "connector.ops.tables")}

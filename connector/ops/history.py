@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, func, select
 
 from connector import redact
-from connector.sync import state
+from connector.db.rows import loads
 from connector.sync import tables as t
 
 FAILURES = ("failed", "crashed", "held")  # held: stopped by the mass-change guard, a person must decide
@@ -23,7 +23,7 @@ SUCCESSES = ("ok", "partial")
 def stats_of(row: Any) -> dict[str, Any]:
     """A run row's stored report (JSON), {} when missing or unreadable."""
     try:
-        data = state.loads(row.stats)
+        data = loads(row.stats)
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}

@@ -15,7 +15,7 @@ from connector.config import MassChangeGuard
 from connector.ledger import Ledger
 from connector.mapping.models import Mapping
 from connector.sync.orphans import payment_account
-from connector.sync import state
+from connector.sync.record_errors import record_error
 
 
 class StopRequested(Exception):
@@ -123,7 +123,7 @@ class Ctx:
 
     def error_in(self, conn: Connection, record: str, fld: str, stage: str, reason: str, now: datetime) -> None:
         """`error` inside the caller's transaction `conn`."""
-        state.record_error(conn, self.connection, self.run_id, record, fld, stage, reason, now)
+        record_error(conn, self.connection, self.run_id, record, fld, stage, reason, now)
         self.report.error_total += 1
         if len(self.report.errors) < self.max_errors_listed:
             self.report.errors.append({"record": record, "field": fld, "stage": stage, "reason": reason})

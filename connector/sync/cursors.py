@@ -1,4 +1,4 @@
-"""Incremental cursors in the CRM's time, never this machine's.
+"""Incremental cursors in the CRM's time, never this machine's: where they are stored and how they move.
 
 A stream's cursor is where its next read starts (less the overlap). It is saved as the CRM's time when
 the run began: the `Date` of the CRM's first answer in the run. A CRM that sends no `Date` gives the
@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Connection, Engine, Table, func, select
 
-from connector.sync import state
+from connector.db.rows import upsert
 from connector.sync import tables as t
 from connector.sync.context import Ctx
 
@@ -29,6 +29,23 @@ log = logging.getLogger(__name__)
 _STORED: dict[str, tuple[Table, str | None]] = {
     "customers": (t.customers, None), "contracts": (t.contracts, None), "payments": (t.items, "payment"),
     "consumption": (t.items, "consumption"), "prepayment": (t.items, "prepayment")}
+
+
+def deletion_stream(name: str) -> str:
+    """The cursor name of a stream's separate deletion check (a CRM's own read of deleted records)."""
+    return f"{name}:deleted"
+
+
+def get_cursor(engine: Engine, connection: str, stream: str) -> datetime | None:
+    """Where the stream's last completed pull started, or None."""
+    with engine.connect() as conn:
+        return conn.execute(select(t.cursors.c.cursor_at).where(
+            t.cursors.c.connection == connection, t.cursors.c.stream == stream)).scalar()
+
+
+def set_cursor(conn: Connection, connection: str, stream: str, at: datetime, run_id: int) -> None:
+    """Save a stream's cursor (call inside the transaction that stores the data it covers)."""
+    upsert(conn, t.cursors, {"connection": connection, "stream": stream}, {"cursor_at": at, "run_id": run_id})
 
 
 def crm_now(ctx: Ctx) -> datetime | None:
@@ -59,7 +76,7 @@ def deletion_cursor_ahead(ctx: Ctx, stream: str) -> datetime | None:
     now = crm_now(ctx)
     if now is None or ctx.adapter.deletion_check_interval is None:
         return None
-    last = state.get_cursor(ctx.engine, ctx.connection, state.deletion_stream(stream))
+    last = get_cursor(ctx.engine, ctx.connection, deletion_stream(stream))
     return last if last is not None and last > now else None
 
 
@@ -71,7 +88,7 @@ def pull_back(ctx: Ctx, stream: str, since: datetime | None, deletions_since: da
         return since, deletions_since
     newest = newest_stored(ctx, stream)
     target = min(newest, now) if newest is not None else None
-    for label, at in ((stream, since), (f"{stream}:deleted", deletions_since)):
+    for label, at in ((stream, since), (deletion_stream(stream), deletions_since)):
         if at is not None and at > now:
             log.warning("cursor of %s (%s) is %s ahead of the CRM's clock (%s): it was saved while this machine's "
                         "clock ran ahead of the CRM's; reading again from %s", label, at.isoformat(), at - now,

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, select
 
 from connector.config import MassChangeGuard
 from connector.mapping.models import Mapping
-from connector.sync import state
+from connector.db.rows import loads
 from connector.sync import tables as t
 from connector.sync.context import Ctx
 
@@ -116,7 +116,7 @@ def held_run(conn: Connection, connection: str) -> tuple[int, str] | None:
     if row is None or row.status != "held":
         return None
     try:
-        stats = state.loads(row.stats) or {}
+        stats = loads(row.stats) or {}
     except ValueError:
         stats = {}
     guard = stats.get("guard") if isinstance(stats, dict) else None

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import Connection, select
 
-from connector.sync import state
+from connector.sync.record_errors import resolve_errors
 from connector.sync import tables as t
 from connector.sync.context import Ctx
 
@@ -40,7 +40,7 @@ def open_incomplete(ctx: Ctx, module: str) -> set[str]:
 
 def release(conn: Connection, ctx: Ctx, records: Iterable[str]) -> None:
     """These records were read complete (or deleted): their incomplete errors are resolved."""
-    state.resolve_errors(conn, ctx.connection, records, INCOMPLETE_STAGE, ctx.clock())
+    resolve_errors(conn, ctx.connection, records, INCOMPLETE_STAGE, ctx.clock())
 
 
 def held_customers(ctx: Ctx) -> dict[str, str]:

@@ -16,7 +16,8 @@ from connector.adapters.errors import CrmError
 from connector.errors import ConnectorError, ResumeLater
 from connector.db.engine import write_transaction
 from connector.mapping.models import Mapping
-from connector.sync import state
+from connector.db.rows import dumps, loads, upsert_many
+from connector.sync.record_errors import resolve_errors
 from connector.sync import tables as t
 from connector.sync.context import Ctx
 from connector.sync.reconcile import norm
@@ -109,7 +110,7 @@ def push(ctx: Ctx) -> None:
 def _mark(ctx: Ctx, ids: list[int], status: str, answer: Any = None) -> None:
     with ctx.engine.begin() as conn:
         conn.execute(t.outbox.update().where(t.outbox.c.id.in_(ids)).values(
-            status=status, answer=state.dumps(answer) if answer is not None else None,
+            status=status, answer=dumps(answer) if answer is not None else None,
             attempts=t.outbox.c.attempts + 1, updated_at=ctx.clock()))
 
 
@@ -142,35 +143,35 @@ def _send_writes(ctx: Ctx, module: str, rows: list[Any]) -> None:
             answer = {"ok": res.ok, "code": res.code, "message": res.message, "field": res.field}
             record = f"{ctx.mapping.crm}:{module}:{r.crm_id}"
             if res.ok:
-                answers.append({"b_id": r.id, "b_status": "ok", "b_answer": state.dumps(answer),
+                answers.append({"b_id": r.id, "b_status": "ok", "b_answer": dumps(answer),
                                 "b_attempts": r.attempts + 1})
                 values = json.loads(r.payload)
-                fields = state.loads(read.get(r.crm_id)) or {}
+                fields = loads(read.get(r.crm_id)) or {}
                 for k, v in values.items():
                     fm = write_back.get(k)
                     sent.append({"connection": ctx.connection, "crm_id": r.crm_id, "field": k,
                                  "value": norm(fm, v) if fm is not None else None if v is None else str(v),
                                  "run_id": ctx.run_id, "sent_at": now})
                     fields[k] = v
-                read[r.crm_id] = state.dumps(fields)
+                read[r.crm_id] = dumps(fields)
                 ok_records.append(record)
                 ctx.report.records_written += 1
             else:
                 status = "failed" if r.attempts + 1 < MAX_ATTEMPTS else "dead"
-                answers.append({"b_id": r.id, "b_status": status, "b_answer": state.dumps(answer),
+                answers.append({"b_id": r.id, "b_status": status, "b_answer": dumps(answer),
                                 "b_attempts": r.attempts + 1})
                 ctx.error_in(conn, record, res.field or "", "write", f"{res.code}: {res.message}", now)
         if answers:
             conn.execute(t.outbox.update().where(t.outbox.c.id == bindparam("b_id")).values(
                 status=bindparam("b_status"), answer=bindparam("b_answer"), attempts=bindparam("b_attempts"),
                 updated_at=now), answers)
-        state.upsert_many(conn, t.sent, sent)
+        upsert_many(conn, t.sent, sent)
         written = [{"b_id": crm_id, "b_fields": read[crm_id]} for crm_id in
                    dict.fromkeys(r.crm_id for r, res in zip(rows, results) if res.ok)]
         if written:
             conn.execute(t.customers.update().where(c.connection == ctx.connection, c.crm_id == bindparam("b_id"))
                          .values(fields=bindparam("b_fields")), written)
-        state.resolve_errors(conn, ctx.connection, ok_records, "write", now)
+        resolve_errors(conn, ctx.connection, ok_records, "write", now)
 
 
 def _mark_sending(ctx: Ctx, ids: list[int]) -> None:
@@ -197,11 +198,11 @@ def _send_opens(ctx: Ctx, rows: list[Any]) -> None:
             ref = by_marker.get(r.marker)
             if ref is None:
                 conn.execute(t.outbox.update().where(t.outbox.c.id == r.id).values(
-                    status="failed", attempts=r.attempts + 1, updated_at=now, answer=state.dumps({"ok": False})))
+                    status="failed", attempts=r.attempts + 1, updated_at=now, answer=dumps({"ok": False})))
                 continue
             conn.execute(t.outbox.update().where(t.outbox.c.id == r.id).values(
                 status="ok", attempts=r.attempts + 1, updated_at=now,
-                answer=state.dumps({"ok": True, "task_id": ref.task_id})))
+                answer=dumps({"ok": True, "task_id": ref.task_id})))
             conn.execute(t.flags.update().where(t.flags.c.connection == ctx.connection, t.flags.c.marker == r.marker)
                          .values(task_id=ref.task_id))
             ctx.report.tasks_created += 1

@@ -25,7 +25,8 @@ from connector.db.engine import storage_full
 from connector.timeutil import utcnow
 from connector.logs import run_context
 from connector.mapping.models import Mapping
-from connector.sync import state
+from connector.db.rows import dumps
+from connector.sync.cursors import get_cursor
 from connector.sync import tables as t
 from connector.sync.budget import ApiBudget
 from connector.sync.checks import preflight
@@ -35,7 +36,8 @@ from connector.sync.fence import WriteFence
 from connector.sync.guard import MassChangeHeld
 from connector.sync.holds import INCOMPLETE_STAGE, hold
 from connector.sync.lock import Heartbeat, LeaseLost, RunLock
-from connector.sync.pull import retry_failed, run_stream, specs
+from connector.sync.posting import retry_failed
+from connector.sync.pull import run_stream, specs
 from connector.sync.push import push
 from connector.sync.reconcile import reconcile
 
@@ -175,7 +177,7 @@ class SyncEngine:
                 report.problems = exc.problems
                 raise
             for name, spec in specs(self.mapping).items():
-                since = None if full else state.get_cursor(self.engine, self.connection, name)
+                since = None if full else get_cursor(self.engine, self.connection, name)
                 run_stream(ctx, name, spec, since)
             retry_failed(ctx, ["payment", "consumption"])
             reconcile(ctx)
@@ -223,7 +225,7 @@ class SyncEngine:
                     conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(
                         status=report.status if report.status != "running" else "crashed",
                         reason=report.reason or None, finished_at=report.finished_at,
-                        stats=state.dumps({k: v for k, v in report.to_dict().items() if k != "changes"})))
+                        stats=dumps({k: v for k, v in report.to_dict().items() if k != "changes"})))
             except (OperationalError, OSError) as exc:
                 if not storage_full(exc):
                     raise

@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import select
 
 from connector.db.engine import make_engine
-from connector.sync import state
+from connector.db.rows import upsert, upsert_many
+from connector.sync.record_errors import record_error, resolve_errors
 from connector.sync import tables as t
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -31,10 +32,10 @@ def test_upsert_many_inserts_updates_and_merges_repeated_keys(db: object) -> Non
     key = {"connection": "c", "kind": "payment"}
     base = {"fingerprint": "f", "payload": "{}", "status": "posted", "amount": "1.00"}
     with db.begin() as conn:  # type: ignore[attr-defined]
-        state.upsert_many(conn, t.items, [{**key, "crm_id": "a", **base}, {**key, "crm_id": "b", **base}])
+        upsert_many(conn, t.items, [{**key, "crm_id": "a", **base}, {**key, "crm_id": "b", **base}])
     assert _items(db) == {"a": ("1.00", "posted", 1, "[]"), "b": ("1.00", "posted", 1, "[]")}  # defaults
     with db.begin() as conn:  # type: ignore[attr-defined]
-        state.upsert_many(conn, t.items, [
+        upsert_many(conn, t.items, [
             {**key, "crm_id": "a", "fingerprint": "g", "payload": "{}", "amount": "2.00"},  # only these change
             {**key, "crm_id": "c", **base, "version": 3},                  # new row, other column set
             {**key, "crm_id": "a", "status": "error", "entry_ids": "[7]"},  # same key again: applied after
@@ -42,8 +43,8 @@ def test_upsert_many_inserts_updates_and_merges_repeated_keys(db: object) -> Non
     assert _items(db) == {"a": ("2.00", "error", 1, "[7]"), "b": ("1.00", "posted", 1, "[]"),
                           "c": ("1.00", "posted", 3, "[]")}
     with db.begin() as conn:  # type: ignore[attr-defined]
-        state.upsert_many(conn, t.items, [])
-        state.upsert(conn, t.items, {**key, "crm_id": "b"},
+        upsert_many(conn, t.items, [])
+        upsert(conn, t.items, {**key, "crm_id": "b"},
                      {"amount": "5.00", "fingerprint": "h", "payload": "{}", "status": "posted"})
     assert _items(db)["b"] == ("5.00", "posted", 1, "[]")
 
@@ -51,7 +52,7 @@ def test_upsert_many_inserts_updates_and_merges_repeated_keys(db: object) -> Non
 def test_record_error_counts_attempts_while_open_and_restarts_after_resolution(db: object) -> None:
     def record(at: datetime, reason: str) -> None:
         with db.begin() as conn:  # type: ignore[attr-defined]
-            state.record_error(conn, "c", 1, "zoho:X:1", "Amount", "post", reason, at)
+            record_error(conn, "c", 1, "zoho:X:1", "Amount", "post", reason, at)
 
     def row() -> tuple:
         with db.connect() as conn:  # type: ignore[attr-defined]
@@ -62,7 +63,7 @@ def test_record_error_counts_attempts_while_open_and_restarts_after_resolution(d
     record(T0 + timedelta(minutes=1), "second")
     assert row() == (2, "second", T0, T0 + timedelta(minutes=1), None)
     with db.begin() as conn:  # type: ignore[attr-defined]
-        state.resolve_errors(conn, "c", ["zoho:X:1", "zoho:X:2"], "post", T0 + timedelta(minutes=2))
+        resolve_errors(conn, "c", ["zoho:X:1", "zoho:X:2"], "post", T0 + timedelta(minutes=2))
     assert row()[4] == T0 + timedelta(minutes=2)
     record(T0 + timedelta(minutes=3), "back")
     assert row() == (1, "back", T0, T0 + timedelta(minutes=3), None)
