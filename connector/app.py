@@ -1,4 +1,8 @@
-"""Build the CRM adapter a connection names, with EntitySpecs from its mapping (the only vendor switch)."""
+"""Wiring above the layers: the CRM adapter a connection names, and the SyncEngine that runs it.
+
+The one place that knows which vendor package serves which `crm` setting; the CLI, the scheduler,
+the demo and the benchmarks build their engines here, so the sync engine itself knows no vendor.
+"""
 
 from __future__ import annotations
 
@@ -10,30 +14,27 @@ from sqlalchemy import Engine
 from connector.adapters.base import CrmAdapter
 from connector.adapters.http import RetryPolicy
 from connector.config import Connection, LoadedSettings
-from connector.domain import Entity
 from connector.errors import ConfigError
 from connector.mapping import load_mapping
 from connector.mapping.models import Mapping
-from connector.timeutil import zone
 from connector.sync.budget import ApiBudget
 from connector.sync.pull import specs
 from connector.sync.runner import SyncEngine
-
-_ENTITY = {"customers": Entity.CUSTOMER, "contracts": Entity.CONTRACT, "payments": Entity.PAYMENT,
-           "consumption": Entity.CONSUMPTION}
+from connector.timeutil import zone
 
 
 def build_adapter(conn: Connection, mapping: Mapping, retry: RetryPolicy | None = None) -> CrmAdapter:
-    """A Zoho or Fxiaoke adapter for `conn`; secrets come from the environment variables it names."""
+    """The adapter of `conn`'s CRM; secrets come from the environment variables it names."""
     retry = retry or RetryPolicy(max_attempts=conn.retry_attempts)
-    by_entity = {_ENTITY[name]: spec for name, spec in specs(mapping).items()}
     names = conn.env_names()
     if conn.crm == "zoho":
         from connector.adapters.zoho import ZohoAdapter, ZohoAuth, ZohoAuthConfig, ZohoClient
 
+        by_entity = {spec.entity: spec for spec in specs(mapping).values()}
         config = ZohoAuthConfig(data_center=conn.data_center, accounts_url=conn.accounts_url,
                                 api_domain=conn.api_domain, client_id_env=names["client_id"],
-                                client_secret_env=names["client_secret"], refresh_token_env=names["refresh_token"])
+                                client_secret_env=names["client_secret"],
+                                refresh_token_env=names["refresh_token"])
         client = ZohoClient(ZohoAuth.from_env(config), retry=retry)
         return ZohoAdapter(client, specs=by_entity, default_currency=mapping.currency,
                            deletion_check_interval=timedelta(minutes=conn.deletion_check_minutes))
