@@ -26,15 +26,14 @@ from connector.timeutil import zone
 def build_adapter(conn: Connection, mapping: Mapping, retry: RetryPolicy | None = None) -> CrmAdapter:
     """The adapter of `conn`'s CRM; secrets come from the environment variables it names."""
     retry = retry or RetryPolicy(max_attempts=conn.retry_attempts)
+    by_entity = {spec.entity: spec for spec in specs(mapping).values()}
     names = conn.env_names()
     if conn.crm == "zoho":
         from connector.adapters.zoho import ZohoAdapter, ZohoAuth, ZohoAuthConfig, ZohoClient
 
-        by_entity = {spec.entity: spec for spec in specs(mapping).values()}
         config = ZohoAuthConfig(data_center=conn.data_center, accounts_url=conn.accounts_url,
                                 api_domain=conn.api_domain, client_id_env=names["client_id"],
-                                client_secret_env=names["client_secret"],
-                                refresh_token_env=names["refresh_token"])
+                                client_secret_env=names["client_secret"], refresh_token_env=names["refresh_token"])
         client = ZohoClient(ZohoAuth.from_env(config), retry=retry)
         return ZohoAdapter(client, specs=by_entity, default_currency=mapping.currency,
                            deletion_check_interval=timedelta(minutes=conn.deletion_check_minutes))
