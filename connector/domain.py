@@ -130,7 +130,7 @@ class Stream:
 
     name: str
     entity: Entity
-    model: type[_Record]
+    model: type[Record]
     item_kind: str | None = None
 
 

@@ -240,7 +240,7 @@ class FxiaokeAdapter(CrmAdapter):
             values["status"] = raw.get("life_status")
         model = BY_ENTITY[spec.entity].model
         try:
-            return model(**common, **values)  # type: ignore[return-value]
+            return model(**common, **values)
         except Exception as exc:  # pydantic ValidationError: name the first failing field
             errors = getattr(exc, "errors", lambda: [])()
             loc = errors[0]["loc"][0] if errors else "record"

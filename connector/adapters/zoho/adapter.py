@@ -178,11 +178,12 @@ class ZohoAdapter(CrmAdapter):
             raise self._rejected(key, spec.fields["valid_until"], f"valid until {values['valid_until']} is "
                                  f"before valid from {values['valid_from']}")
         owner = row.get("Owner")
-        base = {"crm": self.kind, "module": spec.module, "crm_id": str(row["id"]),
-                "modified_at": parse_time(str(row["Modified_Time"])),
-                "owner_id": str(owner["id"]) if isinstance(owner, dict) and owner.get("id") else None,
-                "owner_name": str(owner["name"]) if isinstance(owner, dict) and owner.get("name") else None,
-                "fields": {name: row[name] for name in spec.extra_fields}}
+        base: dict[str, Any] = {
+            "crm": self.kind, "module": spec.module, "crm_id": str(row["id"]),
+            "modified_at": parse_time(str(row["Modified_Time"])),
+            "owner_id": str(owner["id"]) if isinstance(owner, dict) and owner.get("id") else None,
+            "owner_name": str(owner["name"]) if isinstance(owner, dict) and owner.get("name") else None,
+            "fields": {name: row[name] for name in spec.extra_fields}}
         for attr, info in model.model_fields.items():
             if attr not in base and attr not in values and info.is_required() and attr != "entity":
                 if attr in LOOKUPS and info.annotation is not None and "None" in str(info.annotation):
@@ -190,7 +191,7 @@ class ZohoAdapter(CrmAdapter):
                     continue
                 raise self._rejected(key, spec.fields.get(attr, attr), "required value is missing")
         try:
-            return model(**base, **values)  # type: ignore[no-any-return]
+            return model(**base, **values)
         except ValueError as exc:
             raise self._rejected(key, "?", f"does not fit {model.__name__}: {exc}") from None
 
