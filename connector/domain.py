@@ -6,6 +6,7 @@ JSON. Money is `Decimal` already quantized to the record's currency; times are t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -117,3 +118,28 @@ class Deletion(BaseModel):
 
 
 Record = Customer | Contract | Payment | Consumption | PrepaymentBalance
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One kind of CRM record, as every layer names it.
+
+    `name` is both the stream (its cursor, its report counts) and the mapping file's section;
+    `item_kind` is its kind in the shared items table, None when it has a table of its own.
+    """
+
+    name: str
+    entity: Entity
+    model: type[Record]
+    item_kind: str | None = None
+
+
+# The streams in the order a run reads them: the one table of stream <-> entity <-> mapping section.
+STREAMS: dict[str, Stream] = {s.name: s for s in (
+    Stream("customers", Entity.CUSTOMER, Customer),
+    Stream("contracts", Entity.CONTRACT, Contract),
+    Stream("payments", Entity.PAYMENT, Payment, item_kind="payment"),
+    Stream("consumption", Entity.CONSUMPTION, Consumption, item_kind="consumption"),
+    Stream("prepayment", Entity.PREPAYMENT, PrepaymentBalance, item_kind="prepayment"),
+)}
+BY_ENTITY: dict[Entity, Stream] = {s.entity: s for s in STREAMS.values()}

@@ -96,6 +96,31 @@ class MappingMismatch(ConfigError):
         self.problems = problems
 
 
+class RecordRejected(InvalidInput):
+    """A CRM record that cannot become a domain record; names the record, the field and the reason.
+
+    The adapter skips it and tells the engine (`CrmAdapter.on_reject`); the run goes on. `incomplete`: a
+    mapped field is absent from the record (not empty); `customer_id`: the CRM id of the customer the
+    record belongs to, when the record says."""
+
+    def __init__(self, crm: str, module: str, crm_id: str, field: str, reason: str, *,
+                 incomplete: bool = False, customer_id: str | None = None) -> None:
+        record = f"{crm}:{module}:{crm_id}"
+        super().__init__(f"{record}: field {field}: {reason}", record=record, field=field, reason=reason)
+        self.crm = crm
+        self.module = module
+        self.crm_id = crm_id
+        self.field = field
+        self.reason = reason
+        self.incomplete = incomplete
+        self.customer_id = customer_id
+
+    @property
+    def record(self) -> str:
+        """The record's key, as `Record.key` spells it (`crm:module:id`)."""
+        return f"{self.crm}:{self.module}:{self.crm_id}"
+
+
 class LedgerRuleError(ConnectorError):
     """A valid request the ledger refuses by rule; nothing was written."""
 

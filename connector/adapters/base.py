@@ -8,6 +8,7 @@ vendor fields to our models stays in each vendor's adapter.
 from __future__ import annotations
 
 import abc
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -16,11 +17,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from connector.adapters.http import ServerClock
 from connector.domain import Deletion, Entity, Record
+from connector.errors import RecordRejected
+
+log = logging.getLogger("connector.adapters")
 
 CallGate = Callable[[str, int], None]
 # Told `(seconds, why)` before the client waits (a rate limit, a retry's back-off, call pacing).
 WaitListener = Callable[[float, str], None]
 """Asked before each HTTP call with (call type, credits it costs); raises to refuse the call."""
+RejectListener = Callable[[RecordRejected], None]
+"""Told of each record an adapter skips because it cannot be mapped."""
 
 
 class EntitySpec(BaseModel):
@@ -124,6 +130,17 @@ class TaskRef(BaseModel):
     related_id: str | None = None
 
 
+class NewField(BaseModel):
+    """A connector-owned field the mapping names and the CRM lacks, as `mappings check --create-fields` asks
+    for it: its API name, our field type (`money`, `picklist`, ...) and, for a picklist, the CRM's values."""
+
+    model_config = ConfigDict(frozen=True)
+
+    api_name: str
+    field_type: str
+    picklist_values: tuple[str, ...] = ()
+
+
 class ApiUsage(BaseModel):
     """What this adapter has spent so far, as the CRM counts it."""
 
@@ -141,6 +158,20 @@ class CrmAdapter(abc.ABC):
     deletion_check_interval: timedelta | None = None
     """How often the engine asks for deletions when the CRM reports them through a separate read
     (Zoho's `/deleted`); None when deletions come with the records (Fxiaoke's invalidated rows)."""
+    max_rejects_kept = 1000
+
+    def __init__(self, *, on_reject: RejectListener | None = None) -> None:
+        self.on_reject = on_reject  # the engine's hook for the records `stream` skips (`reject`)
+        self.rejected: list[RecordRejected] = []
+
+    def reject(self, rejected: RecordRejected) -> None:
+        """Skip a record that cannot be mapped: log it, keep it in `rejected` (the first `max_rejects_kept`)
+        and tell `on_reject`. `stream` calls this and reads on."""
+        log.warning("skipping %s", rejected)
+        if len(self.rejected) < self.max_rejects_kept:
+            self.rejected.append(rejected)
+        if self.on_reject is not None:
+            self.on_reject(rejected)
 
     @abc.abstractmethod
     def stream(self, spec: EntitySpec, since: datetime | None = None,
@@ -152,6 +183,7 @@ class CrmAdapter(abc.ABC):
         `since=None` means a full read. An adapter with a separate deletion read
         (`deletion_check_interval` set) reads it only when `deletions_since` is given, from
         `deletions_since - overlap`; the others yield deletions among the records and ignore it.
+        A record that cannot be mapped is not yielded: it goes to `reject`.
         """
 
     @abc.abstractmethod
@@ -177,6 +209,16 @@ class CrmAdapter(abc.ABC):
     @abc.abstractmethod
     def usage(self) -> ApiUsage:
         """API calls and credits spent by this adapter."""
+
+    def can_hold(self, field_type: str, info: FieldInfo) -> bool:
+        """Whether the CRM field `info` can hold values of our field type `field_type` (`money`, `picklist`,
+        ...), by this CRM's own data types. An adapter without such a table takes every field as fitting."""
+        return True
+
+    def create_field(self, module: str, field: NewField) -> WriteResult | None:
+        """Create a missing connector-owned field in `module`; None when this CRM's fields cannot be created
+        through its API (the default)."""
+        return None
 
     def forget_metadata(self) -> None:  # noqa: B027 - optional hook
         """Drop field metadata cached by `describe`, so the next call reads it again (each run starts so)."""

@@ -40,7 +40,7 @@ from connector.ops.alerts import load_alerts, notify_run
 from connector.ops.signals import stop_signals
 from connector.sync import RunReport, SyncEngine
 from connector.sync.checks import check_online
-from connector.sync.factory import build_adapter, build_sync_engine
+from connector.app import build_adapter, build_sync_engine
 
 sync_app = typer.Typer(help="Run syncs between the CRM and the ledger.", no_args_is_help=True,
                        rich_markup_mode=None)

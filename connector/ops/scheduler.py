@@ -95,7 +95,7 @@ class Worker:
         if self.build is not None:
             engine = self.build(name)
         else:
-            from connector.sync.factory import build_sync_engine
+            from connector.app import build_sync_engine
 
             engine = build_sync_engine(self.loaded, name, self.engine, holder=self.worker_id)
         self._engines[name] = (engine, stamp)

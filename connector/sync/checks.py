@@ -2,39 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from connector.adapters.base import CrmAdapter, FieldInfo
+from connector.adapters.base import CrmAdapter, FieldInfo, NewField
 from connector.adapters.errors import CrmRequestError, PermissionDenied
 from connector.errors import MappingMismatch
 from connector.mapping.loader import suggest
 from connector.mapping.models import FieldMap, Mapping
 
-# Our field types -> CRM data types that can hold them (Zoho and Fxiaoke names together).
-COMPATIBLE: dict[str, set[str]] = {
-    "text": {"text", "textarea", "long_text", "email", "phone", "website", "phone_number", "auto_number",
-             "picklist", "select_one", "bigint"},
-    "money": {"currency", "double", "decimal", "number"},
-    "decimal": {"currency", "double", "decimal", "number", "percent", "percentile", "integer"},
-    "integer": {"integer", "bigint", "number"},
-    "date": {"date", "date_time", "datetime"},
-    "datetime": {"datetime", "date_time"},
-    "picklist": {"picklist", "select_one", "text", "record_type"},
-    "boolean": {"boolean", "true_or_false"},
-    "lookup": {"lookup", "object_reference", "ownerlookup"},
-}
-ZOHO_TYPES = {"money": "currency", "decimal": "double", "integer": "integer", "text": "text", "date": "date",
-              "datetime": "datetime", "picklist": "picklist", "boolean": "boolean"}
-
 
 def _fields(m: Mapping) -> list[tuple[str, str, FieldMap]]:
     out = []
-    for section in ("customers", "contracts", "payments", "consumption", "prepayment"):
-        emap = getattr(m, section)
-        if emap is None:
-            continue
+    for stream, emap in m.sections():
         for name, fm in {**emap.fields, **emap.extra}.items():
-            out.append((f"{section}.fields.{name}", emap.module, fm))
+            out.append((f"{stream.name}.fields.{name}", emap.module, fm))
     out += [(f"write_back.{name}", m.customers.module, fm) for name, fm in m.write_back.items()]
     return out
 
@@ -42,10 +21,8 @@ def _fields(m: Mapping) -> list[tuple[str, str, FieldMap]]:
 def _module_paths(m: Mapping) -> dict[str, str]:
     """Where each mapped module is named in the mapping (the first section that names it)."""
     out: dict[str, str] = {}
-    for section in ("customers", "contracts", "payments", "consumption", "prepayment"):
-        emap = getattr(m, section)
-        if emap is not None:
-            out.setdefault(emap.module, f"{section}.module")
+    for stream, emap in m.sections():
+        out.setdefault(emap.module, f"{stream.name}.module")
     return out
 
 
@@ -83,7 +60,7 @@ def check_online(adapter: CrmAdapter, m: Mapping, *, create_fields: bool = False
             problems.append({"path": f"{path}.crm", "reason": f"{module} has no field {fm.crm!r}"
                              f"{suggest(fm.crm, set(fields))}"})
             continue
-        if info.data_type not in COMPATIBLE[fm.type]:
+        if not adapter.can_hold(fm.type, info):
             problems.append({"path": f"{path}.type", "reason": f"{module}.{fm.crm} is {info.data_type}; "
                              f"cannot hold {fm.type}"})
         if fm.owner == "connector" and info.read_only:
@@ -109,16 +86,14 @@ def preflight(adapter: CrmAdapter, m: Mapping) -> None:
 
 
 def _create(adapter: CrmAdapter, wanted: list[tuple[str, str, FieldMap]]) -> list[dict[str, str]]:
-    client: Any = getattr(adapter, "client", None)
-    if adapter.kind != "zoho" or client is None or not hasattr(client, "create_fields"):
-        return [{"path": p, "reason": f"{fm.crm} is missing and {adapter.kind} fields cannot be created by API; "
-                 "create it in the CRM's setup"} for p, _m, fm in wanted]
     problems = []
     for path, module, fm in wanted:
-        body: dict[str, Any] = {"field_label": fm.crm.replace("_", " "), "data_type": ZOHO_TYPES.get(fm.type, "text")}
-        if fm.type == "picklist":
-            body["pick_list_values"] = [{"display_value": v, "actual_value": v} for v in fm.values.values()]
-        [outcome] = client.create_fields(module, [body])
-        if not outcome.ok:
-            problems.append({"path": path, "reason": f"could not create {fm.crm}: {outcome.code} {outcome.message}"})
+        outcome = adapter.create_field(module, NewField(api_name=fm.crm, field_type=fm.type,
+                                                        picklist_values=tuple(fm.values.values())))
+        if outcome is None:
+            problems.append({"path": path, "reason": f"{fm.crm} is missing and {adapter.kind} fields cannot "
+                             "be created by API; create it in the CRM's setup"})
+        elif not outcome.ok:
+            problems.append({"path": path,
+                             "reason": f"could not create {fm.crm}: {outcome.code} {outcome.message}"})
     return problems

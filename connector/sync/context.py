@@ -107,7 +107,7 @@ class Ctx:
                 raise stop
 
     def customer_key(self, crm_id: str) -> str:
-        """Ledger customer key of a CRM customer id, e.g. `zoho:Accounts:123`."""
+        """Ledger customer key of a CRM customer id: `crm:module:id`, as `Record.key` spells it."""
         return f"{self.mapping.crm}:{self.mapping.customers.module}:{crm_id}"
 
     def account_of(self, kind: str, customer_id: str | None, crm_id: str) -> str:

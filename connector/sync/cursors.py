@@ -22,13 +22,13 @@ from sqlalchemy import Connection, Engine, Table, func, select
 from connector.db.rows import upsert
 from connector.sync import tables as t
 from connector.sync.context import Ctx
+from connector.domain import STREAMS
 
 log = logging.getLogger(__name__)
 
 # Where the records of each stream are kept, with the item kind for the shared items table.
 _STORED: dict[str, tuple[Table, str | None]] = {
-    "customers": (t.customers, None), "contracts": (t.contracts, None), "payments": (t.items, "payment"),
-    "consumption": (t.items, "consumption"), "prepayment": (t.items, "prepayment")}
+    name: (t.table_of(stream), stream.item_kind) for name, stream in STREAMS.items()}
 
 
 def deletion_stream(name: str) -> str:

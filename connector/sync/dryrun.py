@@ -123,22 +123,23 @@ class DryRunAdapter(CrmAdapter):
     """Reads through to the real CRM; writes and task changes are only counted (and reported)."""
 
     def __init__(self, inner: CrmAdapter, mapping: Mapping) -> None:
+        super().__init__(on_reject=inner.on_reject)
         self.inner = inner
         self.kind = inner.kind
         self.batch = mapping.write_batch_size
         self.planned_calls = 0
-        self.on_bad_record = getattr(inner, "on_bad_record", None)
-        self.on_reject = getattr(inner, "on_reject", None)
         self.deletion_check_interval = inner.deletion_check_interval
 
     def stream(self, spec: EntitySpec, since: datetime | None = None,
                overlap: timedelta = timedelta(seconds=0), *,
                deletions_since: datetime | None = None) -> Iterator[Record | Deletion]:
-        """Read from the real CRM."""
-        for name in ("on_bad_record", "on_reject"):
-            if hasattr(self.inner, name):
-                setattr(self.inner, name, getattr(self, name))
-        return self.inner.stream(spec, since, overlap, deletions_since=deletions_since)
+        """Read from the real CRM; the records it skips go to this adapter's `on_reject` meanwhile."""
+        outer = self.inner.on_reject
+        self.inner.on_reject = self.on_reject
+        try:
+            yield from self.inner.stream(spec, since, overlap, deletions_since=deletions_since)
+        finally:
+            self.inner.on_reject = outer
 
     def describe(self, module: str) -> list[FieldInfo]:
         """Read from the real CRM."""
@@ -147,6 +148,10 @@ class DryRunAdapter(CrmAdapter):
     def forget_metadata(self) -> None:
         """The real adapter's cache."""
         self.inner.forget_metadata()
+
+    def can_hold(self, field_type: str, info: FieldInfo) -> bool:
+        """The real adapter's table."""
+        return self.inner.can_hold(field_type, info)
 
     def write_fields(self, module: str, updates: Sequence[FieldUpdate]) -> list[WriteResult]:
         """Count the batch calls it would take; send nothing."""

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, select
 from connector.sync.record_errors import resolve_errors
 from connector.sync import tables as t
 from connector.sync.context import Ctx
+from connector.domain import Entity
 
 INCOMPLETE_STAGE = "incomplete"
 _CHUNK = 500
@@ -58,9 +59,8 @@ def held_customers(ctx: Ctx) -> dict[str, str]:
         held = dict(ctx.held)
         for crm_id, record in by_module.pop(m.customers.module, {}).items():
             held.setdefault(crm_id, record)
-        items = (("payment", m.payments), ("consumption", m.consumption), ("prepayment", m.prepayment))
-        stored = [(m.contracts.module, t.contracts, None)]
-        stored += [(emap.module, t.items, kind) for kind, emap in items if emap is not None]
+        stored = [(emap.module, t.table_of(stream), stream.item_kind) for stream, emap in m.sections()
+                  if stream.entity is not Entity.CUSTOMER]
         for module, table, kind in stored:
             ids = by_module.get(module, {})
             keys = sorted(ids)

@@ -18,16 +18,13 @@ from connector.sync.handlers import StreamHandler, handler_for
 from connector.sync.holds import open_incomplete, release
 
 PROGRESS_EVERY = 100  # records between progress ticks while a stream is read
-STREAMS = ("customers", "contracts", "payments", "consumption", "prepayment")
 
 
 def specs(m: Mapping) -> dict[str, EntitySpec]:
     """Adapter EntitySpecs from the mapping; customers also read back the connector-owned fields."""
     out: dict[str, EntitySpec] = {}
     sections: list[tuple[str, Entity, EntityMap | None]] = [
-        ("customers", Entity.CUSTOMER, m.customers), ("contracts", Entity.CONTRACT, m.contracts),
-        ("payments", Entity.PAYMENT, m.payments), ("consumption", Entity.CONSUMPTION, m.consumption),
-        ("prepayment", Entity.PREPAYMENT, m.prepayment)]
+        (stream.name, stream.entity, emap) for stream, emap in m.sections()]
     for name, entity, emap in sections:
         if emap is None:
             continue

@@ -11,7 +11,6 @@ import os
 from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
@@ -24,6 +23,7 @@ from connector.ledger import Ledger
 from connector.db.engine import storage_full
 from connector.timeutil import utcnow
 from connector.logs import run_context
+from connector.errors import RecordRejected
 from connector.mapping.models import Mapping
 from connector.db.rows import dumps
 from connector.sync.cursors import get_cursor
@@ -67,27 +67,17 @@ class SyncEngine:
         self.mapping = mapping
         self.clock = clock
         self.overlap = overlap
-        if hasattr(adapter, "on_bad_record"):
-            adapter.on_bad_record = self._bad_record
-        if hasattr(adapter, "on_reject"):
-            adapter.on_reject = self._rejected
+        adapter.on_reject = self._rejected
         self._ctx: Ctx | None = None
 
-    def _bad_record(self, bad: Any) -> None:
-        if self._ctx is not None:
-            self._refused(bad.record, bad)
-
-    def _rejected(self, rej: Any) -> None:
-        if self._ctx is not None:
-            self._refused(f"{self.mapping.crm}:{rej.module}:{rej.crm_id}", rej)
-
-    def _refused(self, record: str, exc: Any) -> None:
+    def _rejected(self, rejected: RecordRejected) -> None:
         """A record the adapter could not map; an incomplete one holds its customer (see `holds`)."""
-        assert self._ctx is not None
-        incomplete = bool(getattr(exc, "incomplete", False))
-        self._ctx.error(record, exc.field, INCOMPLETE_STAGE if incomplete else "pull", exc.reason)
-        if incomplete:
-            hold(self._ctx, record, getattr(exc, "customer_id", None))
+        if self._ctx is None:
+            return
+        stage = INCOMPLETE_STAGE if rejected.incomplete else "pull"
+        self._ctx.error(rejected.record, rejected.field, stage, rejected.reason)
+        if rejected.incomplete:
+            hold(self._ctx, rejected.record, rejected.customer_id)
 
     def run(self, *, full: bool = False, dry_run: bool = False, trigger: str = "manual",
             should_stop: Callable[[], str | None] | None = None, slot_at: datetime | None = None,

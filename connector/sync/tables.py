@@ -6,6 +6,7 @@ from sqlalchemy import Boolean, Column, Index, Integer, String, Table, Text, Uni
 from sqlmodel import SQLModel
 
 from connector.db.types import UTCDateTime
+from connector.domain import Entity, Stream
 
 md = SQLModel.metadata
 K = 255  # key length
@@ -152,3 +153,10 @@ api_usage = Table(
     Column("credits", Integer, nullable=False, default=0),
     Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+
+def table_of(stream: Stream) -> Table:
+    """Where a stream's records are kept: the shared items table (with `kind`) or a table of their own."""
+    if stream.item_kind is not None:
+        return items
+    return {Entity.CUSTOMER: customers, Entity.CONTRACT: contracts}[stream.entity]

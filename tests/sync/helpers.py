@@ -13,7 +13,6 @@ from connector.adapters.fxiaoke.sandbox import SandboxApp, SandboxConfig, Sandbo
 from connector.adapters.http import RetryPolicy
 from connector.adapters.zoho import ZohoAdapter, ZohoAuth, ZohoAuthConfig, ZohoClient
 from connector.adapters.zoho.sandbox import ZohoSandbox
-from connector.domain import Entity
 from connector.db.engine import make_engine
 from connector.mapping import load_mapping
 from connector.mapping.loader import DEFAULTS
@@ -23,8 +22,6 @@ from connector.sync.pull import specs
 from clock import Clock  # noqa: F401 - the suite's one fake clock, re-exported for the sync tests
 
 FX_BASE = "http://fxiaoke.sandbox.test"
-_ENT = {"customers": Entity.CUSTOMER, "contracts": Entity.CONTRACT, "payments": Entity.PAYMENT,
-        "consumption": Entity.CONSUMPTION}
 
 
 def zoho_engine(db_url: str, seed: int = 40, clock: Clock | None = None, *,
@@ -52,7 +49,7 @@ def zoho_engine(db_url: str, seed: int = 40, clock: Clock | None = None, *,
         sb.app.handle = slow  # type: ignore[method-assign]
         auth.clock = clock.seconds
     client = ZohoClient(auth, session=session, retry=RetryPolicy(max_attempts=6, sleep=lambda s: None))
-    adapter = ZohoAdapter(client, specs={_ENT[k]: v for k, v in specs(mapping).items()},
+    adapter = ZohoAdapter(client, specs={v.entity: v for v in specs(mapping).values()},
                           deletion_check_interval=deletion_check)
     engine = SyncEngine("zoho", make_engine(db_url), adapter, mapping, clock=clock)
     return engine, sb

@@ -34,7 +34,7 @@ CHILD = textwrap.dedent("""
     from sqlalchemy import text
     from connector.config import choose_database, load_settings
     from connector.db.engine import make_engine, write_transaction
-    from connector.sync.factory import build_sync_engine
+    from connector.app import build_sync_engine
 
     cfg, mode = sys.argv[1], sys.argv[2]
     loaded = load_settings(cfg)

@@ -4,10 +4,9 @@ from connector.adapters.fxiaoke.adapter import (
            DEFAULT_SPECS,
            FxiaokeAdapter,
            FxiaokeTaskTarget,
-           RecordRejected,
 )
 from connector.adapters.fxiaoke.auth import FxiaokeAuth, FxiaokeCredentials
 from connector.adapters.fxiaoke.client import FxiaokeClient
 
 __all__ = ["DEFAULT_SPECS", "FxiaokeAdapter", "FxiaokeAuth", "FxiaokeClient", "FxiaokeCredentials",
-           "FxiaokeTaskTarget", "RecordRejected"]
+           "FxiaokeTaskTarget"]

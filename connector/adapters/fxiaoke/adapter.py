@@ -2,14 +2,14 @@
 
 Entities are declared as data (`DEFAULT_SPECS`); code here exists only for Fxiaoke's real
 differences: epoch-ms times, currency strings, `owner` lists, `life_status` instead of deletes.
-A record that cannot be mapped is reported (`rejected`, `on_reject`) with its id, field and reason,
+A record that cannot be mapped is reported (`CrmAdapter.reject`) with its id, field and reason,
 and the stream goes on.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
@@ -24,6 +24,7 @@ from connector.adapters.base import (
     EntitySpec,
     FieldInfo,
     FieldUpdate,
+    RejectListener,
     TaskRef,
     TaskRequest,
     WaitListener,
@@ -36,16 +37,12 @@ from connector.adapters.fxiaoke.client import FxiaokeClient, from_epoch_ms, to_e
 from connector.adapters.fxiaoke.envelope import CHINA_TZ, CRM
 from connector.adapters.http import ServerClock
 from connector.domain import (
-    Consumption,
-    Contract,
-    Customer,
+    BY_ENTITY,
     Deletion,
     Entity,
-    Payment,
-    PrepaymentBalance,
     Record,
 )
-from connector.errors import InvalidInput, field_reason
+from connector.errors import InvalidInput, RecordRejected, field_reason
 
 log = logging.getLogger("connector.fxiaoke")
 
@@ -79,28 +76,20 @@ DEFAULT_SPECS: dict[Entity, EntitySpec] = {
         "customer_id": "customer_id", "amount": "amount", "used_at": "transaction_time"},
         extra_fields=("customer_account_id", "outcome_type")),
 }
-MODELS: dict[Entity, type[BaseModel]] = {Entity.CUSTOMER: Customer, Entity.CONTRACT: Contract,
-                                         Entity.PAYMENT: Payment, Entity.CONSUMPTION: Consumption,
-                                         Entity.PREPAYMENT: PrepaymentBalance}
+# Our field types -> the Fxiaoke field types (describe `type`) that can hold them.
+DATA_TYPES: dict[str, frozenset[str]] = {
+    "text": frozenset({"text", "long_text", "email", "phone_number", "auto_number", "select_one"}),
+    "money": frozenset({"currency", "number", "decimal"}),
+    "decimal": frozenset({"currency", "number", "decimal", "percentile"}),
+    "integer": frozenset({"number"}),
+    "date": frozenset({"date", "date_time"}),
+    "datetime": frozenset({"date_time"}),
+    "picklist": frozenset({"select_one", "text", "record_type"}),
+    "boolean": frozenset({"true_or_false"}),
+    "lookup": frozenset({"object_reference"}),
+}
 # PrepayDetailObj holds both income (mirrors of payments) and outcome rows; only outcome is consumption.
 INCOME_RECORD_TYPE = "income_record_type__c"
-
-
-class RecordRejected(InvalidInput):
-    """A CRM record that cannot become a domain record; names the record, field and reason.
-
-    `incomplete`: a mapped field is absent from the record (not empty); `customer_id`: the CRM id of the
-    customer the record belongs to, when the record says."""
-
-    def __init__(self, module: str, crm_id: str, field: str, reason: str, *, incomplete: bool = False) -> None:
-        super().__init__(f"{CRM} {module} {crm_id}: field {field}: {reason}", module=module, crm_id=crm_id,
-                         field=field)
-        self.module = module
-        self.crm_id = crm_id
-        self.field = field
-        self.reason = reason
-        self.incomplete = incomplete
-        self.customer_id: str | None = None
 
 
 class FxiaokeTaskTarget(BaseModel):
@@ -145,13 +134,12 @@ class FxiaokeAdapter(CrmAdapter):
 
     def __init__(self, client: FxiaokeClient, *, currency: str = "CNY",
                  task_target: FxiaokeTaskTarget | None = None,
-                 on_reject: Callable[[RecordRejected], None] | None = None, max_rejects_kept: int = 1000) -> None:
+                 on_reject: RejectListener | None = None, max_rejects_kept: int = 1000) -> None:
+        super().__init__(on_reject=on_reject)
+        self.max_rejects_kept = max_rejects_kept
         self.client = client
         self.currency = money.currency_code(currency)
         self.task_target = task_target or FxiaokeTaskTarget()
-        self.on_reject = on_reject
-        self.rejected: list[RecordRejected] = []
-        self._max_rejects = max_rejects_kept
         self._sent_markers: set[str] = set()
         self._owner_names: dict[str, str] | None = None  # the directory, read once per run (forget_metadata)
 
@@ -198,7 +186,7 @@ class FxiaokeAdapter(CrmAdapter):
                 if isinstance(customer, list):
                     customer = customer[0] if customer else None
                 rejected.customer_id = str(customer) if customer else None
-                self._reject(rejected)
+                self.reject(rejected)
 
     def _read_directory(self) -> dict[str, str]:
         """Owner names for this run; without them (no permission, refused) reports fall back to ids."""
@@ -212,26 +200,19 @@ class FxiaokeAdapter(CrmAdapter):
         """Each run starts by reading the employee directory again (names change, people leave)."""
         self._owner_names = None
 
-    def _reject(self, rejected: RecordRejected) -> None:
-        log.warning("%s", rejected.message)
-        if len(self.rejected) < self._max_rejects:
-            self.rejected.append(rejected)
-        if self.on_reject is not None:
-            self.on_reject(rejected)
-
     def to_domain(self, spec: EntitySpec, raw: Mapping[str, Any]) -> Record:
         """Map one Fxiaoke record to its domain model, or raise RecordRejected."""
         crm_id = str(raw.get("_id"))
         absent = absent_fields(spec, raw)  # the client asks for nulls (`includeNull`), so absent is not empty
         if absent:
-            raise RecordRejected(spec.module, crm_id, ", ".join(absent), INCOMPLETE, incomplete=True)
+            raise RecordRejected(CRM, spec.module, crm_id, ", ".join(absent), INCOMPLETE, incomplete=True)
         currency_field = spec.fields.get("currency")
         currency = self.currency
         if currency_field and raw.get(currency_field):
             try:
                 currency = money.currency_code(str(raw[currency_field]))
             except InvalidInput as exc:
-                raise RecordRejected(spec.module, crm_id, currency_field, field_reason(exc)) from None
+                raise RecordRejected(CRM, spec.module, crm_id, currency_field, field_reason(exc)) from None
         values: dict[str, Any] = {}
         for attr, crm_field in spec.fields.items():
             if attr == "currency":
@@ -243,11 +224,11 @@ class FxiaokeAdapter(CrmAdapter):
                 values[attr] = self._convert(attr, value, currency)
             except (ValueError, InvalidInput) as exc:
                 reason = field_reason(exc) if isinstance(exc, InvalidInput) else str(exc)
-                raise RecordRejected(spec.module, crm_id, crm_field, reason) from None
+                raise RecordRejected(CRM, spec.module, crm_id, crm_field, reason) from None
         owner = raw.get("owner")
         lmt = raw.get("last_modified_time")
         if lmt is None:
-            raise RecordRejected(spec.module, crm_id, "last_modified_time", "missing")
+            raise RecordRejected(CRM, spec.module, crm_id, "last_modified_time", "missing")
         owner_id = str(owner[0]) if isinstance(owner, list) and owner else None
         common: dict[str, Any] = {
             "crm": CRM, "module": spec.module, "crm_id": crm_id, "modified_at": from_epoch_ms(lmt),
@@ -257,15 +238,15 @@ class FxiaokeAdapter(CrmAdapter):
         common["currency"] = currency
         if spec.entity is Entity.PAYMENT and "status" not in values:
             values["status"] = raw.get("life_status")
-        model = MODELS[spec.entity]
+        model = BY_ENTITY[spec.entity].model
         try:
-            return model(**common, **values)  # type: ignore[return-value]
+            return model(**common, **values)
         except Exception as exc:  # pydantic ValidationError: name the first failing field
             errors = getattr(exc, "errors", lambda: [])()
             loc = errors[0]["loc"][0] if errors else "record"
             msg = errors[0]["msg"] if errors else str(exc)
             crm_field = spec.fields.get(str(loc), str(loc))
-            raise RecordRejected(spec.module, crm_id, crm_field, msg) from None
+            raise RecordRejected(CRM, spec.module, crm_id, crm_field, msg) from None
 
     def _convert(self, attr: str, value: Any, currency: str) -> Any:
         if attr in MONEY_ATTRS:
@@ -294,6 +275,10 @@ class FxiaokeAdapter(CrmAdapter):
                 picklist_values=tuple(str(o.get("value")) for o in meta.get("options") or []),
                 max_length=meta.get("max_length"), decimal_places=meta.get("decimal_places")))
         return out
+
+    def can_hold(self, field_type: str, info: FieldInfo) -> bool:
+        """Whether a Fxiaoke field of type `info.data_type` can hold our `field_type` (`DATA_TYPES`)."""
+        return info.data_type in DATA_TYPES[field_type]
 
     # -- writing ---------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ pass your own `EntitySpec`s to map other modules or field names.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -22,6 +22,8 @@ from connector.adapters.base import (
     EntitySpec,
     FieldInfo,
     FieldUpdate,
+    NewField,
+    RejectListener,
     TaskRef,
     TaskRequest,
     WaitListener,
@@ -32,21 +34,30 @@ from connector.adapters.errors import CrmRequestError, RetriableCrmError
 from connector.adapters.http import ServerClock
 from connector.adapters.zoho.client import ZohoClient, format_time, parse_time
 from connector.domain import (
-    Consumption,
-    Contract,
-    Customer,
+    BY_ENTITY,
     Deletion,
     Entity,
-    Payment,
-    PrepaymentBalance,
     Record,
 )
-from connector.errors import InvalidInput, field_reason
+from connector.errors import InvalidInput, RecordRejected, field_reason
 
 log = logging.getLogger("connector.zoho.adapter")
 
-MODELS: dict[Entity, type[Any]] = {Entity.CUSTOMER: Customer, Entity.CONTRACT: Contract, Entity.PAYMENT: Payment,
-                                   Entity.CONSUMPTION: Consumption, Entity.PREPAYMENT: PrepaymentBalance}
+# Our field types -> the Zoho data types (`/settings/fields` `data_type`) that can hold them.
+DATA_TYPES: dict[str, frozenset[str]] = {
+    "text": frozenset({"text", "textarea", "email", "phone", "website", "picklist", "bigint"}),
+    "money": frozenset({"currency", "double", "decimal"}),
+    "decimal": frozenset({"currency", "double", "decimal", "percent", "integer"}),
+    "integer": frozenset({"integer", "bigint"}),
+    "date": frozenset({"date", "datetime"}),
+    "datetime": frozenset({"datetime"}),
+    "picklist": frozenset({"picklist", "text"}),
+    "boolean": frozenset({"boolean"}),
+    "lookup": frozenset({"lookup", "ownerlookup"}),
+}
+# Our field types -> the data type a field created for them gets.
+CREATED_TYPES = {"money": "currency", "decimal": "double", "integer": "integer", "text": "text",
+                 "date": "date", "datetime": "datetime", "picklist": "picklist", "boolean": "boolean"}
 MONEY = {"prepay_amount", "credit_limit", "low_balance_threshold", "amount", "balance"}
 DECIMALS = {"refund_fee_pct"}
 DATES = {"due_date", "valid_from", "valid_until"}
@@ -76,19 +87,13 @@ def default_specs() -> dict[Entity, EntitySpec]:
     }
 
 
-class BadRecord(InvalidInput):
-    """A CRM record that cannot be mapped; names the record, the field and the reason.
+class _Unsendable(InvalidInput):
+    """A value `write_fields` refuses to send, by the field's metadata; it never leaves the adapter."""
 
-    `incomplete`: a mapped field is absent from the record (not empty); `customer_id`: the CRM id of the
-    customer the record belongs to, when the record says."""
-
-    def __init__(self, key: str, field: str, reason: str, *, incomplete: bool = False) -> None:
-        super().__init__(f"{key}: field {field}: {reason}", record=key, field=field, reason=reason)
-        self.record = key
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}", field=field)
         self.field = field
         self.reason = reason
-        self.incomplete = incomplete
-        self.customer_id: str | None = None
 
 
 class ZohoAdapter(CrmAdapter):
@@ -99,16 +104,15 @@ class ZohoAdapter(CrmAdapter):
     def __init__(self, client: ZohoClient, *, specs: dict[Entity, EntitySpec] | None = None,
                  default_currency: str | None = None, task_marker_field: str = TASK_MARKER_FIELD,
                  closed_statuses: Sequence[str] = CLOSED_STATUSES,
-                 on_bad_record: Callable[[BadRecord], None] | None = None,
+                 on_reject: RejectListener | None = None,
                  deletion_check_interval: timedelta = DELETION_CHECK_INTERVAL) -> None:
+        super().__init__(on_reject=on_reject)
         self.client = client
         self.deletion_check_interval = deletion_check_interval
         self.specs = specs or default_specs()
         self.default_currency = default_currency
         self.task_marker_field = task_marker_field
         self.closed_statuses = tuple(closed_statuses)
-        self.on_bad_record = on_bad_record
-        self.rejected: list[BadRecord] = []
         self._fields: dict[str, list[FieldInfo]] = {}
         self._owners: dict[tuple[str, str], str | None] = {}
 
@@ -126,9 +130,9 @@ class ZohoAdapter(CrmAdapter):
                                             overlap=overlap if since is not None else timedelta(0)):
             try:
                 yield self.to_domain(spec, row)
-            except BadRecord as bad:
+            except RecordRejected as bad:
                 bad.customer_id = self._customer_of(spec, row)
-                self._reject(bad)
+                self.reject(bad)
         if deletions_since is None:
             return
         for item in self.client.iter_deleted(spec.module,
@@ -143,18 +147,12 @@ class ZohoAdapter(CrmAdapter):
         lookup = row.get(spec.fields.get("customer_id", ""))
         return str(lookup["id"]) if isinstance(lookup, dict) and lookup.get("id") else None
 
-    def _reject(self, bad: BadRecord) -> None:
-        log.warning("skipping %s", bad)
-        self.rejected.append(bad)
-        if self.on_bad_record:
-            self.on_bad_record(bad)
-
     def to_domain(self, spec: EntitySpec, row: dict[str, Any]) -> Record:
-        """Map one Zoho record to its domain model, or raise `BadRecord`."""
-        key = f"{self.kind}:{spec.module}:{row.get('id')}"
+        """Map one Zoho record to its domain model, or raise `RecordRejected`."""
+        key = (spec.module, str(row.get("id")))
         absent = absent_fields(spec, row)
         if absent:
-            raise BadRecord(key, ", ".join(absent), INCOMPLETE, incomplete=True)
+            raise self._rejected(key, ", ".join(absent), INCOMPLETE, incomplete=True)
         values: dict[str, Any] = {}
         currency_field = spec.fields.get("currency")
         currency = row.get(currency_field) if currency_field else None
@@ -162,7 +160,7 @@ class ZohoAdapter(CrmAdapter):
             try:
                 currency = money.currency_code(str(currency))
             except InvalidInput:
-                raise BadRecord(key, str(currency_field), f"unknown currency {currency!r}") from None
+                raise self._rejected(key, str(currency_field), f"unknown currency {currency!r}") from None
         currency = currency or self.default_currency
         for attr, crm_field in spec.fields.items():
             raw = row.get(crm_field)
@@ -171,32 +169,39 @@ class ZohoAdapter(CrmAdapter):
             values[attr] = self._convert(key, attr, crm_field, raw, currency)
         if currency:
             values["currency"] = currency
-        model = MODELS[spec.entity]
+        model = BY_ENTITY[spec.entity].model
         for attr in MONEY & set(model.model_fields) & set(spec.fields):
             if attr in values and not currency:
-                raise BadRecord(key, spec.fields[attr], "amount without a currency (set default_currency or "
-                                "fill the record's currency)")
+                raise self._rejected(key, spec.fields[attr], "amount without a currency (set "
+                                     "default_currency or fill the record's currency)")
         if values.get("valid_from") and values.get("valid_until") and values["valid_until"] < values["valid_from"]:
-            raise BadRecord(key, spec.fields["valid_until"], f"valid until {values['valid_until']} is before "
-                            f"valid from {values['valid_from']}")
+            raise self._rejected(key, spec.fields["valid_until"], f"valid until {values['valid_until']} is "
+                                 f"before valid from {values['valid_from']}")
         owner = row.get("Owner")
-        base = {"crm": self.kind, "module": spec.module, "crm_id": str(row["id"]),
-                "modified_at": parse_time(str(row["Modified_Time"])),
-                "owner_id": str(owner["id"]) if isinstance(owner, dict) and owner.get("id") else None,
-                "owner_name": str(owner["name"]) if isinstance(owner, dict) and owner.get("name") else None,
-                "fields": {name: row[name] for name in spec.extra_fields}}
+        base: dict[str, Any] = {
+            "crm": self.kind, "module": spec.module, "crm_id": str(row["id"]),
+            "modified_at": parse_time(str(row["Modified_Time"])),
+            "owner_id": str(owner["id"]) if isinstance(owner, dict) and owner.get("id") else None,
+            "owner_name": str(owner["name"]) if isinstance(owner, dict) and owner.get("name") else None,
+            "fields": {name: row[name] for name in spec.extra_fields}}
         for attr, info in model.model_fields.items():
             if attr not in base and attr not in values and info.is_required() and attr != "entity":
                 if attr in LOOKUPS and info.annotation is not None and "None" in str(info.annotation):
                     values[attr] = None
                     continue
-                raise BadRecord(key, spec.fields.get(attr, attr), "required value is missing")
+                raise self._rejected(key, spec.fields.get(attr, attr), "required value is missing")
         try:
-            return model(**base, **values)  # type: ignore[no-any-return]
+            return model(**base, **values)
         except ValueError as exc:
-            raise BadRecord(key, "?", f"does not fit {model.__name__}: {exc}") from None
+            raise self._rejected(key, "?", f"does not fit {model.__name__}: {exc}") from None
 
-    def _convert(self, key: str, attr: str, crm_field: str, raw: Any, currency: str | None) -> Any:
+    def _rejected(self, key: tuple[str, str], field: str, reason: str, *,
+                  incomplete: bool = False) -> RecordRejected:
+        module, crm_id = key
+        return RecordRejected(self.kind, module, crm_id, field, reason, incomplete=incomplete)
+
+    def _convert(self, key: tuple[str, str], attr: str, crm_field: str, raw: Any,
+                 currency: str | None) -> Any:
         try:
             if attr in MONEY:
                 if isinstance(raw, float) or not currency:
@@ -215,9 +220,9 @@ class ZohoAdapter(CrmAdapter):
                 return str(raw["id"])
             return raw if isinstance(raw, str) else str(raw)
         except InvalidInput as exc:
-            raise BadRecord(key, crm_field, field_reason(exc)) from None
+            raise self._rejected(key, crm_field, field_reason(exc)) from None
         except (ValueError, TypeError) as exc:
-            raise BadRecord(key, crm_field, f"cannot read {raw!r}: {exc}") from None
+            raise self._rejected(key, crm_field, f"cannot read {raw!r}: {exc}") from None
 
     def forget_metadata(self) -> None:
         """Read field metadata again on the next `describe` (the engine calls it at the start of each run)."""
@@ -239,6 +244,21 @@ class ZohoAdapter(CrmAdapter):
             self._fields[module] = infos
         return self._fields[module]
 
+    def can_hold(self, field_type: str, info: FieldInfo) -> bool:
+        """Whether a Zoho field of `info.data_type` can hold our `field_type` (`DATA_TYPES`)."""
+        return info.data_type in DATA_TYPES[field_type]
+
+    def create_field(self, module: str, field: NewField) -> WriteResult:
+        """Create a custom field (`POST /settings/fields`); Zoho names it after its label."""
+        body: dict[str, Any] = {"field_label": field.api_name.replace("_", " "),
+                                "data_type": CREATED_TYPES.get(field.field_type, "text")}
+        if field.field_type == "picklist":
+            body["pick_list_values"] = [{"display_value": v, "actual_value": v}
+                                        for v in field.picklist_values]
+        [outcome] = self.client.create_fields(module, [body])
+        return WriteResult(crm_id=outcome.record_id, ok=outcome.ok, code=outcome.code,
+                           message=outcome.message)
+
     # -- writing --------------------------------------------------------------------------
 
     def write_fields(self, module: str, updates: Sequence[FieldUpdate]) -> list[WriteResult]:
@@ -251,7 +271,7 @@ class ZohoAdapter(CrmAdapter):
             try:
                 payload.append({"id": upd.crm_id, **{k: self._outgoing(known, k, v) for k, v in upd.values.items()}})
                 positions.append(i)
-            except BadRecord as bad:
+            except _Unsendable as bad:
                 results[i] = WriteResult(crm_id=upd.crm_id, ok=False, code="REFUSED_LOCALLY",
                                          message=bad.reason, field=bad.field)
         for outcome in self.client.update(module, payload) if payload else []:
@@ -263,18 +283,17 @@ class ZohoAdapter(CrmAdapter):
 
     def _outgoing(self, known: dict[str, FieldInfo], name: str, value: Any) -> Any:
         info = known.get(name)
-        where = f"{name}"
         if info is None:
-            raise BadRecord(where, name, "no such field in Zoho (it would be silently ignored)")
+            raise _Unsendable(name, "no such field in Zoho (it would be silently ignored)")
         if info.read_only:
-            raise BadRecord(where, name, "field is read-only in Zoho")
+            raise _Unsendable(name, "field is read-only in Zoho")
         if isinstance(value, float):
-            raise BadRecord(where, name, "floats are not sent; use Decimal")
+            raise _Unsendable(name, "floats are not sent; use Decimal")
         if isinstance(value, Decimal) and info.decimal_places is not None and \
                 value != value.quantize(Decimal(1).scaleb(-info.decimal_places)):
-            raise BadRecord(where, name, f"{value} has more than {info.decimal_places} decimal places")
+            raise _Unsendable(name, f"{value} has more than {info.decimal_places} decimal places")
         if info.picklist_values and value is not None and value not in info.picklist_values:
-            raise BadRecord(where, name, f"{value!r} is not one of {', '.join(info.picklist_values)}")
+            raise _Unsendable(name, f"{value!r} is not one of {', '.join(info.picklist_values)}")
         if isinstance(value, datetime):
             return format_time(value)
         if isinstance(value, date):

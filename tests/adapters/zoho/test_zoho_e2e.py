@@ -13,8 +13,8 @@ from connector.adapters.base import FieldUpdate, TaskRequest
 from connector.adapters.errors import QuotaExhausted
 from connector.adapters.http import RetryPolicy
 from connector.adapters.zoho import ZohoAdapter, default_specs
-from connector.adapters.zoho.adapter import BadRecord
 from connector.domain import Contract, Customer, Deletion, Entity, Payment
+from connector.errors import RecordRejected
 
 
 @pytest.fixture
@@ -130,8 +130,8 @@ def test_quota_exhaustion_stops_the_run() -> None:
 
 def test_bad_record_callback_and_currency_default() -> None:
     with ZohoSandbox(seed=400) as sb:
-        seen: list[BadRecord] = []
-        adapter = ZohoAdapter(sandbox_client(sb), on_bad_record=seen.append, default_currency="USD")
+        seen: list[RecordRejected] = []
+        adapter = ZohoAdapter(sandbox_client(sb), on_reject=seen.append, default_currency="USD")
         contracts = list(adapter.stream(default_specs()[Entity.CONTRACT]))
         assert seen and all(str(b).startswith(b.record) and b.field in str(b) for b in seen)
         assert len(contracts) + len(seen) == len(sb.org.modules["Deals"].records)
