@@ -31,7 +31,8 @@ def worker(info: dict[str, str], expected: int) -> dict[str, Any]:
     from connector.adapters.fxiaoke import DEFAULT_SPECS, FxiaokeAdapter, FxiaokeAuth, FxiaokeClient, FxiaokeCredentials
     from connector.domain import Entity
 
-    auth = FxiaokeAuth(info["base_url"], FxiaokeCredentials(info["app_id"], info["app_secret"], info["permanent_code"]))
+    auth = FxiaokeAuth(info["base_url"],
+                       FxiaokeCredentials(info["app_id"], info["app_secret"], info["permanent_code"]))
     client = FxiaokeClient(info["base_url"], auth, open_user_id=info["open_user_id"])
     adapter = FxiaokeAdapter(client)
     started = time.perf_counter()
@@ -39,10 +40,13 @@ def worker(info: dict[str, str], expected: int) -> dict[str, Any]:
     for _ in adapter.stream(DEFAULT_SPECS[Entity.CUSTOMER]):
         count += 1
     elapsed = time.perf_counter() - started
-    return {"records": count, "expected": expected, "elapsed": elapsed, "calls": client.stats.calls,
-            "token_calls": client.token_calls, "retries": client.stats.retries, "throttled": client.stats.throttled,
-            "paced": client.paced_seconds, "retry_sleep": client.stats.retry_sleep,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "records": count, "expected": expected, "elapsed": elapsed, "calls": client.stats.calls,
+        "token_calls": client.token_calls, "retries": client.stats.retries,
+        "throttled": client.stats.throttled, "paced": client.paced_seconds,
+        "retry_sleep": client.stats.retry_sleep,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    }
 
 
 def run(n: int, rate_limit: int, fail_rate: float) -> dict[str, Any]:

@@ -69,7 +69,8 @@ def worker(url: str, csv_path: Path, singles: int) -> dict[str, float]:
     # single postings below queue behind hundreds of MB of writeback and measure the import, not them.
     os.sync()
     rng = random.Random(11)
-    customers = report.created and int(engine.connect().execute(text("SELECT COUNT(*) FROM accounts")).scalar() or 0)
+    customers = report.created and int(
+        engine.connect().execute(text("SELECT COUNT(*) FROM accounts")).scalar() or 0)
     started = time.perf_counter()
     refused = 0
     for n in range(singles):
@@ -130,7 +131,8 @@ def run_backend(name: str, args: argparse.Namespace, csv_path: Path, tmp: Path) 
 
 def main() -> None:
     """Parse arguments; run the workers; print the figures."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--single", type=int, default=5_000, help="single durable postings to time")
@@ -154,10 +156,11 @@ def main() -> None:
         print(header)
         for name in args.backends.split(","):
             r = run_backend(name, args, csv_path, tmp)
-            print(f"{name:9} {int(r['entries']):>9,} {r['import_s']:>9.1f} {r['import_entries_per_s']:>9,.0f} "
-                  f"{r['single_per_s']:>9,.0f} {r['balances_s']:>10.2f} {r['verify_s']:>9.1f} "
-                  f"{r['peak_rss_mb']:>11.0f}   ({int(r['accounts']):,} accounts; {int(r['singles']):,} single "
-                  f"postings, {int(r['refused'])} refused)", flush=True)
+            print(
+                f"{name:9} {int(r['entries']):>9,} {r['import_s']:>9.1f} {r['import_entries_per_s']:>9,.0f} "
+                f"{r['single_per_s']:>9,.0f} {r['balances_s']:>10.2f} {r['verify_s']:>9.1f} "
+                f"{r['peak_rss_mb']:>11.0f}   ({int(r['accounts']):,} accounts; {int(r['singles']):,} single "
+                f"postings, {int(r['refused'])} refused)", flush=True)
 
 
 if __name__ == "__main__":

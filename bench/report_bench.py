@@ -41,7 +41,8 @@ def make_csv(path: Path, customers: int, entries: int, now: datetime, seed: int 
             fh.write(f"deposit,c{c:06d},1000.00,CNY,d2:{c},{start.isoformat()},{expires}\n")
             for n in range(per - 2):
                 at = start + timedelta(days=(n + 1) * 180 / per, minutes=rng.randrange(600))
-                fh.write(f"consume,c{c:06d},{rng.randint(100, 30000) / 100:.2f},CNY,u{n}:{c},{at.isoformat()},\n")
+                fh.write(
+                    f"consume,c{c:06d},{rng.randint(100, 30000) / 100:.2f},CNY,u{n}:{c},{at.isoformat()},\n")
 
 
 def add_terms(url: str, customers: int, now: datetime) -> None:
@@ -66,8 +67,9 @@ _WRAPPER = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]);
 def measure(args: list[str], db: str) -> dict[str, float]:
     """Run the CLI in a child process (through a wrapper that reports only that child's peak RSS)."""
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", _WRAPPER, sys.executable, "-m", "connector", "--db", db, *args],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", _WRAPPER, sys.executable, "-m", "connector", "--db", db, *args],
+        capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -77,7 +79,8 @@ def measure(args: list[str], db: str) -> dict[str, float]:
 
 def main() -> None:
     """Build the data, run the measurements, print the figures."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--backend", choices=("postgres", "sqlite"), default="postgres")
@@ -113,8 +116,12 @@ def main() -> None:
         engine.dispose()
         add_terms(url, opts.customers, now)
         today = date.today().isoformat()
-        figures["report_json"] = measure(["report", "--as-of", today, "-f", "json", "-o", str(work / "r.json")], url)
-        figures["report_html"] = measure(["report", "--as-of", today, "-f", "html", "-o", str(work / "r.html")], url)
+        figures["report_json"] = measure(
+            ["report", "--as-of", today, "-f", "json", "-o",
+             str(work / "r.json")], url)
+        figures["report_html"] = measure(
+            ["report", "--as-of", today, "-f", "html", "-o",
+             str(work / "r.html")], url)
         figures["report_past_as_of"] = measure(
             ["report", "--as-of", (date.today() - timedelta(days=60)).isoformat(), "-f", "json", "-o",
              str(work / "r2.json")], url)

@@ -52,8 +52,10 @@ def _zoho(n: int) -> tuple[Any, str, int, Any, Any]:
         i += 1
 
     def counts() -> dict[str, int]:
-        return {"customers": len(org.modules["Accounts"].records), "contracts": len(org.modules["Deals"].records),
-                "payments": len(pays.records)}
+        return {
+            "customers": len(org.modules["Accounts"].records), "contracts": len(org.modules["Deals"].records),
+            "payments": len(pays.records)
+        }
 
     def change(k: int) -> None:
         live = [r for r in pays.records.values() if (r.get("Account") or {}).get("id") and r.get("Currency")]
@@ -70,25 +72,33 @@ def _fxiaoke(n: int) -> tuple[Any, str, int, Any, Any]:
     store = sb.app.store
     admin = sb.app.credentials.open_user_id
     table = store.table("PaymentObj").rows
-    base = [r for r in table.values() if r.get("account_id") and not str(r["payment_amount"]).startswith(("-", "0"))]
+    base = [
+        r for r in table.values()
+        if r.get("account_id") and not str(r["payment_amount"]).startswith(("-", "0"))
+    ]
     i = 0
     while len(table) < 2 * n:
         src = base[i % len(base)]
-        store.create("PaymentObj", {"owner": src["owner"], "account_id": src["account_id"],
-                                    "payment_amount": f"{10 + i % 90}.00", "payment_time": src["payment_time"]},
-                     admin, raw=True)
+        store.create(
+            "PaymentObj", {
+                "owner": src["owner"], "account_id": src["account_id"], "payment_amount": f"{10 + i % 90}.00",
+                "payment_time": src["payment_time"]
+            }, admin, raw=True)
         i += 1
 
     def counts() -> dict[str, int]:
-        return {k: len(store.table(m).rows) for k, m in (("customers", "AccountObj"),
-                                                         ("contracts", "prepay_contract__c"), ("payments", "PaymentObj"),
-                                                         ("consumption", "PrepayDetailObj"))}
+        return {
+            k: len(store.table(m).rows)
+            for k, m in (("customers", "AccountObj"), ("contracts", "prepay_contract__c"),
+                         ("payments", "PaymentObj"), ("consumption", "PrepayDetailObj"))
+        }
 
     def change(k: int) -> None:
         live = [r for r in table.values() if r.get("life_status") == "normal"
                 and not str(r["payment_amount"]).startswith(("-", "0"))]
         for r in live[:k]:
-            store.update("PaymentObj", r["_id"], {"payment_amount": str(Decimal(r["payment_amount"]) + 1)}, admin)
+            store.update("PaymentObj", r["_id"], {"payment_amount": str(Decimal(r["payment_amount"]) + 1)},
+                         admin)
 
     return sb, sb.base_url, n, counts, change
 
@@ -105,7 +115,8 @@ def main() -> None:
     sb, url, _seed, counts, change = (_zoho if args.crm == "zoho" else _fxiaoke)(args.customers)
     print(f"seeded {counts()} in {time.monotonic() - t0:.1f}s")
     with tempfile.TemporaryDirectory() as tmp:
-        write_config(Path(tmp), args.crm, sandbox=url, extra={"deletion_check_minutes": args.deletion_check_minutes})
+        write_config(Path(tmp), args.crm, sandbox=url,
+                     extra={"deletion_check_minutes": args.deletion_check_minutes})
         engine, _ = engine_for(load_settings(Path(tmp) / "prepaid-sync.toml"), None,
                                make_engine(f"sqlite:///{Path(tmp) / 'prepaid-sync.db'}"))
         engine.overlap = timedelta(seconds=1)
@@ -114,7 +125,8 @@ def main() -> None:
         task_calls = _count_task_calls(engine.adapter)
         print(f"{'run':<12}{'seconds':>9}{'pulled':>9}{'reads':>7}{'read LB':>8}{'deleted':>8}{'writes':>8}"
               f"{'write LB':>9}{'task calls':>11}{'RSS MB':>8}")
-        for label, k in (("full", None), ("settle", 0), ("no-change", 0), ("1% change", args.customers * 2 // 100)):
+        for label, k in (("full", None), ("settle", 0), ("no-change", 0), ("1% change",
+                                                                           args.customers * 2 // 100)):
             if k:
                 change(k)
             if label != "full":
@@ -136,9 +148,10 @@ def main() -> None:
             checks = after.by_type.get("deleted:calls", 0) - before.by_type.get("deleted:calls", 0)
             read_lb = sum(max(1, math.ceil(v / page)) for v in r.pulled.values()) + checks
             write_lb = math.ceil(r.records_written / batch)
-            print(f"{label:<12}{secs:>9.1f}{pulled:>9}{reads:>7}{read_lb:>8}{checks:>8}{writes:>8}{write_lb:>9}"
-                  f"{tasks:>11}{_rss_mb():>8.0f}   status={r.status} deposits={r.deposits_posted} "
-                  f"consumptions={r.consumptions_posted} reversals={r.reversals_posted} errors={r.error_total}")
+            print(
+                f"{label:<12}{secs:>9.1f}{pulled:>9}{reads:>7}{read_lb:>8}{checks:>8}{writes:>8}{write_lb:>9}"
+                f"{tasks:>11}{_rss_mb():>8.0f}   status={r.status} deposits={r.deposits_posted} "
+                f"consumptions={r.consumptions_posted} reversals={r.reversals_posted} errors={r.error_total}")
         engine.adapter.close()
     sb.stop()
 

@@ -48,7 +48,8 @@ def adapter_pull(info: dict[str, str], limit: int | None) -> dict[str, Any]:
            "ZOHO_REFRESH_TOKEN": info["refresh_token"]}
     auth = ZohoAuth.from_env(ZohoAuthConfig(accounts_url=info["accounts_url"], api_domain=info["api_domain"]),
                              environ=env)
-    adapter = ZohoAdapter(ZohoClient(auth, retry=RetryPolicy(max_attempts=10, initial_delay=0.01, max_delay=0.2)))
+    adapter = ZohoAdapter(
+        ZohoClient(auth, retry=RetryPolicy(max_attempts=10, initial_delay=0.01, max_delay=0.2)))
     start = time.perf_counter()
     adapter.describe("Accounts")
     ids = array("q")  # 8 bytes per record, so the exactly-once check barely moves RSS
@@ -86,7 +87,8 @@ def sdk_pull(info: dict[str, str]) -> dict[str, Any]:
     from zohocrmsdk.src.com.zoho.crm.api.sdk_config import SDKConfig
 
     tmp = tempfile.mkdtemp(prefix="zoho-sdk-bench-")
-    env = DataCenter.Environment(info["api_domain"], info["accounts_url"] + "/oauth/v2/token", info["api_domain"])
+    env = DataCenter.Environment(info["api_domain"], info["accounts_url"] + "/oauth/v2/token",
+                                 info["api_domain"])
     token = OAuthToken(client_id=info["client_id"], client_secret=info["client_secret"],
                        refresh_token=info["refresh_token"])
     start = time.perf_counter()
@@ -98,8 +100,9 @@ def sdk_pull(info: dict[str, str]) -> dict[str, Any]:
     page_token = None
     while True:
         params = ParameterMap()
-        params.add(GetRecordsParam.fields, "Account_Name,Currency,Ledger_Customer_ID,Prepaid_Balance,Prepaid_Tier,"
-                                           "Prepaid_Flags,Owner,Modified_Time")
+        params.add(
+            GetRecordsParam.fields, "Account_Name,Currency,Ledger_Customer_ID,Prepaid_Balance,Prepaid_Tier,"
+            "Prepaid_Flags,Owner,Modified_Time")
         params.add(GetRecordsParam.per_page, 200)
         params.add(GetRecordsParam.sort_by, "Modified_Time")
         params.add(GetRecordsParam.sort_order, "asc")
@@ -118,7 +121,10 @@ def sdk_pull(info: dict[str, str]) -> dict[str, Any]:
             break
         page_token = info_obj.get_next_page_token()
     elapsed = time.perf_counter() - start
-    return {"records": count, "unique": len(seen), "seconds": elapsed, "api_calls": calls, "peak_rss_mb": _rss_mb()}
+    return {
+        "records": count, "unique": len(seen), "seconds": elapsed, "api_calls": calls,
+        "peak_rss_mb": _rss_mb()
+    }
 
 
 def run_child(kind: str, info: dict[str, str], limit: int | None = None) -> dict[str, Any]:
@@ -178,11 +184,14 @@ def main() -> None:
           f"lower bound {lower} ({math.ceil(n / 200)} pages + 1 auth + 1 metadata)")
     print(f"  records: {full['records']:,} returned, {full['unique']:,} unique; "
           f"{full['records'] / full['seconds']:,.0f} records/s ({full['seconds']:.1f}s)")
-    print(f"  adapter peak RSS (fresh process each): {small['peak_rss_mb']:.1f} MB after 10,000 records, "
-          f"{full['peak_rss_mb']:.1f} MB after {full['records']:,} (interpreter+imports {full['base_rss_mb']:.1f} MB)")
-    print(f"  with faults (fail rate {args.fail_rate}): {faulty['records']:,} returned, {faulty['unique']:,} unique, "
-          f"{faulty['charged_calls']} successful calls (+{faulty['api_calls'] - faulty['charged_calls']} failed "
-          f"attempts retried), {faulty['records'] / faulty['seconds']:,.0f} records/s")
+    print(
+        f"  adapter peak RSS (fresh process each): {small['peak_rss_mb']:.1f} MB after 10,000 records, "
+        f"{full['peak_rss_mb']:.1f} MB after {full['records']:,} (interpreter+imports {full['base_rss_mb']:.1f} MB)"
+    )
+    print(
+        f"  with faults (fail rate {args.fail_rate}): {faulty['records']:,} returned, {faulty['unique']:,} unique, "
+        f"{faulty['charged_calls']} successful calls (+{faulty['api_calls'] - faulty['charged_calls']} failed "
+        f"attempts retried), {faulty['records'] / faulty['seconds']:,.0f} records/s")
     if sdk:
         print(f"  official SDK (zohocrmsdk8-0): {sdk['records']:,} records in {sdk['seconds']:.1f}s "
               f"({sdk['records'] / sdk['seconds']:,.0f} records/s, {sdk['api_calls']} record calls), "

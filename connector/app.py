@@ -35,7 +35,8 @@ def build_adapter(conn: Connection, mapping: Mapping, retry: RetryPolicy | None 
 
         config = ZohoAuthConfig(data_center=conn.data_center, accounts_url=conn.accounts_url,
                                 api_domain=conn.api_domain, client_id_env=names["client_id"],
-                                client_secret_env=names["client_secret"], refresh_token_env=names["refresh_token"])
+                                client_secret_env=names["client_secret"],
+                                refresh_token_env=names["refresh_token"])
         # Zoho's daily credits start again at the org's midnight: the connection's zone stands for the org's.
         client = ZohoClient(ZohoAuth.from_env(config), retry=retry, org_zone=zone(tz or conn.timezone))
         return ZohoAdapter(client, specs=by_entity, default_currency=mapping.currency,

@@ -44,10 +44,12 @@ class MassChangeGuard(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(default=True, description="false: never hold a run (every run may change anything)")
-    max_customers_changed_pct: int = Field(default=50, ge=0, le=100, description="most customers whose "
-                                           "connector-owned fields one run may write, % of the live customers")
-    max_flags_cleared_pct: int = Field(default=25, ge=0, le=100, description="most open flags one run may clear, "
-                                       "% of the open flags (event flags, which clear by age, are not counted)")
+    max_customers_changed_pct: int = Field(
+        default=50, ge=0, le=100, description="most customers whose "
+        "connector-owned fields one run may write, % of the live customers")
+    max_flags_cleared_pct: int = Field(
+        default=25, ge=0, le=100, description="most open flags one run may clear, "
+        "% of the open flags (event flags, which clear by age, are not counted)")
     max_tasks_closed_pct: int = Field(default=25, ge=0, le=100, description="most open CRM tasks one run may "
                                       "close, % of the open tasks the connector opened")
     min_count: int = Field(default=10, ge=1, description="fewer changes of a kind than this never hold a run "
@@ -66,20 +68,25 @@ class Connection(BaseModel):
     api_domain: str | None = None
     base_url: str | None = None
     open_user_id: str | None = None
-    secrets: dict[str, str] = Field(default_factory=dict, description="secret name -> environment variable name")
-    schedule: str | None = Field(default=None, description="when `prepaid-sync schedule` runs it: 'every 15 minutes' "
-                                 "or a five-field cron such as '*/15 8-20 * * 1-5'; none = not scheduled")
+    secrets: dict[str, str] = Field(default_factory=dict,
+                                    description="secret name -> environment variable name")
+    schedule: str | None = Field(
+        default=None, description="when `prepaid-sync schedule` runs it: 'every 15 minutes' "
+        "or a five-field cron such as '*/15 8-20 * * 1-5'; none = not scheduled")
     timezone: str | None = Field(default=None, description="zone of the cron and of the API budget's day "
                                  "(e.g. Asia/Shanghai); default [scheduler].timezone, else the machine's")
-    misfire_grace_seconds: int = Field(default=600, ge=1, description="a run due longer ago than this is skipped "
-                                       "(and counted as missed) instead of started late")
+    misfire_grace_seconds: int = Field(
+        default=600, ge=1, description="a run due longer ago than this is skipped "
+        "(and counted as missed) instead of started late")
     daily_api_budget: int | None = Field(default=None, ge=1, description="most API units a day may spend; "
                                          "a run stops cleanly before it")
-    budget_unit: Literal["calls", "credits"] | None = Field(default=None, description="what the budget counts; "
-                                                            "default credits on Zoho, calls on Fxiaoke")
+    budget_unit: Literal["calls", "credits"] | None = Field(
+        default=None, description="what the budget counts; "
+        "default credits on Zoho, calls on Fxiaoke")
     overlap_seconds: int = Field(default=120, ge=1)
-    deletion_check_minutes: int = Field(default=60, ge=0, description="Zoho: read `/deleted` at most this often "
-                                        "per stream (deletions are noticed within it); 0 = every run")
+    deletion_check_minutes: int = Field(
+        default=60, ge=0, description="Zoho: read `/deleted` at most this often "
+        "per stream (deletions are noticed within it); 0 = every run")
     retry_attempts: int = Field(default=5, ge=1, le=20)
     mass_change_guard: MassChangeGuard = Field(default_factory=MassChangeGuard)
 
@@ -119,15 +126,20 @@ class SchedulerSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    timezone: str | None = Field(default=None, description="default zone for every connection; else the machine's")
-    lease_seconds: int = Field(default=60, ge=5, description="a run's lease; a holder that stops heart-beating "
-                               "for this long is taken over")
+    timezone: str | None = Field(default=None,
+                                 description="default zone for every connection; else the machine's")
+    lease_seconds: int = Field(
+        default=60, ge=5, description="a run's lease; a holder that stops heart-beating "
+        "for this long is taken over")
     heartbeat_seconds: int = Field(default=15, ge=1)
-    poll_seconds: int = Field(default=5, ge=1, description="how often a worker looks for due or orphaned runs")
-    shutdown_seconds: int = Field(default=60, ge=1, description="after SIGTERM, how long the current run may take "
-                                  "to finish its batch before the worker gives up waiting")
-    lock_wait_seconds: int = Field(default=10, ge=1, description="SQLite: how long a starting run waits for another "
-                                   "process's unfinished write before it exits 4 naming the holder")
+    poll_seconds: int = Field(default=5, ge=1,
+                              description="how often a worker looks for due or orphaned runs")
+    shutdown_seconds: int = Field(
+        default=60, ge=1, description="after SIGTERM, how long the current run may take "
+        "to finish its batch before the worker gives up waiting")
+    lock_wait_seconds: int = Field(
+        default=10, ge=1, description="SQLite: how long a starting run waits for another "
+        "process's unfinished write before it exits 4 naming the holder")
 
     @model_validator(mode="after")
     def _zone(self) -> SchedulerSettings:
@@ -160,10 +172,12 @@ class Settings(BaseModel):
 
     def connection(self, name: str | None) -> tuple[str, Connection]:
         """The named (or default, or only) connection."""
-        pick = name or self.default_connection or (next(iter(self.connections)) if len(self.connections) == 1 else None)
+        pick = name or self.default_connection or (next(iter(self.connections))
+                                                   if len(self.connections) == 1 else None)
         if pick is None:
-            raise ConfigError(f"several connections ({', '.join(self.connections)}); choose one with --connection",
-                              field="connection")
+            raise ConfigError(
+                f"several connections ({', '.join(self.connections)}); choose one with --connection",
+                field="connection")
         if pick not in self.connections:
             raise ConfigError(f"no connection named {pick!r}{suggest(pick, set(self.connections))}; "
                               f"have {', '.join(self.connections)}", field="connection")
@@ -224,7 +238,8 @@ def choose_database(db: str | None, config: str | Path | None = None) -> Databas
         return DatabaseChoice(DEFAULT_DB, f"the default: no --db, ${DB_ENV} or {CONFIG_NAME}")
     value = _read_toml(path).get("database_url", CONFIG_DB)
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{path}: database_url must be a database URL such as {CONFIG_DB!r}", file=str(path))
+        raise ConfigError(f"{path}: database_url must be a database URL such as {CONFIG_DB!r}",
+                          file=str(path))
     return DatabaseChoice(beside(value, path.resolve().parent), f"database_url in {path}")
 
 
@@ -250,8 +265,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}", file=str(path)) from None
     except RecursionError:  # tomllib reads nested arrays and tables recursively
-        raise ConfigError(f"{path}: nested too deeply to read; a config file needs only a few levels, so look for "
-                          "unbalanced or runaway brackets", file=str(path)) from None
+        raise ConfigError(
+            f"{path}: nested too deeply to read; a config file needs only a few levels, so look for "
+            "unbalanced or runaway brackets", file=str(path)) from None
 
 
 def load_env(folder: Path) -> None:
@@ -275,7 +291,8 @@ def load_settings(explicit: str | Path | None = None) -> LoadedSettings:
             where = ".".join(str(p) for p in err["loc"]) or "(top level)"
             why = str(err["msg"]).removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                known = set(Connection.model_fields) | set(Settings.model_fields) | set(MassChangeGuard.model_fields)
+                known = set(Connection.model_fields) | set(Settings.model_fields) | set(
+                    MassChangeGuard.model_fields)
                 why = f"unknown key{suggest(str(err['loc'][-1]), known)}"
             parts.append(f"{where}: {why}")
         raise ConfigError(f"{path}: " + "; ".join(parts), file=str(path)) from None
@@ -296,7 +313,8 @@ def render(settings: Settings) -> str:
         lines.append(f"default_connection = {_q(settings.default_connection)}")
     for name, conn in settings.connections.items():
         lines += ["", f"[connections.{name}]"]
-        for key, value in conn.model_dump(exclude={"secrets", "mass_change_guard"}, exclude_none=True).items():
+        for key, value in conn.model_dump(exclude={"secrets", "mass_change_guard"},
+                                          exclude_none=True).items():
             lines.append(f"{key} = {_q(value) if isinstance(value, str) else value}")
         lines += ["", f"[connections.{name}.secrets]"]
         lines += [f"{k} = {_q(v)}" for k, v in conn.env_names().items()]

@@ -33,8 +33,10 @@ class _Record(BaseModel):
     crm_id: str
     modified_at: datetime
     owner_id: str | None = None
-    owner_name: str | None = Field(default=None, description="the owner's display name, when the CRM sends it")
-    fields: dict[str, Any] = Field(default_factory=dict, description="extra mapped CRM fields, by CRM API name")
+    owner_name: str | None = Field(default=None,
+                                   description="the owner's display name, when the CRM sends it")
+    fields: dict[str, Any] = Field(default_factory=dict,
+                                   description="extra mapped CRM fields, by CRM API name")
 
     @property
     def key(self) -> str:

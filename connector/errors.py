@@ -25,7 +25,11 @@ class ConnectorError(Exception):
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly form for `--json` output and run records."""
-        return {"error": type(self).__name__, "message": self.message, **{k: str(v) for k, v in self.details.items()}}
+        return {
+            "error": type(self).__name__, "message": self.message,
+            **{k: str(v)
+               for k, v in self.details.items()}
+        }
 
 
 def is_retriable(exc: BaseException) -> bool:
@@ -90,9 +94,10 @@ class MappingMismatch(ConfigError):
 
     def __init__(self, problems: list[dict[str, str]], crm: str) -> None:
         lines = "; ".join(f"{p['path']}: {p['reason']}" for p in problems)
-        super().__init__(f"the mapping does not fit the {crm} fields, so the run stopped before reading or writing "
-                         f"anything: {lines}; correct the mapping file (`prepaid-sync mappings check --online` "
-                         "lists the same problems)", problems=problems)
+        super().__init__(
+            f"the mapping does not fit the {crm} fields, so the run stopped before reading or writing "
+            f"anything: {lines}; correct the mapping file (`prepaid-sync mappings check --online` "
+            "lists the same problems)", problems=problems)
         self.problems = problems
 
 

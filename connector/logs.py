@@ -30,7 +30,8 @@ LEVEL_ENV = "PREPAID_SYNC_LOG_LEVEL"
 R = TypeVar("R")
 
 _run_id: contextvars.ContextVar[int | None] = contextvars.ContextVar("prepaid_sync_run_id", default=None)
-_connection: contextvars.ContextVar[str | None] = contextvars.ContextVar("prepaid_sync_connection", default=None)
+_connection: contextvars.ContextVar[str | None] = contextvars.ContextVar("prepaid_sync_connection",
+                                                                         default=None)
 _worker: contextvars.ContextVar[str | None] = contextvars.ContextVar("prepaid_sync_worker", default=None)
 _process_worker: str | None = None
 _handler: logging.Handler | None = None
@@ -55,7 +56,9 @@ def run_context(*, run_id: int | None = None, connection: str | None = None,
 
 def current() -> dict[str, Any]:
     """The stamp lines logged here would get: run_id, connection, worker (None when unset)."""
-    return {"run_id": _run_id.get(), "connection": _connection.get(), "worker": _worker.get() or _process_worker}
+    return {
+        "run_id": _run_id.get(), "connection": _connection.get(), "worker": _worker.get() or _process_worker
+    }
 
 
 def bind_worker(worker_id: str | None) -> None:
@@ -145,7 +148,8 @@ class TextFormatter(logging.Formatter):
         """The record as a line of text (plus the traceback, if any)."""
         where = " ".join(p for p in (getattr(record, "connection", None) or "",
                                      f"run={record.run_id}" if getattr(record, "run_id", None) else "",
-                                     f"worker={record.worker}" if getattr(record, "worker", None) else "") if p)
+                                     f"worker={record.worker}" if getattr(record, "worker", None) else "")
+                         if p)
         line = f"{_utc(record.created)} {record.levelname} {record.name}"
         line += f" [{where}] " if where else " "
         line += record.getMessage()
@@ -169,7 +173,8 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def setup_logging(fmt: str = "text", level: str | int = "INFO", stream: IO[str] | None = None) -> logging.Handler:
+def setup_logging(fmt: str = "text", level: str | int = "INFO",
+                  stream: IO[str] | None = None) -> logging.Handler:
     """Send log lines to `stream` (default: the current stderr) as text or JSON lines; idempotent.
 
     Sets the `connector` logger to `level`; other libraries keep the root level (warnings and worse).

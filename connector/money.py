@@ -51,8 +51,9 @@ def currency_code(value: str) -> str:
     """Normalize and check an ISO 4217 code (`cny` -> `CNY`)."""
     code = (value or "").strip().upper() if isinstance(value, str) else ""
     if code not in MINOR_UNITS:
-        raise InvalidInput(f"unknown currency {shown(value)}: use an ISO 4217 code such as CNY, USD, EUR or JPY",
-                           field="currency", value=value)
+        raise InvalidInput(
+            f"unknown currency {shown(value)}: use an ISO 4217 code such as CNY, USD, EUR or JPY",
+            field="currency", value=value)
     return code
 
 
@@ -95,8 +96,9 @@ def parse_amount(value: object, currency: str, *, field: str = "amount", allow_z
     if isinstance(value, str):
         amount = read_text(value, exp, cur, field=field, allow_zero=allow_zero, allow_negative=allow_negative)
     elif isinstance(value, float):
-        raise InvalidInput(f"{field}: float {value!r} is not accepted for money: floats are not exact; pass the "
-                           f"amount as text ({accepted(exp, negative=allow_negative)})", field=field, value=value)
+        raise InvalidInput(
+            f"{field}: float {value!r} is not accepted for money: floats are not exact; pass the "
+            f"amount as text ({accepted(exp, negative=allow_negative)})", field=field, value=value)
     elif isinstance(value, bool):
         raise InvalidInput(f"{field}: {value!r} is not an amount", field=field, value=value)
     elif isinstance(value, (int, Decimal)):
@@ -140,8 +142,8 @@ def _read_number(amount: Decimal, value: object, exp: int, cur: str, field: str,
         raise _too_large(value, cur, field)
     quantized = amount.quantize(Decimal(1).scaleb(-exp), context=_CTX)
     if quantized != amount:
-        raise InvalidInput(f"{field}: {shown(value)} has more than {exp} decimal places for {cur}", field=field,
-                           value=value)
+        raise InvalidInput(f"{field}: {shown(value)} has more than {exp} decimal places for {cur}",
+                           field=field, value=value)
     if quantized < 0 and not allow_negative:
         raise _sign_refused(value, exp, field, allow_zero)
     return _checked(quantized, value, cur, field, allow_zero)
@@ -175,8 +177,9 @@ def _checked(amount: Decimal, value: object, cur: str, field: str, allow_zero: b
 def _sign_refused(value: object, exp: int, field: str, allow_zero: bool) -> InvalidInput:
     """One message for every negative amount where none is allowed, `-0` included."""
     rule = "zero or positive" if allow_zero else "positive"
-    return InvalidInput(f"{field}: {shown(value)} is refused: the amount must be {rule}, written without a sign; "
-                        f"{accepted(exp)}", field=field, value=value)
+    return InvalidInput(
+        f"{field}: {shown(value)} is refused: the amount must be {rule}, written without a sign; "
+        f"{accepted(exp)}", field=field, value=value)
 
 
 def _too_large(value: object, cur: str, field: str) -> InvalidInput:

@@ -12,7 +12,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from connector.timeutil import zone
 
-_EVERY = re.compile(r"^\s*every\s+(\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?)\s*$", re.I)
+_EVERY = re.compile(r"^\s*every\s+(\d+)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?)\s*$",
+                    re.I)
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun"]  # cron numbers 0-7; 0 and 7 are Sunday
 
@@ -71,6 +72,6 @@ def trigger(text: str, tz_name: str | None) -> BaseTrigger:
     parsed = parse_schedule(text)
     tz = zone(tz_name)
     if isinstance(parsed, timedelta):
-        return IntervalTrigger(seconds=int(parsed.total_seconds()), start_date=datetime(2000, 1, 1, tzinfo=tz),
-                               timezone=tz)
+        return IntervalTrigger(seconds=int(parsed.total_seconds()),
+                               start_date=datetime(2000, 1, 1, tzinfo=tz), timezone=tz)
     return CronTrigger.from_crontab(parsed, timezone=tz)

@@ -71,7 +71,8 @@ def check_day(value: date, field: str, shown: object = None) -> date:
     return value
 
 
-def parse_datetime(value: str | date | datetime | None, field: str, *, end_of_day: bool = False) -> datetime | None:
+def parse_datetime(value: str | date | datetime | None, field: str, *,
+                   end_of_day: bool = False) -> datetime | None:
     """Parse `2026-03-01`, `2026-03-01T10:00:00+08:00` or `...Z`; naive times are UTC.
 
     A bare date means the start of that day in UTC, or with `end_of_day` the start of the next

@@ -72,5 +72,7 @@ def _json_escaped(ch: str) -> str:
     return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
-_C0_NAMES = {0x00: "a NUL byte", 0x1B: "an ESCAPE character", 0x7F: "a DELETE character", 0x0A: "a line break",
-             0x0D: "a carriage return", 0x09: "a tab"}
+_C0_NAMES = {
+    0x00: "a NUL byte", 0x1B: "an ESCAPE character", 0x7F: "a DELETE character", 0x0A: "a line break",
+    0x0D: "a carriage return", 0x09: "a tab"
+}

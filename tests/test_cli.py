@@ -32,10 +32,12 @@ def test_deposit_consume_refund_balance_json(cli) -> None:  # type: ignore[no-un
     dep = cli("ledger", "deposit", C, "100.00", "--currency", "CNY", "--key", "k1", "--expires", "2099-12-31",
               "--json")
     assert dep["status"] == "created" and dep["balance"] == "100.00"
-    assert cli("ledger", "deposit", C, "100.00", "--currency", "CNY", "--key", "k1", "--expires", "2099-12-31",
-               "--json")["status"] == "exists"
-    assert cli("ledger", "consume", C, "30", "--currency", "CNY", "--key", "k2", "--json")["balance"] == "70.00"
-    assert cli("ledger", "refund", C, "20", "--currency", "CNY", "--key", "k3", "--json")["balance"] == "50.00"
+    assert cli("ledger", "deposit", C, "100.00", "--currency", "CNY", "--key", "k1", "--expires",
+               "2099-12-31", "--json")["status"] == "exists"
+    assert cli("ledger", "consume", C, "30", "--currency", "CNY", "--key", "k2",
+               "--json")["balance"] == "70.00"
+    assert cli("ledger", "refund", C, "20", "--currency", "CNY", "--key", "k3",
+               "--json")["balance"] == "50.00"
     doc = cli("ledger", "balance", C, "--currency", "CNY", "--json")
     assert {"customer": C, "currency": "CNY", "balance": "50.00"}.items() <= doc.items()
 
@@ -81,7 +83,8 @@ def test_expire_history_accounts_verify(cli) -> None:  # type: ignore[no-untyped
 
 def test_adjust_reverse_and_human_output(cli) -> None:  # type: ignore[no-untyped-def]
     dep = cli("ledger", "deposit", C, "10", "--currency", "CNY", "--key", "a", "--json")
-    assert "posted" in cli("ledger", "adjust", C, "-2.50", "--currency", "CNY", "--key", "adj", "--memo", "typo")
+    assert "posted" in cli("ledger", "adjust", C, "-2.50", "--currency", "CNY", "--key", "adj", "--memo",
+                           "typo")
     cli("ledger", "adjust", C, "1", "--currency", "CNY", "--key", "adj2", code=2)  # memo is required
     rev = cli("ledger", "reverse", str(dep["entries"][0]["id"]), "--key", "rev", code=3)
     assert "left" in rev

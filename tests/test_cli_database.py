@@ -42,7 +42,8 @@ def names(text: str) -> set[str]:
     return {a["customer"] for a in json.loads(text)}
 
 
-def test_every_command_reads_the_database_of_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_command_reads_the_database_of_the_config(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = init(tmp_path / "shop")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -86,10 +87,21 @@ def test_db_then_env_then_config_then_default(tmp_path: Path, monkeypatch: pytes
 
 
 READERS = [
-    ("ledger", "balance", "acme"), ("ledger", "history", "acme"), ("ledger", "accounts"), ("ledger", "entry", "1"),
-    ("ledger", "verify"), ("ledger", "import", "{csv}", "--dry-run"), ("report",), ("report", "custody"),
-    ("report", "compliance"), ("statement", "acme"), ("status",), ("runs",), ("runs", "show", "1"),
-    ("alerts", "pending"), ("db", "current"),
+    ("ledger", "balance", "acme"),
+    ("ledger", "history", "acme"),
+    ("ledger", "accounts"),
+    ("ledger", "entry", "1"),
+    ("ledger", "verify"),
+    ("ledger", "import", "{csv}", "--dry-run"),
+    ("report", ),
+    ("report", "custody"),
+    ("report", "compliance"),
+    ("statement", "acme"),
+    ("status", ),
+    ("runs", ),
+    ("runs", "show", "1"),
+    ("alerts", "pending"),
+    ("db", "current"),
 ]
 
 
@@ -113,8 +125,8 @@ def test_a_writing_command_says_it_created_the_database(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/new/ledger.db"
     text = cli("--db", url, "ledger", "deposit", "acme", "1", "--currency", "CNY", "--key", "k")
     assert f"created a new database at {tmp_path}/new/ledger.db (--db)" in text
-    assert "created a new database" not in cli("--db", url, "ledger", "deposit", "acme", "1", "--currency", "CNY",
-                                               "--key", "k2")
+    assert "created a new database" not in cli("--db", url, "ledger", "deposit", "acme", "1", "--currency",
+                                               "CNY", "--key", "k2")
 
 
 def test_init_keeps_the_database_beside_the_config(tmp_path: Path) -> None:

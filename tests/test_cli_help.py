@@ -38,8 +38,11 @@ ALL = list(commands())
 
 
 def test_c_means_currency_everywhere() -> None:
-    uses = {" ".join(words): [o for o in p.opts if o.startswith("--")] for words, cmd in ALL for p in cmd.params
-            if "-c" in getattr(p, "opts", [])}
+    uses = {
+        " ".join(words): [o for o in p.opts if o.startswith("--")]
+        for words, cmd in ALL
+        for p in cmd.params if "-c" in getattr(p, "opts", [])
+    }
     assert uses and all(long == ["--currency"] for long in uses.values()), uses
 
 
@@ -88,7 +91,8 @@ def test_a_rate_limited_write_says_it_waits_and_how_long(tmp_path: Path) -> None
         with ZohoSandbox(seed=8) as sb:
             throttle = _Throttled(sb)
             sb.app.handle = throttle  # type: ignore[method-assign]
-            assert runner.invoke(app, ["init", "--sandbox", sb.api_domain, "--dir", str(tmp_path)]).exit_code == 0
+            assert runner.invoke(app, ["init", "--sandbox", sb.api_domain, "--dir",
+                                       str(tmp_path)]).exit_code == 0
             res = runner.invoke(app, ["sync", "run", "--config", str(tmp_path / "prepaid-sync.toml")])
         assert res.exit_code == 0, res.stdout + res.stderr
         assert throttle.throttled == 1

@@ -128,12 +128,14 @@ def test_data_masks_nested_keys_and_free_text_and_keeps_other_types() -> None:
                                  '{"code": "INVALID_TOKEN", "status": "error"}'])
 def test_vendor_error_code_fields_keep_their_values(raw: str) -> None:
     assert redact.text(raw) == raw
-    assert redact.data({"errorCode": 20016, "code": "INVALID_TOKEN"}) == {"errorCode": 20016, "code": "INVALID_TOKEN"}
+    assert redact.data({"errorCode": 20016,
+                        "code": "INVALID_TOKEN"}) == {"errorCode": 20016, "code": "INVALID_TOKEN"}
 
 
 def test_the_oauth_grant_code_in_a_query_string_is_masked() -> None:
     masked = redact.url("https://accounts.zoho.com/oauth/v2/token?grant_type=authorization_code&code=abc123XYZ")
     assert "abc123XYZ" not in masked and "grant_type=authorization_code" in masked
-    assert redact.text("grant_type=authorization_code&code=abc123XYZ") == "grant_type=authorization_code&code=***"
+    assert redact.text(
+        "grant_type=authorization_code&code=abc123XYZ") == "grant_type=authorization_code&code=***"
     assert "1000.0123456789abcdef0123.0123456789abcdef01" not in redact.text(
         "code=1000.0123456789abcdef0123.0123456789abcdef01")

@@ -60,10 +60,11 @@ def absent_fields(spec: EntitySpec, record: Any) -> list[str]:
     return [name for name in spec.crm_fields() if name not in record]
 
 
-INCOMPLETE = ("absent from the record the CRM sent (an empty field comes as null): the API user may not see it or "
-              "the module has no such field; correct the mapping or the user's field permissions (`prepaid-sync "
-              "mappings check --online`), then re-read the record with `prepaid-sync sync run --full`; until then "
-              "its customer is left as it is")
+INCOMPLETE = (
+    "absent from the record the CRM sent (an empty field comes as null): the API user may not see it or "
+    "the module has no such field; correct the mapping or the user's field permissions (`prepaid-sync "
+    "mappings check --online`), then re-read the record with `prepaid-sync sync run --full`; until then "
+    "its customer is left as it is")
 
 
 class FieldInfo(BaseModel):

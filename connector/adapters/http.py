@@ -51,7 +51,8 @@ class RetryPolicy:
         """Delay before retry number `attempt` (1-based)."""
         if retry_after is not None and retry_after >= 0:
             return min(retry_after, self.max_delay)
-        return backoff(attempt, self.initial_delay, self.max_delay, jitter=half_jitter if self.jitter else None)
+        return backoff(attempt, self.initial_delay, self.max_delay,
+                       jitter=half_jitter if self.jitter else None)
 
     def retrying(self, describe: Callable[[], str] = lambda: "request",
                  on_wait: Callable[[float, str], None] | None = None) -> Retrying:
@@ -109,8 +110,8 @@ def connection_failure(exc: requests.RequestException, url: str) -> str:
     return f"no answer from {where} ({type(exc).__name__})"
 
 
-_DNS_HINTS = ("NameResolutionError", "Name or service not known", "nodename nor servname", "getaddrinfo failed",
-              "Temporary failure in name resolution", "No address associated")
+_DNS_HINTS = ("NameResolutionError", "Name or service not known", "nodename nor servname",
+              "getaddrinfo failed", "Temporary failure in name resolution", "No address associated")
 
 
 class ServerClock:

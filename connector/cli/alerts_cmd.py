@@ -23,7 +23,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document."
 
 @app.command("test")
 def test_cmd(config: ConfigOpt = None,
-             channel: Annotated[str | None, typer.Option("--channel", help="Only this channel (by name).")] = None,
+             channel: Annotated[str | None,
+                                typer.Option("--channel", help="Only this channel (by name).")] = None,
              as_json: JsonOpt = False) -> None:
     """Send a test alert through each configured channel now (no outbox, no retries); exit 1 if any failed."""
     with handled(as_json):
@@ -33,11 +34,11 @@ def test_cmd(config: ConfigOpt = None,
         if not chosen:
             raise ConfigError(f"{loaded.path}: no [[alerts.channels]] configured", field="alerts")
     now = utcnow()
-    alert = Alert(event="test", connection=loaded.settings.default_connection or "-", run_id=None, severity="info",
-                  title="prepaid-sync: test alert",
-                  text=f"A test alert from prepaid-sync on {socket.gethostname()} at {now:%Y-%m-%d %H:%M:%S} UTC. "
-                       "If you can read this, the channel works.",
-                  fields={"test": True})
+    alert = Alert(
+        event="test", connection=loaded.settings.default_connection or "-", run_id=None, severity="info",
+        title="prepaid-sync: test alert",
+        text=f"A test alert from prepaid-sync on {socket.gethostname()} at {now:%Y-%m-%d %H:%M:%S} UTC. "
+        "If you can read this, the channel works.", fields={"test": True})
     results: list[dict[str, Any]] = []
     for ch in chosen:
         try:
@@ -52,7 +53,8 @@ def test_cmd(config: ConfigOpt = None,
         for col in ("channel", "kind", "result"):
             table.add_column(col)
         for r in results:
-            table.add_row(r["channel"], r["kind"], Text("delivered", "green") if r["ok"] else Text(r["error"], "red"))
+            table.add_row(r["channel"], r["kind"],
+                          Text("delivered", "green") if r["ok"] else Text(r["error"], "red"))
         out.print(table)
     if not all(r["ok"] for r in results):
         raise typer.Exit(1)
@@ -73,10 +75,13 @@ def pending_cmd(config: ConfigOpt = None,
         out.print("no undelivered alerts")
         return
     table = Table(title=f"undelivered alerts ({len(rows)})")
-    for col in ("id", "connection", "event", "channel", "run", "status", "attempts", "next attempt", "last error"):
+    for col in ("id", "connection", "event", "channel", "run", "status", "attempts", "next attempt",
+                "last error"):
         table.add_column(col)
     for r in rows:
-        table.add_row(str(r["id"]), r["connection"], r["event"], r["channel"], str(r["run_id"] or "-"), r["status"],
-                      str(r["attempts"]), f"{r['next_attempt_at']:%Y-%m-%d %H:%M:%S}" if r["status"] != "dead" else "-",
+        table.add_row(str(r["id"]), r["connection"], r["event"], r["channel"], str(r["run_id"] or
+                                                                                   "-"), r["status"],
+                      str(r["attempts"]),
+                      f"{r['next_attempt_at']:%Y-%m-%d %H:%M:%S}" if r["status"] != "dead" else "-",
                       Text(r["last_error"] or ""))
     out.print(table)

@@ -66,26 +66,36 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    db: Annotated[str | None, typer.Option("--db", help="Database URL, for every command (else $PREPAID_SYNC_DB, "
-                                           "else the config file's database_url, else sqlite:///./prepaid-sync.db).",
-                                           show_default=False)] = None,
-    config: Annotated[str | None, typer.Option("--config", help="Config file, for commands without their own "
-                                               "--config (else $PREPAID_SYNC_CONFIG, else ./prepaid-sync.toml).",
-                                               show_default=False)] = None,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Show the version and exit.")] = False,
-    log_format: Annotated[LogFormat | None, typer.Option("--log-format", envvar=logs.FORMAT_ENV,
-                                                         help="Log lines as text or JSON lines (on stderr).",
-                                                         show_default=False)] = None,
-    log_level: Annotated[LogLevel | None, typer.Option("--log-level", envvar=logs.LEVEL_ENV, case_sensitive=False,
-                                                       help="Level of prepaid-sync's own log lines (default INFO "
-                                                       "once a log option is given).", show_default=False)] = None,
+    db: Annotated[str | None,
+                  typer.Option(
+                      "--db", help="Database URL, for every command (else $PREPAID_SYNC_DB, "
+                      "else the config file's database_url, else sqlite:///./prepaid-sync.db).",
+                      show_default=False)] = None,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config", help="Config file, for commands without their own "
+            "--config (else $PREPAID_SYNC_CONFIG, else ./prepaid-sync.toml).", show_default=False)] = None,
+    version: Annotated[bool,
+                       typer.Option("--version", callback=_version, is_eager=True,
+                                    help="Show the version and exit.")] = False,
+    log_format: Annotated[
+        LogFormat | None,
+        typer.Option("--log-format", envvar=logs.FORMAT_ENV,
+                     help="Log lines as text or JSON lines (on stderr).", show_default=False)] = None,
+    log_level: Annotated[
+        LogLevel | None,
+        typer.
+        Option("--log-level", envvar=logs.
+               LEVEL_ENV, case_sensitive=False, help="Level of prepaid-sync's own log lines (default INFO "
+               "once a log option is given).", show_default=False)] = None,
 ) -> None:
     """prepaid-sync: a prepayment ledger kept in sync with your CRM."""
     state.db = db
     state.config = config
     if log_format or log_level:
-        logs.setup_logging(log_format.value if log_format else "text", log_level.value if log_level else "INFO")
+        logs.setup_logging(log_format.value if log_format else "text",
+                           log_level.value if log_level else "INFO")
     else:
         logs.guard_last_resort()
 

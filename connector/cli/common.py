@@ -68,7 +68,8 @@ def handled(as_json: bool) -> Iterator[None]:
     except ConnectorError as exc:
         if as_json:
             emit_json(exc.to_dict())
-        err.print(Text.assemble(("error: ", "bold red"), visible.escape(str(exc))), highlight=False, soft_wrap=True)
+        err.print(Text.assemble(("error: ", "bold red"), visible.escape(str(exc))), highlight=False,
+                  soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
 
 

@@ -51,13 +51,15 @@ def _show_posting(result: PostingResult, as_json: bool) -> None:
         return
     d = result.data
     verb = "posted" if result.created else "already posted (idempotent replay, nothing written)"
-    out.print(Text.assemble((d["op"], "bold"), f" {d.get('amount', '')} {d['currency']} for ",
-                            (visible.escape(d["customer"]), "cyan"), f": {verb}; balance {d['balance']} {d['currency']}"),
-              highlight=False)
+    out.print(
+        Text.assemble((d["op"], "bold"), f" {d.get('amount', '')} {d['currency']} for ",
+                      (visible.escape(d["customer"]), "cyan"),
+                      f": {verb}; balance {d['balance']} {d['currency']}"), highlight=False)
     table = Table("entry", "kind", "amount", "balance after", "lots moved")
     for e in d["entries"]:
-        moved = ", ".join(f"{'credit line' if a['lot_id'] is None else 'lot ' + str(a['lot_id'])} {a['amount']}"
-                          for a in e["allocations"])
+        moved = ", ".join(
+            f"{'credit line' if a['lot_id'] is None else 'lot ' + str(a['lot_id'])} {a['amount']}"
+            for a in e["allocations"])
         table.add_row(str(e["id"]), e["kind"], e["amount"], e["balance_after"], moved)
     out.print(table)
     if d["op"] == "refund":
@@ -65,13 +67,15 @@ def _show_posting(result: PostingResult, as_json: bool) -> None:
 
 
 @app.command()
-def deposit(customer: str, amount: str, currency: Currency, key: Key,
-            expires: Annotated[str | None, typer.Option("--expires", help="Expiry: a date (usable through that "
-                                                        "day, UTC) or a date-time.")] = None,
-            non_refundable: Annotated[bool, typer.Option("--non-refundable",
-                                                         help="Money that may never be paid out.")] = False,
+def deposit(customer: str, amount: str, currency: Currency, key: Key, expires: Annotated[
+    str | None,
+    typer.Option("--expires", help="Expiry: a date (usable through that "
+                 "day, UTC) or a date-time.")] = None, non_refundable: Annotated[
+                     bool,
+                     typer.Option("--non-refundable", help="Money that may never be paid out.")] = False,
             priority: Annotated[int, typer.Option(help="Drawdown priority; lower is used first.")] = 50,
-            effective: Effective = None, source: Source = None, memo: Memo = "", as_json: Json = False) -> None:
+            effective: Effective = None, source: Source = None, memo: Memo = "",
+            as_json: Json = False) -> None:
     """Add a lot of prepaid money for CUSTOMER."""
     with handled(as_json):
         result = _ledger().deposit(customer, amount, currency, key,
@@ -87,7 +91,8 @@ def consume(customer: str, amount: str, currency: Currency, key: Key, effective:
             source: Source = None, memo: Memo = "", as_json: Json = False) -> None:
     """Draw AMOUNT down from CUSTOMER's lots (priority, soonest expiry, oldest, lot id)."""
     with handled(as_json):
-        result = _ledger().consume(customer, amount, currency, key, effective_at=parse_datetime(effective, "effective"),
+        result = _ledger().consume(customer, amount, currency, key,
+                                   effective_at=parse_datetime(effective, "effective"),
                                    source=_source(source), memo=memo)
         _show_posting(result, as_json)
 
@@ -97,19 +102,22 @@ def refund(customer: str, amount: str, currency: Currency, key: Key, effective: 
            source: Source = None, memo: Memo = "", as_json: Json = False) -> None:
     """Pay AMOUNT back under CUSTOMER's refund policy (never more than is refundable)."""
     with handled(as_json):
-        result = _ledger().refund(customer, amount, currency, key, effective_at=parse_datetime(effective, "effective"),
-                                  source=_source(source), memo=memo)
+        result = _ledger().refund(customer, amount, currency, key,
+                                  effective_at=parse_datetime(effective,
+                                                              "effective"), source=_source(source), memo=memo)
         _show_posting(result, as_json)
 
 
 @app.command(context_settings={"ignore_unknown_options": True})
 def adjust(customer: str, amount: Annotated[str, typer.Argument(help="Signed amount, e.g. -5.00.")],
-           currency: Currency, key: Key,
-           memo: Annotated[str, typer.Option("--memo", help="Why (required).")],
-           expires: Annotated[str | None, typer.Option("--expires", help="Expiry of a positive adjustment.")] = None,
-           refundable: Annotated[bool, typer.Option("--refundable", help="A positive adjustment that may be "
-                                                    "paid out.")] = False,
-           effective: Effective = None, as_json: Json = False) -> None:
+           currency: Currency, key: Key, memo: Annotated[str,
+                                                         typer.Option("--memo", help="Why (required).")],
+           expires: Annotated[str | None,
+                              typer.Option("--expires", help="Expiry of a positive adjustment.")] = None,
+           refundable: Annotated[bool,
+                                 typer.Option("--refundable", help="A positive adjustment that may be "
+                                              "paid out.")] = False, effective: Effective = None,
+           as_json: Json = False) -> None:
     """Post a signed correction with a memo."""
     with handled(as_json):
         result = _ledger().adjust(customer, amount, currency, key, memo=memo,
@@ -119,18 +127,23 @@ def adjust(customer: str, amount: Annotated[str, typer.Argument(help="Signed amo
 
 
 @app.command()
-def reverse(entry_id: int, key: Key, memo: Memo = "", effective: Effective = None, as_json: Json = False) -> None:
+def reverse(entry_id: int, key: Key, memo: Memo = "", effective: Effective = None,
+            as_json: Json = False) -> None:
     """Reverse entry ENTRY_ID by posting its opposite (the original never changes)."""
     with handled(as_json):
-        result = _ledger().reverse(entry_id, key, memo=memo, effective_at=parse_datetime(effective, "effective"))
+        result = _ledger().reverse(entry_id, key, memo=memo,
+                                   effective_at=parse_datetime(effective, "effective"))
         _show_posting(result, as_json)
 
 
 @app.command()
 def balance(customer: str,
-            currency: Annotated[str | None, typer.Option("--currency", "-c", help="Only this currency.")] = None,
-            as_of: Annotated[str | None, typer.Option("--as-of", help="Balance at this business time.")] = None,
-            known_at: Annotated[str | None, typer.Option("--known-at", help="...as recorded by this time.")] = None,
+            currency: Annotated[str | None,
+                                typer.Option("--currency", "-c", help="Only this currency.")] = None,
+            as_of: Annotated[str | None,
+                             typer.Option("--as-of", help="Balance at this business time.")] = None,
+            known_at: Annotated[str | None,
+                                typer.Option("--known-at", help="...as recorded by this time.")] = None,
             as_json: Json = False) -> None:
     """Show CUSTOMER's balance (now, or as of a time)."""
     with handled(as_json):
@@ -153,7 +166,8 @@ def _s(value: Any) -> str:
 
 
 @app.command()
-def expire(as_of: Annotated[str | None, typer.Option("--as-of", help="Sweep as of this time (default now).")] = None,
+def expire(as_of: Annotated[str | None,
+                            typer.Option("--as-of", help="Sweep as of this time (default now).")] = None,
            as_json: Json = False) -> None:
     """Expire the remainder of every overdue lot, exactly once."""
     with handled(as_json):
@@ -170,11 +184,14 @@ def expire(as_of: Annotated[str | None, typer.Option("--as-of", help="Sweep as o
 
 @app.command()
 def history(customer: str,
-            currency: Annotated[str | None, typer.Option("--currency", "-c", help="Only this currency.")] = None,
-            start: Annotated[str | None, typer.Option("--from", help="From this business time (inclusive).")] = None,
-            end: Annotated[str | None, typer.Option("--to", help="To this business time (exclusive; a date "
-                                                    "includes that day).")] = None,
-            as_json: Json = False) -> None:
+            currency: Annotated[str | None,
+                                typer.Option("--currency", "-c", help="Only this currency.")] = None,
+            start: Annotated[str | None,
+                             typer.Option("--from", help="From this business time (inclusive).")] = None,
+            end: Annotated[
+                str | None,
+                typer.Option("--to", help="To this business time (exclusive; a date "
+                             "includes that day).")] = None, as_json: Json = False) -> None:
     """Statement of CUSTOMER's entries between two times, with opening and closing balances."""
     with handled(as_json):
         statements = _ledger(write=False).history(customer, currency, start=parse_datetime(start, "from"),
@@ -188,8 +205,8 @@ def history(customer: str,
                           title=plain(f"{s.customer} {s.currency}: opening {s.opening}, closing {s.closing}"))
             for e in s.entries:
                 table.add_row(str(e["id"]), e["effective_at"][:19], e["kind"], e["amount"], e["running"],
-                              plain(e["key"]), plain(e["memo"] + (f" (reverses {e['reverses']})" if e["reverses"]
-                                                                 else "")))
+                              plain(e["key"]),
+                              plain(e["memo"] + (f" (reverses {e['reverses']})" if e["reverses"] else "")))
             out.print(table)
 
 
@@ -210,7 +227,8 @@ def accounts(as_json: Json = False) -> None:
 @app.command()
 def terms(customer: str, currency: Currency,
           refund_policy: Annotated[str, typer.Option(help="full, pro_rata, none or fee.")] = "full",
-          fee_pct: Annotated[str, typer.Option("--fee-pct", help="Refund fee percentage (policy fee).")] = "0",
+          fee_pct: Annotated[str,
+                             typer.Option("--fee-pct", help="Refund fee percentage (policy fee).")] = "0",
           credit_limit: Annotated[str, typer.Option(help="Credit line below zero.")] = "0",
           low_balance: Annotated[str | None, typer.Option(help="Low-balance threshold.")] = None,
           agreed_amount: Annotated[str | None, typer.Option(help="Agreed prepayment amount.")] = None,
@@ -224,9 +242,9 @@ def terms(customer: str, currency: Currency,
         data = _ledger().set_terms(customer, currency, contract_ref=contract, agreed_amount=agreed_amount,
                                    due_date=parse_date(due_date, "due-date"),
                                    valid_from=parse_date(valid_from, "valid-from"),
-                                   valid_until=parse_date(valid_until, "valid-until"), refund_policy=refund_policy,
-                                   refund_fee_pct=fee_pct, credit_limit=credit_limit,
-                                   low_balance_threshold=low_balance)
+                                   valid_until=parse_date(valid_until, "valid-until"),
+                                   refund_policy=refund_policy, refund_fee_pct=fee_pct,
+                                   credit_limit=credit_limit, low_balance_threshold=low_balance)
         if as_json:
             emit_json(data)
         else:
@@ -237,8 +255,10 @@ def terms(customer: str, currency: Currency,
 
 
 @app.command("import")
-def import_csv(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV file of postings.")],
-               dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything, write nothing.")] = False,
+def import_csv(file: Annotated[Path,
+                               typer.Argument(exists=True, dir_okay=False, help="CSV file of postings.")],
+               dry_run: Annotated[bool,
+                                  typer.Option("--dry-run", help="Check everything, write nothing.")] = False,
                as_json: Json = False) -> None:
     """Import postings from a CSV file: all rows or none."""
     with handled(as_json):
@@ -251,7 +271,8 @@ def import_csv(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False,
                 err.print(plain(f"{file} {e}"), style="red", highlight=False, soft_wrap=True)
             state_word = "applied" if report.applied else ("checked (dry run)" if not report.errors else
                                                           "NOT applied: nothing was changed")
-            out.print(f"{report.rows} rows: {report.created} new, {report.exists} already posted; {state_word}")
+            out.print(
+                f"{report.rows} rows: {report.created} new, {report.exists} already posted; {state_word}")
         if report.errors:
             raise typer.Exit(report.exit_code)
 

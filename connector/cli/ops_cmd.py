@@ -21,13 +21,16 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document."
 STATUS_STYLE = {"ok": "green", "partial": "yellow", "failed": "bold red", "crashed": "bold red",
                 "interrupted": "yellow", "budget": "yellow", "running": "cyan", "held": "bold red"}
 TRIGGER_WORDS = {"schedule": "scheduled", "manual": "manual", "recovery": "taken over after a crash"}
-COUNT_LABELS = {"pulled": "pulled", "deposits_posted": "deposits", "consumptions_posted": "consumption",
-                "reversals_posted": "reversals", "terms_set": "terms", "records_written": "fields written",
-                "tasks_created": "tasks opened", "tasks_closed": "tasks closed", "flags_opened": "flags opened",
-                "flags_cleared": "flags cleared", "customers_held": "customers held"}
+COUNT_LABELS = {
+    "pulled": "pulled", "deposits_posted": "deposits", "consumptions_posted": "consumption",
+    "reversals_posted": "reversals", "terms_set": "terms", "records_written": "fields written",
+    "tasks_created": "tasks opened", "tasks_closed": "tasks closed", "flags_opened": "flags opened",
+    "flags_cleared": "flags cleared", "customers_held": "customers held"
+}
 
-runs_app = typer.Typer(rich_markup_mode=None,
-                      help="Run history: `runs` lists recent runs, `runs show RUN_ID` shows one with its errors.")
+runs_app = typer.Typer(
+    rich_markup_mode=None,
+    help="Run history: `runs` lists recent runs, `runs show RUN_ID` shows one with its errors.")
 
 
 # ---- formatting helpers ----------------------------------------------------------------------------
@@ -109,9 +112,10 @@ def _next_run_cell(s: ConnectionStatus) -> str:
     if s.missed:
         text += f"\n[yellow]{s.missed} run(s) missed (due too long ago to start)[/]"
     if s.last_finished is not None and s.last_finished.status == "held":
-        text += (f"\n[yellow]waits for a person: run #{s.last_finished.id} was held by the mass-change guard; "
-                 f"`prepaid-sync sync run --connection {escape(s.connection)} --allow-mass-change` lets its changes "
-                 "through, a changed mapping or guard setting lets the schedule try again[/]")
+        text += (
+            f"\n[yellow]waits for a person: run #{s.last_finished.id} was held by the mass-change guard; "
+            f"`prepaid-sync sync run --connection {escape(s.connection)} --allow-mass-change` lets its changes "
+            "through, a changed mapping or guard setting lets the schedule try again[/]")
     return text
 
 
@@ -119,7 +123,8 @@ def _running_cell(s: ConnectionStatus) -> str:
     r = s.running
     if r is None:
         return "[dim]no[/]"
-    who = f"run #{r.run_id}" + (f" by {escape(r.holder)}" if r.holder else "") + f" (pid {r.pid} on {escape(r.host)})"
+    who = f"run #{r.run_id}" + (f" by {escape(r.holder)}"
+                                if r.holder else "") + f" (pid {r.pid} on {escape(r.host)})"
     if r.stale:
         return (f"[yellow]stale lease, expired at {_when(r.lease_until, s.now)}[/]: {who}, since "
                 f"{_when(r.since, s.now)}, last heartbeat {_when(r.heartbeat_at, s.now)}\n"
@@ -185,7 +190,8 @@ def status(config: ConfigOpt = None,
     """Per connection: last run, next run, who runs it now, failures in a row, API use today, flags, retries."""
     with handled(as_json):
         loaded = load_settings(config or state.config)
-        names = [loaded.settings.connection(connection)[0]] if connection else list(loaded.settings.connections)
+        names = [loaded.settings.connection(connection)[0]] if connection else list(
+            loaded.settings.connections)
         statuses = all_statuses(database(loaded.path, write=False), loaded, names)
     if as_json:
         emit_json({"connections": [s.model_dump(mode="json") for s in statuses]})
@@ -228,8 +234,10 @@ def runs_table(rows: list[RunRow], title: str, *, with_reason: bool = True) -> T
 
 @runs_app.callback(invoke_without_command=True)
 def runs(ctx: typer.Context,
-         connection: Annotated[str | None, typer.Option("--connection", help="Only this connection.")] = None,
-         limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="How many runs, newest first.")] = 20,
+         connection: Annotated[str | None,
+                               typer.Option("--connection", help="Only this connection.")] = None,
+         limit: Annotated[int,
+                          typer.Option("--limit", "-n", min=1, help="How many runs, newest first.")] = 20,
          config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """List recent runs, newest first (times in each connection's zone)."""
     if ctx.invoked_subcommand is not None:
@@ -241,7 +249,8 @@ def runs(ctx: typer.Context,
         emit_json({"runs": [r.model_dump(mode="json") for r in rows]})
         return
     if not rows:
-        out.print("no runs recorded" + (f" for connection {connection!r}" if connection else ""), highlight=False)
+        out.print("no runs recorded" + (f" for connection {connection!r}" if connection else ""),
+                  highlight=False)
         return
     wide = out.width >= 110
     out.print(runs_table(rows, f"last {len(rows)} run(s)" + (f" of {connection}" if connection else ""),
@@ -259,8 +268,10 @@ def print_detail(d: RunDetail) -> None:
     table = Table(title=f"run #{r.id} · {escape(r.connection)}", title_justify="left", show_header=False)
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
-    state_text = _status(r.status) + (f" (recorded as {r.recorded_status})" if r.recorded_status != r.status else "")
-    rows = [("status", state_text), ("trigger", escape(r.trigger or "-")), ("worker", escape(r.worker or "-")),
+    state_text = _status(
+        r.status) + (f" (recorded as {r.recorded_status})" if r.recorded_status != r.status else "")
+    rows = [("status", state_text), ("trigger", escape(r.trigger or "-")), ("worker", escape(r.worker or
+                                                                                             "-")),
             ("pid", str(r.pid or "-")), ("started", _when(r.started_at)), ("finished", _when(r.finished_at)),
             ("took", _span(r.duration_s)),
             ("API calls", f"{r.api_calls:,}" if r.api_calls is not None else "-"),
@@ -275,8 +286,8 @@ def print_detail(d: RunDetail) -> None:
     if d.errors_listed:
         shown = len(d.errors_listed)
         total = r.error_total if r.error_total is not None else shown
-        errs = Table("stage", "record", "field", "reason", title=f"errors listed by the run ({shown:,} of {total:,})",
-                     title_justify="left")
+        errs = Table("stage", "record", "field", "reason",
+                     title=f"errors listed by the run ({shown:,} of {total:,})", title_justify="left")
         for e in d.errors_listed:
             errs.add_row(escape(e.stage), escape(e.record), escape(e.field), escape(e.reason))
         out.print(errs)

@@ -63,7 +63,8 @@ class RunProgress:
 
     def _start(self) -> None:
         self.bars = Progress(TextColumn("{task.description:<20}"), BarColumn(), MofNCompleteColumn(),
-                             TimeElapsedColumn(), _WaitColumn(self), console=self.console, transient=self.transient)
+                             TimeElapsedColumn(), _WaitColumn(self), console=self.console,
+                             transient=self.transient)
         self.bars.start()
         for name, (d, t) in self.latest.items():
             self._show(name, d, t)
@@ -84,7 +85,8 @@ class RunProgress:
     def __enter__(self) -> RunProgress:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if self.bars is not None:
             self.bars.stop()
 

@@ -43,8 +43,10 @@ app = typer.Typer(no_args_is_help=False, help="Finance reports over the ledger, 
 
 AsOf = Annotated[str | None, typer.Option("--as-of", help="A date (end of that day, UTC) or date-time; "
                                           "default now.")]
-Attributes = Annotated[Path | None, typer.Option("--attributes", help="CSV of CRM attributes: customer,name,owner,"
-                                                 "tier,flags,kind (flags ';'-separated).")]
+Attributes = Annotated[
+    Path | None,
+    typer.Option("--attributes", help="CSV of CRM attributes: customer,name,owner,"
+                 "tier,flags,kind (flags ';'-separated).")]
 Config = Annotated[Path | None, typer.Option("--config", help="File with the [compliance] table and the "
                                              "connections (else $PREPAID_SYNC_CONFIG, else "
                                              "./prepaid-sync.toml, else defaults).")]
@@ -83,16 +85,20 @@ def _write(text: str, path: Path | None) -> None:
 
 
 @app.callback(invoke_without_command=True)
-def report(ctx: typer.Context, as_of: AsOf = None,
-           fmt: Annotated[str, typer.Option("--format", "-f", help="table, json, csv or html.")] = "table",
-           out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file (csv: also "
-                                                         "FILE.customers.csv).")] = None,
-           attributes: Attributes = None, connection: ConnectionOpt = None, config: Config = None,
-           window: Annotated[int, typer.Option("--window-days", min=1, help="Days of consumption behind the "
-                                               "rate.")] = 90,
-           within: Annotated[int, typer.Option("--within", min=0, help="List customers running out within N "
-                                               "days.")] = 30,
-           top: Annotated[int, typer.Option("--top", min=1, help="Top customers per currency.")] = 10) -> None:
+def report(
+        ctx: typer.Context, as_of: AsOf = None,
+        fmt: Annotated[str, typer.Option("--format", "-f", help="table, json, csv or html.")] = "table",
+        out_file: Annotated[Path | None,
+                            typer.Option("--out", "-o", help="Write to this file (csv: also "
+                                         "FILE.customers.csv).")] = None, attributes: Attributes = None,
+        connection: ConnectionOpt = None, config: Config = None,
+        window: Annotated[int,
+                          typer.Option("--window-days", min=1, help="Days of consumption behind the "
+                                       "rate.")] = 90,
+        within: Annotated[int,
+                          typer.Option("--within", min=0, help="List customers running out within N "
+                                       "days.")] = 30,
+        top: Annotated[int, typer.Option("--top", min=1, help="Top customers per currency.")] = 10) -> None:
     """Liability, expiry and breakage, runway, punctuality, risk and top customers as of a date."""
     if ctx.invoked_subcommand is not None:
         return
@@ -100,7 +106,8 @@ def report(ctx: typer.Context, as_of: AsOf = None,
         if fmt not in FORMATS:
             raise InvalidInput(f"format: {fmt!r} is not one of {', '.join(FORMATS)}", field="format")
         engine, provider = _sources(attributes, connection, config)
-        rep = build_report(engine, parse_as_of(as_of), attributes=provider, rules=load_rules(config or state.config),
+        rep = build_report(engine, parse_as_of(as_of), attributes=provider, rules=load_rules(config or
+                                                                                             state.config),
                            window_days=window, within_days=within, top_n=top)
         if fmt == "table":
             print_tables(rep, out)
@@ -140,9 +147,12 @@ def custody(quarter: Annotated[str | None, typer.Option("--quarter", help="e.g. 
 
 
 @app.command()
-def compliance(start: Annotated[str | None, typer.Option("--from", help="Deposits from this date (default: "
-                                                         "90 days before --to).")] = None,
-               end: Annotated[str | None, typer.Option("--to", help="Through this date (default today).")] = None,
+def compliance(start: Annotated[
+    str | None,
+    typer.Option("--from", help="Deposits from this date (default: "
+                 "90 days before --to).")] = None,
+               end: Annotated[str | None,
+                              typer.Option("--to", help="Through this date (default today).")] = None,
                attributes: Attributes = None, connection: ConnectionOpt = None, config: Config = None,
                as_json: Json = False) -> None:
     """Threshold warnings (real name, cash) for deposits in a period, and the prepayment switch."""
@@ -153,12 +163,16 @@ def compliance(start: Annotated[str | None, typer.Option("--from", help="Deposit
         engine, provider = _sources(attributes, connection, config)
         warnings = threshold_warnings(engine, begin, stop, rules, provider)
         if as_json:
-            emit_json({"rules": rules.source, "accept_prepayments": rules.accept_prepayments,
-                       "from": begin.isoformat(), "to": stop.isoformat(), "warnings": [w.to_dict() for w in warnings]})
+            emit_json({
+                "rules": rules.source, "accept_prepayments": rules.accept_prepayments,
+                "from": begin.isoformat(), "to": stop.isoformat(),
+                "warnings": [w.to_dict() for w in warnings]
+            })
             return
         status = "accepted" if rules.accept_prepayments else f"STOPPED {rules.stop_reason}".strip()
         out.print(f"Prepayments: {status} (rules: {rules.source})", highlight=False)
-        t = Table("date", "customer", "amount", "rule", "what to do", title=f"{len(warnings)} threshold warning(s)")
+        t = Table("date", "customer", "amount", "rule", "what to do",
+                  title=f"{len(warnings)} threshold warning(s)")
         for w in warnings:
             t.add_row(w.at.date().isoformat(), w.customer, money(w.amount, w.currency), w.rule, w.message)
         out.print(t)
@@ -191,17 +205,24 @@ def _bound(value: str | None, tz_name: str, field: str, *, next_day: bool = Fals
 
 
 def statement(customer: Annotated[str | None, typer.Argument(help="Customer key (or use --all).")] = None,
-              start: Annotated[str | None, typer.Option("--from", help="First day (in --tz); default: the "
-                                                        "first entry.")] = None,
-              end: Annotated[str | None, typer.Option("--to", help="Last day, inclusive (in --tz); default "
-                                                      "now.")] = None,
+              start: Annotated[str | None,
+                               typer.Option("--from", help="First day (in --tz); default: the "
+                                            "first entry.")] = None,
+              end: Annotated[str | None,
+                             typer.Option("--to", help="Last day, inclusive (in --tz); default "
+                                          "now.")] = None,
               fmt: Annotated[str, typer.Option("--format", "-f", help="html, csv or json.")] = "html",
               lang: Annotated[str, typer.Option("--lang", help="zh or en.")] = "zh",
-              currency: Annotated[str | None, typer.Option("--currency", "-c", help="Only this currency.")] = None,
-              tz: Annotated[str, typer.Option("--tz", help="Time zone for dates and the period (IANA).")] = "UTC",
-              out_file: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file.")] = None,
-              all_: Annotated[bool, typer.Option("--all", help="One file per customer with a balance.")] = False,
-              out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Directory for --all.")] = None,
+              currency: Annotated[str | None,
+                                  typer.Option("--currency", "-c", help="Only this currency.")] = None,
+              tz: Annotated[str,
+                            typer.Option("--tz", help="Time zone for dates and the period (IANA).")] = "UTC",
+              out_file: Annotated[Path | None,
+                                  typer.Option("--out", "-o", help="Write to this file.")] = None,
+              all_: Annotated[bool,
+                              typer.Option("--all", help="One file per customer with a balance.")] = False,
+              out_dir: Annotated[Path | None,
+                                 typer.Option("--out-dir", help="Directory for --all.")] = None,
               attributes: Attributes = None, connection: ConnectionOpt = None, config: Config = None) -> None:
     """A customer statement: opening balance, every entry, closing balance, open lots, refund policy."""
     with handled(fmt == "json"):

@@ -23,14 +23,19 @@ from connector.sync.lock import default_holder
 log = logging.getLogger(__name__)
 
 
-def schedule(config: Annotated[str | None, typer.Option("--config", help="Config file (default ./prepaid-sync.toml).")]
-             = None,
-             once: Annotated[bool, typer.Option("--once", help="Run every due connection once and exit "
-                                                "(for cron or a systemd timer).")] = False,
-             worker_id: Annotated[str | None, typer.Option("--worker-id", help="Name of this worker in locks and "
-                                                           "run history (default host:pid).")] = None,
-             as_json: Annotated[bool, typer.Option("--json", help="With --once: print one JSON document.")] = False
-             ) -> None:
+def schedule(
+    config: Annotated[str | None,
+                      typer.Option("--config", help="Config file (default ./prepaid-sync.toml).")] = None,
+    once: Annotated[
+        bool,
+        typer.Option("--once", help="Run every due connection once and exit "
+                     "(for cron or a systemd timer).")] = False,
+    worker_id: Annotated[
+        str | None,
+        typer.Option("--worker-id", help="Name of this worker in locks and "
+                     "run history (default host:pid).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="With --once: print one JSON document.")] = False
+) -> None:
     """Run each connection's syncs on its schedule; several workers may share one PostgreSQL database."""
     with handled(as_json):
         loaded = load_settings(config or state.config)

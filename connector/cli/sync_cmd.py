@@ -54,12 +54,14 @@ DRY_RUN_SHOWN = 50  # customers a dry run prints; the rest are counted ("and N m
 
 def print_report(report: RunReport, *, title: str = "sync run") -> None:
     """A rich summary of one run."""
-    table = Table(title=f"{title}: {report.status}" + (" (dry run: nothing changed)" if report.dry_run else ""),
-                  show_header=False)
+    table = Table(
+        title=f"{title}: {report.status}" + (" (dry run: nothing changed)" if report.dry_run else ""),
+        show_header=False)
     pulled = ", ".join(f"{k} {v}" for k, v in report.pulled.items()) or "-"
     for label, value in [("pulled", pulled), ("deposits posted", report.deposits_posted),
                          ("consumption posted", report.consumptions_posted),
-                         ("reversals posted", report.reversals_posted), ("contract terms set", report.terms_set),
+                         ("reversals posted", report.reversals_posted),
+                         ("contract terms set", report.terms_set),
                          ("records written", report.records_written), ("tasks created", report.tasks_created),
                          ("tasks closed", report.tasks_closed),
                          ("flags opened / cleared", f"{report.flags_opened} / {report.flags_cleared}"),
@@ -103,14 +105,19 @@ def engine_for(loaded: LoadedSettings, name: str | None, db: Engine | None = Non
 
 
 @sync_app.command("run")
-def run_cmd(connection: ConnOpt = None, config: ConfigOpt = None,
-            dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only: show postings, field changes, "
-                                                  "tasks and API calls; change nothing.")] = False,
-            full: Annotated[bool, typer.Option("--full", help="Ignore cursors and re-read everything.")] = False,
-            allow_mass_change: Annotated[bool, typer.Option(
-                "--allow-mass-change", help="Let this run through the mass-change guard: write even when it "
-                "changes more customers, flags or tasks at once than the connection's limits allow.")] = False,
-            as_json: JsonOpt = False) -> None:
+def run_cmd(connection: ConnOpt = None, config: ConfigOpt = None, dry_run: Annotated[
+    bool,
+    typer.Option("--dry-run", help="Plan only: show postings, field changes, "
+                 "tasks and API calls; change nothing.")] = False,
+            full: Annotated[bool,
+                            typer.Option("--full", help="Ignore cursors and re-read everything.")] = False,
+            allow_mass_change: Annotated[
+                bool,
+                typer.Option(
+                    "--allow-mass-change",
+                    help="Let this run through the mass-change guard: write even when it "
+                    "changes more customers, flags or tasks at once than the connection's limits allow."
+                )] = False, as_json: JsonOpt = False) -> None:
     """Pull CRM changes, post them to the ledger, reconcile, and write back what changed."""
     with handled(as_json):
         loaded = load_settings(config or state.config)
@@ -118,7 +125,8 @@ def run_cmd(connection: ConnOpt = None, config: ConfigOpt = None,
         engine, name = engine_for(loaded, connection)
         with graceful_signals() as stop:
             if as_json:
-                report = engine.run(full=full, dry_run=dry_run, should_stop=stop, allow_mass_change=allow_mass_change)
+                report = engine.run(full=full, dry_run=dry_run, should_stop=stop,
+                                    allow_mass_change=allow_mass_change)
             else:
                 with RunProgress(err) as progress:
                     engine.progress = progress
@@ -144,8 +152,9 @@ def run_cmd(connection: ConnOpt = None, config: ConfigOpt = None,
 
 def print_problems(report: RunReport) -> None:
     """A run the mapping check stopped: its problems, one a line, as `mappings check --online` prints them."""
-    err.print(f"[bold red]error:[/] run {report.run_id} of {report.connection} stopped before reading or writing "
-              "anything: the mapping does not fit the CRM's fields", highlight=False)
+    err.print(
+        f"[bold red]error:[/] run {report.run_id} of {report.connection} stopped before reading or writing "
+        "anything: the mapping does not fit the CRM's fields", highlight=False)
     for p in report.problems:
         err.print(f"[red]{escape(p['path'])}[/]: {escape(p['reason'])}", highlight=False)
     err.print("Correct the mapping file; `prepaid-sync mappings check --online` lists the same problems.",
@@ -159,11 +168,15 @@ def graceful_signals() -> AbstractContextManager[Callable[[], str | None]]:
         lambda name: err.print(f"{name} again: aborting now"))
 
 
-def init(crm: Annotated[str | None, typer.Option("--crm", help="zoho or fxiaoke (default: the CRM the --sandbox "
-                                                 "emulates, else zoho).", show_default=False)] = None,
-         sandbox: Annotated[str | None, typer.Option("--sandbox", help="URL of a running sandbox (`prepaid-sync "
-                                                     "sandbox serve` prints it); the fake credentials it accepts are "
-                                                     "read from it and go into .env.")] = None,
+def init(crm: Annotated[
+    str | None,
+    typer.Option("--crm", help="zoho or fxiaoke (default: the CRM the --sandbox "
+                 "emulates, else zoho).", show_default=False)] = None,
+         sandbox: Annotated[str | None,
+                            typer.Option(
+                                "--sandbox", help="URL of a running sandbox (`prepaid-sync "
+                                "sandbox serve` prints it); the fake credentials it accepts are "
+                                "read from it and go into .env.")] = None,
          directory: Annotated[Path, typer.Option("--dir", help="Where to write the files.")] = Path("."),
          force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False) -> None:
     """Write prepaid-sync.toml, a copy of the default mapping and (with --sandbox) .env; print what to run next."""
@@ -173,7 +186,8 @@ def init(crm: Annotated[str | None, typer.Option("--crm", help="zoho or fxiaoke 
         out.print(f"wrote {p}", markup=False, highlight=False)
     cfg = paths[0]
     flag = "" if cfg.resolve().parent == Path.cwd().resolve() else f" --config {shlex.quote(str(cfg))}"
-    names = (ZOHO_SECRETS if paths[1].stem == "zoho" else FXIAOKE_SECRETS).values()  # paths[1]: mappings/CRM.yaml
+    names = (ZOHO_SECRETS
+             if paths[1].stem == "zoho" else FXIAOKE_SECRETS).values()  # paths[1]: mappings/CRM.yaml
     steps = [] if sandbox else [f"set {', '.join(names)} in the environment or in {cfg.parent / '.env'} "
                                 "(never in the config file)"]
     steps += [f"prepaid-sync mappings check --online{flag}    # the mapping against the CRM's fields",
@@ -202,12 +216,13 @@ def sandbox_credentials(url: str, crm: str | None = None) -> tuple[str, dict[str
     kind = info.get("sandbox") if isinstance(info, dict) else None
     wanted = ZOHO_SECRETS if kind == "zoho" else FXIAOKE_SECRETS
     if resp.status_code != 200 or kind not in ("zoho", "fxiaoke") or not all(info.get(k) for k in wanted):
-        raise ConfigError(f"--sandbox {base} does not answer as a prepaid-sync sandbox (GET {INFO_PATH}: HTTP "
-                          f"{resp.status_code}); give the URL that `prepaid-sync sandbox serve` prints",
-                          field="sandbox")
+        raise ConfigError(
+            f"--sandbox {base} does not answer as a prepaid-sync sandbox (GET {INFO_PATH}: HTTP "
+            f"{resp.status_code}); give the URL that `prepaid-sync sandbox serve` prints", field="sandbox")
     if crm is not None and crm != kind:
-        raise ConfigError(f"--sandbox {base} is a {kind} sandbox, not {crm}; use --crm {kind} (or leave --crm out)",
-                          field="crm")
+        raise ConfigError(
+            f"--sandbox {base} is a {kind} sandbox, not {crm}; use --crm {kind} (or leave --crm out)",
+            field="crm")
     env = {var: str(info[key]) for key, var in wanted.items()}
     if kind == "zoho":
         return kind, {"accounts_url": base, "api_domain": base}, env
@@ -235,7 +250,8 @@ def write_config(directory: Path, crm: str | None, *, sandbox: str | None = None
         settings_extra.setdefault("base_url", "https://open.fxiaoke.com")
     conn = Connection(**{"crm": crm, "mapping": f"mappings/{crm}.yaml", "schedule": "every 15 minutes",
                          **settings_extra})
-    settings = Settings(database_url=database_url or CONFIG_DB, default_connection=crm, connections={crm: conn})
+    settings = Settings(database_url=database_url or CONFIG_DB, default_connection=crm,
+                        connections={crm: conn})
     directory.mkdir(parents=True, exist_ok=True)
     map_path = directory / "mappings" / f"{crm}.yaml"
     map_path.parent.mkdir(parents=True, exist_ok=True)
@@ -257,21 +273,27 @@ def metadata_unavailable(exc: CrmError, name: str, conn: Connection, folder: Pat
     head = f"cannot check the mapping of connection {name!r} against the CRM: {exc}"
     if isinstance(exc, AuthError):
         names = ", ".join(conn.env_names().values())
-        return ConfigError(f"{head}; the CRM refused the credentials: correct {names} in the environment or in "
-                           f"{folder / '.env'}", field="secrets")
+        return ConfigError(
+            f"{head}; the CRM refused the credentials: correct {names} in the environment or in "
+            f"{folder / '.env'}", field="secrets")
     if isinstance(exc, CrmConnectionError):
-        return ConnectorError(f"{head}; nothing answered: is the CRM (or the sandbox) running at that address, "
-                              "and is the connection's URL in the config right?")
+        return ConnectorError(
+            f"{head}; nothing answered: is the CRM (or the sandbox) running at that address, "
+            "and is the connection's URL in the config right?")
     return ConnectorError(f"{head}; try again later")
 
 
 @mappings_app.command("check")
 def check_cmd(connection: ConnOpt = None, config: ConfigOpt = None,
-              mapping: Annotated[Path | None, typer.Option("--mapping", help="Check this file (offline).")] = None,
-              online: Annotated[bool, typer.Option("--online", help="Also check against the CRM's field "
-                                                   "metadata.")] = False,
-              create_fields: Annotated[bool, typer.Option("--create-fields", help="Create missing connector-owned "
-                                                          "custom fields where the CRM allows.")] = False,
+              mapping: Annotated[Path | None,
+                                 typer.Option("--mapping", help="Check this file (offline).")] = None,
+              online: Annotated[bool,
+                                typer.Option("--online", help="Also check against the CRM's field "
+                                             "metadata.")] = False,
+              create_fields: Annotated[
+                  bool,
+                  typer.Option("--create-fields", help="Create missing connector-owned "
+                               "custom fields where the CRM allows.")] = False,
               as_json: JsonOpt = False) -> None:
     """Validate a mapping: schema offline; with --online, fields, types, writability and picklist values."""
     with handled(as_json):

@@ -53,13 +53,18 @@ def _fxiaoke(n: int) -> tuple[Any, str, Callable[[], dict[str, str]]]:
 
     def act() -> dict[str, str]:
         accounts = store.table("AccountObj").rows
-        pays = [r for r in store.table("PaymentObj").rows.values() if r.get("account_id") in accounts
-                and r.get("life_status") == "normal" and not str(r.get("payment_amount", "")).startswith(("-", "0"))]
+        pays = [
+            r for r in store.table("PaymentObj").rows.values() if r.get("account_id") in accounts and
+            r.get("life_status") == "normal" and not str(r.get("payment_amount", "")).startswith(("-", "0"))
+        ]
         first, second = pays[0], pays[1]
-        new = store.create("PaymentObj", {"account_id": first["account_id"], "payment_amount": "250.00",
-                                          "payment_time": int(time.time() * 1000), "owner": first.get("owner")}, admin)
-        store.update("PaymentObj", second["_id"], {"payment_amount": str(Decimal(second["payment_amount"]) + 100)},
-                     admin)
+        new = store.create(
+            "PaymentObj", {
+                "account_id": first["account_id"], "payment_amount": "250.00", "payment_time": int(
+                    time.time() * 1000), "owner": first.get("owner")
+            }, admin)
+        store.update("PaymentObj", second["_id"],
+                     {"payment_amount": str(Decimal(second["payment_amount"]) + 100)}, admin)
         victim = second["account_id"]
         store.update("AccountObj", victim, {"prepaid_balance__c": "999999.00"}, admin)
         return {"new payment": f"{new['_id']} (250.00 CNY)", "edited payment": f"{second['_id']} (+100.00)",
@@ -112,8 +117,9 @@ def demo(crm: Annotated[str, typer.Option("--crm", help="zoho or fxiaoke")] = "z
     out.print("\n4. A run right after with no CRM changes:")
     out.print(f"   records written {again.records_written}, tasks created {again.tasks_created}, "
               f"deposits {again.deposits_posted} (our own writes come back as echoes and are ignored)")
-    out.print(f"\nDone in {elapsed}s. Try it yourself: `prepaid-sync sandbox serve --crm {crm} --seed 100`, then "
-              "`prepaid-sync init --sandbox URL` with the URL it prints.")
+    out.print(
+        f"\nDone in {elapsed}s. Try it yourself: `prepaid-sync sandbox serve --crm {crm} --seed 100`, then "
+        "`prepaid-sync init --sandbox URL` with the URL it prints.")
 
 
 def _explain(report: RunReport) -> None:

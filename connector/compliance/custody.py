@@ -56,8 +56,9 @@ def custody_report(engine: Engine, quarter: str, rules: ComplianceRules) -> list
     """Custody required per currency for the quarter after `quarter` (rounded up to the minor unit)."""
     ratio = rules.ratio
     if ratio is None:
-        raise ConfigError(f"custody ratio not configured in {rules.source}: set [compliance].issuer_class "
-                          "(scale, group or brand: 20/30/40%) or [compliance].custody_ratio", field="custody_ratio")
+        raise ConfigError(
+            f"custody ratio not configured in {rules.source}: set [compliance].issuer_class "
+            "(scale, group or brand: 20/30/40%) or [compliance].custody_ratio", field="custody_ratio")
     _, end = quarter_bounds(quarter)
     with engine.connect() as conn:
         totals = positive_balances(conn, end - timedelta(microseconds=1))

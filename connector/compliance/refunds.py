@@ -42,12 +42,13 @@ def _payout(caps_total: int, debt: int, policy: str, fee_pct: Decimal) -> int:
 
 
 def refund_figures(lots: list[tuple[LotState, str]], *, paid: int, granted: int, debt: int, policy: str,
-                   fee_pct: Decimal, rules: ComplianceRules, at: datetime, forfeited: int = 0) -> RefundFigures:
+                   fee_pct: Decimal, rules: ComplianceRules, at: datetime,
+                   forfeited: int = 0) -> RefundFigures:
     """Refund payouts at `at` for an account's open lots ((state, kind of the creating entry))."""
     states = [lot for lot, _ in lots]
     state = AccountState(0, "", "", 0, debt, 0, states)
-    contract = 0 if policy == "none" else _payout(sum(refundable_caps(state, policy, at).values()), debt, policy,
-                                                 fee_pct)
+    contract = 0 if policy == "none" else _payout(sum(refundable_caps(state, policy, at).values()), debt,
+                                                  policy, fee_pct)
     notes: list[str] = []
     rules_policy = policy
     if policy == "none" and rules.forbid_forfeiture:
@@ -66,14 +67,16 @@ def refund_figures(lots: list[tuple[LotState, str]], *, paid: int, granted: int,
                 counted.append(replace(lot, refundable=True))
         elif rules.forbid_forfeiture and kind in PAID_KINDS and not lot.refundable:
             counted.append(replace(lot, refundable=True))
-            notes.append(f"lot {lot.id} is paid money; 'non-refundable' is void where forfeiture is forbidden")
+            notes.append(
+                f"lot {lot.id} is paid money; 'non-refundable' is void where forfeiture is forbidden")
         else:
             counted.append(lot)
     rules_state = AccountState(0, "", "", 0, debt, 0, counted)
     value = sum(refundable_caps(rules_state, rules_policy, at).values())
     if rules.forbid_forfeiture and rules_policy != "pro_rata":
-        expired = sum(lot.remaining for lot, kind in lots
-                      if lot.expires_at is not None and lot.expires_at <= at and not is_granted(kind, lot.refundable))
+        expired = sum(
+            lot.remaining for lot, kind in lots
+            if lot.expires_at is not None and lot.expires_at <= at and not is_granted(kind, lot.refundable))
         if expired or forfeited:
             notes.append("expired paid money is still owed where forfeiture is forbidden")
         value += expired + forfeited

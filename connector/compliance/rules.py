@@ -115,5 +115,6 @@ def load_rules(path: str | Path | None = None) -> ComplianceRules:
     try:
         return ComplianceRules(**section, source=str(file))
     except ValidationError as exc:
-        problems = "; ".join(f"[compliance].{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"[compliance].{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                             for e in exc.errors())
         raise ConfigError(f"{file}: {problems}", field="compliance") from None

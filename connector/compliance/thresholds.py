@@ -28,9 +28,11 @@ class ThresholdWarning:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {"customer": self.customer, "currency": self.currency, "entry": self.entry_id,
-                "effective_at": self.at.isoformat(), "amount": fmt(self.amount, self.currency), "rule": self.rule,
-                "message": self.message}
+        return {
+            "customer": self.customer, "currency": self.currency, "entry": self.entry_id,
+            "effective_at": self.at.isoformat(), "amount": fmt(self.amount, self.currency), "rule": self.rule,
+            "message": self.message
+        }
 
 
 def threshold_warnings(engine: Engine, start: datetime, end: datetime, rules: ComplianceRules,
@@ -50,16 +52,20 @@ def threshold_warnings(engine: Engine, start: datetime, end: datetime, rules: Co
         where = f"deposit {reference(d)} of {fmt(amount, cur)} {cur} for customer {d.customer_key}"
         limit = rules.real_name_threshold.get(cur)
         if limit is not None and value >= limit:
-            out.append(ThresholdWarning(d.customer_key, cur, d.id, aware(d.effective_at), amount, "real_name",
-                                        f"{where} is at or above {limit} {cur}: record the purchaser's real name "
-                                        "and ID and keep them at least 5 years"))
+            out.append(
+                ThresholdWarning(
+                    d.customer_key, cur, d.id, aware(d.effective_at), amount, "real_name",
+                    f"{where} is at or above {limit} {cur}: record the purchaser's real name "
+                    "and ID and keep them at least 5 years"))
         info = kinds.get(d.customer_key)
         individual = info is not None and info.kind == "individual"
         cash = (rules.cash_threshold_individual if individual else rules.cash_threshold_unit).get(cur)
         if cash is not None and value >= cash:
             who = "an individual" if individual else "a unit" if info is not None and info.kind else \
                 "a customer of unknown kind (unit threshold applied)"
-            out.append(ThresholdWarning(d.customer_key, cur, d.id, aware(d.effective_at), amount, "cash",
-                                        f"{where} is at or above {cash} {cur} for {who}: it must be paid by bank "
-                                        "transfer, not cash"))
+            out.append(
+                ThresholdWarning(
+                    d.customer_key, cur, d.id, aware(d.effective_at), amount, "cash",
+                    f"{where} is at or above {cash} {cur} for {who}: it must be paid by bank "
+                    "transfer, not cash"))
     return out

@@ -49,8 +49,8 @@ def resolve_url(explicit: str | None = None) -> str:
     except Exception as exc:  # SQLAlchemy raises ArgumentError with a terse text
         raise ConfigError(f"database URL {url!r} is not valid: {exc}", field="db") from None
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        raise ConfigError(f"database {parsed.get_backend_name()!r} is not supported; use sqlite or postgresql",
-                          field="db")
+        raise ConfigError(
+            f"database {parsed.get_backend_name()!r} is not supported; use sqlite or postgresql", field="db")
     return url
 
 
@@ -79,8 +79,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # isolation_level=None hands transaction control to us (see _sqlite_begin).
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
-    for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON", f"busy_timeout={BUSY_TIMEOUT_MS}",
-                   "temp_store=MEMORY", "cache_size=-16384"):
+    for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON",
+                   f"busy_timeout={BUSY_TIMEOUT_MS}", "temp_store=MEMORY", "cache_size=-16384"):
         cur.execute(f"PRAGMA {pragma}")
     cur.close()
 
@@ -120,7 +120,8 @@ def storage_full(exc: BaseException) -> bool:
         return exc.errno == errno.ENOSPC
     orig = getattr(exc, "orig", None)
     if isinstance(orig, sqlite3.Error):
-        return getattr(orig, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "database or disk is full" in str(orig)
+        return getattr(orig, "sqlite_errorcode",
+                       None) == sqlite3.SQLITE_FULL or "database or disk is full" in str(orig)
     return getattr(orig, "sqlstate", None) == "53100"
 
 
@@ -179,10 +180,11 @@ def connect_database(url: str, *, source: str, create: bool) -> tuple[Engine, st
     resolved = resolve_url(url)
     path = sqlite_path(resolved)
     if path is not None and not create and not path.exists():
-        raise DatabaseUnavailable(f"no database at {path} ({source}); nothing was created. If that is the right "
-                                  f"place, create it with `prepaid-sync db upgrade` (or run a command that writes, "
-                                  f"such as `prepaid-sync sync run`); else point --db, ${ENV_VAR} or the config's "
-                                  f"database_url at your database", database=str(path))
+        raise DatabaseUnavailable(
+            f"no database at {path} ({source}); nothing was created. If that is the right "
+            f"place, create it with `prepaid-sync db upgrade` (or run a command that writes, "
+            f"such as `prepaid-sync sync run`); else point --db, ${ENV_VAR} or the config's "
+            f"database_url at your database", database=str(path))
     engine = make_engine(resolved, upgrade=False)
     try:
         return engine, current_revision(engine)
@@ -198,9 +200,10 @@ def open_database(url: str, *, source: str, create: bool) -> Engine:
     engine, revision = connect_database(url, source=source, create=create)
     if revision is None and not create:
         engine.dispose()
-        raise DatabaseUnavailable(f"{shown_url(url)} ({source}) has no prepaid-sync tables; nothing was created. "
-                                  f"Create them with `prepaid-sync db upgrade`, or point --db, ${ENV_VAR} or the "
-                                  f"config's database_url at your database", database=shown_url(url))
+        raise DatabaseUnavailable(
+            f"{shown_url(url)} ({source}) has no prepaid-sync tables; nothing was created. "
+            f"Create them with `prepaid-sync db upgrade`, or point --db, ${ENV_VAR} or the "
+            f"config's database_url at your database", database=shown_url(url))
     upgrade_schema(engine)
     return engine
 
@@ -222,12 +225,14 @@ def _unreachable(exc: DBAPIError, parsed: URL, url: str, source: str) -> Databas
             if value:
                 createdb += [flag, str(value)]
         createdb.append(str(parsed.database))
-        return DatabaseUnavailable(f"PostgreSQL database {parsed.database!r} does not exist on {where} ({source}: "
-                                   f"{shown}); create it with `{' '.join(createdb)}`, then run `prepaid-sync db upgrade`",
-                                   database=shown)
+        return DatabaseUnavailable(
+            f"PostgreSQL database {parsed.database!r} does not exist on {where} ({source}: "
+            f"{shown}); create it with `{' '.join(createdb)}`, then run `prepaid-sync db upgrade`",
+            database=shown)
     if state in ("28P01", "28000") or "authentication failed" in lowered:
-        return DatabaseUnavailable(f"PostgreSQL at {where} refused user {parsed.username!r} ({first}); check the "
-                                   f"user and password of {shown} ({source})", database=shown)
+        return DatabaseUnavailable(
+            f"PostgreSQL at {where} refused user {parsed.username!r} ({first}); check the "
+            f"user and password of {shown} ({source})", database=shown)
     if "refused" in lowered:
         why = "connection refused; is the PostgreSQL server running there?"
     elif "translate host name" in lowered or "name or service not known" in lowered:
@@ -236,7 +241,8 @@ def _unreachable(exc: DBAPIError, parsed: URL, url: str, source: str) -> Databas
         why = "no answer (timed out); is the server running and reachable from here?"
     else:
         why = first
-    return DatabaseUnavailable(f"cannot connect to PostgreSQL at {where} ({source}: {shown}): {why}", database=shown)
+    return DatabaseUnavailable(f"cannot connect to PostgreSQL at {where} ({source}: {shown}): {why}",
+                               database=shown)
 
 
 def _alembic_config(engine: Engine) -> Config:

@@ -91,9 +91,11 @@ def _encoding(path: Path) -> str:
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     if head.startswith(b"PK\x03\x04"):
-        raise InvalidInput(f"{path}: this is a zip file (an Excel workbook?), not CSV text; {_SAVE_AS}", field="file")
+        raise InvalidInput(f"{path}: this is a zip file (an Excel workbook?), not CSV text; {_SAVE_AS}",
+                           field="file")
     if len(head) >= 2 and (head[1:2] == b"\x00") != (head[0:1] == b"\x00"):
-        raise InvalidInput(f"{path}: the file looks like UTF-16 without a byte-order mark; {_SAVE_AS}", field="file")
+        raise InvalidInput(f"{path}: the file looks like UTF-16 without a byte-order mark; {_SAVE_AS}",
+                           field="file")
     return "utf-8"
 
 
@@ -115,8 +117,9 @@ def _not_decodable(path: Path, encoding: str) -> InvalidInput:
             except UnicodeDecodeError as exc:
                 at = len(raw[:exc.start].decode("utf-8", errors="replace")) + 1
                 bad = raw[exc.start:exc.start + 4]
-                return InvalidInput(f"{path}, line {number}, character {at}: the bytes {bad!r} are not UTF-8 "
-                                    f"(the file may be GBK/GB18030 or Windows-1252); {_SAVE_AS}", field="file")
+                return InvalidInput(
+                    f"{path}, line {number}, character {at}: the bytes {bad!r} are not UTF-8 "
+                    f"(the file may be GBK/GB18030 or Windows-1252); {_SAVE_AS}", field="file")
     return InvalidInput(f"{path}: the file is not valid {name} text; {_SAVE_AS}", field="file")
 
 
@@ -176,13 +179,15 @@ def _records(path: Path, lines: _Lines) -> Iterator[tuple[int, dict[str, str]]]:
             values = next(reader)
         except StopIteration:
             if not header:
-                raise InvalidInput(f"{path}: the file is empty; expected a header row with {', '.join(REQUIRED)}",
-                                   field="header") from None
+                raise InvalidInput(
+                    f"{path}: the file is empty; expected a header row with {', '.join(REQUIRED)}",
+                    field="header") from None
             return
         except csv.Error as exc:
             limit = csv.field_size_limit()
             if "field limit" not in str(exc):
-                raise InvalidInput(f"{path}, line {reader.line_num}: not readable as CSV ({exc})", field="file") from None
+                raise InvalidInput(f"{path}, line {reader.line_num}: not readable as CSV ({exc})",
+                                   field="file") from None
             index = _field_over_limit("".join(lines.record), limit)
             column = header[index] if index < len(header) else f"field {index + 1}"
             raise InvalidInput(f"{path}, line {reader.line_num}, column {column}: the field is longer than "
@@ -209,7 +214,9 @@ def _check_header(path: Path, header: list[str]) -> None:
         if missing:
             parts.append(f"missing column(s) {', '.join(missing)}")
         if unknown:
-            parts.append(f"unknown column(s) {', '.join(map(repr, unknown))} (known: {', '.join(REQUIRED + OPTIONAL)})")
+            parts.append(
+                f"unknown column(s) {', '.join(map(repr, unknown))} (known: {', '.join(REQUIRED + OPTIONAL)})"
+            )
         raise InvalidInput(f"{path}, line 1: " + "; ".join(parts), field="header")
 
 
@@ -312,7 +319,8 @@ class Importer:
         # into the database file now, rather than in the middle of a later single posting's commit.
         with self.engine.connect() as conn:
             if self.engine.dialect.name == "postgresql":
-                conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM (ANALYZE) accounts, lots")
+                conn.execution_options(
+                    isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM (ANALYZE) accounts, lots")
             else:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
@@ -320,7 +328,8 @@ class Importer:
 class _Session:
     """State of one import transaction: cached account states and the plan writer."""
 
-    def __init__(self, conn: Connection, now: Any, deposit_guard: Callable[[Request], None] | None = None) -> None:
+    def __init__(self, conn: Connection, now: Any,
+                 deposit_guard: Callable[[Request], None] | None = None) -> None:
         self.conn = conn
         self.now = now
         self.ledger = Ledger(conn.engine, deposit_guard=deposit_guard)
@@ -337,8 +346,8 @@ class _Session:
         reqs = [req for _, req in batch]
         store.lock_accounts(self.conn, {(r.customer, r.currency) for r in reqs}, self.now, states=self.states,
                             policies=self.policies)
-        outcomes = self.ledger.apply_requests(self.conn, reqs, self.states, self.policies, self.writer, self.now,
-                                              results=False)
+        outcomes = self.ledger.apply_requests(self.conn, reqs, self.states, self.policies, self.writer,
+                                              self.now, results=False)
         for (line, req), outcome in zip(batch, outcomes, strict=True):
             if outcome.error is not None:
                 if len(report.errors) < max_errors:

@@ -63,5 +63,6 @@ def payload_hash(op: str, payload: dict[str, Any]) -> str:
     parts = [op]
     for name in sorted(payload):
         value = payload[name]
-        parts.append(f"{name}={'' if value is None else value.isoformat() if isinstance(value, datetime) else value}")
+        parts.append(
+            f"{name}={'' if value is None else value.isoformat() if isinstance(value, datetime) else value}")
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()

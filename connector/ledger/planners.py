@@ -44,9 +44,11 @@ class Request:
 
     def payload(self) -> dict[str, Any]:
         """What the idempotency check compares (memo is commentary and is left out)."""
-        return {"customer": self.customer, "currency": self.currency, "amount": fmt(self.amount, self.currency),
-                "effective_at": self.effective_at, "expires_at": self.expires_at, "refundable": self.refundable,
-                "priority": self.priority, "source_system": self.source_system, "source_id": self.source_id}
+        return {
+            "customer": self.customer, "currency": self.currency, "amount": fmt(self.amount, self.currency),
+            "effective_at": self.effective_at, "expires_at": self.expires_at, "refundable": self.refundable,
+            "priority": self.priority, "source_system": self.source_system, "source_id": self.source_id
+        }
 
     def hash(self) -> str:
         """Payload hash for the idempotency record (same canonical form as `plan.payload_hash`)."""
@@ -97,7 +99,8 @@ def make_request(op: str, customer: str, amount: object, currency: str, key: str
             raise InvalidInput(f"expires_at: only deposits and positive adjustments create lots that expire "
                                f"(got it on {op})", field="expires_at")
         if eff is not None and exp <= eff:
-            raise InvalidInput(f"expires_at: {exp.isoformat()} is not after the effective time", field="expires_at")
+            raise InvalidInput(f"expires_at: {exp.isoformat()} is not after the effective time",
+                               field="expires_at")
     if op == "adjust" and not memo.strip():
         raise InvalidInput("memo: an adjustment needs a memo saying why", field="memo")
     if priority is not None and not 0 <= priority <= 1000:
@@ -227,8 +230,9 @@ def _plan_refund(state: AccountState, req: Request, at: datetime, policy: str, f
                  extra: dict[str, Any]) -> list[PlannedEntry]:
     cur = state.currency
     if policy == "none":
-        raise RefundRefused(f"refund of {fmt(req.amount, cur)} {cur} for customer {state.customer_key} refused: "
-                            "the refund policy is 'none'", customer=state.customer_key, policy=policy)
+        raise RefundRefused(
+            f"refund of {fmt(req.amount, cur)} {cur} for customer {state.customer_key} refused: "
+            "the refund policy is 'none'", customer=state.customer_key, policy=policy)
     caps = refundable_caps(state, policy, at)
     refundable = max(0, sum(caps.values()) - state.debt)
     if req.amount > refundable:

@@ -35,7 +35,8 @@ class LotState:
 
     def spendable_at(self, at: datetime) -> bool:
         """Effective, unexpired and not empty at `at`."""
-        return self.remaining > 0 and self.effective_at <= at and (self.expires_at is None or self.expires_at > at)
+        return self.remaining > 0 and self.effective_at <= at and (self.expires_at is None or
+                                                                   self.expires_at > at)
 
     def order_key(self) -> tuple[int, datetime, datetime, int]:
         """Sort key of the documented drawdown order."""

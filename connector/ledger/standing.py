@@ -134,7 +134,8 @@ def match_payments(terms: list[tuple[str, date, int | None]], deposits: list[tup
     return out
 
 
-def standing_of(customer: str, currency: str, terms: Iterable[ContractTerm], deposits: list[tuple[datetime, int]],
+def standing_of(customer: str, currency: str, terms: Iterable[ContractTerm], deposits: list[tuple[datetime,
+                                                                                                  int]],
                 balance: int, today: date, rules: StandingRules, *, orphaned: bool = False) -> Standing:
     """The standing of one account from its terms rows, deposits (time order) and balance (pure)."""
     rows = list(terms)
@@ -149,12 +150,14 @@ def standing_of(customer: str, currency: str, terms: Iterable[ContractTerm], dep
         st.ends, st.ends_ref = newest.valid_until, newest.ref
         if balance > 0 and not st.orphaned:  # an orphan's one flag is `orphaned`: no customer to remind
             st.expired = newest.valid_until < today
-            st.expiring = not st.expired and newest.valid_until <= today + timedelta(days=rules.expiring_soon_days)
+            st.expiring = not st.expired and newest.valid_until <= today + timedelta(
+                days=rules.expiring_soon_days)
     return st
 
 
 def load(conn: Connection, as_of: datetime, rules: StandingRules, *, orphaned: Collection[str] = (),
-         prefix: str | None = None, customers: Collection[str] | None = None) -> dict[tuple[str, str], Standing]:
+         prefix: str | None = None,
+         customers: Collection[str] | None = None) -> dict[tuple[str, str], Standing]:
     """The standing of every account (or those whose key starts with `prefix`, or of `customers`) at `as_of`.
 
     Balances and deposits count entries effective at or before `as_of`; a reversed deposit does not count.
@@ -171,8 +174,9 @@ def load(conn: Connection, as_of: datetime, rules: StandingRules, *, orphaned: C
         .join(e, and_(e.c.account_id == a.c.id, e.c.effective_at <= as_of), isouter=True)
         .where(scoped(a.c.customer_key)).group_by(a.c.customer_key, a.c.currency))}
     terms: dict[tuple[str, str], list[ContractTerm]] = defaultdict(list)
-    for r in conn.execute(select(t.c.customer_key, t.c.currency, t.c.contract_ref, t.c.agreed_amount, t.c.due_date,
-                                 t.c.valid_from, t.c.valid_until, t.c.active).where(scoped(t.c.customer_key))):
+    for r in conn.execute(
+            select(t.c.customer_key, t.c.currency, t.c.contract_ref, t.c.agreed_amount, t.c.due_date,
+                   t.c.valid_from, t.c.valid_until, t.c.active).where(scoped(t.c.customer_key))):
         terms[(r.customer_key, r.currency)].append(ContractTerm(r.contract_ref, r.agreed_amount, r.due_date,
                                                                 r.valid_from, r.valid_until, bool(r.active)))
     rev = aliased(e)
@@ -188,9 +192,11 @@ def load(conn: Connection, as_of: datetime, rules: StandingRules, *, orphaned: C
         deposits[(r.customer_key, r.currency)].append((at, int(r.amount)))
     today = as_of.date()
     orphans = set(orphaned)
-    return {pair: standing_of(pair[0], pair[1], terms.get(pair, ()), deposits.get(pair, []), bal, today, rules,
-                              orphaned=pair[0] in orphans)
-            for pair, bal in balances.items()}
+    return {
+        pair: standing_of(pair[0], pair[1], terms.get(pair, ()), deposits.get(pair, []), bal, today, rules,
+                          orphaned=pair[0] in orphans)
+        for pair, bal in balances.items()
+    }
 
 
 __all__ = ["CODES", "ContractTerm", "Payment", "Standing", "StandingRules", "load", "match_payments",

@@ -125,7 +125,8 @@ def _pg_pipelined_reads(conn: Connection, account_id: int, key: str) -> list[Any
 
 def lock_account_by_id(conn: Connection, account_id: int, now: datetime) -> AccountState:
     """Lock an account found by id (reversals start from an entry)."""
-    row = conn.execute(select(accounts.c.customer_key, accounts.c.currency).where(accounts.c.id == account_id)).one()
+    row = conn.execute(
+        select(accounts.c.customer_key, accounts.c.currency).where(accounts.c.id == account_id)).one()
     state = lock_account(conn, row.customer_key, row.currency, now, create=False)
     assert state is not None
     return state
@@ -159,9 +160,9 @@ def load_lots(conn: Connection, where: Any) -> list[LotState]:
 
 def load_lots_by_account(conn: Connection, where: Any) -> dict[int, list[LotState]]:
     """Lots matching `where`, as rule states grouped by account id (each list in lot-id order)."""
-    rows = conn.execute(select(lots.c.account_id, lots.c.id, lots.c.amount, lots.c.remaining, lots.c.effective_at,
-                               lots.c.expires_at, lots.c.refundable, lots.c.priority).where(where)
-                        .order_by(lots.c.id))
+    rows = conn.execute(
+        select(lots.c.account_id, lots.c.id, lots.c.amount, lots.c.remaining, lots.c.effective_at,
+               lots.c.expires_at, lots.c.refundable, lots.c.priority).where(where).order_by(lots.c.id))
     out: dict[int, list[LotState]] = {}
     for r in rows:
         out.setdefault(r.account_id, []).append(lot_state(r))
@@ -229,10 +230,12 @@ def lock_accounts(conn: Connection, pairs: Iterable[tuple[str, str]], now: datet
         for row in conn.execute(query):
             if (row.customer_key, row.currency) not in wanted:
                 continue
-            state = AccountState(row.id, row.customer_key, row.currency, row.balance, row.debt, row.credit_limit)
+            state = AccountState(row.id, row.customer_key, row.currency, row.balance, row.debt,
+                                 row.credit_limit)
             by_id[row.id] = state
             states[(row.customer_key, row.currency)] = state
-        open_lots = load_lots_by_account(conn, and_(one_of(conn, lots.c.account_id, list(by_id)), lots.c.remaining > 0))
+        open_lots = load_lots_by_account(
+            conn, and_(one_of(conn, lots.c.account_id, list(by_id)), lots.c.remaining > 0))
         for account_id, account_lots in open_lots.items():
             by_id[account_id].lots.extend(account_lots)
         if policies is not None:

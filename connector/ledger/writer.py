@@ -93,7 +93,8 @@ class IdReserver:
             return pool.pop()
         # SQLite: the transaction holds the write lock (BEGIN IMMEDIATE), so MAX(id) is ours to extend.
         if table not in self.next_sqlite:
-            self.next_sqlite[table] = (self.conn.exec_driver_sql(f"SELECT MAX(id) FROM {table}").scalar() or 0) + 1
+            self.next_sqlite[table] = (self.conn.exec_driver_sql(f"SELECT MAX(id) FROM {table}").scalar() or
+                                       0) + 1
         value = self.next_sqlite[table]
         self.next_sqlite[table] = value + 1
         return value
@@ -119,7 +120,8 @@ def result_doc(op: str, key: str, customer: str, cur: str, balance: int, entry_d
 
 def rebuild_result(conn: Connection, posting: Any) -> dict[str, Any]:
     """Derive a stored posting's result from its immutable entries and allocations (for replays)."""
-    rows = conn.execute(select(entries).where(entries.c.posting_key == posting.key).order_by(entries.c.id)).all()
+    rows = conn.execute(select(entries).where(entries.c.posting_key == posting.key).order_by(
+        entries.c.id)).all()
     ids = [r.id for r in rows]
     allocs: dict[int, list[tuple[int | None, int]]] = {i: [] for i in ids}
     for a in conn.execute(select(allocations.c.entry_id, allocations.c.lot_id, allocations.c.amount)
@@ -128,8 +130,10 @@ def rebuild_result(conn: Connection, posting: Any) -> dict[str, Any]:
     new_lots = {r.entry_id: r.id for r in conn.execute(select(lots.c.entry_id, lots.c.id)
                                                        .where(lots.c.entry_id.in_(ids)))}
     cur = posting.currency
-    docs = [entry_doc(r.id, r.kind, r.amount, r.balance_after, r.effective_at, allocs[r.id], new_lots.get(r.id), cur)
-            for r in rows]
+    docs = [
+        entry_doc(r.id, r.kind, r.amount, r.balance_after, r.effective_at, allocs[r.id], new_lots.get(r.id),
+                  cur) for r in rows
+    ]
     balance = rows[-1].balance_after if rows else 0
     total = sum(r.amount for r in rows)
     extra = {"amount": fmt(-total if posting.op in _OUTGOING else total, cur), **json.loads(posting.result)}
@@ -154,7 +158,9 @@ class PlanWriter:
         self.now = now
         self.ids = IdReserver(conn)
         self.batch_hint = batch_hint
-        self.rows: dict[str, list[dict[str, Any]]] = {"postings": [], "entries": [], "lots": [], "allocations": []}
+        self.rows: dict[str,
+                        list[dict[str,
+                                  Any]]] = {"postings": [], "entries": [], "lots": [], "allocations": []}
         self.lot_updates: dict[int, int] = {}
         self.account_updates: dict[int, AccountState] = {}
 
@@ -202,12 +208,14 @@ class PlanWriter:
                              expires_at=lot.expires_at, refundable=lot.refundable, priority=lot.priority)
         state.lots.append(lot.state)
         self.rows["lots"].append({
-            "id": lot_id, "account_id": state.id, "entry_id": entry_id, "amount": lot.amount, "remaining": None,
-            "effective_at": lot.effective_at, "expires_at": lot.expires_at, "refundable": lot.refundable,
-            "priority": lot.priority, "source_system": lot.source_system, "source_id": lot.source_id,
-            "_state": lot.state})
+            "id": lot_id, "account_id": state.id, "entry_id": entry_id, "amount": lot.amount,
+            "remaining": None, "effective_at": lot.effective_at, "expires_at": lot.expires_at,
+            "refundable": lot.refundable, "priority": lot.priority, "source_system": lot.source_system,
+            "source_id": lot.source_id, "_state": lot.state
+        })
 
-    def _apply_allocation(self, state: AccountState, ref: LotState | NewLot | None, amount: int) -> int | None:
+    def _apply_allocation(self, state: AccountState, ref: LotState | NewLot | None,
+                          amount: int) -> int | None:
         if ref is None:
             state.debt -= amount
             return None

@@ -3,4 +3,6 @@
 from connector.mapping.loader import default_mapping_path, load_mapping, parse_mapping
 from connector.mapping.models import EntityMap, FieldMap, Mapping, TaskRule
 
-__all__ = ["EntityMap", "FieldMap", "Mapping", "TaskRule", "default_mapping_path", "load_mapping", "parse_mapping"]
+__all__ = [
+    "EntityMap", "FieldMap", "Mapping", "TaskRule", "default_mapping_path", "load_mapping", "parse_mapping"
+]

@@ -29,7 +29,8 @@ def _vocabulary() -> set[str]:
 
 def suggest(name: str, choices: set[str] | None = None) -> str:
     """' (did you mean X?)' for the closest valid name, or ''."""
-    close = difflib.get_close_matches(name, sorted(_vocabulary() if choices is None else choices), n=1, cutoff=0.6)
+    close = difflib.get_close_matches(name, sorted(_vocabulary() if choices is None else choices), n=1,
+                                      cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -63,8 +64,9 @@ def _describe(err: dict[str, Any]) -> tuple[str, str]:
 def parse_mapping(data: Any, source: str = "<mapping>") -> Mapping:
     """Validate already-loaded YAML data; raise ConfigError naming source, path and reason."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the mapping must be a YAML mapping (key: value), got {type(data).__name__}",
-                          file=source)
+        raise ConfigError(
+            f"{source}: the mapping must be a YAML mapping (key: value), got {type(data).__name__}",
+            file=source)
     try:
         return Mapping.model_validate(data)
     except ValidationError as exc:

@@ -12,12 +12,15 @@ from connector import money
 from connector.domain import STREAMS, Stream
 from connector.errors import InvalidInput
 
-FieldType = Literal["text", "decimal", "money", "integer", "date", "datetime", "picklist", "boolean", "lookup"]
-DERIVED = ("balance", "available", "tier", "flags", "runway_days", "reconciled_at", "points", "lifetime_prepaid")
+FieldType = Literal["text", "decimal", "money", "integer", "date", "datetime", "picklist", "boolean",
+                    "lookup"]
+DERIVED = ("balance", "available", "tier", "flags", "runway_days", "reconciled_at", "points",
+           "lifetime_prepaid")
 FLAGS = ("overdue", "amount_mismatch", "low_balance", "negative", "expiring_soon", "expired", "dormant",
          "duplicate_payment", "manual_edit", "orphaned", "payment_changed", "payment_deleted")
 METRICS = ("lifetime_prepaid", "balance", "consumed", "available")
-TEMPLATE_VARS = ("customer", "customer_id", "flag", "detail", "balance", "currency", "tier", "runway_days", "owner")
+TEMPLATE_VARS = ("customer", "customer_id", "flag", "detail", "balance", "currency", "tier", "runway_days",
+                 "owner")
 _ATTRS = {name: set(s.model.model_fields) for name, s in STREAMS.items()}
 _BASE = {"crm", "module", "crm_id", "modified_at", "owner_id", "fields", "entity"}
 
@@ -31,8 +34,9 @@ def _money_text(value: object) -> object:
     if isinstance(value, Decimal):
         return value  # already read (a model built in code, or copied)
     if not isinstance(value, str) or isinstance(value, bool):
-        raise ValueError(f"{value!r} was read as a YAML {type(value).__name__}, not as text; write amounts in quotes "
-                         f"so they are read exactly as written, e.g. \"100.00\"")
+        raise ValueError(
+            f"{value!r} was read as a YAML {type(value).__name__}, not as text; write amounts in quotes "
+            f"so they are read exactly as written, e.g. \"100.00\"")
     try:
         return money.read_text(value, money.MAX_DECIMALS, allow_zero=True)
     except InvalidInput as exc:
@@ -90,7 +94,8 @@ class TierLevel(_Strict):
         out = {}
         for key, amount in value.items():
             if key not in METRICS and not str(key).startswith("field:"):
-                raise ValueError(f"unknown metric {key!r}; use one of {', '.join(METRICS)} or field:<extra name>")
+                raise ValueError(
+                    f"unknown metric {key!r}; use one of {', '.join(METRICS)} or field:<extra name>")
             try:  # the money metrics hold amounts; `field:` metrics compare a CRM field's own number
                 out[key] = _money_text(amount) if key in METRICS else amount
             except ValueError as exc:
@@ -175,7 +180,8 @@ class Mapping(_Strict):
     version: Literal[1] = 1
     currency: str | None = None
     write_batch_size: int = Field(default=100, ge=1, le=100)
-    lot_expiry: Literal["valid_until", "none"] = "none"  # does a contract's validity end expire the lots it funds?
+    lot_expiry: Literal["valid_until",
+                        "none"] = "none"  # does a contract's validity end expire the lots it funds?
     customers: EntityMap
     contracts: EntityMap
     payments: EntityMap
@@ -207,8 +213,9 @@ class Mapping(_Strict):
             if emap.match_key not in (None, record_id):
                 # Records are matched across runs (and keyed in the ledger) by the CRM's record id; a
                 # business key such as an account number is not supported, so say so instead of ignoring it.
-                raise ValueError(f"{section}.match_key: only the {self.crm} record id ({record_id!r}) is supported, "
-                                 f"not {emap.match_key!r}; map a business key under `extra` to keep it")
+                raise ValueError(
+                    f"{section}.match_key: only the {self.crm} record id ({record_id!r}) is supported, "
+                    f"not {emap.match_key!r}; map a business key under `extra` to keep it")
         for stream, emap in self.sections():
             section = stream.name
             if section == "consumption":  # unchecked, as before: a check could refuse files that load today
@@ -224,7 +231,8 @@ class Mapping(_Strict):
                     raise ValueError(f"{section}.fields.{name}: pulled fields are CRM-owned (owner: crm)")
         for name, fmap in self.write_back.items():
             if fmap.owner != "connector":
-                raise ValueError(f"write_back.{name}: written fields must be connector-owned (owner: connector)")
+                raise ValueError(
+                    f"write_back.{name}: written fields must be connector-owned (owner: connector)")
         if self.currency is not None and self.currency.upper() in money.MINOR_UNITS:
             places = money.exponent(self.currency)
             amounts = {"rules.low_balance_amount": self.rules.low_balance_amount,
@@ -233,10 +241,12 @@ class Mapping(_Strict):
                           for k, v in level.min.items() if k in METRICS}}
             for where, amount in amounts.items():
                 if amount != amount.quantize(Decimal(1).scaleb(-places)):
-                    raise ValueError(f"{where}: {amount} has more than {places} decimal places for {self.currency}")
+                    raise ValueError(
+                        f"{where}: {amount} has more than {places} decimal places for {self.currency}")
         if "tier" in self.write_back:
             names = {level.name for level in self.tiers.levels}
             missing = names - set(self.write_back["tier"].values)
             if self.write_back["tier"].type == "picklist" and missing:
-                raise ValueError(f"write_back.tier.values: no CRM value for tier(s) {', '.join(sorted(missing))}")
+                raise ValueError(
+                    f"write_back.tier.values: no CRM value for tier(s) {', '.join(sorted(missing))}")
         return self

@@ -93,16 +93,18 @@ def load_yaml(text: str, source: str) -> Any:
         root = loader.get_single_node()
         return loader.construct_document(root) if root is not None else None
     except _TooDeep as exc:
-        raise ConfigError(f"{source}: line {exc.mark.line + 1} column {exc.mark.column + 1}: nested more than "
-                          f"{MAX_DEPTH} levels; a mapping file needs only a few, so look for unbalanced or "
-                          "runaway brackets", file=source, reason=f"nested more than {MAX_DEPTH} levels") from None
+        raise ConfigError(
+            f"{source}: line {exc.mark.line + 1} column {exc.mark.column + 1}: nested more than "
+            f"{MAX_DEPTH} levels; a mapping file needs only a few, so look for unbalanced or "
+            "runaway brackets", file=source, reason=f"nested more than {MAX_DEPTH} levels") from None
     except _DuplicateKey as exc:
         where = _path_to(root, exc.node) if root is not None else ""
         line, first = exc.second.start_mark.line + 1, exc.first.start_mark.line + 1
-        raise ConfigError(f"{source}: {where + ': ' if where else ''}duplicate key {exc.key!r} on line {line} "
-                          f"(first on line {first}); YAML would silently keep only the last one, so remove or "
-                          "rename one of them", file=source, path=where or "(top level)",
-                          reason=f"duplicate key {exc.key!r} on lines {first} and {line}") from None
+        raise ConfigError(
+            f"{source}: {where + ': ' if where else ''}duplicate key {exc.key!r} on line {line} "
+            f"(first on line {first}); YAML would silently keep only the last one, so remove or "
+            "rename one of them", file=source, path=where or "(top level)",
+            reason=f"duplicate key {exc.key!r} on lines {first} and {line}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""

@@ -89,8 +89,8 @@ class Book:
             nxt = next_fire(self.loaded, conn, now) if ran else now
             try:
                 with self.engine.begin() as db:
-                    db.execute(ot.schedule.insert().values(connection=name, spec=key, next_run_at=nxt, missed=0,
-                                                          updated_at=now))
+                    db.execute(ot.schedule.insert().values(connection=name, spec=key, next_run_at=nxt,
+                                                           missed=0, updated_at=now))
             except IntegrityError:  # another worker inserted it first: theirs is as good
                 pass
 
@@ -135,8 +135,8 @@ class Book:
         if not won:
             return None
         if orphan:
-            log.warning("resuming the run of %s claimed by %s, whose lease ran out at %s", name, row.claimed_by,
-                        row.lease_until)
+            log.warning("resuming the run of %s claimed by %s, whose lease ran out at %s", name,
+                        row.claimed_by, row.lease_until)
         return Claim(name, row.next_run_at, "recovery" if orphan else "schedule")
 
     def _waits_for_person(self, name: str, conn: Connection) -> bool:
@@ -152,9 +152,10 @@ class Book:
             return False  # a broken mapping: let the run fail and say so
         if held[1] != now_key:
             return False
-        log.warning("%s waits for a person: run %s was held by the mass-change guard; run `prepaid-sync sync run "
-                    "--connection %s --allow-mass-change` if its changes are right, or correct the mapping or the "
-                    "CRM data and run it without", name, held[0], name)
+        log.warning(
+            "%s waits for a person: run %s was held by the mass-change guard; run `prepaid-sync sync run "
+            "--connection %s --allow-mass-change` if its changes are right, or correct the mapping or the "
+            "CRM data and run it without", name, held[0], name)
         return True
 
     def extend(self, names: list[str], worker: str, now: datetime) -> None:
@@ -175,7 +176,9 @@ class Book:
         nxt = now if again_now else next_fire(self.loaded, conn, now)
         if not_before is not None and nxt < not_before:
             nxt = not_before
-        values: dict[str, object] = {"claimed_by": None, "lease_until": None, "next_run_at": nxt, "updated_at": now}
+        values: dict[str, object] = {
+            "claimed_by": None, "lease_until": None, "next_run_at": nxt, "updated_at": now
+        }
         if run_id is not None:
             values.update(last_run_at=now, last_status=status, run_id=run_id)
         with self.engine.begin() as db:

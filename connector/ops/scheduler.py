@@ -132,7 +132,8 @@ class Worker:
         name = claim.connection
         try:
             engine = self.sync_engine(name)
-            report = engine.run(trigger=claim.trigger, should_stop=lambda: self.stop_reason, slot_at=claim.slot_at)
+            report = engine.run(trigger=claim.trigger, should_stop=lambda: self.stop_reason,
+                                slot_at=claim.slot_at)
         except StorageFull as exc:  # nothing can be recorded either; the claim's lease runs out and it is retried
             log.error("run of %s stopped: %s", name, exc)
             return Outcome(name, "error", claim.trigger, None, "failed", str(exc))
@@ -153,8 +154,8 @@ class Worker:
             not_before = budget.next_window(self.clock()) if budget else None
         # Interrupted by a signal or a lost lease: due again at once; by a limit that clears later: not before then.
         again_now = report.status == "interrupted" and not_before is None
-        nxt = self.book.finish(claim, self.worker_id, self.clock(), status=report.status, run_id=report.run_id,
-                               not_before=not_before, again_now=again_now)
+        nxt = self.book.finish(claim, self.worker_id, self.clock(), status=report.status,
+                               run_id=report.run_id, not_before=not_before, again_now=again_now)
         log.info("run %s of %s (%s): %s%s; next run %s", report.run_id, name, claim.trigger, report.status,
                  f" ({report.reason})" if report.reason else "", nxt.isoformat())
         self._notify(name, report.run_id)
@@ -171,8 +172,10 @@ class Worker:
         """A run that could not even start (its mapping broken, say) is still a failed run in history."""
         now = self.clock()
         reason = redact.text(f"could not start: {exc}")
-        stats = {"status": "failed", "error_total": 1, "errors": [{"record": "", "field": "", "stage": "start",
-                                                                   "reason": reason}]}
+        stats = {
+            "status": "failed", "error_total": 1,
+            "errors": [{"record": "", "field": "", "stage": "start", "reason": reason}]
+        }
         with self.engine.begin() as db:
             return int(db.execute(t.runs.insert().values(
                 connection=claim.connection, started_at=now, finished_at=now, status="failed", dry_run=False,
@@ -226,7 +229,8 @@ class Worker:
                           id=f"sync:{name}", name=f"sync {name}", coalesce=True, max_instances=1,
                           misfire_grace_time=conn.misfire_grace_seconds)
         sched.add_job(self.poll, IntervalTrigger(seconds=sched_cfg.poll_seconds), id="poll", name="poll",
-                      coalesce=True, max_instances=1, misfire_grace_time=None, next_run_time=datetime.now(timezone.utc))
+                      coalesce=True, max_instances=1, misfire_grace_time=None,
+                      next_run_time=datetime.now(timezone.utc))
         sched.add_job(self.keep_claims, IntervalTrigger(seconds=sched_cfg.heartbeat_seconds), id="claims",
                       name="keep claims", coalesce=True, max_instances=1, misfire_grace_time=None)
         return sched
@@ -256,8 +260,9 @@ def worker_signals(worker: Worker, stopped: threading.Event | None = None
         if stopped is not None:
             stopped.set()
 
-    return stop_signals(first, lambda name: log.error("%s again: aborting now; the next run completes what was "
-                                                      "left", name))
+    return stop_signals(
+        first, lambda name: log.error("%s again: aborting now; the next run completes what was "
+                                      "left", name))
 
 
 def serve(worker: Worker, *, install_signals: bool = True) -> int:
@@ -282,10 +287,10 @@ def _serve(worker: Worker, stop: threading.Event) -> int:
     bound = worker.loaded.settings.scheduler.shutdown_seconds
     clean = worker.wait_idle(bound)
     if not clean:
-        log.error("the current run did not stop within %ss; exiting anyway (its lease will expire and another "
-                  "worker resumes it)", bound)
+        log.error(
+            "the current run did not stop within %ss; exiting anyway (its lease will expire and another "
+            "worker resumes it)", bound)
         return 1
     worker.close()
     log.info("worker %s stopped", worker.worker_id)
     return 0
-

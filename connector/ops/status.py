@@ -38,7 +38,8 @@ class RunRow(BaseModel):
 
     id: int
     connection: str
-    status: str = Field(description="as recorded, except a 'running' row whose lock is gone, shown as 'crashed'")
+    status: str = Field(
+        description="as recorded, except a 'running' row whose lock is gone, shown as 'crashed'")
     recorded_status: str
     dry_run: bool
     trigger: str | None
@@ -112,7 +113,8 @@ class Running(BaseModel):
     since: datetime
     heartbeat_at: datetime | None
     lease_until: datetime | None
-    stale: bool = Field(description="the lease expired: the holder stopped heart-beating; a worker will take over")
+    stale: bool = Field(
+        description="the lease expired: the holder stopped heart-beating; a worker will take over")
 
 
 class Budget(BaseModel):
@@ -144,7 +146,8 @@ class ConnectionStatus(BaseModel):
     schedule: str | None = Field(description="the schedule text, None = not scheduled")
     next_run_at: datetime | None
     next_run_source: Literal["scheduler", "config"] | None = Field(
-        description="'scheduler' = the workers' schedule table; 'config' = computed (no worker has claimed it yet)")
+        description=
+        "'scheduler' = the workers' schedule table; 'config' = computed (no worker has claimed it yet)")
     missed: int = Field(0, description="runs skipped because they were due longer ago than the misfire grace")
     last_run: LastRun | None = Field(description="the newest run, possibly still running")
     last_finished: LastRun | None = Field(description="the newest run that ended (ok, failed, crashed, ...): "
@@ -233,15 +236,19 @@ def run_detail(engine: Engine, run_id: int, *, zones: Mapping[str, tzinfo] | Non
     tz = (zones or {}).get(row.connection, UTC)
     stats = stats_of(row)
     pulled = stats.get("pulled") if isinstance(stats.get("pulled"), dict) else {}
-    listed = [ListedError(**{k: redact.text(str(e.get(k) or "")) for k in ("record", "field", "stage", "reason")})
-              for e in stats.get("errors") or [] if isinstance(e, dict)]
+    listed = [
+        ListedError(**{k: redact.text(str(e.get(k) or ""))
+                       for k in ("record", "field", "stage", "reason")}) for e in stats.get("errors") or []
+        if isinstance(e, dict)
+    ]
     errs = [ErrorRow(record=e.record, field=e.field, stage=e.stage, reason=redact.text(e.reason),
                      first_seen=e.first_seen.astimezone(tz), last_seen=e.last_seen.astimezone(tz),
                      attempts=e.attempts, resolved_at=_local(e.resolved_at, tz)) for e in error_rows]
-    return RunDetail(run=_run_row(row, row.locked_run, tz), pulled={k: v for k, v in pulled.items()
-                                                                    if isinstance(v, int)},
-                     errors_listed=listed, error_rows=errs, still_open=sum(e.resolved_at is None for e in errs),
-                     connection_open=connection_open)
+    return RunDetail(run=_run_row(row, row.locked_run,
+                                  tz), pulled={k: v
+                                               for k, v in pulled.items()
+                                               if isinstance(v, int)}, errors_listed=listed, error_rows=errs,
+                     still_open=sum(e.resolved_at is None for e in errs), connection_open=connection_open)
 
 
 def _grouped(conn: DbConnection, table: Any, key: Any, *where: Any) -> dict[str, int]:
@@ -253,9 +260,9 @@ def _last(row: Row[Any] | None, locked_run: int | None, tz: tzinfo) -> LastRun |
     if row is None:
         return None
     r = _run_row(row, locked_run, tz)
-    return LastRun(id=r.id, status=r.status, trigger=r.trigger, started_at=r.started_at, finished_at=r.finished_at,
-                   duration_s=r.duration_s, counts=r.counts, api_calls=r.api_calls, error_total=r.error_total,
-                   reason=r.reason)
+    return LastRun(id=r.id, status=r.status, trigger=r.trigger, started_at=r.started_at,
+                   finished_at=r.finished_at, duration_s=r.duration_s, counts=r.counts, api_calls=r.api_calls,
+                   error_total=r.error_total, reason=r.reason)
 
 
 def connection_status(engine: Engine, loaded: LoadedSettings, name: str,
@@ -278,7 +285,8 @@ def connection_status(engine: Engine, loaded: LoadedSettings, name: str,
             if last is not None and last.status == "running" and last.id == locked_run else last
         failures = failure_streak(conn, name, live=locked_run)
         sched = conn.execute(select(ot.schedule).where(ot.schedule.c.connection == name)).first()
-        flags = _grouped(conn, t.flags, t.flags.c.code, t.flags.c.connection == name, t.flags.c.cleared_at.is_(None))
+        flags = _grouped(conn, t.flags, t.flags.c.code, t.flags.c.connection == name,
+                         t.flags.c.cleared_at.is_(None))
         errors_open = conn.execute(select(func.count()).select_from(t.errors).where(
             t.errors.c.connection == name, t.errors.c.resolved_at.is_(None))).scalar_one()
         outbox = _grouped(conn, t.outbox, t.outbox.c.status, t.outbox.c.connection == name,

@@ -74,17 +74,20 @@ class StaticAttributes:
             reader = csv.DictReader(fh)
             header = [h.strip().lower() for h in reader.fieldnames or []]
             if "customer" not in header:
-                raise InvalidInput(f"{path}, line 1: missing column 'customer' (columns: customer, name, owner, "
-                                   "tier, flags, kind)", field="customer")
+                raise InvalidInput(
+                    f"{path}, line 1: missing column 'customer' (columns: customer, name, owner, "
+                    "tier, flags, kind)", field="customer")
             for row in reader:
                 row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
                 key = row.get("customer", "")
                 if not key:
-                    raise InvalidInput(f"{path}, line {reader.line_num}: column customer is empty", field="customer")
+                    raise InvalidInput(f"{path}, line {reader.line_num}: column customer is empty",
+                                       field="customer")
                 kind = row.get("kind") or None
                 if kind is not None and kind not in KINDS:
-                    raise InvalidInput(f"{path}, line {reader.line_num}, customer {key}: kind {kind!r} is not "
-                                       f"one of {', '.join(KINDS)}", field="kind", customer=key)
+                    raise InvalidInput(
+                        f"{path}, line {reader.line_num}, customer {key}: kind {kind!r} is not "
+                        f"one of {', '.join(KINDS)}", field="kind", customer=key)
                 flags = tuple(f.strip() for f in row.get("flags", "").split(";") if f.strip())
                 data[key] = CustomerInfo(name=row.get("name") or None, owner=row.get("owner") or None,
                                          tier=row.get("tier") or None, flags=flags, kind=kind)

@@ -106,8 +106,8 @@ def build_report(engine: Engine, as_of: datetime, *, attributes: CustomerAttribu
         if st is not None:  # the one standing the sync flags and the statement show too
             row.payments, row.standing, row.contract_ends = st.payments, st.codes(), st.ends
         risk = risk_score(open_overdue=len(row.overdue), late_payments=len(row.late), runway=row.runway,
-                          balance=row.balance, balance_before=row.balance_before, debt=row.debt, flags=row.flags,
-                          trend_days=trend_days)
+                          balance=row.balance, balance_before=row.balance_before, debt=row.debt,
+                          flags=row.flags, trend_days=trend_days)
         row.risk, row.risk_band, row.risk_reasons = risk.score, risk.band, risk.reasons
         report.accounts.append(row)
     rows = {(r.customer, r.currency) for r in report.accounts}

@@ -11,8 +11,10 @@ from connector.reports.model import Report
 from connector.reports.svg import bar_chart
 
 UTC_ZONE = ZoneInfo("UTC")
-STANDING_LABELS = {"overdue": "Customers overdue", "expiring_soon": "Contracts expiring soon",
-                   "expired": "Contracts ended, money left", "orphaned": "Money without a customer (orphaned)"}
+STANDING_LABELS = {
+    "overdue": "Customers overdue", "expiring_soon": "Contracts expiring soon",
+    "expired": "Contracts ended, money left", "orphaned": "Money without a customer (orphaned)"
+}
 
 CSS = """
 body { font-family: "Noto Sans CJK SC", "Noto Sans", "Helvetica Neue", Arial, sans-serif; margin: 24px auto;
@@ -35,8 +37,9 @@ figure.chart { margin: 0; } figcaption { font-weight: 600; margin-bottom: 4px; }
 
 def _table(headers: list[str], rows: list[list[str]], num_from: int = 99, table_id: str = "") -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f'<td class="num">{escape(c)}</td>' if i >= num_from else f"<td>{escape(c)}</td>"
-                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
+    body = "".join("<tr>" +
+                   "".join(f'<td class="num">{escape(c)}</td>' if i >= num_from else f"<td>{escape(c)}</td>"
+                           for i, c in enumerate(row)) + "</tr>" for row in rows)
     ident = f' id="{table_id}"' if table_id else ""
     return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -54,13 +57,15 @@ def to_html(report: Report, *, limit: int = 50) -> str:
     p = report.punctuality
     cards.append(f'<div class="card"><span>Running out within {report.within_days} days</span>'
                  f'<b id="running-out">{len(report.running_out())}</b></div>')
-    cards.append(f'<div class="card"><span>Payments overdue and open</span><b id="overdue">{p.open_overdue}</b></div>')
+    cards.append(
+        f'<div class="card"><span>Payments overdue and open</span><b id="overdue">{p.open_overdue}</b></div>')
     for code, label in STANDING_LABELS.items():
         cards.append(f'<div class="card"><span>{label}</span><b id="standing-{code}">'
                      f"{report.standing_counts()[code]}</b></div>")
     for cur, rows in sorted(report.monthly.items()):
-        charts.append(bar_chart(f"Consumption per month ({cur})", [m[2:] for m, _ in rows], [v for _, v in rows],
-                                [money(v, cur) if v else "" for _, v in rows], chart_id=f"chart-monthly-{cur}"))
+        charts.append(
+            bar_chart(f"Consumption per month ({cur})", [m[2:] for m, _ in rows], [v for _, v in rows],
+                      [money(v, cur) if v else "" for _, v in rows], chart_id=f"chart-monthly-{cur}"))
         s = report.currencies[cur]
         charts.append(bar_chart(f"Expiring and expected breakage ({cur})",
                                 [f"{d}d" for d in BUCKETS] + [f"breakage {d}d" for d in BUCKETS],
@@ -68,28 +73,36 @@ def to_html(report: Report, *, limit: int = 50) -> str:
                                 [money(s.expiring[d], cur) for d in BUCKETS] + [money(s.breakage[d], cur)
                                                                                for d in BUCKETS],
                                 chart_id=f"chart-expiry-{cur}", color="#9a6700"))
-    charts.append(bar_chart("Runway distribution (accounts)", list(report.runway), list(report.runway.values()),
-                            [str(v) for v in report.runway.values()], chart_id="chart-runway", color="#2e7d32"))
+    charts.append(
+        bar_chart("Runway distribution (accounts)", list(report.runway), list(report.runway.values()),
+                  [str(v) for v in report.runway.values()], chart_id="chart-runway", color="#2e7d32"))
     liab = _table(["Currency", "Accounts", "Liability", "Refunds owed (contract)", "Refunds owed (rules)",
                    "Receivable"],
                   [[cur, str(s.accounts), money(s.liability, cur), money(s.refund_contract, cur),
                     money(s.refund_rules, cur), money(s.receivable, cur)]
                    for cur, s in sorted(report.currencies.items())], 1, "liability")
-    expiry = _table(["Currency", "Expiring 30d", "60d", "90d", "Breakage 30d", "60d", "90d", "Expired, unswept"],
-                    [[cur, *(money(s.expiring[d], cur) for d in BUCKETS), *(money(s.breakage[d], cur) for d in BUCKETS),
-                      money(s.expired_unswept, cur)] for cur, s in sorted(report.currencies.items())], 1, "expiry")
+    expiry = _table(
+        ["Currency", "Expiring 30d", "60d", "90d", "Breakage 30d", "60d", "90d", "Expired, unswept"], [[
+            cur, *(money(s.expiring[d], cur) for d in BUCKETS), *(money(s.breakage[d], cur) for d in BUCKETS),
+            money(s.expired_unswept, cur)
+        ] for cur, s in sorted(report.currencies.items())], 1, "expiry")
     groups = []
-    for title, data in (("By tier", report.by_tier), ("By owner", report.by_owner), ("By flag", report.by_flag)):
+    for title, data in (("By tier", report.by_tier), ("By owner", report.by_owner), ("By flag",
+                                                                                     report.by_flag)):
         rows = [[cur, name, str(g.customers), money(g.liability, cur)]
                 for cur, by in sorted(data.items()) for name, g in sorted(by.items())]
         if rows:
-            groups.append(f"<h2>{title}</h2>" + _table(["Currency", "Group", "Customers", "Liability"], rows, 2))
+            groups.append(f"<h2>{title}</h2>" +
+                          _table(["Currency", "Group", "Customers", "Liability"], rows, 2))
     running = _table(["Customer", "Currency", "Runway (days)", "Balance"],
                      [[who(r.name, r.customer), r.currency, str(r.runway), money(r.balance, r.currency)]
                       for r in report.running_out()[:limit]], 2, "running-out-table")
-    late = _table(["Customer", "Currency", "Overdue", "Late", "Mean days late"],
-                  [[who(r.name, r.customer), r.currency, str(len(r.overdue)), str(len(r.late)), str(r.avg_days_late() or "-")]
-                   for r in report.late_payers()[:limit]], 2, "late-payers")
+    late = _table(["Customer", "Currency", "Overdue", "Late", "Mean days late"], [[
+        who(r.name, r.customer), r.currency,
+        str(len(r.overdue)),
+        str(len(r.late)),
+        str(r.avg_days_late() or "-")
+    ] for r in report.late_payers()[:limit]], 2, "late-payers")
     risk = _table(["Customer", "Currency", "Score", "Band", "Why"],
                   [[who(r.name, r.customer), r.currency, str(r.risk), r.risk_band, "; ".join(r.risk_reasons)]
                    for r in report.riskiest(limit)], 2, "risk")
@@ -97,16 +110,19 @@ def to_html(report: Report, *, limit: int = 50) -> str:
                                               [[who(r.name, r.customer), money(r.balance, cur)]
                                                for r in report.top(cur)], 1, f"top-{cur}")
                    for cur in sorted(report.currencies))
-    punct = (f'<p id="punctuality">{p.payments} payments: {p.on_time} on time, {p.late} late, {p.open_overdue} '
-             f"overdue and open, {p.pending} not yet due. Mean days from due date to money: "
-             f"{p.avg_days_late if p.avg_days_late is not None else '-'}; worst "
-             f"{p.max_days_late if p.max_days_late is not None else '-'}.</p>")
+    punct = (
+        f'<p id="punctuality">{p.payments} payments: {p.on_time} on time, {p.late} late, {p.open_overdue} '
+        f"overdue and open, {p.pending} not yet due. Mean days from due date to money: "
+        f"{p.avg_days_late if p.avg_days_late is not None else '-'}; worst "
+        f"{p.max_days_late if p.max_days_late is not None else '-'}.</p>")
     overridden = [r for r in report.accounts if r.refund_notes]
-    basis = (f'<p id="refund-basis">Refunds owed (contract): what each contract\'s refund policy allows. Refunds owed '
-             f"(rules): under the compliance rules in force ({escape(report.rules_source)}); they override the "
-             f"contract for {len(overridden)} account(s)"
-             + (": " + escape("; ".join(sorted({n for r in overridden for n in r.refund_notes}))) if overridden else "")
-             + ".</p>")
+    basis = (
+        f'<p id="refund-basis">Refunds owed (contract): what each contract\'s refund policy allows. Refunds owed '
+        f"(rules): under the compliance rules in force ({escape(report.rules_source)}); they override the "
+        f"contract for {len(overridden)} account(s)" +
+        (": " + escape("; ".join(sorted({n
+                                         for r in overridden
+                                         for n in r.refund_notes}))) if overridden else "") + ".</p>")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Prepaid report {human_day(report.as_of)}</title>
 <style>{CSS}</style></head><body>

@@ -105,15 +105,16 @@ class Risk:
             self.reasons.append(f"{why} (+{points})")
 
 
-def risk_score(*, open_overdue: int, late_payments: int, runway: int | None, balance: int, balance_before: int,
-               debt: int, flags: tuple[str, ...], trend_days: int) -> Risk:
+def risk_score(*, open_overdue: int, late_payments: int, runway: int | None, balance: int,
+               balance_before: int, debt: int, flags: tuple[str, ...], trend_days: int) -> Risk:
     """The documented risk score of one account (see RISK_POINTS)."""
     p = RISK_POINTS
     risk = Risk()
     if open_overdue:
         risk.add(p["open_overdue"], f"{open_overdue} payment(s) overdue and unpaid")
     if late_payments:
-        risk.add(min(p["late_payment_max"], p["late_payment"] * late_payments), f"{late_payments} late payment(s)")
+        risk.add(min(p["late_payment_max"], p["late_payment"] * late_payments),
+                 f"{late_payments} late payment(s)")
     if runway is not None:
         for limit, name in ((7, "runway_7"), (30, "runway_30"), (90, "runway_90")):
             if runway <= limit:

@@ -60,7 +60,8 @@ class AccountRow:
 
     def avg_days_late(self) -> Decimal | None:
         """Mean of (arrival - due date) over arrived payments, one decimal."""
-        return mean_days([p.days_late for p in self.payments if p.arrived is not None and p.days_late is not None])
+        return mean_days(
+            [p.days_late for p in self.payments if p.arrived is not None and p.days_late is not None])
 
     def runway_bucket(self) -> str:
         """The runway distribution bucket of this account."""
@@ -73,22 +74,38 @@ class AccountRow:
         c = self.currency
         avg = self.avg_days_late()
         return {
-            "customer": self.customer, "currency": c, "name": self.name, "owner": self.owner, "tier": self.tier,
-            "flags": list(self.flags), "balance": fmt(self.balance, c), "debt": fmt(self.debt, c),
-            "spendable": fmt(self.spendable, c), "balance_trend_start": fmt(self.balance_before, c),
-            "consumed_in_window": fmt(self.consumed, c), "daily_rate": fmt_rate(self.rate.per_day, c),
+            "customer": self.customer,
+            "currency": c,
+            "name": self.name,
+            "owner": self.owner,
+            "tier": self.tier,
+            "flags": list(self.flags),
+            "balance": fmt(self.balance, c),
+            "debt": fmt(self.debt, c),
+            "spendable": fmt(self.spendable, c),
+            "balance_trend_start": fmt(self.balance_before, c),
+            "consumed_in_window": fmt(self.consumed, c),
+            "daily_rate": fmt_rate(self.rate.per_day, c),
             "runway_days": self.runway,
-            "expiring": {f"{d}d": fmt(v, c) for d, v in self.expiring.items()},
-            "expected_breakage": {f"{d}d": fmt(v, c) for d, v in self.breakage.items()},
+            "expiring": {f"{d}d": fmt(v, c)
+                         for d, v in self.expiring.items()},
+            "expected_breakage": {f"{d}d": fmt(v, c)
+                                  for d, v in self.breakage.items()},
             "expired_unswept": fmt(self.expired_unswept, c),
-            "payments": [{"contract_ref": p.contract_ref, "due_date": p.due_date.isoformat(),
-                          "agreed": fmt(p.agreed, c) if p.agreed is not None else None,
-                          "arrived": p.arrived.isoformat() if p.arrived else None, "days_late": p.days_late,
-                          "status": p.status} for p in self.payments],
+            "payments": [{
+                "contract_ref": p.contract_ref, "due_date": p.due_date.isoformat(),
+                "agreed": fmt(p.agreed, c) if p.agreed is not None else None,
+                "arrived": p.arrived.isoformat() if p.arrived else None, "days_late": p.days_late,
+                "status": p.status
+            } for p in self.payments],
             "avg_days_late": str(avg) if avg is not None else None,
-            "refund_policy": self.refund_policy, "refund_contract": fmt(self.refund_contract, c),
-            "refund_rules": fmt(self.refund_rules, c), "refund_notes": self.refund_notes,
-            "risk_score": self.risk, "risk_band": self.risk_band, "risk_reasons": self.risk_reasons,
+            "refund_policy": self.refund_policy,
+            "refund_contract": fmt(self.refund_contract, c),
+            "refund_rules": fmt(self.refund_rules, c),
+            "refund_notes": self.refund_notes,
+            "risk_score": self.risk,
+            "risk_band": self.risk_band,
+            "risk_reasons": self.risk_reasons,
             "standing": list(self.standing),
             "contract_ends": self.contract_ends.isoformat() if self.contract_ends else None,
         }
@@ -147,9 +164,12 @@ class Punctuality:
         """JSON form."""
         def _s(v: Decimal | None) -> str | None:
             return str(v) if v is not None else None
-        return {"payments": self.payments, "on_time": self.on_time, "late": self.late,
-                "open_overdue": self.open_overdue, "pending": self.pending, "avg_days_late": _s(self.avg_days_late),
-                "avg_days_late_of_late": _s(self.avg_days_late_of_late), "max_days_late": self.max_days_late}
+        return {
+            "payments": self.payments, "on_time": self.on_time, "late": self.late,
+            "open_overdue": self.open_overdue, "pending": self.pending,
+            "avg_days_late": _s(self.avg_days_late), "avg_days_late_of_late": _s(self.avg_days_late_of_late),
+            "max_days_late": self.max_days_late
+        }
 
 
 @dataclass(slots=True)
@@ -196,7 +216,8 @@ class Report:
 
     def riskiest(self, limit: int | None = None) -> list[AccountRow]:
         """Accounts by risk score, highest first (score > 0 only)."""
-        rows = sorted((r for r in self.accounts if r.risk > 0), key=lambda r: (-r.risk, r.customer, r.currency))
+        rows = sorted((r for r in self.accounts if r.risk > 0), key=lambda r:
+                      (-r.risk, r.customer, r.currency))
         return rows[:limit] if limit else rows
 
     def late_payers(self) -> list[AccountRow]:
@@ -212,7 +233,8 @@ class Report:
         flags: dict[str, Any] = {}
         for cur, by in sorted(self.by_flag.items()):
             for name, g in sorted(by.items()):
-                flags.setdefault(name, {})[cur] = {"customers": g.customers, "liability": fmt(g.liability, cur)}
+                flags.setdefault(name,
+                                 {})[cur] = {"customers": g.customers, "liability": fmt(g.liability, cur)}
         doc: dict[str, Any] = {
             "as_of": self.as_of.isoformat(), "window_days": self.window_days, "trend_days": self.trend_days,
             "within_days": self.within_days, "rules": self.rules_source,

@@ -127,8 +127,8 @@ def open_lots(conn: Connection, as_of: datetime, account_ids: list[int] | None =
     maker = aliased(E)
     if latest is _UNSET:
         latest = latest_effective(conn)
-    cols = (L.c.account_id, L.c.id, L.c.amount, L.c.effective_at, L.c.expires_at, L.c.refundable, L.c.priority,
-            maker.c.kind)
+    cols = (L.c.account_id, L.c.id, L.c.amount, L.c.effective_at, L.c.expires_at, L.c.refundable,
+            L.c.priority, maker.c.kind)
     if latest is None or as_of >= latest:
         query = select(*cols, L.c.remaining.label("left")).join(maker, maker.c.id == L.c.entry_id) \
             .where(L.c.remaining > 0)
@@ -152,9 +152,9 @@ def lot_totals(conn: Connection, as_of: datetime) -> dict[int, tuple[int, int]]:
     """Per account: (paid, granted) lot amounts effective at `as_of`; granted = non-refundable adjustments."""
     maker = aliased(E)
     granted = and_(maker.c.kind == "adjust", L.c.refundable.is_(False))
-    query = (select(L.c.account_id, func.sum(case((granted, 0), else_=L.c.amount)),
-                    func.sum(case((granted, L.c.amount), else_=0)))
-             .join(maker, maker.c.id == L.c.entry_id).where(L.c.effective_at <= as_of).group_by(L.c.account_id))
+    query = (select(L.c.account_id, func.sum(case(
+        (granted, 0), else_=L.c.amount)), func.sum(case((granted, L.c.amount), else_=0))).join(
+            maker, maker.c.id == L.c.entry_id).where(L.c.effective_at <= as_of).group_by(L.c.account_id))
     return {acc: (int(p), int(g)) for acc, p, g in conn.execute(query)}
 
 
@@ -171,12 +171,14 @@ def forfeited_paid(conn: Connection, as_of: datetime) -> dict[int, int]:
 def all_terms(conn: Connection) -> list[TermsRow]:
     """Every terms row."""
     t = terms_table
-    rows = conn.execute(select(t.c.customer_key, t.c.currency, t.c.contract_ref, t.c.agreed_amount, t.c.due_date,
-                               t.c.refund_policy, t.c.refund_fee_pct))
+    rows = conn.execute(
+        select(t.c.customer_key, t.c.currency, t.c.contract_ref, t.c.agreed_amount, t.c.due_date,
+               t.c.refund_policy, t.c.refund_fee_pct))
     return [TermsRow(*r) for r in rows]
 
 
-def deposits_for_terms(conn: Connection, as_of: datetime) -> dict[tuple[str, str], list[tuple[datetime, int]]]:
+def deposits_for_terms(conn: Connection,
+                       as_of: datetime) -> dict[tuple[str, str], list[tuple[datetime, int]]]:
     """Deposits (not reversed by `as_of`) on accounts whose terms have a due date, in time order."""
     t = terms_table
     due = select(t.c.customer_key, t.c.currency).where(t.c.due_date.is_not(None)).distinct().subquery()
@@ -227,6 +229,8 @@ def aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-__all__ = ["AccountAgg", "OpenLot", "TermsRow", "account_aggregates", "all_terms", "consumption_reversals",
-           "debts", "deposits_between", "deposits_for_terms", "forfeited_paid", "latest_effective", "lot_totals",
-           "monthly_consumption", "open_lots", "positive_balances", "reference"]
+__all__ = [
+    "AccountAgg", "OpenLot", "TermsRow", "account_aggregates", "all_terms", "consumption_reversals", "debts",
+    "deposits_between", "deposits_for_terms", "forfeited_paid", "latest_effective", "lot_totals",
+    "monthly_consumption", "open_lots", "positive_balances", "reference"
+]

@@ -17,10 +17,10 @@ from connector.reports.metrics import BUCKETS
 from connector.reports.model import Report, fmt_rate
 
 CUSTOMER_COLUMNS = ("customer", "currency", "name", "owner", "tier", "flags", "balance", "debt", "spendable",
-                    "daily_rate", "runway_days", "expiring_30d", "expiring_60d", "expiring_90d", "breakage_90d",
-                    "expired_unswept", "avg_days_late", "late_payments", "overdue_payments", "refund_policy",
-                    "refund_contract", "refund_rules", "refund_basis", "risk_score", "risk_band", "risk_reasons",
-                    "standing")
+                    "daily_rate", "runway_days", "expiring_30d", "expiring_60d", "expiring_90d",
+                    "breakage_90d", "expired_unswept", "avg_days_late", "late_payments", "overdue_payments",
+                    "refund_policy", "refund_contract", "refund_rules", "refund_basis", "risk_score",
+                    "risk_band", "risk_reasons", "standing")
 
 
 def write_json(report: Report, out: TextIO) -> None:
@@ -67,13 +67,21 @@ def customer_rows(report: Report) -> Iterator[list[str]]:
     for r in report.accounts:
         c = r.currency
         avg = r.avg_days_late()
-        yield [r.customer, c, r.name or "", r.owner or "", r.tier or "", ";".join(r.flags), fmt(r.balance, c),
-               fmt(r.debt, c), fmt(r.spendable, c), fmt_rate(r.rate.per_day, c),
-               "" if r.runway is None else str(r.runway), *(fmt(r.expiring[d], c) for d in BUCKETS),
-               fmt(r.breakage[90], c), fmt(r.expired_unswept, c), "" if avg is None else str(avg), str(len(r.late)),
-               str(len(r.overdue)), r.refund_policy, fmt(r.refund_contract, c), fmt(r.refund_rules, c),
-               "; ".join(r.refund_notes) or "contract", str(r.risk), r.risk_band, "; ".join(r.risk_reasons),
-               ";".join(r.standing)]
+        yield [
+            r.customer, c, r.name or "", r.owner or "", r.tier or "", ";".join(r.flags),
+            fmt(r.balance, c),
+            fmt(r.debt, c),
+            fmt(r.spendable, c),
+            fmt_rate(r.rate.per_day, c), "" if r.runway is None else str(r.runway),
+            *(fmt(r.expiring[d], c) for d in BUCKETS),
+            fmt(r.breakage[90], c),
+            fmt(r.expired_unswept, c), "" if avg is None else str(avg),
+            str(len(r.late)),
+            str(len(r.overdue)), r.refund_policy,
+            fmt(r.refund_contract, c),
+            fmt(r.refund_rules, c), "; ".join(r.refund_notes) or "contract",
+            str(r.risk), r.risk_band, "; ".join(r.risk_reasons), ";".join(r.standing)
+        ]
 
 
 def to_csv(rows: Iterator[list[str]], header: tuple[str, ...]) -> str:
@@ -92,8 +100,8 @@ def print_tables(report: Report, console: Console, *, limit: int = 20) -> None:
     """Terminal view: summaries and the top of each list."""
     console.print(f"[bold]Prepaid report as of {report.as_of.isoformat()}[/] (rules: {report.rules_source})",
                   highlight=False)
-    t = Table("currency", "accounts", "liability", "refunds owed: contract", "refunds owed: rules", "receivable",
-              title="Liability")
+    t = Table("currency", "accounts", "liability", "refunds owed: contract", "refunds owed: rules",
+              "receivable", title="Liability")
     for cur, s in sorted(report.currencies.items()):
         t.add_row(cur, str(s.accounts), money(s.liability, cur), money(s.refund_contract, cur),
                   money(s.refund_rules, cur), money(s.receivable, cur))
@@ -101,10 +109,11 @@ def print_tables(report: Report, console: Console, *, limit: int = 20) -> None:
     t = Table("currency", *(f"expiring {d}d" for d in BUCKETS), *(f"breakage {d}d" for d in BUCKETS),
               "expired, unswept", title="Expiry and expected breakage")
     for cur, s in sorted(report.currencies.items()):
-        t.add_row(cur, *(money(s.expiring[d], cur) for d in BUCKETS), *(money(s.breakage[d], cur) for d in BUCKETS),
-                  money(s.expired_unswept, cur))
+        t.add_row(cur, *(money(s.expiring[d], cur) for d in BUCKETS),
+                  *(money(s.breakage[d], cur) for d in BUCKETS), money(s.expired_unswept, cur))
     console.print(t)
-    for title, data in (("By tier", report.by_tier), ("By owner", report.by_owner), ("By flag", report.by_flag)):
+    for title, data in (("By tier", report.by_tier), ("By owner", report.by_owner), ("By flag",
+                                                                                     report.by_flag)):
         if not data:
             continue
         t = Table("currency", "group", "customers", "liability", title=title)
@@ -115,21 +124,25 @@ def print_tables(report: Report, console: Console, *, limit: int = 20) -> None:
     t = Table(*report.runway.keys(), title=f"Runway (days, at the last {report.window_days} days' rate)")
     t.add_row(*(str(v) for v in report.runway.values()))
     console.print(t)
-    t = Table("customer", "currency", "runway", "balance", title=f"Running out within {report.within_days} days")
+    t = Table("customer", "currency", "runway", "balance",
+              title=f"Running out within {report.within_days} days")
     for r in report.running_out()[:limit]:
         t.add_row(who(r.name, r.customer), r.currency, str(r.runway), money(r.balance, r.currency))
     console.print(t)
     p = report.punctuality
-    console.print(f"Payments: {p.payments} ({p.on_time} on time, {p.late} late, {p.open_overdue} overdue and open, "
-                  f"{p.pending} not yet due); mean days from due date to money: {p.avg_days_late or '-'}, "
-                  f"worst {p.max_days_late if p.max_days_late is not None else '-'}", highlight=False)
+    console.print(
+        f"Payments: {p.payments} ({p.on_time} on time, {p.late} late, {p.open_overdue} overdue and open, "
+        f"{p.pending} not yet due); mean days from due date to money: {p.avg_days_late or '-'}, "
+        f"worst {p.max_days_late if p.max_days_late is not None else '-'}", highlight=False)
     counts = report.standing_counts()
-    console.print(f"Standing (as the sync flags it): {counts['overdue']} customers overdue, {counts['expiring_soon']} "
-                  f"contracts expiring soon, {counts['expired']} ended with money left, {counts['orphaned']} orphaned "
-                  "(money without a customer)", highlight=False)
+    console.print(
+        f"Standing (as the sync flags it): {counts['overdue']} customers overdue, {counts['expiring_soon']} "
+        f"contracts expiring soon, {counts['expired']} ended with money left, {counts['orphaned']} orphaned "
+        "(money without a customer)", highlight=False)
     t = Table("customer", "currency", "overdue", "late", "mean days late", title="Late payers")
     for r in report.late_payers()[:limit]:
-        t.add_row(who(r.name, r.customer), r.currency, str(len(r.overdue)), str(len(r.late)), str(r.avg_days_late() or "-"))
+        t.add_row(who(r.name, r.customer), r.currency, str(len(r.overdue)), str(len(r.late)),
+                  str(r.avg_days_late() or "-"))
     console.print(t)
     t = Table("month", *sorted(report.monthly), title="Consumption per month")
     months = [m for m, _ in next(iter(report.monthly.values()), [])]

@@ -61,9 +61,10 @@ class SyncAttributes:
             return self._data
         c = self.connection
         with self.engine.connect() as conn:
-            customers = conn.execute(select(t.customers.c.crm_id, t.customers.c.name, t.customers.c.owner_id,
-                                            t.customers.c.owner_name, t.customers.c.tier, t.customers.c.fields)
-                                     .where(t.customers.c.connection == c)).all()
+            customers = conn.execute(
+                select(t.customers.c.crm_id, t.customers.c.name, t.customers.c.owner_id,
+                       t.customers.c.owner_name, t.customers.c.tier,
+                       t.customers.c.fields).where(t.customers.c.connection == c)).all()
             flags = conn.execute(select(t.flags.c.customer_id, t.flags.c.code)
                                  .where(t.flags.c.connection == c, t.flags.c.cleared_at.is_(None))).all()
         open_flags: dict[str, set[str]] = defaultdict(set)
@@ -73,9 +74,9 @@ class SyncAttributes:
         for row in customers:
             key = self.key(row.crm_id)
             fields = _fields(row.fields)
-            data[key] = CustomerInfo(name=row.name or self._field(fields, "name"), owner=row.owner_name or row.owner_id or None,
-                                     tier=row.tier or None, flags=tuple(sorted(open_flags.get(key, ()))),
-                                     kind=self._kind(fields))
+            data[key] = CustomerInfo(name=row.name or self._field(fields, "name"), owner=row.owner_name or
+                                     row.owner_id or None, tier=row.tier or None,
+                                     flags=tuple(sorted(open_flags.get(key, ()))), kind=self._kind(fields))
         self._data = data
         return data
 
@@ -93,7 +94,8 @@ class SyncAttributes:
         return kind if kind in KINDS else None
 
 
-def for_connection(name: str, config: str | Path | None = None, engine: Engine | None = None) -> SyncAttributes:
+def for_connection(name: str, config: str | Path | None = None,
+                   engine: Engine | None = None) -> SyncAttributes:
     """The provider of a configured connection, on `engine` (default: the database `choose_database` picks)."""
     if not name.strip():
         raise InvalidInput("--connection needs a connection name from the config", field="connection")

@@ -77,18 +77,21 @@ class Section:
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         c = self.currency
-        return {"currency": c, "opening": fmt(self.opening, c), "closing": fmt(self.closing, c),
-                "entries": [{"id": x.entry_id, "date": x.at.isoformat(), "kind": x.kind, "amount": fmt(x.amount, c),
-                             "balance": fmt(x.running, c), "reference": x.reference, "memo": x.memo}
-                            for x in self.lines],
-                "totals": {k: fmt(v, c) for k, v in sorted(self.totals().items())},
-                "lots": [{"lot": x.lot_id, "received": x.received.isoformat(),
-                          "expires": x.expires.isoformat() if x.expires else None, "amount": fmt(x.amount, c),
-                          "remaining": fmt(x.remaining, c), "refundable": x.refundable} for x in self.lots],
-                "refund_policy": self.policy, "refund_fee_pct": str(self.fee_pct),
-                "refundable": fmt(self.refundable, c), "refundable_policy": self.rules_policy,
-                "refund_notes": self.refund_notes, "standing": list(self.standing),
-                "contract_ends": self.contract_ends.isoformat() if self.contract_ends else None}
+        return {
+            "currency": c, "opening": fmt(self.opening, c), "closing": fmt(self.closing, c), "entries": [{
+                "id": x.entry_id, "date": x.at.isoformat(), "kind": x.kind, "amount": fmt(x.amount, c),
+                "balance": fmt(x.running, c), "reference": x.reference, "memo": x.memo
+            } for x in self.lines], "totals": {k: fmt(v, c)
+                                               for k, v in sorted(self.totals().items())},
+            "lots": [{
+                "lot": x.lot_id, "received": x.received.isoformat(),
+                "expires": x.expires.isoformat() if x.expires else None, "amount": fmt(x.amount, c),
+                "remaining": fmt(x.remaining, c), "refundable": x.refundable
+            } for x in self.lots], "refund_policy": self.policy, "refund_fee_pct": str(self.fee_pct),
+            "refundable": fmt(self.refundable, c), "refundable_policy": self.rules_policy,
+            "refund_notes": self.refund_notes, "standing": list(self.standing),
+            "contract_ends": self.contract_ends.isoformat() if self.contract_ends else None
+        }
 
 
 @dataclass(slots=True)
@@ -150,7 +153,8 @@ class StatementLoader:
             if batch:
                 yield from self._build(conn, batch, latest)
 
-    def _build(self, conn: Connection, accounts: list[Any], latest: datetime | None) -> Iterator[CustomerStatement]:
+    def _build(self, conn: Connection, accounts: list[Any],
+               latest: datetime | None) -> Iterator[CustomerStatement]:
         ids = [a.id for a in accounts]
         opening: dict[int, int] = {}
         if self.start is not None:
@@ -173,9 +177,10 @@ class StatementLoader:
         debts = q.debts(conn, self.end - TICK)
         keys = sorted({a.customer_key for a in accounts})
         t = terms_table
-        policies = {(r.customer_key, r.currency): (r.refund_policy, Decimal(r.refund_fee_pct)) for r in conn.execute(
-            select(t.c.customer_key, t.c.currency, t.c.refund_policy, t.c.refund_fee_pct)
-            .where(t.c.customer_key.in_(keys), t.c.contract_ref == ""))}
+        policies = {(r.customer_key, r.currency): (r.refund_policy, Decimal(r.refund_fee_pct))
+                    for r in conn.execute(
+                        select(t.c.customer_key, t.c.currency, t.c.refund_policy, t.c.refund_fee_pct).where(
+                            t.c.customer_key.in_(keys), t.c.contract_ref == ""))}
         names = self.attributes.lookup(keys)
         rules, orphaned = standing_inputs(self.attributes)
         standings = standing.load(conn, self.end - TICK, rules, orphaned=orphaned, customers=keys)
@@ -185,11 +190,13 @@ class StatementLoader:
                 if current is not None:
                     yield current
                 info = names.get(acc.customer_key)
-                current = CustomerStatement(acc.customer_key, info.name if info else None, self.start, self.end)
-            current.sections.append(self._section(acc, opening.get(acc.id, 0), lines[acc.id], lots[acc.id],
-                                                  totals.get(acc.id, (0, 0)), debts.get(acc.id, 0),
-                                                  policies.get((acc.customer_key, acc.currency), ("full", Decimal(0))),
-                                                  standings.get((acc.customer_key, acc.currency))))
+                current = CustomerStatement(acc.customer_key, info.name if info else None, self.start,
+                                            self.end)
+            current.sections.append(
+                self._section(acc, opening.get(acc.id, 0), lines[acc.id], lots[acc.id],
+                              totals.get(acc.id, (0, 0)), debts.get(acc.id, 0),
+                              policies.get((acc.customer_key, acc.currency), ("full", Decimal(0))),
+                              standings.get((acc.customer_key, acc.currency))))
         if current is not None:
             yield current
 
@@ -199,15 +206,18 @@ class StatementLoader:
         running = opening
         for r in rows:
             running += r.amount
-            sec.lines.append(Line(r.id, q.aware(r.effective_at), r.kind, int(r.amount), running, q.reference(r),
-                                  r.memo or ""))
+            sec.lines.append(
+                Line(r.id, q.aware(r.effective_at), r.kind, int(r.amount), running, q.reference(r), r.memo or
+                     ""))
         sec.closing = running
         sec.lots = sorted((LotLine(s.id, s.effective_at, s.expires_at, s.amount, s.remaining, s.refundable)
-                           for s, _ in lots), key=lambda x: (x.expires is None, x.expires or x.received, x.lot_id))
+                           for s, _ in lots), key=lambda x:
+                          (x.expires is None, x.expires or x.received, x.lot_id))
         at = self.end - TICK
         fig = refund_figures(lots, paid=totals[0], granted=totals[1], debt=debt, policy=policy[0],
                              fee_pct=policy[1], rules=self.rules, at=at)
-        sec.refundable, sec.rules_policy, sec.refund_notes = fig.rules, fig.rules_policy, sorted(set(fig.notes))
+        sec.refundable, sec.rules_policy, sec.refund_notes = fig.rules, fig.rules_policy, sorted(
+            set(fig.notes))
         if st is not None:
             sec.standing, sec.contract_ends = st.codes(), st.ends
         return sec

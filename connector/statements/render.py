@@ -80,7 +80,8 @@ def _section_html(sec: Section, t: dict[str, str], tz: ZoneInfo, lang: str = "en
         rows.append(f'<tr><td colspan="6">{t["no_entries"]}</td></tr>')
     rows.append(f'<tr class="sum"><td></td><td class="label" colspan="3">{t["closing"]}</td><td></td>'
                 f'{_amount(sec.closing, c)}</tr>')
-    totals = "".join(f'<tr><td>{escape(t.get(k, k))}</td>{_amount(v, c)}</tr>' for k, v in sorted(sec.totals().items()))
+    totals = "".join(f'<tr><td>{escape(t.get(k, k))}</td>{_amount(v, c)}</tr>'
+                     for k, v in sorted(sec.totals().items()))
     lots = "".join(
         f'<tr><td>{x.lot_id}</td><td>{human_day(x.received, tz, lang)}</td>'
         f'<td>{human_day(x.expires, tz, lang) or t["never"]}</td>'
@@ -139,14 +140,21 @@ def to_csv(st: CustomerStatement, lang: str, tz: ZoneInfo) -> str:
     t = labels(lang)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow([t["account"], t["currency"], t["date"], t["type"], t["reference"], t["description"], t["amount"],
-                t["balance"]])
+    w.writerow([
+        t["account"], t["currency"], t["date"], t["type"], t["reference"], t["description"], t["amount"],
+        t["balance"]
+    ])
     for sec in st.sections:
         c = sec.currency
         w.writerow([st.customer, c, day(st.start, tz), t["opening"], "", "", "", fmt(sec.opening, c)])
         for x in sec.lines:
-            w.writerow([st.customer, c, day(x.at, tz), t.get(x.kind, x.kind), x.reference, x.memo, fmt(x.amount, c),
-                        fmt(x.running, c)])
+            w.writerow([
+                st.customer, c,
+                day(x.at, tz),
+                t.get(x.kind, x.kind), x.reference, x.memo,
+                fmt(x.amount, c),
+                fmt(x.running, c)
+            ])
         w.writerow([st.customer, c, day(st.end - TICK, tz), t["closing"], "", "", "", fmt(sec.closing, c)])
     return buf.getvalue()
 

@@ -58,14 +58,15 @@ class ApiBudget:
         day = self.day(now)
         u = t.api_usage.c
         with write_transaction(self.engine) as conn:
-            row = conn.execute(select(u.calls, u.credits).where(u.connection == self.connection, u.day == day)).first()
+            row = conn.execute(
+                select(u.calls, u.credits).where(u.connection == self.connection, u.day == day)).first()
             spent = 0 if row is None else (row.credits if self.unit == "credits" else row.calls)
             if self.limit is not None and spent + cost > self.limit:
                 # The message says what; `run_reason()` adds when, in the connection's zone.
                 raise QuotaExhausted(
                     f"daily API budget of {self.limit} {self.unit} for {self.connection!r} would be passed by a "
-                    f"{call_type} call costing {cost} ({spent} spent on {day})", resume_at=self.next_window(now),
-                    summary="", zone=self.tz)
+                    f"{call_type} call costing {cost} ({spent} spent on {day})",
+                    resume_at=self.next_window(now), summary="", zone=self.tz)
             if row is None:
                 conn.execute(t.api_usage.insert().values(connection=self.connection, day=day, calls=1,
                                                          credits=credits, updated_at=now))

@@ -47,7 +47,8 @@ def check_online(adapter: CrmAdapter, m: Mapping, *, create_fields: bool = False
             try:
                 meta[module] = {f.api_name: f for f in adapter.describe(module)}
             except (CrmRequestError, PermissionDenied) as exc:
-                problems.append({"path": where[module], "reason": f"module {module!r} cannot be described: {exc}"})
+                problems.append(
+                    {"path": where[module], "reason": f"module {module!r} cannot be described: {exc}"})
                 meta[module] = None
         fields = meta[module]
         if fields is None:
@@ -64,7 +65,8 @@ def check_online(adapter: CrmAdapter, m: Mapping, *, create_fields: bool = False
             problems.append({"path": f"{path}.type", "reason": f"{module}.{fm.crm} is {info.data_type}; "
                              f"cannot hold {fm.type}"})
         if fm.owner == "connector" and info.read_only:
-            problems.append({"path": path, "reason": f"{module}.{fm.crm} is read-only; prepaid-sync must write it"})
+            problems.append(
+                {"path": path, "reason": f"{module}.{fm.crm} is read-only; prepaid-sync must write it"})
         if fm.values and info.picklist_values:
             crm_side = set(fm.values.values())
             for value in sorted(crm_side - set(info.picklist_values)):

@@ -57,13 +57,15 @@ class RunReport:
     resumes_at: datetime | None = None  # when status is "budget" (or a run-wide stop): not before this
     crm_started_at: datetime | None = None  # the CRM's clock when the run began (its first answer's Date)
     cursors_pulled_back: list[dict[str, Any]] = field(default_factory=list)  # stored cursors ahead of the CRM
-    problems: list[dict[str, str]] = field(default_factory=list)  # the mapping check's, when it stopped the run
+    problems: list[dict[str,
+                        str]] = field(default_factory=list)  # the mapping check's, when it stopped the run
     guard: dict[str, Any] | None = None  # what the mass-change guard saw, when the plan was over a limit
     changes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def customer(self, key: str) -> dict[str, Any]:
         """The per-customer change log (for the dry-run and demo report)."""
-        return self.changes.setdefault(key, {"postings": [], "fields": {}, "tasks_open": [], "tasks_close": []})
+        return self.changes.setdefault(key,
+                                       {"postings": [], "fields": {}, "tasks_open": [], "tasks_close": []})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -121,7 +123,8 @@ class Ctx:
         with self.engine.begin() as conn:
             self.error_in(conn, record, fld, stage, reason, self.clock())
 
-    def error_in(self, conn: Connection, record: str, fld: str, stage: str, reason: str, now: datetime) -> None:
+    def error_in(self, conn: Connection, record: str, fld: str, stage: str, reason: str,
+                 now: datetime) -> None:
         """`error` inside the caller's transaction `conn`."""
         record_error(conn, self.connection, self.run_id, record, fld, stage, reason, now)
         self.report.error_total += 1

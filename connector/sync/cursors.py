@@ -90,9 +90,11 @@ def pull_back(ctx: Ctx, stream: str, since: datetime | None, deletions_since: da
     target = min(newest, now) if newest is not None else None
     for label, at in ((stream, since), (deletion_stream(stream), deletions_since)):
         if at is not None and at > now:
-            log.warning("cursor of %s (%s) is %s ahead of the CRM's clock (%s): it was saved while this machine's "
-                        "clock ran ahead of the CRM's; reading again from %s", label, at.isoformat(), at - now,
-                        now.isoformat(), target.isoformat() if target else "the beginning")
+            log.warning(
+                "cursor of %s (%s) is %s ahead of the CRM's clock (%s): it was saved while this machine's "
+                "clock ran ahead of the CRM's; reading again from %s", label, at.isoformat(), at - now,
+                now.isoformat(),
+                target.isoformat() if target else "the beginning")
             ctx.report.cursors_pulled_back.append({"stream": label, "cursor": at, "crm_time": now,
                                                    "pulled_back_to": target})
     return (target if since is not None and since > now else since,

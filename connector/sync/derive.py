@@ -70,8 +70,10 @@ def _metric(facts: Facts, name: str) -> Decimal | None:
             return Decimal(str(raw)) if raw not in (None, "") else None
         except ArithmeticError:
             return None
-    return {"lifetime_prepaid": facts.lifetime_prepaid, "balance": facts.balance, "available": facts.available,
-            "consumed": facts.consumed_tier_window}[name]
+    return {
+        "lifetime_prepaid": facts.lifetime_prepaid, "balance": facts.balance, "available": facts.available,
+        "consumed": facts.consumed_tier_window
+    }[name]
 
 
 def tier_of(facts: Facts, tiers: Tiers) -> str:
@@ -105,7 +107,8 @@ def runway_days(facts: Facts, window_days: int) -> int | None:
 
 
 def _d(value: Any) -> date | None:
-    return date.fromisoformat(value) if isinstance(value, str) and value else value if isinstance(value, date) else None
+    return date.fromisoformat(value) if isinstance(value, str) and value else value if isinstance(
+        value, date) else None
 
 
 def flags_of(facts: Facts, m: Mapping, today: date) -> list[Flag]:
@@ -130,8 +133,11 @@ def flags_of(facts: Facts, m: Mapping, today: date) -> list[Flag]:
             add("amount_mismatch", f"contract {c.get('name') or c['crm_id']}: CRM amount {agreed} {cur}, "
                                    f"ledger deposits {paid} {cur}")
     if facts.native_balance is not None and abs(facts.native_balance - facts.balance) > r.mismatch_tolerance:
-        out.append(Flag("amount_mismatch", f"ps:amount_mismatch:{key}:native",  # apart from contract mismatches
-                        f"CRM prepayment balance {facts.native_balance} {cur}, ledger balance {facts.balance} {cur}"))
+        out.append(
+            Flag(
+                "amount_mismatch",
+                f"ps:amount_mismatch:{key}:native",  # apart from contract mismatches
+                f"CRM prepayment balance {facts.native_balance} {cur}, ledger balance {facts.balance} {cur}"))
     out += standing_flags(facts, m)
     if facts.deleted or facts.standing is not None and facts.standing.orphaned:
         return _dedupe(out)
@@ -181,7 +187,8 @@ def standing_flags(facts: Facts, m: Mapping) -> list[Flag]:
     balance = from_minor(st.balance, cur)
     note = LOT_EXPIRY_NOTE[m.lot_expiry]
     if st.expired:
-        out.append(Flag("expired", f"ps:expired:{key}", f"{contract} ended {ends}; {balance} {cur} unused; {note}"))
+        out.append(
+            Flag("expired", f"ps:expired:{key}", f"{contract} ended {ends}; {balance} {cur} unused; {note}"))
     if st.expiring:
         out.append(Flag("expiring_soon", f"ps:expiring_soon:{key}",
                         f"{contract} ends {ends}; {balance} {cur} unused; {note}"))

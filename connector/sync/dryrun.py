@@ -47,8 +47,9 @@ def scratch_engine(engine: Engine) -> Iterator[Engine]:
             yield scratch
         return
     if backend != "sqlite" or url.database in (None, "", ":memory:"):
-        raise ConfigError(f"--dry-run works on a SQLite database file or PostgreSQL; this connection uses "
-                          f"{backend if backend != 'sqlite' else 'an in-memory SQLite database'}", field="database_url")
+        raise ConfigError(
+            f"--dry-run works on a SQLite database file or PostgreSQL; this connection uses "
+            f"{backend if backend != 'sqlite' else 'an in-memory SQLite database'}", field="database_url")
     with _sqlite_copy(str(url.database)) as scratch:
         yield scratch
 
@@ -109,7 +110,8 @@ def _rolled_back(engine: Engine) -> Iterator[Engine]:
     real = pooled.driver_connection
     try:
         wrapped = _SavepointConnection(real)
-        scratch = create_engine(engine.url, creator=lambda: wrapped, poolclass=StaticPool, use_native_hstore=False)
+        scratch = create_engine(engine.url, creator=lambda: wrapped, poolclass=StaticPool,
+                                use_native_hstore=False)
         try:
             yield scratch
         finally:

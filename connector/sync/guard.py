@@ -72,10 +72,12 @@ def _pct(part: int, whole: int) -> str:
 
 def over(tally: Tally, settings: MassChangeGuard) -> list[tuple[str, int, int, int]]:
     """The measures over their limit: (what, count, of how many, limit %)."""
-    measures = [("write the connector-owned fields of {n} of {of} customers", tally.changed, tally.customers,
-                 settings.max_customers_changed_pct),
-                ("clear {n} of {of} open flags", tally.cleared, tally.open_flags, settings.max_flags_cleared_pct),
-                ("close {n} of {of} open CRM tasks", tally.closing, tally.open_tasks, settings.max_tasks_closed_pct)]
+    measures = [
+        ("write the connector-owned fields of {n} of {of} customers", tally.changed, tally.customers,
+         settings.max_customers_changed_pct),
+        ("clear {n} of {of} open flags", tally.cleared, tally.open_flags, settings.max_flags_cleared_pct),
+        ("close {n} of {of} open CRM tasks", tally.closing, tally.open_tasks, settings.max_tasks_closed_pct)
+    ]
     return [(what, n, of, limit) for what, n, of, limit in measures
             if of and n >= settings.min_count and n * 100 > limit * of]
 
@@ -93,16 +95,19 @@ def enforce(ctx: Ctx, tally: Tally) -> None:
     parts = [what.format(n=n, of=of) + f" ({_pct(n, of)}; limit {limit}%)" for what, n, of, limit in tripped]
     examples = "; ".join(f"{who}: {', '.join(whats)}" for who, whats in tally.examples.items())
     more = tally.affected - len(tally.examples)
-    reason = (f"held by the mass-change guard before any CRM write: this run would {' and '.join(parts)}. "
-              "Nothing was written to the CRM and no flag was cleared. If that is right, run `prepaid-sync sync "
-              f"run --connection {ctx.connection} --allow-mass-change`; if not, correct the mapping or the CRM "
-              f"data first. For example: {examples}" + (f" (and {more} more customers)" if more > 0 else ""))
-    details = {"held": not ctx.allow_mass_change, "reason": reason, "key": guard_key(settings, ctx.mapping),
-               "over": [{"what": what.format(n=n, of=of), "count": n, "of": of, "limit_pct": limit}
-                        for what, n, of, limit in tripped],
-               "customers": tally.customers, "customers_changed": tally.changed, "open_flags": tally.open_flags,
-               "flags_cleared": tally.cleared, "open_tasks": tally.open_tasks, "tasks_closed": tally.closing,
-               "limits": settings.model_dump(), "examples": tally.examples}
+    reason = (
+        f"held by the mass-change guard before any CRM write: this run would {' and '.join(parts)}. "
+        "Nothing was written to the CRM and no flag was cleared. If that is right, run `prepaid-sync sync "
+        f"run --connection {ctx.connection} --allow-mass-change`; if not, correct the mapping or the CRM "
+        f"data first. For example: {examples}" + (f" (and {more} more customers)" if more > 0 else ""))
+    details = {
+        "held": not ctx.allow_mass_change, "reason": reason, "key": guard_key(settings, ctx.mapping),
+        "over": [{"what": what.format(n=n, of=of), "count": n, "of": of, "limit_pct": limit}
+                 for what, n, of, limit in tripped], "customers": tally.customers,
+        "customers_changed": tally.changed, "open_flags": tally.open_flags, "flags_cleared": tally.cleared,
+        "open_tasks": tally.open_tasks, "tasks_closed": tally.closing, "limits": settings.model_dump(),
+        "examples": tally.examples
+    }
     ctx.report.guard = details
     if not ctx.allow_mass_change:
         raise MassChangeHeld(reason, details)
@@ -111,8 +116,9 @@ def enforce(ctx: Ctx, tally: Tally) -> None:
 def held_run(conn: Connection, connection: str) -> tuple[int, str] | None:
     """(run id, guard key) of the connection's newest finished real run, when the guard held it."""
     r = t.runs.c
-    row = conn.execute(select(r.id, r.status, r.stats).where(
-        r.connection == connection, r.dry_run.is_(False), r.status != "running").order_by(r.id.desc()).limit(1)).first()
+    row = conn.execute(
+        select(r.id, r.status, r.stats).where(r.connection == connection, r.dry_run.is_(False), r.status
+                                              != "running").order_by(r.id.desc()).limit(1)).first()
     if row is None or row.status != "held":
         return None
     try:

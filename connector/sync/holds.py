@@ -68,7 +68,8 @@ def held_customers(ctx: Ctx) -> dict[str, str]:
                 where = [table.c.connection == ctx.connection, table.c.crm_id.in_(keys[start:start + _CHUNK])]
                 if kind is not None:
                     where.append(table.c.kind == kind)
-                for crm_id, customer in conn.execute(select(table.c.crm_id, table.c.customer_id).where(*where)):
+                for crm_id, customer in conn.execute(
+                        select(table.c.crm_id, table.c.customer_id).where(*where)):
                     if customer:
                         held.setdefault(customer, ids[crm_id])
     return held

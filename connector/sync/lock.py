@@ -105,14 +105,16 @@ class RunLock:
 
     def _refuse(self, row: Row[Any] | None) -> RunLocked:
         if row is None:
-            return RunLocked(f"connection {self.connection!r} is being synced by another session; try again when "
-                             f"it ends", connection=self.connection)
+            return RunLocked(
+                f"connection {self.connection!r} is being synced by another session; try again when "
+                f"it ends", connection=self.connection)
         who = f"worker {row.holder}, " if row.holder else ""
         lease = f"; lease until {row.lease_until:%Y-%m-%d %H:%M:%S} UTC" if row.lease_until else ""
         run = f"run {row.run_id}" if row.run_id else "a run that is starting"
-        return RunLocked(f"connection {self.connection!r} is being synced by {run} ({who}pid {row.pid} on "
-                         f"{row.host}, since {row.acquired_at:%Y-%m-%d %H:%M:%S} UTC{lease}); try again when it ends",
-                         connection=self.connection)
+        return RunLocked(
+            f"connection {self.connection!r} is being synced by {run} ({who}pid {row.pid} on "
+            f"{row.host}, since {row.acquired_at:%Y-%m-%d %H:%M:%S} UTC{lease}); try again when it ends",
+            connection=self.connection)
 
     def _acquire_lease(self) -> None:
         now = self.clock()
@@ -139,22 +141,25 @@ class RunLock:
         own = next((r for r in rows if r.connection == self.connection), None)
         if own is not None:
             refused = self._refuse(own)
-            return RunLocked(f"{refused.message}; it has kept the database locked for over {waited} (is that process "
-                             f"stopped or frozen?)", connection=self.connection)
+            return RunLocked(
+                f"{refused.message}; it has kept the database locked for over {waited} (is that process "
+                f"stopped or frozen?)", connection=self.connection)
         others = "; ".join(f"{r.connection!r} by run {r.run_id} ({r.holder or ''} pid {r.pid} on {r.host})"
                            for r in rows)
         held = f" (runs holding connections now: {others})" if others else ""
-        return RunLocked(f"the database is locked by another process that has not finished writing for over "
-                         f"{waited}{held}; try again when it ends, or look for a stopped or frozen prepaid-sync "
-                         f"process", connection=self.connection)
+        return RunLocked(
+            f"the database is locked by another process that has not finished writing for over "
+            f"{waited}{held}; try again when it ends, or look for a stopped or frozen prepaid-sync "
+            f"process", connection=self.connection)
 
     def _take(self, conn: Connection, stale: Row[Any] | None, why: str, now: datetime) -> None:
         """Write our lock row, replacing a dead holder's (whose run is then marked crashed)."""
         if stale is not None:
             log.warning("taking over the run lock of %s from run %s (%s)", self.connection, stale.run_id, why)
             conn.execute(t.locks.delete().where(t.locks.c.connection == self.connection))
-            _mark_crashed(conn, stale.run_id, f"its holder {stale.holder or stale.pid} stopped ({why}); taken over "
-                          f"by {self.holder}", now)
+            _mark_crashed(
+                conn, stale.run_id, f"its holder {stale.holder or stale.pid} stopped ({why}); taken over "
+                f"by {self.holder}", now)
         conn.execute(t.locks.insert().values(
             connection=self.connection, run_id=0, pid=self.pid, host=self.host, holder=self.holder,
             acquired_at=now, heartbeat_at=now, lease_until=now + self.lease))
@@ -209,15 +214,17 @@ class RunLock:
                 self._pg.execute(text("SELECT 1")).scalar()
                 self._pg.commit()
             except Exception as exc:
-                raise LeaseLost(f"the database session holding the run lock of {self.connection!r} was lost "
-                                f"({type(exc).__name__}); another run may start", connection=self.connection) from None
+                raise LeaseLost(
+                    f"the database session holding the run lock of {self.connection!r} was lost "
+                    f"({type(exc).__name__}); another run may start", connection=self.connection) from None
         with self.engine.begin() as conn:
             n = conn.execute(t.locks.update().where(
                 t.locks.c.connection == self.connection, t.locks.c.holder == self.holder,
                 t.locks.c.pid == self.pid).values(heartbeat_at=now, lease_until=now + self.lease)).rowcount
         if n == 0:
-            raise LeaseLost(f"the run lock of {self.connection!r} was taken over by another worker after this "
-                            f"run's lease expired", connection=self.connection)
+            raise LeaseLost(
+                f"the run lock of {self.connection!r} was taken over by another worker after this "
+                f"run's lease expired", connection=self.connection)
 
     # -- giving back ---------------------------------------------------------------------------
 
@@ -226,7 +233,8 @@ class RunLock:
         try:
             with self.engine.begin() as conn:
                 conn.execute(t.locks.delete().where(t.locks.c.connection == self.connection,
-                                                    t.locks.c.holder == self.holder, t.locks.c.pid == self.pid))
+                                                    t.locks.c.holder == self.holder,
+                                                    t.locks.c.pid == self.pid))
         finally:
             self._unlock_advisory()
 
@@ -251,7 +259,8 @@ class Heartbeat:
         self.every = every.total_seconds()
         self.lost: str | None = None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=carry(self._loop), name=f"heartbeat-{lock.connection}", daemon=True)
+        self._thread = threading.Thread(target=carry(self._loop), name=f"heartbeat-{lock.connection}",
+                                        daemon=True)
 
     def __enter__(self) -> Heartbeat:
         self._thread.start()

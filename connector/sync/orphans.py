@@ -35,7 +35,8 @@ def payment_account(prefix: str, customer_ref: str | None, payment_id: str) -> s
 def orphaned_keys(conn: Connection, connection: str, prefix: str) -> set[str]:
     """Ledger accounts under `prefix` whose reference is no live customer of `connection`'s CRM."""
     c = t.customers.c
-    live = set(conn.execute(select(c.crm_id).where(c.connection == connection, c.deleted_at.is_(None))).scalars())
+    live = set(
+        conn.execute(select(c.crm_id).where(c.connection == connection, c.deleted_at.is_(None))).scalars())
     keys = conn.execute(select(store.accounts.c.customer_key).where(
         store.accounts.c.customer_key.startswith(prefix, autoescape=True)).distinct()).scalars()
     return {k for k in keys if k[len(prefix):] not in live}

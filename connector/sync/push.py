@@ -169,14 +169,17 @@ def _send_writes(ctx: Ctx, module: str, rows: list[Any]) -> None:
         written = [{"b_id": crm_id, "b_fields": read[crm_id]} for crm_id in
                    dict.fromkeys(r.crm_id for r, res in zip(rows, results) if res.ok)]
         if written:
-            conn.execute(t.customers.update().where(c.connection == ctx.connection, c.crm_id == bindparam("b_id"))
-                         .values(fields=bindparam("b_fields")), written)
+            conn.execute(
+                t.customers.update().where(
+                    c.connection == ctx.connection,
+                    c.crm_id == bindparam("b_id")).values(fields=bindparam("b_fields")), written)
         resolve_errors(conn, ctx.connection, ok_records, "write", now)
 
 
 def _mark_sending(ctx: Ctx, ids: list[int]) -> None:
     with ctx.engine.begin() as conn:
-        conn.execute(t.outbox.update().where(t.outbox.c.id.in_(ids)).values(status="sending", updated_at=ctx.clock()))
+        conn.execute(t.outbox.update().where(t.outbox.c.id.in_(ids)).values(status="sending",
+                                                                            updated_at=ctx.clock()))
 
 
 def _send_opens(ctx: Ctx, rows: list[Any]) -> None:
@@ -203,8 +206,8 @@ def _send_opens(ctx: Ctx, rows: list[Any]) -> None:
             conn.execute(t.outbox.update().where(t.outbox.c.id == r.id).values(
                 status="ok", attempts=r.attempts + 1, updated_at=now,
                 answer=dumps({"ok": True, "task_id": ref.task_id})))
-            conn.execute(t.flags.update().where(t.flags.c.connection == ctx.connection, t.flags.c.marker == r.marker)
-                         .values(task_id=ref.task_id))
+            conn.execute(t.flags.update().where(t.flags.c.connection == ctx.connection,
+                                                t.flags.c.marker == r.marker).values(task_id=ref.task_id))
             ctx.report.tasks_created += 1
 
 

@@ -89,11 +89,11 @@ class SyncEngine:
         if dry_run:
             with scratch_engine(self.engine) as scratch:
                 planner = SyncEngine(self.connection, scratch, DryRunAdapter(self.adapter, self.mapping),
-                                     self.mapping, clock=self.clock, overlap=self.overlap, progress=self.progress,
-                                     budget=self.budget, guard=self.guard)
+                                     self.mapping, clock=self.clock, overlap=self.overlap,
+                                     progress=self.progress, budget=self.budget, guard=self.guard)
                 # a dry run writes nothing: it reports what the guard would hold instead of stopping there
-                report = planner._run(full=full, trigger=trigger, should_stop=should_stop, lock=False, slot_at=None,
-                                      allow_mass_change=True)
+                report = planner._run(full=full, trigger=trigger, should_stop=should_stop, lock=False,
+                                      slot_at=None, allow_mass_change=True)
                 report.dry_run = True
                 return report
         return self._run(full=full, trigger=trigger, should_stop=should_stop, lock=True, slot_at=slot_at,
@@ -127,13 +127,15 @@ class SyncEngine:
         work = guard.engine if guard is not None else self.engine
         ledger = Ledger(work, clock=self.clock)
         ctx = Ctx(connection=self.connection, engine=work, ledger=ledger, adapter=self.adapter,
-                  mapping=self.mapping, clock=self.clock, overlap=self.overlap, report=report, started_at=started,
-                  progress=self.progress, guard=self.guard, allow_mass_change=allow_mass_change)
+                  mapping=self.mapping, clock=self.clock, overlap=self.overlap, report=report,
+                  started_at=started, progress=self.progress, guard=self.guard,
+                  allow_mass_change=allow_mass_change)
         with self.engine.begin() as conn:
-            run_id = conn.execute(t.runs.insert().values(
-                connection=self.connection, started_at=started, status="running", dry_run=False, pid=os.getpid(),
-                worker=run_lock.holder if run_lock else self.holder, trigger=trigger, slot_at=slot_at)
-            ).inserted_primary_key[0]
+            run_id = conn.execute(t.runs.insert().values(connection=self.connection, started_at=started,
+                                                         status="running", dry_run=False, pid=os.getpid(),
+                                                         worker=run_lock.holder if run_lock else self.holder,
+                                                         trigger=trigger,
+                                                         slot_at=slot_at)).inserted_primary_key[0]
         ctx.run_id = report.run_id = int(run_id)
         scope = ExitStack()  # log stamp and heartbeat, closed when the run ends however it ends
         scope.enter_context(run_context(run_id=ctx.run_id, connection=self.connection))
@@ -191,9 +193,10 @@ class SyncEngine:
                 report.status, report.reason = "crashed", f"{type(exc).__name__}: {exc}"
                 raise
             report.status = "failed"
-            report.reason = (f"the disk holding the database {self.engine.url.render_as_string(hide_password=True)} "
-                             f"is full ({getattr(exc, 'orig', None) or exc}); the run stopped: what it committed is "
-                             "kept, and the next run goes on from there once there is space")
+            report.reason = (
+                f"the disk holding the database {self.engine.url.render_as_string(hide_password=True)} "
+                f"is full ({getattr(exc, 'orig', None) or exc}); the run stopped: what it committed is "
+                "kept, and the next run goes on from there once there is space")
             disk_full = StorageFull(report.reason)
         except BaseException as exc:
             report.status, report.reason = "crashed", f"{type(exc).__name__}: {exc}"
@@ -207,9 +210,10 @@ class SyncEngine:
             report.finished_at = self.clock()
             report.crm_started_at = ctx.crm_clock.since_mark if ctx.crm_clock is not None else None
             if report.crm_started_at is not None and abs(report.crm_started_at - started) > SKEW_WORTH_SAYING:
-                log.warning("this machine's clock is %+.0f s off the CRM's (the CRM's time at the run's start: %s); "
-                            "cursors follow the CRM's clock", (started - report.crm_started_at).total_seconds(),
-                            report.crm_started_at.isoformat())
+                log.warning(
+                    "this machine's clock is %+.0f s off the CRM's (the CRM's time at the run's start: %s); "
+                    "cursors follow the CRM's clock", (started - report.crm_started_at).total_seconds(),
+                    report.crm_started_at.isoformat())
             try:
                 with self.engine.begin() as conn:
                     conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(
@@ -223,4 +227,3 @@ class SyncEngine:
         if disk_full is not None:
             raise disk_full
         return report
-

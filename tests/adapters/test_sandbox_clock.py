@@ -15,9 +15,10 @@ import requests
 @pytest.mark.parametrize("crm", ["zoho", "fxiaoke"])
 @pytest.mark.parametrize("offset", [-3600, 3600])
 def test_served_sandbox_answers_with_its_shifted_clock(crm: str, offset: int) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "connector", "sandbox", "serve", "--crm", crm, "--seed", "3",
-                             "--clock-offset", str(offset)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            text=True)
+    proc = subprocess.Popen([
+        sys.executable, "-m", "connector", "sandbox", "serve", "--crm", crm, "--seed", "3", "--clock-offset",
+        str(offset)
+    ], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())
@@ -26,8 +27,11 @@ def test_served_sandbox_answers_with_its_shifted_clock(crm: str, offset: int) ->
                 "grant_type": "refresh_token", "client_id": info["client_id"],
                 "client_secret": info["client_secret"], "refresh_token": info["refresh_token"]})
         else:
-            resp = requests.post(info["base_url"] + "/cgi/corpAccessToken/get/V2", timeout=10, json={
-                "appId": info["app_id"], "appSecret": info["app_secret"], "permanentCode": info["permanent_code"]})
+            resp = requests.post(
+                info["base_url"] + "/cgi/corpAccessToken/get/V2", timeout=10, json={
+                    "appId": info["app_id"], "appSecret": info["app_secret"],
+                    "permanentCode": info["permanent_code"]
+                })
         said = parsedate_to_datetime(resp.headers["Date"])
         expected = datetime.now(UTC) + timedelta(seconds=offset)
         assert abs(said - expected) < timedelta(seconds=30), (said, expected)

@@ -102,7 +102,11 @@ def test_results_equal_single_postings(db_url: str, clock: object) -> None:
 def _ranked(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Result documents with entry and lot ids replaced by their rank (ids from sequences may have gaps)."""
     entry_ids = sorted(e["id"] for d in docs for e in d["entries"])
-    lot_ids = sorted({a["lot_id"] for d in docs for e in d["entries"] for a in e["allocations"] if a["lot_id"]})
+    lot_ids = sorted(
+        {a["lot_id"]
+         for d in docs
+         for e in d["entries"]
+         for a in e["allocations"] if a["lot_id"]})
     out = copy.deepcopy(docs)
     for d in out:
         for e in d["entries"]:
@@ -179,8 +183,9 @@ def test_post_is_a_batch_of_one(ledger: Ledger, monkeypatch: pytest.MonkeyPatch)
     assert first.status == "created" and reached == ["ledger.batch_written", "ledger.batch_committed"]
     again = ledger.deposit(C, "10.00", "CNY", "p1")
     assert again.status == "exists" and again.data == first.data
-    with pytest.raises(IdempotencyConflict, match=r"^deposit of 11\.00 CNY for customer .* refused: idempotency "
-                                                  r"key 'p1' was already used for a different deposit"):
+    with pytest.raises(
+            IdempotencyConflict, match=r"^deposit of 11\.00 CNY for customer .* refused: idempotency "
+            r"key 'p1' was already used for a different deposit"):
         ledger.deposit(C, "11.00", "CNY", "p1")
     ledger.set_terms(C, "CNY", refund_policy="fee", refund_fee_pct="10")
     refund = ledger.refund(C, "5.00", "CNY", "r1")  # a batch of one still reads the customer's refund policy

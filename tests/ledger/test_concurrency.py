@@ -27,10 +27,15 @@ def race(url: str) -> None:
     ledger = Ledger(engine)
     ledger.deposit("race", "100.00", "CNY", "seed-1")
     start_at = time.time() + 3.0
-    procs = [subprocess.Popen([sys.executable, str(WORKER), url, str(start_at), "race", str(ATTEMPTS), "7.00",
-                               f"p{i}", "shared-key"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-             for i in range(PROCESSES)]
+    procs = [
+        subprocess.Popen([
+            sys.executable,
+            str(WORKER), url,
+            str(start_at), "race",
+            str(ATTEMPTS), "7.00", f"p{i}", "shared-key"
+        ], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}) for i in range(PROCESSES)
+    ]
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=120)
@@ -62,8 +67,11 @@ def test_processes_creating_one_fresh_sqlite_database_at_once(tmp_path: Path) ->
             "from connector.ledger import Ledger; "
             "print(Ledger.open(sys.argv[2]).deposit('c', '1.00', 'CNY', 'k' + sys.argv[3]).status)")
     start_at = time.time() + 2.0
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(start_at), url, str(i)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[2]) for i in range(4)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(start_at), url,
+                          str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         cwd=Path(__file__).parents[2]) for i in range(4)
+    ]
     outs = [proc.communicate(timeout=120) for proc in procs]
     assert [proc.returncode for proc in procs] == [0] * 4, [err[-500:] for _, err in outs]
     assert sorted(out.strip() for out, _ in outs) == ["created"] * 4

@@ -29,13 +29,16 @@ from connector.ledger.verify import verify
 
 # -- what people (and files) type ---------------------------------------------------------------
 
-_NEAR_AMOUNT = list("0123456789.-+,_eE ") + ["\u00a0", "\uff11", "\u0663", "\u2212", "\x00", "\x1b", "'", "NaN"]
+_NEAR_AMOUNT = list("0123456789.-+,_eE ") + [
+    "\u00a0", "\uff11", "\u0663", "\u2212", "\x00", "\x1b", "'", "NaN"
+]
 AMOUNTS = st.one_of(
     st.decimals(min_value=Decimal("0.01"), max_value=Decimal("1000"), places=2).map(str),  # mostly good money
     st.integers(min_value=-10**25, max_value=10**25).map(str),
     st.decimals(allow_nan=True, allow_infinity=True).map(str),  # 1E+400, -0, NaN, Infinity, ...
     st.lists(st.sampled_from(_NEAR_AMOUNT), max_size=12).map("".join),
-    st.sampled_from(["9999999999999.99", "10000000000000.00", "92233720368547758.07", "-0", "1e400", "100,00"]),
+    st.sampled_from(
+        ["9999999999999.99", "10000000000000.00", "92233720368547758.07", "-0", "1e400", "100,00"]),
 )
 _PLAIN_KEY = st.text(alphabet="abcxyz019-:_", min_size=1, max_size=6)
 KEYS = st.one_of(
@@ -56,8 +59,8 @@ DATES = st.one_of(
 )
 
 
-def _command(op: str, customer: str, amount: str, currency: str, key: str, when: str | None, expires: str | None,
-             memo: str) -> list[str]:
+def _command(op: str, customer: str, amount: str, currency: str, key: str, when: str | None,
+             expires: str | None, memo: str) -> list[str]:
     """A ledger command line; amounts and keys go after `--` so a leading '-' is read as a value."""
     options = ["--currency", currency, "--key", key]
     if op == "adjust" or memo:
@@ -69,19 +72,23 @@ def _command(op: str, customer: str, amount: str, currency: str, key: str, when:
     return ["ledger", op, *options, "--", customer, amount]
 
 
-COMMANDS = st.builds(_command, st.sampled_from(["deposit", "deposit", "consume", "refund", "adjust"]), CUSTOMERS,
-                     AMOUNTS, CURRENCIES, KEYS, DATES, DATES, st.one_of(st.just(""), st.text(max_size=8)))
+COMMANDS = st.builds(_command, st.sampled_from(["deposit", "deposit", "consume", "refund", "adjust"]),
+                     CUSTOMERS, AMOUNTS, CURRENCIES, KEYS, DATES, DATES,
+                     st.one_of(st.just(""), st.text(max_size=8)))
 READS = st.one_of(
     st.builds(lambda c, d: ["ledger", "balance", c, *(["--as-of", d] if d else [])], CUSTOMERS, DATES),
     st.builds(lambda c, d: ["ledger", "history", c, *(["--from", d] if d else [])], CUSTOMERS, DATES),
     st.builds(lambda i: ["ledger", "entry", "--", str(i)], st.integers(min_value=-10**25, max_value=10**25)),
-    st.builds(lambda i, k: ["ledger", "reverse", "--key", k, "--", str(i)],
-              st.one_of(st.integers(min_value=1, max_value=5), st.integers(min_value=-10**25, max_value=10**25)), KEYS),
+    st.builds(
+        lambda i, k: ["ledger", "reverse", "--key", k, "--", str(i)],
+        st.one_of(st.integers(min_value=1, max_value=5), st.integers(min_value=-10**25, max_value=10**25)),
+        KEYS),
 )
 
 _CELLS = st.one_of(st.text(max_size=8), st.sampled_from(["deposit", "consume", "c1", "10", "CNY", "true"]))
-ROWS = st.lists(st.tuples(st.sampled_from(["deposit", "consume", "refund", "adjust", "Deposit", "x"]), CUSTOMERS,
-                          AMOUNTS, CURRENCIES, KEYS, st.one_of(st.none(), DATES), _CELLS), min_size=1, max_size=6)
+ROWS = st.lists(
+    st.tuples(st.sampled_from(["deposit", "consume", "refund", "adjust", "Deposit", "x"]), CUSTOMERS, AMOUNTS,
+              CURRENCIES, KEYS, st.one_of(st.none(), DATES), _CELLS), min_size=1, max_size=6)
 ENCODINGS = st.sampled_from(["utf-8", "utf-8", "utf-8-sig", "utf-16", "utf-16-le", "gbk", "latin-1"])
 
 
@@ -148,7 +155,8 @@ def _fuzz_api(url: str, examples: int) -> None:
         before = fingerprint(engine)
         try:
             if op == "adjust":
-                ledger.adjust(customer, amount, currency, key, memo="fuzz", effective_at=effective, expires_at=expires)
+                ledger.adjust(customer, amount, currency, key, memo="fuzz", effective_at=effective,
+                              expires_at=expires)
             elif op == "reverse":
                 ledger.reverse(entry_id % 7 if entry_id % 2 else entry_id, key, effective_at=effective)
             elif op == "entry":

@@ -76,16 +76,17 @@ def test_negative_amounts_after_double_dash_get_one_rule_message(db_url: str, en
     for op in ("deposit", "consume", "refund"):
         for amount in ("-0", "-5", "-0.00", "-100.50"):
             out = refused(db_url, engine, "ledger", op, "--currency", "CNY", "--key", "x", "--", C, amount)
-            assert out.stderr == (f"error: amount: {amount!r} {SIGN_RULE}; accepted: ASCII digits 0-9 with at "
-                                  "most one '.' and 2 decimals, e.g. 1234.50\n")
+            assert out.stderr == (
+                f"error: amount: {amount!r} {SIGN_RULE}; accepted: ASCII digits 0-9 with at "
+                "most one '.' and 2 decimals, e.g. 1234.50\n")
 
 
 def test_signed_adjustments_and_terms_use_the_same_grammar(db_url: str, engine: Engine) -> None:
     ok(db_url, "ledger", "deposit", C, "50", "--currency", "CNY", "--key", "seed")
     assert "must not be zero" in refused(db_url, engine, "ledger", "adjust", C, "-0", "--currency", "CNY",
                                          "--key", "a1", "--memo", "why").stderr
-    assert "',' is not accepted" in refused(db_url, engine, "ledger", "adjust", C, "-1,50", "--currency", "CNY",
-                                            "--key", "a2", "--memo", "why").stderr
+    assert "',' is not accepted" in refused(db_url, engine, "ledger", "adjust", C, "-1,50", "--currency",
+                                            "CNY", "--key", "a2", "--memo", "why").stderr
     ok(db_url, "ledger", "adjust", C, "-1.50", "--currency", "CNY", "--key", "a3", "--memo", "why")
     out = refused(db_url, engine, "ledger", "terms", C, "--currency", "CNY", "--credit-limit", "1,000")
     assert "credit_limit: '1,000' is not an amount" in out.stderr
@@ -95,7 +96,9 @@ def test_signed_adjustments_and_terms_use_the_same_grammar(db_url: str, engine: 
 
 # -- 17.1: no account can be bricked ------------------------------------------------------------
 
-@pytest.mark.parametrize("amount", ["92233720368547758.07", "99999999999999999999999.99", "10000000000000.00"])
+
+@pytest.mark.parametrize("amount",
+                         ["92233720368547758.07", "99999999999999999999999.99", "10000000000000.00"])
 def test_amounts_above_the_limit_exit_2_naming_it(db_url: str, engine: Engine, amount: str) -> None:
     out = refused(db_url, engine, "ledger", "deposit", "fz2", amount, "--currency", "CNY", "--key", "k")
     assert "is above the limit of 9999999999999.99 CNY per amount (see 'Limits' in docs/ledger.md)" in out.stderr
@@ -128,7 +131,8 @@ def test_sums_never_overflow_even_past_the_64_bit_range(db_url: str, engine: Eng
         acc = conn.execute(text("SELECT id FROM accounts WHERE customer_key = 's'")).scalar_one()
         for i in range(2):
             conn.execute(store.postings.insert().values(key=f"evil{i}", op="deposit", payload_hash="x",
-                                                        customer_key="s", currency="CNY", result="{}", recorded_at=at))
+                                                        customer_key="s", currency="CNY", result="{}",
+                                                        recorded_at=at))
             conn.execute(store.entries.insert().values(account_id=acc, kind="deposit", amount=2**62 + big,
                                                        balance_after=0, effective_at=at, recorded_at=at,
                                                        posting_key=f"evil{i}", memo=""))
@@ -149,22 +153,28 @@ def _at(day: str):  # type: ignore[no-untyped-def]
 # -- 17.2: out-of-range dates and ids ----------------------------------------------------------------
 
 OUT_OF_RANGE = [
-    (("ledger", "deposit", C, "5", "--currency", "CNY", "--key", "d1", "--expires", "9999-12-31"),
-     ["expires: '9999-12-31' is outside the supported range", "1970-01-01 to 9998-12-31", "leave the expiry out"]),
-    (("ledger", "deposit", C, "5", "--currency", "CNY", "--key", "d2", "--effective", "0001-01-01T00:00:00+05:00"),
-     ["effective: '0001-01-01T00:00:00+05:00' is outside the supported range"]),
-    (("ledger", "deposit", C, "5", "--currency", "CNY", "--key", "d3", "--expires", "9999-12-31T23:59:59-05:00"),
-     ["outside the supported range"]),
+    (("ledger", "deposit", C, "5", "--currency", "CNY", "--key", "d1", "--expires", "9999-12-31"), [
+        "expires: '9999-12-31' is outside the supported range", "1970-01-01 to 9998-12-31",
+        "leave the expiry out"
+    ]),
+    (("ledger", "deposit", C, "5", "--currency", "CNY", "--key", "d2", "--effective",
+      "0001-01-01T00:00:00+05:00"), ["effective: '0001-01-01T00:00:00+05:00' is outside the supported range"
+                                     ]),
+    (("ledger", "deposit", C, "5", "--currency", "CNY", "--key", "d3", "--expires",
+      "9999-12-31T23:59:59-05:00"), ["outside the supported range"]),
     (("ledger", "deposit", C, "5", "--currency", "CNY", "--key", "d4", "--effective", "1969-12-31"),
      ["outside the supported range"]),
-    (("ledger", "balance", C, "--as-of", "9999-12-31"), ["as-of: '9999-12-31' is outside the supported range"]),
+    (("ledger", "balance", C, "--as-of", "9999-12-31"),
+     ["as-of: '9999-12-31' is outside the supported range"]),
     (("ledger", "balance", C, "--known-at", "0001-01-01"), ["outside the supported range"]),
     (("ledger", "history", C, "--to", "9999-12-31"), ["outside the supported range"]),
     (("ledger", "expire", "--as-of", "0001-01-01T00:00:00+14:00"), ["outside the supported range"]),
-    (("ledger", "terms", C, "--currency", "CNY", "--valid-until", "9999-12-31"), ["outside the supported range"]),
+    (("ledger", "terms", C, "--currency", "CNY", "--valid-until", "9999-12-31"),
+     ["outside the supported range"]),
     (("ledger", "deposit", C, "5", "--currency", "CNY", "--key", "d5", "--expires", "２０３０-01-01"),
      ["is not an ISO 8601 date"]),
-    (("ledger", "reverse", "99999999999999999999", "--key", "r"), ["entry 99999999999999999999 does not exist"]),
+    (("ledger", "reverse", "99999999999999999999", "--key", "r"),
+     ["entry 99999999999999999999 does not exist"]),
     (("ledger", "entry", "99999999999999999999"), ["entry 99999999999999999999 does not exist"]),
     (("ledger", "entry", "2147483648"), ["entry 2147483648 does not exist"]),
     (("ledger", "reverse", "--key", "r", "--", "-1"), ["entry -1 does not exist"]),
@@ -191,7 +201,8 @@ def _csv(tmp_path: Path, name: str, data: bytes) -> str:
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16"])
-def test_csv_in_utf8_with_or_without_bom_and_utf16_with_bom(db_url: str, tmp_path: Path, encoding: str) -> None:
+def test_csv_in_utf8_with_or_without_bom_and_utf16_with_bom(db_url: str, tmp_path: Path,
+                                                            encoding: str) -> None:
     body = HEADER + "deposit,客户一,10.50,CNY,i1,预付款\r\n"
     out = ok(db_url, "ledger", "import", _csv(tmp_path, "in.csv", body.encode(encoding)), "--json")
     assert '"created": 1' in out.stdout
@@ -217,7 +228,8 @@ def test_unreadable_csv_files_are_refused_naming_the_problem_and_fix(db_url: str
             assert word in out.stderr, out.stderr
 
 
-def test_nul_bytes_in_csv_are_refused_with_line_and_column(db_url: str, engine: Engine, tmp_path: Path) -> None:
+def test_nul_bytes_in_csv_are_refused_with_line_and_column(db_url: str, engine: Engine,
+                                                           tmp_path: Path) -> None:
     data = (HEADER + "deposit,c\x001,10,CNY,n1,\ndeposit,c1,10,CNY,n2,memo\x00\n").encode()
     before = fingerprint(engine)
     out = invoke(db_url, "ledger", "import", _csv(tmp_path, "nul.csv", data), "--json")
@@ -253,11 +265,14 @@ HIDDEN = [
      ["customer: 'c\\x1b[31m1' contains an ESCAPE character (U+001B) at character 2"]),
     (("ledger", "deposit", "c\x001", "5", "--currency", "CNY", "--key", "h2"), ["a NUL byte (U+0000)"]),
     (("ledger", "deposit", "c\u202e1", "5", "--currency", "CNY", "--key", "h3"), ["RIGHT-TO-LEFT OVERRIDE"]),
-    (("ledger", "deposit", "c1", "5", "--currency", "CNY", "--key", "h\x1b]0;pwned\x07"), ["key: 'h\\x1b]0;pwned\\x07'"]),
+    (("ledger", "deposit", "c1", "5", "--currency", "CNY", "--key", "h\x1b]0;pwned\x07"),
+     ["key: 'h\\x1b]0;pwned\\x07'"]),
     (("ledger", "deposit", "c1", "5", "--currency", "CNY", "--key", "h\u200b5"), ["ZERO WIDTH SPACE"]),
     (("ledger", "deposit", "c1", "5", "--currency", "CNY", "--key", "h6", "--memo", "x\x1b[2J"), ["memo:"]),
-    (("ledger", "deposit", "c1", "5", "--currency", "CNY", "--key", "h7", "--memo", "a\nb"), ["a line break"]),
-    (("ledger", "deposit", "c1", "5", "--currency", "CNY", "--key", "h8", "--source", "zoho:\x1b"), ["source:"]),
+    (("ledger", "deposit", "c1", "5", "--currency", "CNY", "--key", "h7", "--memo", "a\nb"), ["a line break"
+                                                                                              ]),
+    (("ledger", "deposit", "c1", "5", "--currency", "CNY", "--key", "h8", "--source", "zoho:\x1b"),
+     ["source:"]),
     (("ledger", "reverse", "1", "--key", "h\x1b9"), ["key:"]),
     (("ledger", "reverse", "1", "--key", "h10", "--memo", "\x9b31m"), ["memo:"]),
     (("ledger", "terms", "c\x1b1", "--currency", "CNY"), ["customer:"]),
@@ -274,7 +289,8 @@ def test_hidden_characters_in_keys_and_memos_are_refused(db_url: str, engine: En
 
 
 def test_stored_escapes_and_markup_reach_no_terminal_raw(db_url: str, engine: Engine) -> None:
-    ok(db_url, "ledger", "deposit", "x[/]y", "5", "--currency", "CNY", "--key", "m[bold]1", "--memo", "[red]m[/]")
+    ok(db_url, "ledger", "deposit", "x[/]y", "5", "--currency", "CNY", "--key", "m[bold]1", "--memo",
+       "[red]m[/]")
     ok(db_url, "ledger", "deposit", "old", "5", "--currency", "CNY", "--key", "o1")
     with engine.begin() as conn:  # what an older version (or another tool) may have stored
         conn.execute(text("UPDATE accounts SET customer_key = :k WHERE customer_key = 'old'"),
@@ -283,7 +299,8 @@ def test_stored_escapes_and_markup_reach_no_terminal_raw(db_url: str, engine: En
                ok(db_url, "ledger", "history", "x[/]y"), ok(db_url, "ledger", "entry", "1"),
                ok(db_url, "ledger", "balance", "old\x1b[31m\u202e"),
                ok(db_url, "ledger", "balance", "old\x1b[31m\u202e", "--json")]
-    refusal = invoke(db_url, "ledger", "consume", "old\x1b[31m\u202e", "1000", "--currency", "CNY", "--key", "z")
+    refusal = invoke(db_url, "ledger", "consume", "old\x1b[31m\u202e", "1000", "--currency", "CNY", "--key",
+                     "z")
     assert refusal.code == 2  # the key itself is refused now, before any lookup
     for out in [*outputs, refusal]:
         assert "\x1b" not in out.text and "\u202e" not in out.text, out.text

@@ -19,7 +19,8 @@ deposit,b,5,USD,d3,,,,,,
 
 
 def test_import_applies_every_row_once(ledger: Ledger) -> None:
-    bad_first = import_text(ledger.engine, GOOD.replace("adjust,b,-1,USD,x1,,,,,,", "adjust,b,-1,USD,x1,,,,,,oops"))
+    bad_first = import_text(ledger.engine,
+                            GOOD.replace("adjust,b,-1,USD,x1,,,,,,", "adjust,b,-1,USD,x1,,,,,,oops"))
     assert bad_first.applied is False  # the adjustment comes before any money: refused, so nothing lands
     assert [(e.line, e.column) for e in bad_first.errors] == [(6, "amount")]
     assert verify(ledger.engine).counts["entries"] == 0
@@ -44,7 +45,8 @@ def test_import_lists_every_bad_row_and_changes_nothing(ledger: Ledger) -> None:
             "deposit,c,11,CNY,k1\n")
     report = import_text(ledger.engine, text)
     assert report.applied is False
-    assert [(e.line, e.column) for e in report.errors] == [(3, "amount"), (4, "amount"), (5, "currency"), (6, "key")]
+    assert [(e.line, e.column) for e in report.errors] == [(3, "amount"), (4, "amount"), (5, "currency"),
+                                                           (6, "key")]
     assert verify(ledger.engine).counts["postings"] == 0
 
 
@@ -55,6 +57,7 @@ def test_dry_run_checks_and_writes_nothing(ledger: Ledger) -> None:
 
 
 def test_import_refuses_currency_mixing_like_single_postings(ledger: Ledger) -> None:
-    report = import_text(ledger.engine, "op,customer,amount,currency,key\ndeposit,m,10,CNY,m1\nconsume,m,1,USD,m2\n")
+    report = import_text(ledger.engine,
+                         "op,customer,amount,currency,key\ndeposit,m,10,CNY,m1\nconsume,m,1,USD,m2\n")
     assert [(e.line, e.column) for e in report.errors] == [(3, "currency")]
     assert "currencies never mix" in report.errors[0].reason

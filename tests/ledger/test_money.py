@@ -11,8 +11,12 @@ from connector.money import MAX_MINOR, allocate, fmt, json_loads, max_amount, pa
 
 
 @pytest.mark.parametrize(("value", "currency", "expected"), [
-    ("100", "CNY", Decimal("100.00")), ("0.01", "USD", Decimal("0.01")), ("1234.5", "EUR", Decimal("1234.50")),
-    ("500", "JPY", Decimal("500")), (Decimal("2.500"), "CNY", Decimal("2.50")), (7, "usd", Decimal("7.00")),
+    ("100", "CNY", Decimal("100.00")),
+    ("0.01", "USD", Decimal("0.01")),
+    ("1234.5", "EUR", Decimal("1234.50")),
+    ("500", "JPY", Decimal("500")),
+    (Decimal("2.500"), "CNY", Decimal("2.50")),
+    (7, "usd", Decimal("7.00")),
     ("1.234", "KWD", Decimal("1.234")),
 ])
 def test_parse_amount_quantizes_to_the_minor_unit(value: object, currency: str, expected: Decimal) -> None:
@@ -22,10 +26,15 @@ def test_parse_amount_quantizes_to_the_minor_unit(value: object, currency: str, 
 
 
 @pytest.mark.parametrize(("value", "currency", "reason"), [
-    (1.5, "CNY", "floats are not exact"), ("1.005", "CNY", "more than 2 decimal places"),
-    ("1.5", "JPY", "more than 0 decimal places"), ("0", "CNY", "must not be zero"),
-    ("-3", "CNY", "must be positive"), ("abc", "CNY", "is not an amount"), (Decimal("NaN"), "CNY", "not a finite"),
-    ("1", "XYZ", "unknown currency"), (True, "CNY", "is not an amount"),
+    (1.5, "CNY", "floats are not exact"),
+    ("1.005", "CNY", "more than 2 decimal places"),
+    ("1.5", "JPY", "more than 0 decimal places"),
+    ("0", "CNY", "must not be zero"),
+    ("-3", "CNY", "must be positive"),
+    ("abc", "CNY", "is not an amount"),
+    (Decimal("NaN"), "CNY", "not a finite"),
+    ("1", "XYZ", "unknown currency"),
+    (True, "CNY", "is not an amount"),
 ])
 def test_parse_amount_refuses_bad_money(value: object, currency: str, reason: str) -> None:
     with pytest.raises(InvalidInput, match=reason):
@@ -40,7 +49,8 @@ def test_minor_units_round_trip() -> None:
     assert fmt(500, "JPY") == "500"
 
 
-@given(st.integers(min_value=0, max_value=10**12), st.lists(st.integers(min_value=0, max_value=10**6), max_size=20))
+@given(st.integers(min_value=0, max_value=10**12),
+       st.lists(st.integers(min_value=0, max_value=10**6), max_size=20))
 def test_allocate_sums_exactly(total: int, weights: list[int]) -> None:
     parts = allocate(total, weights)
     assert len(parts) == len(weights)
@@ -97,8 +107,9 @@ def test_text_outside_the_grammar_is_refused_showing_what_was_read(text: str, wh
 def test_every_negative_amount_gets_the_same_sign_rule(text: str) -> None:
     with pytest.raises(InvalidInput) as caught:
         parse_amount(text, "CNY")
-    assert caught.value.message == (f"amount: {text!r} is refused: the amount must be positive, written without a "
-                                    "sign; accepted: ASCII digits 0-9 with at most one '.' and 2 decimals, e.g. 1234.50")
+    assert caught.value.message == (
+        f"amount: {text!r} is refused: the amount must be positive, written without a "
+        "sign; accepted: ASCII digits 0-9 with at most one '.' and 2 decimals, e.g. 1234.50")
 
 
 def test_signed_amounts_accept_a_leading_minus_only() -> None:
@@ -202,7 +213,8 @@ def test_everything_outside_the_grammar_is_refused(text: str, exp: int) -> None:
 @given(_grammar_amounts(), st.data())
 def test_one_foreign_character_anywhere_is_refused(case: tuple[str, str], data: st.DataObject) -> None:
     text, currency = case
-    bad = data.draw(st.sampled_from([",", "_", "e", " ", "+", "\uff10", "\u0660", "\u00a0", "\x1b", "\u2212"]))
+    bad = data.draw(st.sampled_from([",", "_", "e", " ", "+", "\uff10", "\u0660", "\u00a0", "\x1b",
+                                     "\u2212"]))
     at = data.draw(st.integers(min_value=0, max_value=len(text)))
     mutated = text[:at] + bad + text[at:]
     with pytest.raises(InvalidInput, match="is not an amount"):

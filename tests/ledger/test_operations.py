@@ -147,7 +147,8 @@ def test_expiry_takes_exactly_the_remainder_once(ledger: Ledger, clock) -> None:
         ledger.consume(C, "41", "CNY", "u2")
     swept = ledger.expire()
     assert [r.data["amount"] for r in swept] == ["70.00"]
-    assert swept[0].data["entries"][0]["effective_at"].startswith((start + timedelta(days=30)).date().isoformat())
+    assert swept[0].data["entries"][0]["effective_at"].startswith(
+        (start + timedelta(days=30)).date().isoformat())
     assert ledger.expire() == []
     assert bal(ledger) == Decimal("40.00")
     assert verify(ledger.engine).ok
@@ -176,7 +177,8 @@ def test_currencies_never_mix(ledger: Ledger) -> None:
     with pytest.raises(CurrencyMismatch, match="holds CNY, not USD"):
         ledger.consume(C, "1", "USD", "u")
     ledger.deposit(C, "5", "USD", "pu")
-    assert {v.currency: v.balance for v in ledger.balance(C)} == {"CNY": Decimal("100.00"), "USD": Decimal("5.00")}
+    assert {v.currency: v.balance
+            for v in ledger.balance(C)} == {"CNY": Decimal("100.00"), "USD": Decimal("5.00")}
 
 
 def test_jpy_has_no_minor_unit(ledger: Ledger) -> None:

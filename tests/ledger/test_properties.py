@@ -37,7 +37,8 @@ def _account_totals(ledger: Ledger, customer: str) -> tuple[int, int, int, int]:
                                .where(store.entries.c.account_id == acc.id)).scalar()
         lots = conn.execute(select(func.coalesce(func.sum(store.lots.c.remaining), 0))
                             .where(store.lots.c.account_id == acc.id)).scalar()
-        low = conn.execute(select(func.min(store.lots.c.remaining)).where(store.lots.c.account_id == acc.id)).scalar()
+        low = conn.execute(select(func.min(
+            store.lots.c.remaining)).where(store.lots.c.account_id == acc.id)).scalar()
     return acc.balance, int(entries), int(lots) - acc.debt, int(low if low is not None else 0)
 
 

@@ -26,13 +26,15 @@ def _old_style(url: str) -> None:
     ledger.deposit("ledger:only", "0.01", "USD", "pay-2", effective_at=datetime(2026, 1, 20, tzinfo=UTC))
     with engine.begin() as conn:
         for ref in ("zoho:Deals:9", ""):
-            conn.execute(text("INSERT INTO terms (customer_key, currency, contract_ref, agreed_amount, due_date, "
-                              "valid_from, valid_until, refund_policy, refund_fee_pct, credit_limit, updated_at) "
-                              "VALUES ('zoho:Accounts:1', 'USD', :ref, 100000, '2026-02-01', '2025-06-01', "
-                              "'2027-01-01', 'none', '0', 0, '2026-01-01 00:00:00')"), {"ref": ref})
-        conn.execute(text("INSERT INTO terms (customer_key, currency, contract_ref, agreed_amount, due_date, "
-                          "refund_policy, refund_fee_pct, credit_limit, updated_at) VALUES ('ledger:only', 'USD', '', "
-                          "5000, '2026-02-01', 'full', '0', 0, '2026-01-01 00:00:00')"))
+            conn.execute(
+                text("INSERT INTO terms (customer_key, currency, contract_ref, agreed_amount, due_date, "
+                     "valid_from, valid_until, refund_policy, refund_fee_pct, credit_limit, updated_at) "
+                     "VALUES ('zoho:Accounts:1', 'USD', :ref, 100000, '2026-02-01', '2025-06-01', "
+                     "'2027-01-01', 'none', '0', 0, '2026-01-01 00:00:00')"), {"ref": ref})
+        conn.execute(
+            text("INSERT INTO terms (customer_key, currency, contract_ref, agreed_amount, due_date, "
+                 "refund_policy, refund_fee_pct, credit_limit, updated_at) VALUES ('ledger:only', 'USD', '', "
+                 "5000, '2026-02-01', 'full', '0', 0, '2026-01-01 00:00:00')"))
     engine.dispose()
 
 
@@ -44,7 +46,8 @@ def test_migration_keeps_one_due_date_per_contract(tmp_path: object) -> None:
         rows = {(r.customer_key, r.contract_ref): r for r in conn.execute(text("SELECT * FROM terms"))}
         entries = conn.execute(text("SELECT count(*) FROM entries")).scalar()
     copy = rows[("zoho:Accounts:1", "")]
-    assert (copy.agreed_amount, copy.due_date, copy.valid_until, copy.refund_policy) == (None, None, None, "none")
+    assert (copy.agreed_amount, copy.due_date, copy.valid_until, copy.refund_policy) == (None, None, None,
+                                                                                         "none")
     assert rows[("zoho:Accounts:1", "zoho:Deals:9")].due_date is not None
     assert rows[("ledger:only", "")].due_date is not None  # set by hand, no contract rows: kept as it was
     assert entries == 2
@@ -59,10 +62,10 @@ def test_sync_terms_write_the_contract_once() -> None:
     """What the pull writes now: the customer-level row carries no contract dates or amount."""
     engine = make_engine("sqlite://")
     ledger = Ledger(engine, clock=lambda: NOW)
-    ledger.set_terms_many([
-        {"customer": "zoho:Accounts:1", "currency": "USD", "contract_ref": "zoho:Deals:9", "agreed_amount": "1000",
-         "due_date": date(2026, 2, 1), "refund_policy": "none"},
-        {"customer": "zoho:Accounts:1", "currency": "USD", "refund_policy": "none"}])
+    ledger.set_terms_many([{
+        "customer": "zoho:Accounts:1", "currency": "USD", "contract_ref": "zoho:Deals:9",
+        "agreed_amount": "1000", "due_date": date(2026, 2, 1), "refund_policy": "none"
+    }, {"customer": "zoho:Accounts:1", "currency": "USD", "refund_policy": "none"}])
     ledger.deposit("zoho:Accounts:1", "1000", "USD", "pay-1", effective_at=datetime(2026, 1, 20, tzinfo=UTC))
     report = build_report(engine, NOW)
     assert report.punctuality.payments == 1 and report.punctuality.open_overdue == 0

@@ -26,7 +26,8 @@ def test_repo_copies_equal_the_packaged_defaults(crm: str) -> None:
 
 def test_defaults_match_the_adapters_specs() -> None:
     z = specs(load_mapping(DEFAULTS / "zoho.yaml"))
-    for name, entity in (("customers", Entity.CUSTOMER), ("contracts", Entity.CONTRACT), ("payments", Entity.PAYMENT)):
+    for name, entity in (("customers", Entity.CUSTOMER), ("contracts", Entity.CONTRACT), ("payments",
+                                                                                          Entity.PAYMENT)):
         assert z[name].module == default_specs()[entity].module
         assert z[name].fields == default_specs()[entity].fields
     f = specs(load_mapping(DEFAULTS / "fxiaoke.yaml"))
@@ -48,7 +49,8 @@ def _broken(tmp_path: Path, edit: object) -> Path:
      "did you mean 'balance'"),
     (lambda d: d["customers"].__setitem__("modul", d["customers"].pop("module")), "customers.modul",
      "did you mean 'module'"),
-    (lambda d: d["tasks"]["rules"][0].__setitem__("flag", "overdo"), "tasks.rules[0].flag", "did you mean 'overdue'"),
+    (lambda d: d["tasks"]["rules"][0].__setitem__("flag", "overdo"), "tasks.rules[0].flag",
+     "did you mean 'overdue'"),
     (lambda d: d["tasks"]["rules"][1].__setitem__("subject", "{custmer} low"), "tasks.rules[1].subject",
      "did you mean 'customer'"),
     (lambda d: d["payments"]["fields"]["amount"].__setitem__("type", "mony"), "payments.fields.amount.type",
@@ -57,7 +59,8 @@ def _broken(tmp_path: Path, edit: object) -> Path:
      "did you mean 'lifetime_prepaid'"),
     (lambda d: d["write_back"]["balance"].__setitem__("owner", "crm"), "write_back", "connector-owned"),
 ])
-def test_errors_name_file_path_reason_and_suggest(tmp_path: Path, edit: object, where: str, hint: str) -> None:
+def test_errors_name_file_path_reason_and_suggest(tmp_path: Path, edit: object, where: str,
+                                                  hint: str) -> None:
     path = _broken(tmp_path, edit)
     with pytest.raises(ConfigError) as exc:
         load_mapping(path)
@@ -85,16 +88,27 @@ def test_online_check_passes_defaults_and_catches_drift() -> None:
     data = yaml.safe_load((DEFAULTS / "zoho.yaml").read_text())
     data["write_back"]["tier"]["values"]["gold"] = "Golden"
     data["write_back"]["balance"]["crm"] = "Prepaid_Balanse"
-    data["write_back"]["lifetime_prepaid"] = {"crm": "Prepaid_Lifetime", "type": "money", "owner": "connector"}
+    data["write_back"]["lifetime_prepaid"] = {
+        "crm": "Prepaid_Lifetime", "type": "money", "owner": "connector"
+    }
     problems = check_online(eng.adapter, parse_mapping(data))
     reasons = " | ".join(p["reason"] for p in problems)
     assert "'Golden' is not a value" in reasons and "did you mean 'Gold'" in reasons
     assert "no field 'Prepaid_Balanse'" in reasons and "did you mean 'Prepaid_Balance'" in reasons
     assert "no field 'Prepaid_Lifetime'" in reasons
-    created = check_online(eng.adapter, parse_mapping({**data, "write_back": {
-        **data["write_back"], "balance": {"crm": "Prepaid_Balance", "type": "money", "owner": "connector"},
-        "tier": {**data["write_back"]["tier"], "values": {"bronze": "Bronze", "silver": "Silver", "gold": "Gold",
-                                                          "platinum": "Platinum"}}}}), create_fields=True)
+    created = check_online(
+        eng.adapter,
+        parse_mapping({
+            **data, "write_back": {
+                **data["write_back"], "balance": {
+                    "crm": "Prepaid_Balance", "type": "money", "owner": "connector"
+                }, "tier": {
+                    **data["write_back"]["tier"], "values": {
+                        "bronze": "Bronze", "silver": "Silver", "gold": "Gold", "platinum": "Platinum"
+                    }
+                }
+            }
+        }), create_fields=True)
     assert created == []
     assert check_online(eng.adapter, eng.mapping) == []
 
@@ -111,6 +125,7 @@ def test_a_business_match_key_is_refused_rather_than_ignored(tmp_path) -> None: 
     text = text.replace("match_key: id", "match_key: Account_Number", 1)
     path = tmp_path / "zoho.yaml"
     path.write_text(text, encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"customers\.match_key: only the zoho record id \('id'\) is supported, "
-                                          r"not 'Account_Number'"):
+    with pytest.raises(
+            ConfigError, match=r"customers\.match_key: only the zoho record id \('id'\) is supported, "
+            r"not 'Account_Number'"):
         load_mapping(path)

@@ -88,7 +88,8 @@ def test_nothing_listening_is_one_line_naming_the_url(tmp_path: Path, clean_env:
     assert text.count("error:") == 1
 
 
-def test_a_module_that_does_not_exist_is_one_problem_not_one_per_field(tmp_path: Path, clean_env: None) -> None:
+def test_a_module_that_does_not_exist_is_one_problem_not_one_per_field(tmp_path: Path,
+                                                                       clean_env: None) -> None:
     with ZohoSandbox(seed=3) as sb:
         cfg = _init(tmp_path, "zoho", sb.api_domain)
         mapping = tmp_path / "mappings" / "zoho.yaml"

@@ -19,7 +19,8 @@ from connector.mapping.yaml_input import MAX_DEPTH
     "crm: zoho\ncustomers: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n",
     "crm: zoho\n" + "".join(" " * i + f"k{i}:\n" for i in range(5000)) + " " * 5000 + "v: 1\n",  # block style
 ], ids=["flow-sequences", "flow-mappings", "block-mappings"])
-def test_a_mapping_nested_5000_levels_is_a_config_error_not_a_recursion_error(tmp_path: Path, text: str) -> None:
+def test_a_mapping_nested_5000_levels_is_a_config_error_not_a_recursion_error(tmp_path: Path,
+                                                                              text: str) -> None:
     path = tmp_path / "deep.yaml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError) as exc:
@@ -30,7 +31,8 @@ def test_a_mapping_nested_5000_levels_is_a_config_error_not_a_recursion_error(tm
 
 def test_nesting_up_to_the_limit_is_read(tmp_path: Path) -> None:
     path = tmp_path / "ok.yaml"
-    path.write_text("crm: zoho\nextra: " + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "\n", encoding="utf-8")
+    path.write_text("crm: zoho\nextra: " + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "\n",
+                    encoding="utf-8")
     with pytest.raises(ConfigError) as exc:  # read, then refused by the schema, not by the depth limit
         load_mapping(path)
     assert "nested" not in str(exc.value) and "unknown key 'extra'" in str(exc.value)

@@ -8,7 +8,9 @@ from connector.errors import ConfigError
 from connector.mapping.models import FLAGS
 from connector.ops.alerts.config import EVENTS, load_alerts
 
-HOOK = {"name": "ops-hook", "kind": "webhook", "url_env": "PS_ALERT_WEBHOOK_URL", "secret_env": "PS_ALERT_SECRET"}
+HOOK = {
+    "name": "ops-hook", "kind": "webhook", "url_env": "PS_ALERT_WEBHOOK_URL", "secret_env": "PS_ALERT_SECRET"
+}
 MAIL = {"name": "mail", "kind": "smtp", "host": "smtp.example.com", "sender": "ps@example.com",
         "to": ["ops@example.com"]}
 
@@ -23,13 +25,20 @@ def test_defaults_and_full_table() -> None:
     empty = load_alerts({})
     assert empty.channels == [] and list(empty.events) == list(EVENTS) and empty.consecutive_failures == 3
     assert set(empty.critical_flags) <= set(FLAGS)
-    full = load_alerts({
-        "consecutive_failures": 4, "critical_flags": ["negative", "duplicate_payment"], "events": ["run_failed"],
-        "channels": [HOOK, {"name": "dt", "kind": "dingtalk", "url_env": "PS_DT", "secret_env": "PS_DT_SECRET"},
-                     {"name": "wc", "kind": "wecom", "url_env": "PS_WC", "events": ["critical_flags"]},
-                     {"name": "sl", "kind": "slack", "url_env": "PS_SL", "connections": ["main"]},
-                     {**MAIL, "port": 465, "ssl": True, "starttls": False, "username_env": "U", "password_env": "P"}],
-    }, connections={"main", "other"})
+    full = load_alerts(
+        {
+            "consecutive_failures": 4,
+            "critical_flags": ["negative", "duplicate_payment"],
+            "events": ["run_failed"],
+            "channels": [
+                HOOK, {"name": "dt", "kind": "dingtalk", "url_env": "PS_DT", "secret_env": "PS_DT_SECRET"}, {
+                    "name": "wc", "kind": "wecom", "url_env": "PS_WC", "events": ["critical_flags"]
+                }, {"name": "sl", "kind": "slack", "url_env": "PS_SL", "connections": ["main"]}, {
+                    **MAIL, "port": 465, "ssl": True, "starttls": False, "username_env": "U",
+                    "password_env": "P"
+                }
+            ],
+        }, connections={"main", "other"})
     assert [c.kind for c in full.channels] == ["webhook", "dingtalk", "wecom", "slack", "smtp"]
     assert full.channels[1].per_minute() == 20 and full.channels[0].per_minute() is None
     # events switched off globally never route; channel filters narrow further
@@ -39,27 +48,30 @@ def test_defaults_and_full_table() -> None:
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
-    ({"channels": [HOOK, {"name": "b", "kind": "wecon", "url_env": "Z"}]},
-     "alerts.channels.1.kind: unknown kind 'wecon' (did you mean 'wecom'?)"),
+    ({"channels": [HOOK, {"name": "b", "kind": "wecon", "url_env": "Z"}]
+      }, "alerts.channels.1.kind: unknown kind 'wecon' (did you mean 'wecom'?)"),
     ({"channels": [{"name": "b", "url_env": "Z"}]}, "alerts.channels.0.kind: required key is missing"),
     ({"channels": [{"name": "s", "kind": "slack"}]}, "alerts.channels.0.url_env: required key is missing"),
-    ({"channels": [{"name": "s", "kind": "slack", "url_env": "X", "evnets": []}]},
-     "alerts.channels.0.evnets: unknown key 'evnets' (did you mean 'events'?)"),
+    ({"channels": [{"name": "s", "kind": "slack", "url_env": "X", "evnets": []}]
+      }, "alerts.channels.0.evnets: unknown key 'evnets' (did you mean 'events'?)"),
     ({"channels": [{**HOOK, "secret_env": None}]}, "alerts.channels.0.secret_env"),
-    ({"channels": [HOOK, {**HOOK, "kind": "dingtalk"}]}, "alerts.channels.1.name: 'ops-hook' is used by an earlier"),
+    ({"channels": [HOOK, {**HOOK, "kind": "dingtalk"}]
+      }, "alerts.channels.1.name: 'ops-hook' is used by an earlier"),
     ({"channels": [{**HOOK, "kind": "slack"}]},
-     "alerts.channels.0.secret_env: a slack channel has no 'secret_env' (only webhook, dingtalk channels do)"),
+     "alerts.channels.0.secret_env: a slack channel has no 'secret_env' (only webhook, dingtalk channels do)"
+     ),
     ({"channels": [{**MAIL, "ssl": True}]}, "alerts.channels.0: ssl and starttls exclude each other"),
     ({"channels": [{**MAIL, "port": 0}]}, "alerts.channels.0.port:"),
     ({"channels": [{**MAIL, "username_env": "U"}]}, "give both username_env and password_env"),
     ({"channels": [{**MAIL, "to": []}]}, "alerts.channels.0.to:"),
     ({"critical_flags": ["negative", "overdrawn"]}, "alerts.critical_flags.1: unknown flag 'overdrawn' "
-                                                     "(the flag is called 'negative')"),
+     "(the flag is called 'negative')"),
     ({"critical_flags": ["low_balanse"]}, "alerts.critical_flags.0: unknown flag 'low_balanse' "
-                                          "(did you mean 'low_balance'?)"),
-    ({"events": ["recovered", "run_faild"]}, "alerts.events.1: unknown value 'run_faild' (did you mean 'run_failed'?)"),
+     "(did you mean 'low_balance'?)"),
+    ({"events": ["recovered", "run_faild"]
+      }, "alerts.events.1: unknown value 'run_faild' (did you mean 'run_failed'?)"),
     ({"consecutive_failure": 3}, "alerts.consecutive_failure: unknown key 'consecutive_failure' "
-                                 "(did you mean 'consecutive_failures'?)"),
+     "(did you mean 'consecutive_failures'?)"),
     ({"consecutive_failures": 1}, "alerts.consecutive_failures: Input should be greater than or equal to 2"),
 ])
 def test_errors_name_the_path(raw: dict, expected: str) -> None:  # type: ignore[type-arg]

@@ -115,7 +115,8 @@ def ok_json(body: dict[str, Any]) -> tuple[int, bytes]:
 class WebhookApp:
     """Verifies the HMAC signature and the replay window like a receiver should; can fail on purpose."""
 
-    def __init__(self, clock: Clock, secret: str = HOOK_SECRET, fail_first: int = 0, delay: float = 0) -> None:
+    def __init__(self, clock: Clock, secret: str = HOOK_SECRET, fail_first: int = 0,
+                 delay: float = 0) -> None:
         self.clock, self.secret, self.fail_left, self.delay = clock, secret, fail_first, delay
         self.accepted: list[dict[str, Any]] = []
         self.rejected = 0
@@ -231,8 +232,8 @@ def settings(*channels: dict[str, Any], **kw: Any) -> AlertSettings:
 
 def alert(event: str = "run_failed", run_id: int | None = 7, text: str = "Run 7 of main ended failed: boom",
           **kw: Any) -> Alert:
-    return Alert(event=event, connection="main", run_id=run_id, title=f"prepaid-sync: {event} on main", text=text,
-                 severity="warning", fields={"status": "failed", **kw})
+    return Alert(event=event, connection="main", run_id=run_id, title=f"prepaid-sync: {event} on main",
+                 text=text, severity="warning", fields={"status": "failed", **kw})
 
 
 def rows(engine: Engine) -> list[Any]:
@@ -281,10 +282,12 @@ def test_webhook_delivery_is_signed_and_verified(engine: Engine, serve, clock: C
     assert (stats.sent, stats.retrying, stats.errors) == (1, 0, [])
     [got] = app.accepted
     [row] = rows(engine)
-    assert got == {"event": "run_failed", "connection": "main", "run_id": 7, "title": "prepaid-sync: run_failed on main",
-                   "text": "Run 7 of main ended failed: boom", "severity": "warning",
-                   "fields": {"status": "failed", "reason": "CRM down"}, "sent_at": NOW.isoformat(),
-                   "delivery_id": row.id, "_delivery": str(row.id)}
+    assert got == {
+        "event": "run_failed", "connection": "main", "run_id": 7, "title": "prepaid-sync: run_failed on main",
+        "text": "Run 7 of main ended failed: boom", "severity": "warning",
+        "fields": {"status": "failed", "reason": "CRM down"}, "sent_at": NOW.isoformat(),
+        "delivery_id": row.id, "_delivery": str(row.id)
+    }
     assert (row.status, row.attempts, row.sent_at, row.channel) == ("sent", 1, NOW, "hook")
     assert deliver_due(engine, cfg, NOW + timedelta(hours=1), environ=env).sent == 0  # sent once only
 
@@ -334,16 +337,20 @@ def test_wecom_key_and_byte_limit(serve) -> None:  # type: ignore[no-untyped-def
     content = body["markdown"]["content"]
     assert len(content.encode("utf-8")) <= 4096 and content.endswith("…") and "客户0 上海" in content
     with pytest.raises(DeliveryError, match="wecom: errcode 93000: invalid webhook url"):
-        send(cfg.channels[0], alert(), now=NOW, environ={"PS_WC_URL": f"{rx.url}/cgi-bin/webhook/send?key=bad"})
+        send(cfg.channels[0], alert(), now=NOW,
+             environ={"PS_WC_URL": f"{rx.url}/cgi-bin/webhook/send?key=bad"})
 
 
 def test_slack_incoming_webhook(serve) -> None:  # type: ignore[no-untyped-def]
     app = SlackApp()
     rx = serve(app)
     cfg = settings({"name": "sl", "kind": "slack", "url_env": "PS_SLACK_URL"})
-    send(cfg.channels[0], alert(text="balance < 0 & falling"), now=NOW, environ={"PS_SLACK_URL": rx.url + SLACK_PATH})
+    send(cfg.channels[0], alert(text="balance < 0 & falling"), now=NOW,
+         environ={"PS_SLACK_URL": rx.url + SLACK_PATH})
     [body] = app.accepted
-    assert body == {"text": "*prepaid-sync: run_failed on main*\n_warning · main_\nbalance &lt; 0 &amp; falling"}
+    assert body == {
+        "text": "*prepaid-sync: run_failed on main*\n_warning · main_\nbalance &lt; 0 &amp; falling"
+    }
     with pytest.raises(DeliveryError, match="slack: HTTP 404: no_service"):
         send(cfg.channels[0], alert(), now=NOW, environ={"PS_SLACK_URL": rx.url + "/services/T/B/wrong"})
 
@@ -358,7 +365,8 @@ class Mailbox:
 
 
 def smtp_auth(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
-    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (b"ps", b"mail-pass-77")
+    ok = isinstance(auth_data,
+                    LoginPassword) and (auth_data.login, auth_data.password) == (b"ps", b"mail-pass-77")
     return AuthResult(success=ok, handled=False)
 
 
@@ -389,7 +397,8 @@ def test_smtp_delivery_with_login(engine: Engine, smtp_server) -> None:  # type:
     enqueue(engine, [alert(run_id=8)], cfg, NOW)
     stats = deliver_due(engine, cfg, NOW, environ={**env, "PS_SMTP_PASSWORD": "wrong-pass-99"})
     assert stats.retrying == 1 and "SMTPAuthenticationError" in stats.errors[0]
-    assert "wrong-pass-99" not in stats.errors[0] and "wrong-pass-99" not in (rows(engine)[-1].last_error or "")
+    assert "wrong-pass-99" not in stats.errors[0] and "wrong-pass-99" not in (rows(engine)[-1].last_error or
+                                                                              "")
 
 
 # --- retries, backoff, dead letters -------------------------------------------------------------------
@@ -413,7 +422,8 @@ def test_robot_rate_limit_then_delivered_on_the_third_attempt(engine: Engine, se
     clock.now = NOW + timedelta(seconds=120)
     assert deliver_due(engine, cfg, clock.now, environ=env).sent == 1
     [row] = rows(engine)
-    assert (row.status, row.attempts, row.sent_at, len(rx.hits), len(app.accepted)) == ("sent", 3, clock.now, 3, 1)
+    assert (row.status, row.attempts, row.sent_at, len(rx.hits), len(app.accepted)) == ("sent", 3, clock.now,
+                                                                                        3, 1)
 
 
 def test_backoff_doubles_and_the_row_dies_after_max_attempts(engine: Engine, serve, clock: Clock) -> None:  # type: ignore[no-untyped-def]
@@ -438,12 +448,15 @@ def test_backoff_doubles_and_the_row_dies_after_max_attempts(engine: Engine, ser
     assert len(rx.hits) == 4
 
 
-def test_unreachable_channel_never_raises_and_does_not_hold_up_the_others(engine: Engine, serve, clock) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_channel_never_raises_and_does_not_hold_up_the_others(
+        engine: Engine, serve, clock) -> None:  # type: ignore[no-untyped-def]
     app = SlackApp()
     rx = serve(app)
     cfg = settings(hook(), {"name": "sl", "kind": "slack", "url_env": "PS_SLACK_URL"})
-    env = {"PS_HOOK_URL": f"http://127.0.0.1:{closed_port()}/h?token={HOOK_TOKEN}", "PS_HOOK_SECRET": HOOK_SECRET,
-           "PS_SLACK_URL": rx.url + SLACK_PATH}
+    env = {
+        "PS_HOOK_URL": f"http://127.0.0.1:{closed_port()}/h?token={HOOK_TOKEN}",
+        "PS_HOOK_SECRET": HOOK_SECRET, "PS_SLACK_URL": rx.url + SLACK_PATH
+    }
     enqueue(engine, [alert(run_id=i) for i in range(1, 4)], cfg, NOW)
     started = time.monotonic()
     stats = deliver_due(engine, cfg, NOW, environ=env)
@@ -477,7 +490,8 @@ def test_a_stale_claim_is_taken_over(engine: Engine, serve, clock: Clock) -> Non
     cfg = settings(hook())
     enqueue(engine, [alert()], cfg, NOW)
     with engine.begin() as conn:  # a worker claimed it and died
-        conn.execute(ot.alerts.update().values(status="sending", attempts=1, next_attempt_at=NOW + timedelta(minutes=5)))
+        conn.execute(ot.alerts.update().values(status="sending", attempts=1,
+                                               next_attempt_at=NOW + timedelta(minutes=5)))
     clock.now = NOW + timedelta(minutes=4)
     assert deliver_due(engine, cfg, clock.now, environ=env).sent == 0
     clock.now = NOW + timedelta(minutes=5)
@@ -494,7 +508,8 @@ def test_robot_rate_per_minute_defers_the_rest(engine: Engine, serve) -> None:  
     enqueue(engine, [alert(run_id=i) for i in range(5)], cfg, NOW)
     first = deliver_due(engine, cfg, NOW, environ=env)
     assert (first.sent, first.deferred) == (3, 2)
-    assert deliver_due(engine, cfg, NOW + timedelta(seconds=30), environ=env).sent == 0  # still 3 in the minute
+    assert deliver_due(engine, cfg, NOW + timedelta(seconds=30),
+                       environ=env).sent == 0  # still 3 in the minute
     assert deliver_due(engine, cfg, NOW + timedelta(seconds=61), environ=env).sent == 2
     assert len(app.accepted) == 5
 
@@ -502,8 +517,8 @@ def test_robot_rate_per_minute_defers_the_rest(engine: Engine, serve) -> None:  
 # --- queueing, routing, the run hook ------------------------------------------------------------------
 
 def test_enqueue_routes_by_event_and_connection_and_is_idempotent(engine: Engine) -> None:
-    cfg = settings(hook("all"), hook("flags-only", events=["critical_flags"]), hook("other", connections=["other"]),
-                   events=["run_failed", "critical_flags"])
+    cfg = settings(hook("all"), hook("flags-only", events=["critical_flags"]),
+                   hook("other", connections=["other"]), events=["run_failed", "critical_flags"])
     batch = [alert("run_failed"), alert("critical_flags"), alert("recovered")]
     assert enqueue(engine, batch, cfg, NOW) == 3
     assert enqueue(engine, batch, cfg, NOW) == 0  # same run, same event, same channel: once
@@ -525,10 +540,13 @@ def test_notify_run_decides_queues_and_delivers(engine: Engine, serve, clock: Cl
                 reason="Zoho answered 503" if status == "failed" else None)).inserted_primary_key[0]))
         stats = notify_run(engine, cfg, "main", ids[-1], NOW, environ=env)
         assert stats.enqueued == stats.sent
-    assert [(a["event"], a["run_id"]) for a in app.accepted] == [
-        ("run_failed", ids[0]), ("run_failed", ids[1]), ("consecutive_failures", ids[1]), ("recovered", ids[2])]
+    assert [(a["event"], a["run_id"]) for a in app.accepted] == [("run_failed", ids[0]),
+                                                                 ("run_failed", ids[1]),
+                                                                 ("consecutive_failures", ids[1]),
+                                                                 ("recovered", ids[2])]
     assert "Zoho answered 503" in app.accepted[0]["text"]
-    assert notify_run(engine, cfg, "main", ids[-1], NOW, environ=env).enqueued == 0  # a second call adds nothing
+    assert notify_run(engine, cfg, "main", ids[-1], NOW,
+                      environ=env).enqueued == 0  # a second call adds nothing
     assert notify_run(engine, settings(), "main", ids[0], NOW).to_dict()["sent"] == 0  # no channels: no work
 
 
@@ -571,7 +589,8 @@ def test_a_claim_is_a_compare_and_set(engine: Engine) -> None:
     later = NOW + timedelta(minutes=6)
     assert not _claim(engine, snapshot, later)  # even after the claim expired: the row has moved on
     [claimed] = rows(engine)
-    assert _claim(engine, claimed, later) and not _claim(engine, claimed, later)  # a stale claim is taken once
+    assert _claim(engine, claimed,
+                  later) and not _claim(engine, claimed, later)  # a stale claim is taken once
     [row] = rows(engine)
     assert (row.status, row.attempts) == ("sending", 2)
 
@@ -583,14 +602,17 @@ def test_secrets_stay_out_of_rows_logs_and_errors(engine: Engine, serve, clock: 
     hook_rx, dt_rx, wc_rx, sl_rx = serve(WebhookApp(clock)), serve(DingTalkApp(clock)), serve(WeComApp()), \
         serve(SlackApp())
     dead = f"http://127.0.0.1:{closed_port()}"
-    good = {"PS_HOOK_URL": f"{hook_rx.url}/h?token={HOOK_TOKEN}", "PS_HOOK_SECRET": HOOK_SECRET,
-            "PS_DT_URL": f"{dt_rx.url}/robot/send?access_token={DT_TOKEN}", "PS_DT_SECRET": DT_SECRET,
-            "PS_WC_URL": f"{wc_rx.url}/cgi-bin/webhook/send?key={WC_KEY}", "PS_SLACK_URL": sl_rx.url + SLACK_PATH}
+    good = {
+        "PS_HOOK_URL": f"{hook_rx.url}/h?token={HOOK_TOKEN}", "PS_HOOK_SECRET": HOOK_SECRET,
+        "PS_DT_URL": f"{dt_rx.url}/robot/send?access_token={DT_TOKEN}", "PS_DT_SECRET": DT_SECRET,
+        "PS_WC_URL": f"{wc_rx.url}/cgi-bin/webhook/send?key={WC_KEY}", "PS_SLACK_URL": sl_rx.url + SLACK_PATH
+    }
     unreachable = {k: (v.replace(hook_rx.url, dead).replace(dt_rx.url, dead).replace(wc_rx.url, dead)
                        .replace(sl_rx.url, dead)) for k, v in good.items()}
     refused = {**good, "PS_HOOK_SECRET": "x" + HOOK_SECRET, "PS_DT_SECRET": DT_SECRET + "x",
                "PS_WC_URL": good["PS_WC_URL"] + "0", "PS_SLACK_URL": good["PS_SLACK_URL"] + "0"}
-    cfg = settings(hook(), {"name": "dt", "kind": "dingtalk", "url_env": "PS_DT_URL", "secret_env": "PS_DT_SECRET"},
+    cfg = settings(hook(),
+                   {"name": "dt", "kind": "dingtalk", "url_env": "PS_DT_URL", "secret_env": "PS_DT_SECRET"},
                    {"name": "wc", "kind": "wecom", "url_env": "PS_WC_URL"},
                    {"name": "sl", "kind": "slack", "url_env": "PS_SLACK_URL"}, max_attempts=3)
     enqueue(engine, [alert()], cfg, NOW)
@@ -647,9 +669,10 @@ url_env = "PS_WC_URL"
     res = runner.invoke(alerts_cmd.app, ["test", "--config", str(cfg), "--json"])
     assert res.exit_code == 1, res.output
     doc = json.loads(res.stdout)
-    assert doc["channels"] == [
-        {"channel": "hook", "kind": "webhook", "ok": True, "error": None},
-        {"channel": "robot", "kind": "wecom", "ok": False, "error": "wecom: environment variable PS_WC_URL is not set"}]
+    assert doc["channels"] == [{"channel": "hook", "kind": "webhook", "ok": True, "error": None}, {
+        "channel": "robot", "kind": "wecom", "ok": False,
+        "error": "wecom: environment variable PS_WC_URL is not set"
+    }]
     assert app.accepted[0]["event"] == "test"
     res = runner.invoke(alerts_cmd.app, ["test", "--config", str(cfg), "--channel", "hook"])
     assert res.exit_code == 0 and "delivered" in res.stdout

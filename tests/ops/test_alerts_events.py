@@ -27,10 +27,13 @@ class History:
         self.n += 1
         start = T0 + timedelta(minutes=15 * self.n)
         with self.engine.begin() as conn:
-            return int(conn.execute(t.runs.insert().values(
-                connection=connection or self.connection, started_at=start, finished_at=start + timedelta(minutes=2),
-                status=status, dry_run=dry_run, reason=reason, stats=json.dumps(stats) if stats else None,
-                trigger="schedule")).inserted_primary_key[0])
+            return int(
+                conn.execute(t.runs.insert().values(connection=connection or self.connection,
+                                                    started_at=start,
+                                                    finished_at=start + timedelta(minutes=2), status=status,
+                                                    dry_run=dry_run, reason=reason,
+                                                    stats=json.dumps(stats) if stats else None,
+                                                    trigger="schedule")).inserted_primary_key[0])
 
     def flag(self, run_id: int, code: str, customer: str, detail: str = "") -> None:
         with self.engine.begin() as conn:
@@ -58,7 +61,8 @@ def test_a_failed_run_alerts_with_its_reason(history: History) -> None:
     history.run("ok")
     rid = history.run("failed", reason="CRM refused the token: access_token=abc123secretvalue")
     [alert] = decide(history.engine, "main", rid, RULES)
-    assert (alert.event, alert.severity, alert.run_id, alert.connection) == ("run_failed", "warning", rid, "main")
+    assert (alert.event, alert.severity, alert.run_id, alert.connection) == ("run_failed", "warning", rid,
+                                                                             "main")
     assert "failed" in alert.title and "CRM refused the token" in alert.text
     assert "abc123secretvalue" not in alert.text + json.dumps(alert.fields)
     assert alert.fields["consecutive_failures"] == 1 and alert.fields["status"] == "failed"

@@ -34,7 +34,8 @@ def test_charges_count_per_day_in_the_connection_zone(tmp_path: Path) -> None:
                        r"2026-11-27\)$") as info:
         budget.charge("deleted", 2)
     assert info.value.resume_at == datetime(2026, 11, 27, 16, 0, tzinfo=timezone.utc)
-    assert info.value.run_reason().endswith("(11 spent on 2026-11-27); the next run resumes after 2026-11-28 00:00 CST")
+    assert info.value.run_reason().endswith(
+        "(11 spent on 2026-11-27); the next run resumes after 2026-11-28 00:00 CST")
     assert info.value.run_status == "budget" and not info.value.retriable
     assert budget.used() == 11  # a refused call is not counted
     clock.advance(minutes=2)  # a new day in Shanghai, still the 27th in UTC
@@ -109,9 +110,10 @@ def test_money_writes_go_first_and_a_tight_budget_stops_on_cosmetic_ones(tmp_pat
                 ("available", {"Prepaid_Available": "5.00"})]
     with engine.begin() as conn:
         for crm_id, payload in payloads:
-            conn.execute(t.outbox.insert().values(connection="zoho", run_id=1, kind="write", module="Accounts",
-                                                  crm_id=crm_id, payload=__import__("json").dumps(payload),
-                                                  evidence="{}", status="planned", attempts=0, created_at=now,
+            conn.execute(t.outbox.insert().values(connection="zoho", run_id=1, kind="write",
+                                                  module="Accounts", crm_id=crm_id,
+                                                  payload=__import__("json").dumps(payload), evidence="{}",
+                                                  status="planned", attempts=0, created_at=now,
                                                   updated_at=now))
     adapter = RecordingAdapter(allow=2)
     ctx = Ctx(connection="zoho", engine=engine, ledger=Ledger(engine), adapter=adapter,  # type: ignore[arg-type]

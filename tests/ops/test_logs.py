@@ -84,8 +84,11 @@ def test_secrets_are_masked_in_message_args_extras_and_exceptions() -> None:
     stream = json_stream()
     log.info(f"token refreshed: access_token={TOKEN}")
     log.warning("sent header %s", "Authorization: Zoho-oauthtoken xyz")
-    log.info("request", extra={"headers": {"Authorization": "Zoho-oauthtoken xyz"}, "url": f"x?access_token={TOKEN}",
-                               "client_secret": "s3cr3t-value"})
+    log.info(
+        "request", extra={
+            "headers": {"Authorization": "Zoho-oauthtoken xyz"}, "url": f"x?access_token={TOKEN}",
+            "client_secret": "s3cr3t-value"
+        })
     try:
         raise RuntimeError(f"refresh failed for access_token={TOKEN}")
     except RuntimeError:
@@ -94,7 +97,8 @@ def test_secrets_are_masked_in_message_args_extras_and_exceptions() -> None:
     assert TOKEN not in raw and "oauthtoken xyz" not in raw and "abcdef0123456789abcdef" not in raw
     got = lines(stream)
     assert got[0]["message"] == "token refreshed: access_token=***"
-    assert got[1]["message"].startswith("sent header Authorization: Zoho-oauthtoken ***")  # the scheme is no secret
+    assert got[1]["message"].startswith(
+        "sent header Authorization: Zoho-oauthtoken ***")  # the scheme is no secret
     assert got[2]["headers"] == {"Authorization": "***"} and got[2]["client_secret"] == "***"
     assert "s3cr3t" not in raw
     assert "RuntimeError" in got[3]["exc"] and "Traceback" in got[3]["exc"]
@@ -127,7 +131,8 @@ def test_cli_root_options_configure_logging(tmp_path: Path, monkeypatch: pytest.
     runner = CliRunner()
     monkeypatch.chdir(tmp_path)
     db = f"sqlite:///{tmp_path}/l.db"
-    assert runner.invoke(app, ["--db", db, "db", "upgrade"]).exit_code == 0  # `runs` only reads: it creates none
+    assert runner.invoke(app,
+                         ["--db", db, "db", "upgrade"]).exit_code == 0  # `runs` only reads: it creates none
     logs.reset_logging()
     res = runner.invoke(app, ["--db", db, "--log-format", "json", "--log-level", "debug", "runs", "--json"])
     assert res.exit_code == 0, res.stderr
@@ -144,5 +149,6 @@ def test_default_warnings_are_masked_too(tmp_path: Path) -> None:
     assert res.exit_code == 0 and not logs.is_configured()
     last = logging.lastResort
     assert last is not None and any(isinstance(f, logs.RunContextFilter) for f in last.filters)
-    record = logging.LogRecord("connector.x", logging.WARNING, __file__, 1, "got %s", (f"access_token={TOKEN}",), None)
+    record = logging.LogRecord("connector.x", logging.WARNING, __file__, 1, "got %s",
+                               (f"access_token={TOKEN}", ), None)
     assert last.filter(record) and record.getMessage() == "got access_token=***"

@@ -50,15 +50,17 @@ class FakeSyncEngine:
         if status == "locked":
             raise RunLocked(f"connection {self.name!r} is being synced by run 1")
         self.runs.append((trigger, self.clock()))
-        status, _, resume = status.partition("@")  # "interrupted@2026-11-27T01:17:00+00:00": with a resume time
+        status, _, resume = status.partition(
+            "@")  # "interrupted@2026-11-27T01:17:00+00:00": with a resume time
         return RunReport(connection=self.name, run_id=len(self.runs), status=status,
                          resumes_at=datetime.fromisoformat(resume) if resume else None)
 
 
 def settings(tmp_path: Path, schedule: str = "every 15 minutes", **conn_kw: Any) -> LoadedSettings:
     conn = Connection(crm="zoho", mapping="m.yaml", schedule=schedule, **conn_kw)
-    s = Settings(database_url=f"sqlite:///{tmp_path}/s.db", connections={"zoho": conn},
-                 scheduler=SchedulerSettings(timezone="Asia/Shanghai", lease_seconds=60, heartbeat_seconds=15))
+    s = Settings(
+        database_url=f"sqlite:///{tmp_path}/s.db", connections={"zoho": conn},
+        scheduler=SchedulerSettings(timezone="Asia/Shanghai", lease_seconds=60, heartbeat_seconds=15))
     return LoadedSettings(settings=s, path=tmp_path / "prepaid-sync.toml")
 
 
@@ -210,8 +212,8 @@ def test_budget_stop_waits_for_the_next_window_in_the_connection_zone(world: tup
     w = worker(loaded, engine, clock, runs, status=["budget"])
     from zoneinfo import ZoneInfo
 
-    w.sync_engine("zoho").budget = ApiBudget(engine, "zoho", limit=10, unit="calls", tz=ZoneInfo("Asia/Shanghai"),
-                                             clock=clock)
+    w.sync_engine("zoho").budget = ApiBudget(engine, "zoho", limit=10, unit="calls",
+                                             tz=ZoneInfo("Asia/Shanghai"), clock=clock)
     w.poll()
     assert next_run(engine) == datetime(2026, 11, 27, 16, 0, tzinfo=UTC)  # midnight in Shanghai
 
@@ -259,7 +261,8 @@ def test_cron_weekdays_mean_what_cron_means(weekday: str, names: str) -> None:
     assert parse_schedule(f"0 9 * * {weekday}") == f"0 9 * * {names}"
 
 
-@pytest.mark.parametrize("bad", ["* * * *", "every 0 minutes", "61 * * * *", "0 9 * * 8", "every 5 fortnights"])
+@pytest.mark.parametrize("bad",
+                         ["* * * *", "every 0 minutes", "61 * * * *", "0 9 * * 8", "every 5 fortnights"])
 def test_bad_schedules_are_refused_with_the_reason(bad: str) -> None:
     from connector.schedule_spec import parse_schedule
 

@@ -54,8 +54,10 @@ def _stats(**kw: Any) -> str:
 def seed(engine: Engine, now: datetime) -> None:
     """Runs of every kind, a fresh and a stale lock, a schedule row, usage, flags, errors, outbox, alerts."""
     m = timedelta(minutes=1)
-    crash_err = [{"record": "", "field": "", "stage": "run",
-                  "reason": "zoho 401 INVALID_TOKEN: access_token=1000.abcdef0123456789abcdef.0123456789abcdef01"}]
+    crash_err = [{
+        "record": "", "field": "", "stage": "run",
+        "reason": "zoho 401 INVALID_TOKEN: access_token=1000.abcdef0123456789abcdef.0123456789abcdef01"
+    }]
     rec_errs = [{"record": "zoho:Deals:1", "field": "Amount", "stage": "pull", "reason": "not a number"},
                 {"record": "zoho:Deals:2", "field": "Stage", "stage": "pull", "reason": "unknown stage"}]
 
@@ -71,11 +73,11 @@ def seed(engine: Engine, now: datetime) -> None:
         run(2, "acme", "partial", -105, -103, _stats(error_total=2, errors=rec_errs)),
         run(3, "acme", "failed", -90, -89, _stats(error_total=1, errors=crash_err, api_calls=1)),
         run(4, "acme", "crashed", -75, -74, None),
-        run(5, "acme", "running", -60, None),   # its lock is gone: it crashed
-        run(6, "acme", "running", -2, None, worker="w-a"),   # holds the lock now
+        run(5, "acme", "running", -60, None),  # its lock is gone: it crashed
+        run(6, "acme", "running", -2, None, worker="w-a"),  # holds the lock now
         run(7, "acme", "ok", -1, 0, _stats(), dry_run=True),  # dry runs never count
-        run(8, "beta", "budget", -30, -29, _stats(api_calls=900), reason="daily API budget reached (900 of 900)",
-            trigger="manual"),
+        run(8, "beta", "budget", -30, -29, _stats(api_calls=900),
+            reason="daily API budget reached (900 of 900)", trigger="manual"),
         run(9, "beta", "running", -10, None, worker="w-b"),  # holder stopped heart-beating
     ]
     with engine.begin() as c:
@@ -85,14 +87,17 @@ def seed(engine: Engine, now: datetime) -> None:
              "holder": "w-a", "heartbeat_at": now - timedelta(seconds=5), "lease_until": now + m},
             {"connection": "beta", "run_id": 9, "pid": 109, "host": "host-b", "acquired_at": now - 10 * m,
              "holder": "w-b", "heartbeat_at": now - 9 * m, "lease_until": now - 8 * m}])
-        c.execute(ot.schedule.insert().values(connection="acme", spec="every 15 minutes", next_run_at=now + 15 * m,
-                                             missed=1, updated_at=now))
+        c.execute(ot.schedule.insert().values(connection="acme", spec="every 15 minutes",
+                                              next_run_at=now + 15 * m, missed=1, updated_at=now))
         today = (now + timedelta(hours=8)).date()
-        c.execute(t.api_usage.insert(), [
-            {"connection": "acme", "day": today.isoformat(), "calls": 120, "credits": 4700, "updated_at": now},
-            {"connection": "acme", "day": (today - timedelta(days=1)).isoformat(), "calls": 9, "credits": 99,
-             "updated_at": now},
-            {"connection": "beta", "day": now.date().isoformat(), "calls": 900, "credits": 0, "updated_at": now}])
+        c.execute(t.api_usage.insert(), [{
+            "connection": "acme", "day": today.isoformat(), "calls": 120, "credits": 4700, "updated_at": now
+        }, {
+            "connection": "acme", "day": (today - timedelta(days=1)).isoformat(), "calls": 9, "credits": 99,
+            "updated_at": now
+        }, {
+            "connection": "beta", "day": now.date().isoformat(), "calls": 900, "credits": 0, "updated_at": now
+        }])
         flag = {"connection": "acme", "marker": "m", "opened_at": now, "run_id": 2}
         c.execute(t.flags.insert(), [
             {**flag, "customer_id": "c1", "code": "low_balance", "cleared_at": None},
@@ -101,11 +106,12 @@ def seed(engine: Engine, now: datetime) -> None:
             {**flag, "customer_id": "c4", "code": "low_balance", "cleared_at": now}])
         err = {"connection": "acme", "field": "", "stage": "pull", "reason": "not a number", "run_id": 2,
                "first_seen": now - 105 * m, "last_seen": now - 104 * m, "attempts": 1}
-        c.execute(t.errors.insert(), [
-            {**err, "record": "zoho:Deals:1", "field": "Amount", "resolved_at": None},
-            {**err, "record": "zoho:Deals:2", "field": "Stage", "reason": "unknown stage", "resolved_at": None},
-            {**err, "record": "zoho:Deals:3", "resolved_at": now - 60 * m},
-            {**err, "record": "zoho:Deals:4", "run_id": 1, "resolved_at": None}])
+        c.execute(t.errors.insert(),
+                  [{**err, "record": "zoho:Deals:1", "field": "Amount", "resolved_at": None}, {
+                      **err, "record": "zoho:Deals:2", "field": "Stage", "reason": "unknown stage",
+                      "resolved_at": None
+                  }, {**err, "record": "zoho:Deals:3", "resolved_at": now - 60 * m},
+                   {**err, "record": "zoho:Deals:4", "run_id": 1, "resolved_at": None}])
         box = {"connection": "acme", "run_id": 2, "kind": "write", "module": "Accounts", "payload": "{}",
                "created_at": now, "updated_at": now}
         c.execute(t.outbox.insert(), [{**box, "status": s} for s in
@@ -136,12 +142,14 @@ def check_acme(engine: Engine, config: Path) -> None:
     assert s.last_run is not None and (s.last_run.id, s.last_run.status) == (6, "running")
     assert s.last_finished is not None and (s.last_finished.id, s.last_finished.status) == (5, "crashed")
     assert s.last_finished.reason == "process ended mid-run (its lock is gone)"
-    assert s.running is not None and (s.running.run_id, s.running.holder, s.running.stale) == (6, "w-a", False)
+    assert s.running is not None and (s.running.run_id, s.running.holder, s.running.stale) == (6, "w-a",
+                                                                                               False)
     assert s.running.since.utcoffset() == timedelta(hours=8)
     assert s.consecutive_failures == 3  # runs 3 (failed), 4 (crashed), 5 (lock gone); 6 runs now, 7 is dry
     assert (s.next_run_at, s.next_run_source, s.missed) == (NOW + timedelta(minutes=15), "scheduler", 1)
-    assert s.budget.model_dump() == {"day": "2026-01-15", "unit": "credits", "used_today": 4700, "budget": 5000,
-                                     "remaining": 300}
+    assert s.budget.model_dump() == {
+        "day": "2026-01-15", "unit": "credits", "used_today": 4700, "budget": 5000, "remaining": 300
+    }
     assert s.open_flags == {"expiring": 1, "low_balance": 2}
     assert s.failed_rows.model_dump() == {"errors_open": 3, "outbox_failed": 1, "outbox_pending": 2,
                                           "outbox_dead": 1}
@@ -164,14 +172,17 @@ def test_connection_status_postgres(pg_url: str, config: Path) -> None:
 def test_stale_lease_budget_stop_and_unscheduled(engine: Engine, config: Path) -> None:
     loaded = load_settings(config)
     beta = connection_status(engine, loaded, "beta", NOW)
-    assert beta.running is not None and beta.running.stale and beta.running.lease_until == NOW - timedelta(minutes=8)
+    assert beta.running is not None and beta.running.stale and beta.running.lease_until == NOW - timedelta(
+        minutes=8)
     assert beta.last_run is not None and (beta.last_run.id, beta.last_run.status) == (9, "running")
-    assert beta.last_finished is not None and (beta.last_finished.id, beta.last_finished.status) == (8, "budget")
+    assert beta.last_finished is not None and (beta.last_finished.id, beta.last_finished.status) == (8,
+                                                                                                     "budget")
     assert beta.last_finished.duration_s == 60 and beta.last_finished.api_calls == 900
     assert beta.consecutive_failures == 0  # a budget stop is not a failure, and run 9 still holds its lock
     assert (beta.schedule, beta.next_run_at, beta.next_run_source) == (None, None, None)
-    assert beta.budget.model_dump() == {"day": "2026-01-15", "unit": "calls", "used_today": 900, "budget": None,
-                                        "remaining": None}
+    assert beta.budget.model_dump() == {
+        "day": "2026-01-15", "unit": "calls", "used_today": 900, "budget": None, "remaining": None
+    }
     gamma = connection_status(engine, loaded, "gamma", NOW)  # no schedule row yet: computed from the config
     assert (gamma.next_run_at, gamma.next_run_source) == (datetime(2026, 1, 16, 8, 0, tzinfo=UTC), "config")
     assert gamma.last_run is None and gamma.last_finished is None and gamma.running is None and gamma.consecutive_failures == 0
@@ -197,8 +208,8 @@ def test_consecutive_failures(sqlite_url: str, config: Path, statuses: list[str]
     engine = make_engine(sqlite_url)
     with engine.begin() as c:
         for i, st in enumerate(statuses, 1):
-            c.execute(t.runs.insert().values(id=i, connection="gamma", status=st, started_at=NOW, finished_at=NOW,
-                                             dry_run=False))
+            c.execute(t.runs.insert().values(id=i, connection="gamma", status=st, started_at=NOW,
+                                             finished_at=NOW, dry_run=False))
     s = connection_status(engine, load_settings(config), "gamma", NOW)
     assert s.consecutive_failures == expected and s.last_finished == s.last_run
 
@@ -258,13 +269,15 @@ def test_status_cli(cli, config: Path) -> None:  # type: ignore[no-untyped-def]
                   "#5 crashed", "#8 budget · manual", "daily API budget reached"):
         assert words in text, words
     assert "1000.abcdef" not in text
-    assert "no connection named 'nope'" in cli("status", "--config", str(config), "--connection", "nope", code=2)
+    assert "no connection named 'nope'" in cli("status", "--config", str(config), "--connection", "nope",
+                                               code=2)
 
 
 def test_runs_cli(cli, config: Path) -> None:  # type: ignore[no-untyped-def]
     doc = cli("runs", "--config", str(config), "--limit", "5", "--json")
     assert [r["id"] for r in doc["runs"]] == [9, 8, 7, 6, 5]
-    assert [r["id"] for r in cli("runs", "--config", str(config), "--connection", "beta", "--json")["runs"]] == [9, 8]
+    assert [r["id"] for r in cli("runs", "--config", str(config), "--connection", "beta", "--json")["runs"]
+            ] == [9, 8]
     text = cli("runs", "--config", str(config), "--limit", "3")
     assert "last 3 run(s)" in text and "budget" in text
 

@@ -45,9 +45,10 @@ def env() -> dict[str, str]:
 
 
 def start_worker(cfg: Path, name: str, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "connector", "--log-format", "json", "schedule", "--config",
-                             str(cfg), "--worker-id", name], env=env(), stdout=subprocess.DEVNULL,
-                            stderr=log.open("wb"))
+    return subprocess.Popen([
+        sys.executable, "-m", "connector", "--log-format", "json", "schedule", "--config",
+        str(cfg), "--worker-id", name
+    ], env=env(), stdout=subprocess.DEVNULL, stderr=log.open("wb"))
 
 
 def manual_run(cfg: Path) -> subprocess.CompletedProcess[str]:
@@ -57,7 +58,8 @@ def manual_run(cfg: Path) -> subprocess.CompletedProcess[str]:
 
 def runs(db_url: str) -> list[Any]:
     with make_engine(db_url).connect() as conn:
-        return list(conn.execute(select(t.runs).where(t.runs.c.dry_run.is_(False)).order_by(t.runs.c.started_at)))
+        return list(
+            conn.execute(select(t.runs).where(t.runs.c.dry_run.is_(False)).order_by(t.runs.c.started_at)))
 
 
 def assert_one_at_a_time(rows: list[Any]) -> None:
@@ -128,7 +130,8 @@ def test_workers_and_manual_runs_share_a_connection_one_run_at_a_time(db_url: st
             # until three scheduled runs ended and a manual run got through.
             manual: list[subprocess.CompletedProcess[str]] = []
             while len(finished_scheduled(db_url)) < 3 or not any(m.returncode == 0 for m in manual):
-                assert len(manual) < 20, f"20 manual runs and still {len(finished_scheduled(db_url))} scheduled"
+                assert len(
+                    manual) < 20, f"20 manual runs and still {len(finished_scheduled(db_url))} scheduled"
                 before = len(finished_scheduled(db_url))
                 manual.append(manual_run(cfg))
                 wait_until(lambda: len(finished_scheduled(db_url)) > before,  # noqa: B023
@@ -140,8 +143,8 @@ def test_workers_and_manual_runs_share_a_connection_one_run_at_a_time(db_url: st
         assert_one_at_a_time(rows)
         # A run still going when the test sends SIGTERM at its end stops after its batch: `interrupted`.
         last = rows[-1].id
-        assert not [(r.id, r.worker, r.status, r.reason) for r in rows if r.status not in ("ok", "partial") and
-                    not (r.status == "interrupted" and r.reason == "SIGTERM" and r.id == last)]
+        assert not [(r.id, r.worker, r.status, r.reason) for r in rows if r.status not in (
+            "ok", "partial") and not (r.status == "interrupted" and r.reason == "SIGTERM" and r.id == last)]
         scheduled = [r for r in rows if r.trigger == "schedule"]
         assert len(scheduled) >= 3
         refused = [m for m in manual if m.returncode == 4]
@@ -313,7 +316,9 @@ def test_sigkill_of_workers_at_random_points_then_resume_converges(db_url: str, 
             tap.arm(rng.randint(MID_RUN, 9), "before")
             tap.attach(start_worker(cfg, f"victim{i}", tmp_path / f"v{i}.log"))
             wait_event(tap.reached, f"worker victim{i} to reach its kill point")
-            live = [r for r in pays.records.values() if (r.get("Account") or {}).get("id") and r.get("Currency")]
+            live = [
+                r for r in pays.records.values() if (r.get("Account") or {}).get("id") and r.get("Currency")
+            ]
             victim = live[rng.randrange(len(live))]
             if i % 2:
                 org.delete(pays, victim["id"])
@@ -322,8 +327,9 @@ def test_sigkill_of_workers_at_random_points_then_resume_converges(db_url: str, 
             sb.config.clock_offset += 1.05  # Zoho keeps modified times to the second: move its clock on
         last = start_worker(cfg, "survivor", tmp_path / "s.log")
         try:
-            wait_for(lambda: [r for r in runs(db_url) if r.worker == "survivor" and r.status in ("ok", "partial")],
-                     120, "a clean run after the changes")
+            wait_for(
+                lambda: [r for r in runs(db_url) if r.worker == "survivor" and r.status in ("ok", "partial")],
+                120, "a clean run after the changes")
         finally:
             assert stop([last]) == [0]
         rows = runs(db_url)
@@ -332,7 +338,8 @@ def test_sigkill_of_workers_at_random_points_then_resume_converges(db_url: str, 
         killed = sum(r.status == "crashed" for r in rows)  # killed mid-run, then taken over
         expected: dict[str, Decimal] = {}
         for p in pays.records.values():
-            acc = (p.get("Account") or {}).get("id") or f"unassigned-payment-{p['id']}"  # no customer: held apart
+            acc = (p.get("Account") or
+                   {}).get("id") or f"unassigned-payment-{p['id']}"  # no customer: held apart
             if p.get("Payment_Status") == "Received" and p.get("Currency"):
                 expected[f"zoho:Accounts:{acc}"] = expected.get(f"zoho:Accounts:{acc}", Decimal(0)) + \
                     Decimal(str(p["Amount"]))
@@ -350,8 +357,9 @@ def test_once_stops_after_its_batch_on_sigterm(tmp_path: Path) -> None:
         cfg = config(tmp_path, sb.api_domain, db_url, "every 1 hours")
         tap = paused_mid_run(sb)
         log = tmp_path / "once.log"
-        proc = subprocess.Popen([sys.executable, "-m", "connector", "schedule", "--once", "--json", "--config",
-                                 str(cfg)], env=env(), stdout=subprocess.PIPE, stderr=log.open("wb"), text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "connector", "schedule", "--once", "--json", "--config",
+             str(cfg)], env=env(), stdout=subprocess.PIPE, stderr=log.open("wb"), text=True)
         wait_event(tap.reached, "the run to reach its first page of records")
         proc.send_signal(signal.SIGTERM)
         wait_log(log, "finishing the current batch", "the run to take the SIGTERM")
@@ -368,8 +376,9 @@ def test_manual_sync_run_stops_after_its_batch_on_sigterm(tmp_path: Path) -> Non
         cfg = config(tmp_path, sb.api_domain, db_url, "every 1 hours")
         tap = paused_mid_run(sb)
         log = tmp_path / "run.log"
-        proc = subprocess.Popen([sys.executable, "-m", "connector", "sync", "run", "--json", "--config", str(cfg)],
-                                env=env(), stdout=subprocess.PIPE, stderr=log.open("wb"), text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "connector", "sync", "run", "--json", "--config",
+             str(cfg)], env=env(), stdout=subprocess.PIPE, stderr=log.open("wb"), text=True)
         wait_event(tap.reached, "the run to reach its first page of records")
         proc.send_signal(signal.SIGINT)
         wait_log(log, "SIGINT: stopping after the current batch", "the run to take the SIGINT")

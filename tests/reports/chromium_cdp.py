@@ -84,9 +84,9 @@ class Page:
         assert m, ws_url
         self.sock = socket.create_connection((m.group(1), int(m.group(2))), timeout=30)
         key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET {m.group(3)} HTTP/1.1\r\nHost: {m.group(1)}:{m.group(2)}\r\nUpgrade: websocket\r\n"
-                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
-                          .encode())
+        self.sock.sendall((
+            f"GET {m.group(3)} HTTP/1.1\r\nHost: {m.group(1)}:{m.group(2)}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
         head = b""
         while b"\r\n\r\n" not in head:
             head += self.sock.recv(1)
@@ -156,13 +156,15 @@ class Page:
         size = self.eval("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
         self.send("Emulation.setDeviceMetricsOverride", width=int(size[0]), height=int(size[1]),
                   deviceScaleFactor=1, mobile=False)
-        data = base64.b64decode(self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"])
+        data = base64.b64decode(
+            self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"])
         path.write_bytes(data)
         return data
 
     def pdf(self) -> bytes:
         """Print to PDF with the page's own @page size."""
-        return base64.b64decode(self.send("Page.printToPDF", preferCSSPageSize=True, printBackground=True)["data"])
+        return base64.b64decode(
+            self.send("Page.printToPDF", preferCSSPageSize=True, printBackground=True)["data"])
 
     def close(self) -> None:
         """Close the socket."""

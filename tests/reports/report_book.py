@@ -46,7 +46,8 @@ def seed(ledger: Ledger) -> None:
     # bolt: "no refund" terms, a bonus lot, and a payment short of the agreed amount (overdue).
     lg.set_terms("bolt", "CNY", due_date=date(2026, 6, 1), agreed_amount="20000", refund_policy="none")
     lg.deposit("bolt", "5000", "CNY", "b1", effective_at=d(2026, 5, 25))
-    lg.adjust("bolt", "1000", "CNY", "b2", memo="bonus", effective_at=d(2026, 5, 25), expires_at=d(2026, 8, 16))
+    lg.adjust("bolt", "1000", "CNY", "b2", memo="bonus", effective_at=d(2026, 5, 25),
+              expires_at=d(2026, 8, 16))
     lg.consume("bolt", "1200", "CNY", "b3", effective_at=d(2026, 6, 20))
     # cobalt: a one-year time card (pro rata), little use long ago.
     lg.set_terms("cobalt", "USD", refund_policy="pro_rata")

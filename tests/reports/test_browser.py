@@ -27,8 +27,9 @@ def browser() -> Iterator[Browser]:
 
 def visible_text(page: object, selector: str) -> str:
     """innerText of a rendered, visible element ('' when hidden or zero-sized)."""
-    js = (f"(() => {{ const e = document.querySelector({selector!r}); if (!e) return null;"
-          " const r = e.getBoundingClientRect(); return (r.width > 0 && r.height > 0) ? e.innerText : ''; })()")
+    js = (
+        f"(() => {{ const e = document.querySelector({selector!r}); if (!e) return null;"
+        " const r = e.getBoundingClientRect(); return (r.width > 0 && r.height > 0) ? e.innerText : ''; })()")
     return page.eval(js)  # type: ignore[attr-defined, no-any-return]
 
 
@@ -99,7 +100,8 @@ def _overflowing(page: object) -> list[str]:
     return page.eval(  # type: ignore[attr-defined, no-any-return]
         "(() => { const w = document.body.getBoundingClientRect().right + 1;"
         " return [...document.querySelectorAll('table, td, th')]"
-        ".filter(e => e.getBoundingClientRect().right > w).map(e => e.tagName + ':' + e.innerText.slice(0, 30)); })()")
+        ".filter(e => e.getBoundingClientRect().right > w).map(e => e.tagName + ':' + e.innerText.slice(0, 30)); })()"
+    )
 
 
 def test_statement_fits_a4_with_a_long_reference(browser: Browser, sqlite_book: Book, tmp_path: Path) -> None:
@@ -114,8 +116,9 @@ def test_statement_fits_a4_with_a_long_reference(browser: Browser, sqlite_book: 
     page = browser.page(html.as_uri())
     try:
         _at_a4(page)
-        line = page.eval("parseFloat(getComputedStyle(document.querySelector('tr.opening td.label')).lineHeight)"
-                         " || 20")
+        line = page.eval(
+            "parseFloat(getComputedStyle(document.querySelector('tr.opening td.label')).lineHeight)"
+            " || 20")
         height = page.eval("document.querySelector('tr.opening td.label').getBoundingClientRect().height")
         assert height < 2 * line + 12, f"期初余额 wraps: {height}px for a {line}px line"
         assert _overflowing(page) == []

@@ -43,7 +43,8 @@ def test_rules_file_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_stop_switch_refuses_deposits_not_replays(book: Book) -> None:
-    stopped = ComplianceRules(accept_prepayments=False, stop_reason="major operating risk", source="test.toml")
+    stopped = ComplianceRules(accept_prepayments=False, stop_reason="major operating risk",
+                              source="test.toml")
     ledger = Ledger(book.engine, clock=lambda: NOW, deposit_guard=DepositGuard(stopped))
     assert ledger.deposit("acme", "10000", "CNY", "a1", effective_at=d(2026, 3, 5), expires_at=d(2026, 7, 21),
                           source=("zoho", "PAY-1")).status == "exists"
@@ -97,5 +98,6 @@ def test_threshold_warnings(book: Book) -> None:
     assert "unknown kind (unit threshold applied)" in got[1].message  # acme's kind is not known
     # bolt is an individual: its 5000 CNY is under the individual cash threshold of 50000.
     no_attrs = threshold_warnings(book.engine, d(2026, 1, 1), d(2026, 7, 1), rules)
-    assert [(w.customer, w.rule) for w in no_attrs] == [("acme", "real_name"), ("acme", "cash"), ("bolt", "cash")]
+    assert [(w.customer, w.rule) for w in no_attrs] == [("acme", "real_name"), ("acme", "cash"),
+                                                        ("bolt", "cash")]
     assert not threshold_warnings(book.engine, d(2026, 3, 6), d(2026, 5, 1), rules)

@@ -56,8 +56,10 @@ def test_per_customer_figures(book: Book) -> None:
     assert bolt["payments"][0]["status"] == "open_overdue" and bolt["payments"][0]["days_late"] == 29
     assert (bolt["risk_score"], bolt["risk_band"]) == (40, "medium")
     assert cobalt["runway_days"] is None and cobalt["refund_contract"] == "604.93"
-    assert (delta["balance"], delta["debt"], delta["runway_days"], delta["risk_score"]) == ("-300.00", "300.00", 0, 35)
-    assert (echo["expired_unswept"], echo["refund_contract"], echo["refund_rules"]) == ("800.00", "0.00", "900.00")
+    assert (delta["balance"], delta["debt"], delta["runway_days"], delta["risk_score"]) == ("-300.00",
+                                                                                            "300.00", 0, 35)
+    assert (echo["expired_unswept"], echo["refund_contract"], echo["refund_rules"]) == ("800.00", "0.00",
+                                                                                        "900.00")
 
 
 def test_groups_runway_punctuality_monthly_top(book: Book) -> None:

@@ -25,9 +25,11 @@ def run(book: Book, *args: str, code: int = 0) -> str:
 
 
 def test_report_json(sqlite_book: Book, attrs_csv: str) -> None:
-    doc = json.loads(run(sqlite_book, "report", "--as-of", "2026-06-30", "-f", "json", "--attributes", attrs_csv))
+    doc = json.loads(
+        run(sqlite_book, "report", "--as-of", "2026-06-30", "-f", "json", "--attributes", attrs_csv))
     assert doc["as_of"] == "2026-06-30T23:59:59.999999+00:00"
-    assert doc["currencies"][0]["liability"] == "9700.00" and doc["by_flag"]["vip_watch"]["CNY"]["customers"] == 1
+    assert doc["currencies"][0]["liability"] == "9700.00" and doc["by_flag"]["vip_watch"]["CNY"][
+        "customers"] == 1
     assert {c["customer"]: c["risk_score"] for c in doc["customers"]} == \
         {"acme": 15, "bolt": 40, "cobalt": 0, "delta": 35, "echo": 0}
 
@@ -70,7 +72,8 @@ def test_statement_cli(sqlite_book: Book, tmp_path: Path) -> None:
     doc = json.loads(run(sqlite_book, "statement", "acme", "--from", "2026-04-01", "--to", "2026-06-30",
                          "-f", "json"))
     assert (doc["sections"][0]["opening"], doc["sections"][0]["closing"]) == ("10000.00", "4000.00")
-    run(sqlite_book, "statement", "--all", "--out-dir", str(tmp_path / "st"), "--to", "2026-06-30", "--lang", "en")
+    run(sqlite_book, "statement", "--all", "--out-dir", str(tmp_path / "st"), "--to", "2026-06-30", "--lang",
+        "en")
     assert sorted(p.name for p in (tmp_path / "st").iterdir()) == \
         ["acme.html", "bolt.html", "cobalt.html", "delta.html", "echo.html"]
 
@@ -78,10 +81,12 @@ def test_statement_cli(sqlite_book: Book, tmp_path: Path) -> None:
 def test_custody_and_compliance_cli(sqlite_book: Book, tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text('[compliance]\nissuer_class = "brand"\n')
-    doc = json.loads(run(sqlite_book, "report", "custody", "--quarter", "2026Q2", "--config", str(cfg), "--json"))
+    doc = json.loads(
+        run(sqlite_book, "report", "custody", "--quarter", "2026Q2", "--config", str(cfg), "--json"))
     assert doc["lines"][0] == {"currency": "CNY", "accounts": 3, "outstanding": "9700.00", "ratio": "0.40",
                                "required": "3880.00"}
-    doc = json.loads(run(sqlite_book, "report", "compliance", "--from", "2026-01-01", "--to", "2026-06-30", "--json"))
+    doc = json.loads(
+        run(sqlite_book, "report", "compliance", "--from", "2026-01-01", "--to", "2026-06-30", "--json"))
     assert [w["rule"] for w in doc["warnings"]] == ["real_name", "cash", "cash"]
 
 
@@ -94,7 +99,8 @@ def test_stop_switch_on_the_cli(sqlite_book: Book, tmp_path: Path, monkeypatch: 
     assert "prepayments are stopped" in text and "operating risk" in text
     imp = tmp_path / "in.csv"
     imp.write_text("op,customer,amount,currency,key\ndeposit,acme,10,CNY,stop-2\n")
-    assert "prepayments are stopped" in run(sqlite_book, "ledger", "import", str(imp), code=3) + ""  # a ledger rule: exit 3, as for one posting
+    assert "prepayments are stopped" in run(sqlite_book, "ledger", "import", str(imp),
+                                            code=3) + ""  # a ledger rule: exit 3, as for one posting
 
 
 def test_helpers() -> None:

@@ -25,7 +25,8 @@ def test_statement_figures(book: Book) -> None:
     assert [(x.amount, x.remaining, x.expires) for x in sec.lots] == [(1000000, 400000, d(2026, 7, 21))]
     assert (sec.policy, sec.refundable) == ("full", 400000)
     whole = StatementLoader(book.engine, None, d(2026, 7, 1)).one("acme").sections[0]
-    assert whole.opening == 0 and whole.lines[0].reference == "zoho:PAY-1" and whole.lines[0].memo == "合同 C-1 预付款"
+    assert whole.opening == 0 and whole.lines[0].reference == "zoho:PAY-1" and whole.lines[
+        0].memo == "合同 C-1 预付款"
 
 
 def test_statement_reversal_policy_and_currency(book: Book) -> None:
@@ -50,11 +51,14 @@ def test_renderings(book: Book) -> None:
     html_en = to_html(st, "en", tz, NOW)
     assert "Prepaid account statement" in html_en and "Full refund of the unused paid balance" in html_en
     rows = list(csv.reader(io.StringIO(to_csv(st, "en", zone("UTC")))))
-    assert rows[0] == ["Customer key", "Currency", "Date", "Type", "Reference", "Description", "Amount", "Balance"]
+    assert rows[0] == [
+        "Customer key", "Currency", "Date", "Type", "Reference", "Description", "Amount", "Balance"
+    ]
     assert rows[1][3:] == ["Opening balance", "", "", "", "10000.00"]
     assert rows[-1][2:] == ["2026-06-30", "Closing balance", "", "", "", "4000.00"]
     doc = json.loads(to_json(st))
-    assert doc["sections"][0]["closing"] == "4000.00" and doc["sections"][0]["lots"][0]["remaining"] == "4000.00"
+    assert doc["sections"][0]["closing"] == "4000.00" and doc["sections"][0]["lots"][0][
+        "remaining"] == "4000.00"
 
 
 def test_all_with_balance(book: Book) -> None:

@@ -205,7 +205,8 @@ def test_unsynced_connection_knows_nothing(tmp_path: Path) -> None:
 def test_kind_and_name_from_mapped_fields(tmp_path: Path) -> None:
     mapping = load_mapping(DEFAULTS / "zoho.yaml")
     kind = FieldMap(crm="Account_Type", type="picklist", values={"unit": "Company", "individual": "Person"})
-    mapping = mapping.model_copy(update={"customers": mapping.customers.model_copy(update={"extra": {"kind": kind}})})
+    mapping = mapping.model_copy(
+        update={"customers": mapping.customers.model_copy(update={"extra": {"kind": kind}})})
     engine = make_engine(f"sqlite:///{tmp_path}/k.db")
     rows = [("1", None, '{"Account_Name": "Ada", "Account_Type": "Person"}'),
             ("2", "Acme", '{"Account_Type": "Company"}'), ("3", None, '{"Account_Type": "Partner"}')]

@@ -57,7 +57,8 @@ def overdue_world(crm: str, tmp_path: Path) -> tuple[SyncEngine, Any, Callable[.
         advance(minutes=5)
         deals = sb.org.modules["Deals"]
         for rec in [r for r in deals.records.values() if (r.get("Account_Name") or {}).get("id")][:12]:
-            sb.org.update(deals, rec["id"], {"Prepay_Amount": Decimal("900000"), "Closing_Date": "2025-12-01"})
+            sb.org.update(deals, rec["id"],
+                          {"Prepay_Amount": Decimal("900000"), "Closing_Date": "2025-12-01"})
     else:
         eng, sb = fxiaoke_engine(f"sqlite:///{tmp_path}/f.db", seed=40)
         advance = eng.clock.advance  # type: ignore[attr-defined]
@@ -69,8 +70,8 @@ def overdue_world(crm: str, tmp_path: Path) -> tuple[SyncEngine, Any, Callable[.
             .order_by(t.flags.c.customer_id)).scalars().all()
         assert len(flagged) >= 10
         customer = flagged[0].rsplit(":", 1)[1]
-        contracts = set(conn.execute(select(t.contracts.c.crm_id).where(t.contracts.c.customer_id == customer))
-                        .scalars())
+        contracts = set(
+            conn.execute(select(t.contracts.c.crm_id).where(t.contracts.c.customer_id == customer)).scalars())
     assert contracts
     return eng, sb, advance, customer, contracts
 
@@ -103,5 +104,9 @@ def end_contracts(crm: str, sb: Any, eng: SyncEngine, customers: set[str]) -> in
 def overdue_customers(eng: SyncEngine) -> set[str]:
     """CRM ids of the customers with an open overdue flag whose task is open."""
     with eng.engine.connect() as conn:
-        return {k.rsplit(":", 1)[1] for k in conn.execute(select(t.flags.c.customer_id).where(
-            t.flags.c.code == "overdue", t.flags.c.cleared_at.is_(None), t.flags.c.task_id.is_not(None))).scalars()}
+        return {
+            k.rsplit(":", 1)[1]
+            for k in conn.execute(
+                select(t.flags.c.customer_id).where(t.flags.c.code == "overdue", t.flags.c.cleared_at.is_(
+                    None), t.flags.c.task_id.is_not(None))).scalars()
+        }

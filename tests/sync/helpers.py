@@ -25,8 +25,8 @@ FX_BASE = "http://fxiaoke.sandbox.test"
 
 
 def zoho_engine(db_url: str, seed: int = 40, clock: Clock | None = None, *,
-                deletion_check: timedelta = timedelta(minutes=60), tick: float | None = None, **sandbox_kw: Any
-                ) -> tuple[SyncEngine, ZohoSandbox]:
+                deletion_check: timedelta = timedelta(minutes=60), tick: float | None = None,
+                **sandbox_kw: Any) -> tuple[SyncEngine, ZohoSandbox]:
     """A sync engine on a seeded in-process Zoho sandbox (`/deleted` read at most every `deletion_check`).
 
     With `tick`, every request to the sandbox takes `tick` seconds of the test clock, and the client's

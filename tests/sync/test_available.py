@@ -33,7 +33,8 @@ def test_zoho_available_follows_the_ledger_and_is_rewritten_only_on_change(tmp_p
     for (key, cur), view in views.items():
         rec = accounts.records.get(key.rsplit(":", 1)[1])
         if rec is not None:
-            assert Decimal(str(rec["Prepaid_Available"])) == ledger.balance(key, cur)[0].available == view.available
+            assert Decimal(str(rec["Prepaid_Available"])) == ledger.balance(
+                key, cur)[0].available == view.available
     credit_key = next(k for k, v in views.items() if v.balance > 0 and k[1] == "USD")[0]
     promo_key = next(k for k, v in views.items() if v.balance > 0 and k[1] == "USD" and k[0] != credit_key)[0]
     credit_id, promo_id = credit_key.rsplit(":", 1)[1], promo_key.rsplit(":", 1)[1]
@@ -51,7 +52,8 @@ def test_zoho_available_follows_the_ledger_and_is_rewritten_only_on_change(tmp_p
     report = eng.run()
     sent = _written(eng, report.run_id)
     assert Decimal(str(accounts.records[credit_id]["Prepaid_Balance"])) == Decimal("-100")
-    assert Decimal(str(accounts.records[credit_id]["Prepaid_Available"])) == Decimal("400")  # 500 line - 100 used
+    assert Decimal(str(accounts.records[credit_id]["Prepaid_Available"])) == Decimal(
+        "400")  # 500 line - 100 used
     assert Decimal(str(accounts.records[promo_id]["Prepaid_Available"])) == promo_balance + 250
     assert "Prepaid_Available" in sent[promo_id] and "Prepaid_Available" in sent[credit_id]
     clock.advance(minutes=5)

@@ -20,8 +20,8 @@ from connector.adapters.zoho.sandbox import ZohoSandbox
 from connector.cli import app
 
 runner = CliRunner()
-SECRET_VARS = ("ZOHO_CLIENT_ID", "ZOHO_CLIENT_SECRET", "ZOHO_REFRESH_TOKEN", "FXIAOKE_APP_ID", "FXIAOKE_APP_SECRET",
-               "FXIAOKE_PERMANENT_CODE", "PREPAID_SYNC_DB", "PREPAID_SYNC_CONFIG")
+SECRET_VARS = ("ZOHO_CLIENT_ID", "ZOHO_CLIENT_SECRET", "ZOHO_REFRESH_TOKEN", "FXIAOKE_APP_ID",
+               "FXIAOKE_APP_SECRET", "FXIAOKE_PERMANENT_CODE", "PREPAID_SYNC_DB", "PREPAID_SYNC_CONFIG")
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +55,8 @@ def set_in(path: Path, key: str, value: str) -> None:
     if hit:
         lines[hit[0]] = f"{key} = {value}" if path.suffix == ".toml" else f"{key}={value}"
     else:
-        at = next(i for i, line in enumerate(lines) if line.startswith("[connections.") and "secrets" not in line)
+        at = next(i for i, line in enumerate(lines)
+                  if line.startswith("[connections.") and "secrets" not in line)
         lines.insert(at + 1, f"{key} = {value}")
     path.write_text("\n".join(lines) + "\n")
 
@@ -71,7 +72,8 @@ def test_init_takes_crm_and_credentials_from_the_sandbox(crm: str, tmp_path: Pat
         assert f"prepaid-sync mappings check --online --config {cfg}" in res.stdout
         run = invoke("sync", "run", "--config", str(cfg), "--json")
         assert run.exit_code == 0, run.stdout + run.stderr
-        assert json.loads(run.stdout)["status"] in ("ok", "partial") and json.loads(run.stdout)["deposits_posted"]
+        assert json.loads(run.stdout)["status"] in ("ok", "partial") and json.loads(
+            run.stdout)["deposits_posted"]
 
 
 def test_init_checks_what_answers_at_the_url(tmp_path: Path) -> None:
@@ -130,7 +132,8 @@ def test_masking_hides_secret_values_only(tmp_path: Path) -> None:
         cfg = str(tmp_path / "prepaid-sync.toml")
         run_id = json.loads(invoke("sync", "run", "--config", cfg, "--json").stdout)["run_id"]
     doc = json.loads(invoke("runs", "show", str(run_id), "--config", cfg, "--json").stdout)
-    assert "invalid_client_secret: Zoho token refresh failed" in doc["run"]["reason"]  # was "*** token refresh"
+    assert "invalid_client_secret: Zoho token refresh failed" in doc["run"][
+        "reason"]  # was "*** token refresh"
     assert "wrong-secret-value" not in json.dumps(doc)
 
 
@@ -145,11 +148,21 @@ def test_words_that_are_no_secret_stay(text: str, kept: str) -> None:
 
 
 @pytest.mark.parametrize("text", [
-    "client_secret=s3cr3t-value&code=s3cr3t-value", '{"refresh_token": "s3cr3t-value"}', "password=s3cr3t-value",
-    "ZOHO_CLIENT_SECRET=s3cr3t-value", 'FXIAOKE_APP_SECRET="s3cr3t-value"', "ZOHO_REFRESH_TOKEN: s3cr3t-value",
-    "x-api-key: s3cr3t-value", "corpAccessToken=s3cr3t-value", '"appSecret":"s3cr3t-value"',
-    "permanentCode: s3cr3t-value", "token: s3cr3t-value", "Bearer s3cr3t-value", "Authorization: Basic s3cr3t-value",
-    "access_token=s3cr3t-value", "client_secret: s3cr3t-value",
+    "client_secret=s3cr3t-value&code=s3cr3t-value",
+    '{"refresh_token": "s3cr3t-value"}',
+    "password=s3cr3t-value",
+    "ZOHO_CLIENT_SECRET=s3cr3t-value",
+    'FXIAOKE_APP_SECRET="s3cr3t-value"',
+    "ZOHO_REFRESH_TOKEN: s3cr3t-value",
+    "x-api-key: s3cr3t-value",
+    "corpAccessToken=s3cr3t-value",
+    '"appSecret":"s3cr3t-value"',
+    "permanentCode: s3cr3t-value",
+    "token: s3cr3t-value",
+    "Bearer s3cr3t-value",
+    "Authorization: Basic s3cr3t-value",
+    "access_token=s3cr3t-value",
+    "client_secret: s3cr3t-value",
 ])
 def test_real_secrets_are_still_masked(text: str) -> None:
     assert "s3cr3t" not in redact.text(text)
@@ -159,8 +172,11 @@ def test_real_secrets_are_still_masked(text: str) -> None:
 def test_error_reasons_name_the_field_once(crm: str, tmp_path: Path) -> None:
     with sandbox(crm, 200) as sb:  # seed 200 has negative and zero payment amounts
         assert invoke("init", "--sandbox", url_of(sb), "--dir", str(tmp_path)).exit_code == 0
-        doc = json.loads(invoke("sync", "run", "--config", str(tmp_path / "prepaid-sync.toml"), "--json").stdout)
-    amount_errors = [e for e in doc["errors"] if "the amount must be" in e["reason"] or "must not be zero" in e["reason"]]
+        doc = json.loads(
+            invoke("sync", "run", "--config", str(tmp_path / "prepaid-sync.toml"), "--json").stdout)
+    amount_errors = [
+        e for e in doc["errors"] if "the amount must be" in e["reason"] or "must not be zero" in e["reason"]
+    ]
     assert amount_errors
     for e in doc["errors"]:
         assert not e["reason"].lower().startswith((e["field"].lower() + ":", "amount:")), e

@@ -15,8 +15,10 @@ from connector.cli import app
 from connector.config import load_settings
 
 runner = CliRunner()
-KEYS = {"status", "pulled", "deposits_posted", "records_written", "tasks_created", "tasks_closed", "api_calls",
-        "errors"}
+KEYS = {
+    "status", "pulled", "deposits_posted", "records_written", "tasks_created", "tasks_closed", "api_calls",
+    "errors"
+}
 
 
 @pytest.fixture
@@ -41,7 +43,9 @@ def test_demo_runs_offline_and_settles(crm: str, clean_env: None) -> None:
 
 def test_init_sandbox_then_sync_run(tmp_path: Path, clean_env: None) -> None:
     with ZohoSandbox(seed=30) as sb:
-        res = runner.invoke(app, ["init", "--crm", "zoho", "--sandbox", sb.api_domain, "--dir", str(tmp_path)])
+        res = runner.invoke(app,
+                            ["init", "--crm", "zoho", "--sandbox", sb.api_domain, "--dir",
+                             str(tmp_path)])
         assert res.exit_code == 0, res.stdout
         cfg = tmp_path / "prepaid-sync.toml"
         text = cfg.read_text()
@@ -64,16 +68,17 @@ def test_init_sandbox_then_sync_run(tmp_path: Path, clean_env: None) -> None:
 
 def test_config_errors_are_precise(tmp_path: Path) -> None:
     cfg = tmp_path / "prepaid-sync.toml"
-    cfg.write_text('database_url = "sqlite://"\n[connections.z]\ncrm = "zoho"\nmapping = "m.yaml"\nschedul = "x"\n')
+    cfg.write_text(
+        'database_url = "sqlite://"\n[connections.z]\ncrm = "zoho"\nmapping = "m.yaml"\nschedul = "x"\n')
     res = runner.invoke(app, ["sync", "run", "--config", str(cfg)])
     assert res.exit_code == 2 and "connections.z.schedul" in res.stderr and "did you mean 'schedule'" in res.stderr
-    cfg.write_text('[connections.z]\ncrm = "zoho"\nmapping = "m.yaml"\n[connections.z.secrets]\nclient_secrt = "X"\n')
+    cfg.write_text(
+        '[connections.z]\ncrm = "zoho"\nmapping = "m.yaml"\n[connections.z.secrets]\nclient_secrt = "X"\n')
     res = runner.invoke(app, ["sync", "run", "--config", str(cfg), "--connection", "y"])
     assert res.exit_code == 2 and "did you mean 'client_secret'" in res.stderr
     bad = tmp_path / "bad.yaml"
-    bad.write_text((Path(__file__).parents[2] / "mappings" / "zoho.yaml").read_text().replace("Prepaid_Payments",
-                                                                                                "").replace(
-        "  module: \n", "  modul: Prepaid_Payments\n"))
+    bad.write_text((Path(__file__).parents[2] / "mappings" / "zoho.yaml").read_text().replace(
+        "Prepaid_Payments", "").replace("  module: \n", "  modul: Prepaid_Payments\n"))
     res = runner.invoke(app, ["mappings", "check", "--mapping", str(bad)])
     assert res.exit_code == 2 and "payments.modul" in res.stderr
 
@@ -91,12 +96,16 @@ def test_settings_roundtrip(tmp_path: Path) -> None:
 def test_dry_run_says_how_many_it_did_not_list(tmp_path: Path, clean_env: None) -> None:
     """Issue 11.9: a dry run that cuts its list of customers says 'and N more' instead of stopping silently."""
     with ZohoSandbox(seed=70) as sb:
-        res = runner.invoke(app, ["init", "--crm", "zoho", "--sandbox", sb.api_domain, "--dir", str(tmp_path)])
+        res = runner.invoke(app,
+                            ["init", "--crm", "zoho", "--sandbox", sb.api_domain, "--dir",
+                             str(tmp_path)])
         assert res.exit_code == 0, res.stdout
         cfg = tmp_path / "prepaid-sync.toml"
         plan = runner.invoke(app, ["sync", "run", "--config", str(cfg), "--dry-run"])
         assert plan.exit_code == 0, plan.stdout
-        doc = json.loads(runner.invoke(app, ["sync", "run", "--config", str(cfg), "--dry-run", "--json"]).stdout)
+        doc = json.loads(
+            runner.invoke(
+                app, ["sync", "run", "--config", str(cfg), "--dry-run", "--json"]).stdout)
         hidden = len(doc["changes"]) - 50
         assert hidden > 0
         assert f"... and {hidden} more customers with changes (sync run --dry-run --json lists them all)" in \

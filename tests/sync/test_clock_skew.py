@@ -29,7 +29,8 @@ class Zoho:
 
     def __init__(self, tmp_path: Path, offset: int) -> None:
         self.clock = Clock()
-        self.eng, self.sb = zoho_engine(f"sqlite:///{tmp_path}/z.db", seed=40, clock=self.clock, clock_offset=offset)
+        self.eng, self.sb = zoho_engine(f"sqlite:///{tmp_path}/z.db", seed=40, clock=self.clock,
+                                        clock_offset=offset)
         self.offset = offset
 
     def crm_now(self) -> datetime:
@@ -47,10 +48,13 @@ class Zoho:
         org = self.sb.org
         account = next(a for a in org.modules["Accounts"].records.values() if a.get("Currency"))
         with org.lock:
-            org.insert(org.modules["Prepaid_Payments"], {
-                "Name": f"PAY-LATE-{amount}", "Account": {"name": account["Account_Name"], "id": account["id"]},
-                "Amount": Decimal(amount), "Currency": account["Currency"], "Payment_Date": "2025-12-01",
-                "Payment_Status": "Received", "Payment_Method": "Card"})
+            org.insert(
+                org.modules["Prepaid_Payments"], {
+                    "Name": f"PAY-LATE-{amount}", "Account": {
+                        "name": account["Account_Name"], "id": account["id"]
+                    }, "Amount": Decimal(amount), "Currency": account["Currency"],
+                    "Payment_Date": "2025-12-01", "Payment_Status": "Received", "Payment_Method": "Card"
+                })
         return f"zoho:Accounts:{account['id']}"
 
 
@@ -74,10 +78,13 @@ class Fxiaoke:
 
     def pay(self, amount: str) -> str:
         store = self.app.store
-        model = next(p for p in store.table("PaymentObj").rows.values()
-                     if p.get("life_status") == "normal" and p.get("account_id") in store.table("AccountObj").rows
-                     and not str(p.get("payment_amount")).startswith(("-", "0")))
-        store.create("PaymentObj", {k: model[k] for k in ("owner", "account_id", "payment_time", "payment_term")}
+        model = next(
+            p for p in store.table("PaymentObj").rows.values()
+            if p.get("life_status") == "normal" and p.get("account_id") in store.table("AccountObj").rows and
+            not str(p.get("payment_amount")).startswith(("-", "0")))
+        store.create("PaymentObj",
+                     {k: model[k]
+                      for k in ("owner", "account_id", "payment_time", "payment_term")}
                      | {"payment_amount": amount, "remark": "recorded after the first run"},
                      self.app.credentials.open_user_id, raw=True)
         return f"fxiaoke:AccountObj:{model['account_id']}"
@@ -131,6 +138,7 @@ def test_a_cursor_ahead_of_the_crm_is_pulled_back_and_reported(tmp_path: Path, c
     assert report.deposits_posted == 1 and Decimal("123.45") in _deposits(side.eng, late)
     pulled = {p["stream"]: p for p in report.cursors_pulled_back}
     assert "payments" in pulled and pulled["payments"]["cursor"] == ahead
-    assert pulled["payments"]["pulled_back_to"] is not None and pulled["payments"]["pulled_back_to"] < side.crm_now()
+    assert pulled["payments"]["pulled_back_to"] is not None and pulled["payments"][
+        "pulled_back_to"] < side.crm_now()
     assert "ahead of the CRM's clock" in caplog.text
     assert max(_cursors(side.eng).values()) <= side.crm_now()  # saved again in the CRM's time

@@ -44,8 +44,9 @@ def _run(cfg: Path, tap: SandboxTap, point: tuple[str, int] | None = None) -> in
         tap.arm(nth, "before")
     elif kind == "write-after":
         tap.arm(nth, "after", match=_is_write)
-    proc = tap.attach(subprocess.Popen([sys.executable, "-m", "connector", "sync", "run", "--config", str(cfg),
-                                        "--json"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    proc = tap.attach(
+        subprocess.Popen([sys.executable, "-m", "connector", "sync", "run", "--config",
+                          str(cfg), "--json"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
         return proc.wait(timeout=WAIT)
     finally:
@@ -69,7 +70,8 @@ def _expected(sb: ZohoSandbox) -> dict[str, Decimal]:
     for p in sb.org.modules["Prepaid_Payments"].records.values():
         acc = (p.get("Account") or {}).get("id") or f"unassigned-payment-{p['id']}"  # no customer: held apart
         if p.get("Payment_Status") == "Received" and p.get("Currency"):
-            out[f"zoho:Accounts:{acc}"] = out.get(f"zoho:Accounts:{acc}", Decimal(0)) + Decimal(str(p["Amount"]))
+            out[f"zoho:Accounts:{acc}"] = out.get(f"zoho:Accounts:{acc}", Decimal(0)) + Decimal(
+                str(p["Amount"]))
     return out
 
 
@@ -86,9 +88,12 @@ def test_sigkill_at_instrumented_points_then_rerun_converges(tmp_path: Path) -> 
         for i, point in enumerate(_points(rng, rounds)):
             before = len(tap.requests)
             code = _run(cfg, tap, point)
-            assert code == -signal.SIGKILL, (f"round {i}: the run was to die at {point} but exited {code} after "
-                                             f"{len(tap.requests) - before} requests")
-            live = [r for r in pays.records.values() if (r.get("Account") or {}).get("id") and r.get("Currency")]
+            assert code == -signal.SIGKILL, (
+                f"round {i}: the run was to die at {point} but exited {code} after "
+                f"{len(tap.requests) - before} requests")
+            live = [
+                r for r in pays.records.values() if (r.get("Account") or {}).get("id") and r.get("Currency")
+            ]
             victim = live[rng.randrange(len(live))]
             if i % 2:
                 org.delete(pays, victim["id"])

@@ -41,13 +41,15 @@ def test_fxiaoke_full_edit_invalidate_manual_edit(tmp_path: object) -> None:
             and r.get("life_status") == "normal" and not str(r["payment_amount"]).startswith(("-", "0"))]
     edited, voided = pays[0], pays[1]
     victim = pays[2]["account_id"]
-    store.update("PaymentObj", edited["_id"], {"payment_amount": str(Decimal(edited["payment_amount"]) + 1)}, admin)
+    store.update("PaymentObj", edited["_id"], {"payment_amount": str(Decimal(edited["payment_amount"]) + 1)},
+                 admin)
     store.set_life_status("PaymentObj", voided["_id"], "invalid", admin)
     store.update("AccountObj", victim, {"prepaid_balance__c": "1.00"}, admin)
     eng.clock.advance(minutes=5)
     report = eng.run()
     assert report.reversals_posted == 2 and report.deposits_posted == 1
-    assert Decimal(accounts[victim]["prepaid_balance__c"]) == _balances(eng.engine)[f"fxiaoke:AccountObj:{victim}"]
+    assert Decimal(accounts[victim]["prepaid_balance__c"]) == _balances(
+        eng.engine)[f"fxiaoke:AccountObj:{victim}"]
     with eng.engine.connect() as conn:
         codes = Counter(r.code for r in conn.execute(select(t.flags).where(t.flags.c.cleared_at.is_(None))))
     assert codes["manual_edit"] == 1 and codes["payment_changed"] >= 1 and codes["payment_deleted"] >= 1
@@ -76,9 +78,12 @@ def test_consumption_dated_before_its_deposit_is_refused_with_an_actionable_erro
     one = next(a for a, ps in good.items() if len(ps) == 1)
     two = next(a for a, ps in good.items() if len(ps) == 2)
     first, second = sorted(good[two], key=lambda r: r["payment_time"])
-    early = store.create("PrepayDetailObj", {
-        "owner": [admin], "customer_id": one, "amount": "10.00", "outcome_type": "1", "record_type": "default__c",
-        "transaction_time": good[one][0]["payment_time"] - 2 * 86_400_000 + 10 * 3_600_000}, admin)
+    early = store.create(
+        "PrepayDetailObj", {
+            "owner": [admin], "customer_id": one, "amount": "10.00", "outcome_type": "1",
+            "record_type": "default__c",
+            "transaction_time": good[one][0]["payment_time"] - 2 * 86_400_000 + 10 * 3_600_000
+        }, admin)
     between = store.create("PrepayDetailObj", {
         "owner": [admin], "customer_id": two, "amount": f"{Decimal(first['payment_amount']) + 1:.2f}",
         "outcome_type": "1", "record_type": "default__c",
@@ -86,7 +91,9 @@ def test_consumption_dated_before_its_deposit_is_refused_with_an_actionable_erro
     report = eng.run()
     assert report.status == "partial" and report.deposits_posted > 0 and report.consumptions_posted > 0
     errors = {e["record"]: e for e in report.errors if e["stage"] == "post"}
-    assert set(errors) == {f"fxiaoke:PrepayDetailObj:{early['_id']}", f"fxiaoke:PrepayDetailObj:{between['_id']}"}
+    assert set(errors) == {
+        f"fxiaoke:PrepayDetailObj:{early['_id']}", f"fxiaoke:PrepayDetailObj:{between['_id']}"
+    }
     refused = errors[f"fxiaoke:PrepayDetailObj:{early['_id']}"]
     assert refused["field"] == "transaction_time"
     assert refused["reason"] == (
@@ -108,7 +115,8 @@ def test_consumption_dated_before_its_deposit_is_refused_with_an_actionable_erro
     fixed = eng.run()
     assert fixed.consumptions_posted == 1
     with eng.engine.connect() as conn:
-        assert conn.execute(select(t.errors.c.resolved_at).where(t.errors.c.record == refused["record"])).scalar()
+        assert conn.execute(select(
+            t.errors.c.resolved_at).where(t.errors.c.record == refused["record"])).scalar()
 
 
 def test_edit_or_void_of_a_partly_spent_payment_posts_the_difference(tmp_path: object) -> None:
@@ -127,7 +135,8 @@ def test_edit_or_void_of_a_partly_spent_payment_posts_the_difference(tmp_path: o
     voided = [p for p in pays if counts[p["account_id"]] == 1][2]
     before = _balances(eng.engine)
     key = "fxiaoke:AccountObj:{}".format
-    store.update("PaymentObj", raised["_id"], {"payment_amount": str(Decimal(raised["payment_amount"]) + 100)}, admin)
+    store.update("PaymentObj", raised["_id"],
+                 {"payment_amount": str(Decimal(raised["payment_amount"]) + 100)}, admin)
     store.update("PaymentObj", cut["_id"], {"payment_amount": str(Decimal(cut["payment_amount"]) - 5)}, admin)
     store.set_life_status("PaymentObj", voided["_id"], "invalid", admin)
     eng.clock.advance(minutes=5)
@@ -148,8 +157,10 @@ def test_edit_or_void_of_a_partly_spent_payment_posts_the_difference(tmp_path: o
     assert (key(raised["account_id"]), "payment_changed") in open_flags
     assert (key(voided["account_id"]), "payment_deleted") in open_flags
     assert Decimal(items[raised["_id"]].amount) == Decimal(raised["payment_amount"]) + 100
-    assert len(__import__("json").loads(items[raised["_id"]].entry_ids)) == 2  # the deposit and the difference
-    store.update("PaymentObj", raised["_id"], {"payment_amount": str(Decimal(raised["payment_amount"]) + 40)}, admin)
+    assert len(__import__("json").loads(
+        items[raised["_id"]].entry_ids)) == 2  # the deposit and the difference
+    store.update("PaymentObj", raised["_id"], {"payment_amount": str(Decimal(raised["payment_amount"]) + 40)},
+                 admin)
     eng.clock.advance(minutes=5)
     eng.run()  # a second edit posts the difference from the last posted amount
     assert _balances(eng.engine)[key(raised["account_id"])] == before[key(raised["account_id"])] + 40

@@ -51,8 +51,10 @@ def zoho(tmp_path: object) -> tuple:
 def test_full_sync_posts_each_payment_once_and_settles(zoho: tuple) -> None:
     eng, sb, clock = zoho
     first = eng.run()
-    received = [p for p in sb.org.modules["Prepaid_Payments"].records.values()
-                if (p.get("Account") or {}).get("id") and p.get("Payment_Status") == "Received" and p.get("Currency")]
+    received = [
+        p for p in sb.org.modules["Prepaid_Payments"].records.values()
+        if (p.get("Account") or {}).get("id") and p.get("Payment_Status") == "Received" and p.get("Currency")
+    ]
     assert first.status == "ok" and first.deposits_posted == len(received)
     assert ledger_balances(eng.engine) == live_payments(sb)
     assert first.records_written == len(sb.org.modules["Accounts"].records)

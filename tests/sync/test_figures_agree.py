@@ -20,7 +20,8 @@ from connector.sync import tables as t
 def _flagged(engine: Any) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {code: set() for code in CODES}
     with engine.connect() as conn:
-        for row in conn.execute(select(t.flags.c.customer_id, t.flags.c.code).where(t.flags.c.cleared_at.is_(None))):
+        for row in conn.execute(
+                select(t.flags.c.customer_id, t.flags.c.code).where(t.flags.c.cleared_at.is_(None))):
             if row.code in out:
                 out[row.code].add(row.customer_id)
     return out
@@ -28,7 +29,8 @@ def _flagged(engine: Any) -> dict[str, set[str]]:
 
 def _agree(eng: Any) -> tuple[dict[str, set[str]], Any]:
     """The flags the sync keeps open, checked against the report built from the same database."""
-    report = build_report(eng.engine, eng.clock(), attributes=SyncAttributes(eng.engine, eng.connection, eng.mapping))
+    report = build_report(eng.engine, eng.clock(), attributes=SyncAttributes(eng.engine, eng.connection,
+                                                                             eng.mapping))
     flagged = _flagged(eng.engine)
     assert {code: report.standing.get(code, set()) for code in CODES} == flagged
     assert report.standing_counts() == {code: len(keys) for code, keys in flagged.items()}
@@ -52,14 +54,19 @@ def test_zoho_figures_agree_and_orphans_are_flagged(tmp_path: object) -> None:
     clock.advance(minutes=5)
     org.delete(accounts, gone)
     base = {"Payment_Status": "Received", "Currency": "USD", "Payment_Date": "2026-01-19"}
-    zero = org.insert(pays, {**base, "Name": "PAY-ZERO", "Account": {"name": "?", "id": "0" * 19}, "Amount": 12})
-    other = org.insert(pays, {**base, "Name": "PAY-DEAL", "Account": {"name": "deal", "id": deal["id"]}, "Amount": 30})
+    zero = org.insert(pays,
+                      {**base, "Name": "PAY-ZERO", "Account": {"name": "?", "id": "0" * 19}, "Amount": 12})
+    other = org.insert(
+        pays, {**base, "Name": "PAY-DEAL", "Account": {"name": "deal", "id": deal["id"]}, "Amount": 30})
     blank = org.insert(pays, {**base, "Name": "PAY-NONE", "Account": None, "Amount": 7})
     late = next(a for a in accounts.records.values() if a["id"] != gone and a.get("Currency") == "USD")
-    org.insert(deals, {"Deal_Name": "Top-up", "Account_Name": {"name": late["Account_Name"], "id": late["id"]},
-                       "Stage": "Closed Won", "Currency": "USD", "Amount": Decimal(500), "Prepay_Amount": Decimal(500),
-                       "Closing_Date": "2026-01-05", "Valid_From": "2026-01-05", "Valid_Until": "2027-01-04",
-                       "Refund_Policy": "Full"})
+    org.insert(
+        deals, {
+            "Deal_Name": "Top-up", "Account_Name": {"name": late["Account_Name"], "id": late["id"]
+                                                    }, "Stage": "Closed Won", "Currency": "USD",
+            "Amount": Decimal(500), "Prepay_Amount": Decimal(500), "Closing_Date": "2026-01-05",
+            "Valid_From": "2026-01-05", "Valid_Until": "2027-01-04", "Refund_Policy": "Full"
+        })
     clock.advance(minutes=5)
     assert eng.run().status == "ok"
     flagged, report = _agree(eng)
@@ -86,10 +93,16 @@ def test_fxiaoke_figures_agree_and_orphans_are_flagged(tmp_path: object) -> None
     assert eng.run().status in ("ok", "partial")
     contract = next(iter(store.table("prepay_contract__c").rows.values()))
     now_ms = int(app.clock.now() * 1000)
-    zero = store.create("PaymentObj", {"owner": [admin], "account_id": "0" * 24, "payment_amount": "88.00",
-                                       "payment_time": now_ms - 86_400_000, "remark": "客户已删除"}, admin, raw=True)
-    other = store.create("PaymentObj", {"owner": [admin], "account_id": contract["_id"], "payment_amount": "66.00",
-                                        "payment_time": now_ms - 86_400_000}, admin, raw=True)
+    zero = store.create(
+        "PaymentObj", {
+            "owner": [admin], "account_id": "0" * 24, "payment_amount": "88.00",
+            "payment_time": now_ms - 86_400_000, "remark": "客户已删除"
+        }, admin, raw=True)
+    other = store.create(
+        "PaymentObj", {
+            "owner": [admin], "account_id": contract["_id"], "payment_amount": "66.00",
+            "payment_time": now_ms - 86_400_000
+        }, admin, raw=True)
     eng.clock.advance(minutes=5)
     eng.run()
     flagged, report = _agree(eng)

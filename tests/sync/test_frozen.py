@@ -67,8 +67,8 @@ def _env() -> dict[str, str]:
 
 
 def _frozen_child(cfg: Path, mode: str) -> subprocess.Popen[str]:
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(cfg), mode], env=_env(), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(cfg), mode], env=_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert child.stdout is not None and child.stdout.readline().strip() == "frozen", child.stderr
     _, status = os.waitpid(child.pid, os.WUNTRACED)  # returns once the child has stopped
     assert os.WIFSTOPPED(status)
@@ -182,5 +182,6 @@ def test_sync_run_on_a_full_tmpfs_prints_one_line_and_exits_1(tmp_path: Path) ->
     assert full.returncode == 1, full.stderr
     assert "Traceback" not in full.stderr
     errors = [line for line in full.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and errors[0].startswith("error: the disk holding the database sqlite:///"), full.stderr
+    assert len(errors) == 1 and errors[0].startswith(
+        "error: the disk holding the database sqlite:///"), full.stderr
     assert " is full (database or disk is full); the run stopped" in errors[0]

@@ -32,10 +32,12 @@ def incomplete_errors(eng: SyncEngine) -> list[Any]:
 
 
 @pytest.mark.parametrize("crm", ["zoho", "fxiaoke"])
-def test_a_contract_without_its_amount_field_clears_no_flag_and_closes_no_task(crm: str, tmp_path: Path) -> None:
+def test_a_contract_without_its_amount_field_clears_no_flag_and_closes_no_task(crm: str,
+                                                                               tmp_path: Path) -> None:
     eng, sb, advance, customer, contracts = overdue_world(crm, tmp_path)
     field = eng.mapping.contracts.fields["prepay_amount"].crm
-    flags, tasks, record = open_flags_of(eng, customer), crm_tasks(crm, sb), customer_record(crm, sb, customer)
+    flags, tasks, record = open_flags_of(eng, customer), crm_tasks(crm,
+                                                                   sb), customer_record(crm, sb, customer)
     assert any(code == "overdue" and task for code, task in flags)
     undo = strip(eng, crm, eng.mapping.contracts.module, field, contracts)
     report = eng.run(full=True)
@@ -78,7 +80,10 @@ def test_a_posted_payment_without_a_mapped_field_is_not_reversed(crm: str, tmp_p
     assert report.reversals_posted == 0 and report.deposits_posted == 0
     assert {v.customer: v.balance for v in Ledger(eng.engine).accounts()} == balances
     with eng.engine.connect() as conn:
-        after = {r.crm_id: r for r in conn.execute(select(t.items).where(t.items.c.crm_id.in_(victims))).all()}
+        after = {
+            r.crm_id: r
+            for r in conn.execute(select(t.items).where(t.items.c.crm_id.in_(victims))).all()
+        }
     before = {r.crm_id: r for r in posted if r.crm_id in victims}
     assert {k: (r.status, r.contract_id, r.fingerprint) for k, r in after.items()} == \
         {k: (r.status, r.contract_id, r.fingerprint) for k, r in before.items()}
@@ -99,7 +104,8 @@ def test_a_customer_without_a_read_back_field_is_not_rewritten_or_flagged(crm: s
     advance(minutes=5)
     field = eng.mapping.write_back["balance"].crm
     with eng.engine.connect() as conn:
-        ids = set(conn.execute(select(t.customers.c.crm_id).order_by(t.customers.c.crm_id).limit(3)).scalars())
+        ids = set(
+            conn.execute(select(t.customers.c.crm_id).order_by(t.customers.c.crm_id).limit(3)).scalars())
     records = {i: customer_record(crm, sb, i) for i in ids}
     strip(eng, crm, eng.mapping.customers.module, field, ids)
     report = eng.run(full=True)  # read as empty, the balance would look hand-edited: flagged and rewritten

@@ -25,7 +25,8 @@ def test_second_holder_is_refused_with_holder_and_since(db_url: str) -> None:
     first = RunLock(engine, "zoho", holder="worker-a")
     first.acquire()
     first.bind(17)
-    with pytest.raises(RunLocked, match=r"being synced by run 17 \(worker worker-a, pid \d+ on .*since 20") as info:
+    with pytest.raises(RunLocked,
+                       match=r"being synced by run 17 \(worker worker-a, pid \d+ on .*since 20") as info:
         RunLock(engine, "zoho", holder="worker-b").acquire()
     assert info.value.exit_code == 4
     RunLock(engine, "other", holder="worker-b").acquire()  # other connections are independent
@@ -119,7 +120,8 @@ def test_postgres_advisory_lock_dies_with_its_process(pg_url: str) -> None:
                     raise
                 time.sleep(0.1)
         with engine.connect() as conn:
-            assert conn.execute(select(t.locks.c.holder)).scalar() == "parent"  # the dead holder's row replaced
+            assert conn.execute(select(
+                t.locks.c.holder)).scalar() == "parent"  # the dead holder's row replaced
         lock.release()
     finally:
         if child.poll() is None:

@@ -65,8 +65,9 @@ def established(crm: str, tmp_path: Path) -> tuple[SyncEngine, Any, Callable[...
 
 def open_flags(eng: SyncEngine) -> int:
     with eng.engine.connect() as conn:
-        return int(conn.execute(select(func.count()).select_from(t.flags).where(t.flags.c.cleared_at.is_(None)))
-                   .scalar_one())
+        return int(
+            conn.execute(select(func.count()).select_from(t.flags).where(
+                t.flags.c.cleared_at.is_(None))).scalar_one())
 
 
 @pytest.mark.parametrize("crm", ["zoho", "fxiaoke"])
@@ -85,7 +86,8 @@ def test_a_mistyped_field_stops_the_run_before_it_reads_or_writes(crm: str, tmp_
     spent = Counter(eng.adapter.usage().by_type) - spent
     metadata = "metadata:calls" if crm == "zoho" else "/cgi/crm/v2/object/describe"
     # the metadata reads only, one per module (plus a token refresh on Fxiaoke, whose token the 5 minutes aged)
-    assert spent[metadata] == len(modules(eng.mapping)) and set(spent) <= {metadata, "metadata:credits", "token"}
+    assert spent[metadata] == len(modules(
+        eng.mapping)) and set(spent) <= {metadata, "metadata:credits", "token"}
     with eng.engine.connect() as conn:
         row = conn.execute(select(t.runs).where(t.runs.c.id == report.run_id)).one()
     assert row.status == "failed" and f"has no field {typo!r}" in row.reason
@@ -165,7 +167,9 @@ def clean_env() -> Iterator[None]:
 
 def test_cli_sync_run_and_dry_run_exit_2_with_the_check_message(tmp_path: Path, clean_env: None) -> None:
     with ZohoSandbox(seed=20) as sb:
-        res = runner.invoke(app, ["init", "--crm", "zoho", "--sandbox", sb.api_domain, "--dir", str(tmp_path)])
+        res = runner.invoke(app,
+                            ["init", "--crm", "zoho", "--sandbox", sb.api_domain, "--dir",
+                             str(tmp_path)])
         assert res.exit_code == 0, res.output
         cfg = str(tmp_path / "prepaid-sync.toml")
         assert runner.invoke(app, ["sync", "run", "--config", cfg, "--json"]).exit_code == 0

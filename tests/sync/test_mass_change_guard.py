@@ -46,7 +46,8 @@ def test_a_run_that_would_close_most_open_tasks_is_held_until_allowed(crm: str, 
     before, kept = crm_snapshot(crm, sb), counts(eng)
     held = eng.run()
     assert held.status == "held"
-    assert crm_snapshot(crm, sb) == before and counts(eng) == kept  # no CRM write, no flag cleared, nothing queued
+    assert crm_snapshot(crm,
+                        sb) == before and counts(eng) == kept  # no CRM write, no flag cleared, nothing queued
     assert held.records_written == held.tasks_closed == held.flags_cleared == 0
     guard = held.guard or {}
     assert guard["held"] and guard["tasks_closed"] == len(overdue) and guard["open_tasks"] >= len(overdue)
@@ -101,7 +102,8 @@ def test_settings_let_it_through_and_a_dry_run_reports_what_would_be_held(tmp_pa
     advance(minutes=5)
     before = crm_snapshot("fxiaoke", sb)
     plan = eng.run(dry_run=True)
-    assert plan.dry_run and plan.status == "ok" and plan.guard is not None and plan.tasks_closed == len(overdue)
+    assert plan.dry_run and plan.status == "ok" and plan.guard is not None and plan.tasks_closed == len(
+        overdue)
     assert crm_snapshot("fxiaoke", sb) == before
     seen = plan.guard
     most = max(seen["customers_changed"], seen["flags_cleared"], seen["tasks_closed"])
@@ -121,12 +123,14 @@ def test_guard_settings_are_validated_with_the_config(tmp_path: Path) -> None:
     guard = load_settings(cfg).settings.connections["z"].mass_change_guard
     assert guard == MassChangeGuard(max_tasks_closed_pct=40, min_count=3)
     cfg.write_text(base + "max_task_closed_pct = 40\n")
-    with pytest.raises(ConfigError, match=r"mass_change_guard\.max_task_closed_pct: unknown key \(did you mean "
-                                          r"'max_tasks_closed_pct'\?\)"):
+    with pytest.raises(
+            ConfigError, match=r"mass_change_guard\.max_task_closed_pct: unknown key \(did you mean "
+            r"'max_tasks_closed_pct'\?\)"):
         load_settings(cfg)
     cfg.write_text(base + "max_flags_cleared_pct = 250\n")
-    with pytest.raises(ConfigError, match=r"mass_change_guard\.max_flags_cleared_pct: Input should be less than or "
-                                          r"equal to 100"):
+    with pytest.raises(
+            ConfigError, match=r"mass_change_guard\.max_flags_cleared_pct: Input should be less than or "
+            r"equal to 100"):
         load_settings(cfg)
     assert Connection(crm="zoho", mapping="m.yaml").mass_change_guard == MassChangeGuard()
 
@@ -168,11 +172,13 @@ def test_a_changed_guard_setting_lets_the_schedule_try_again(tmp_path: Path) -> 
     mapping.write_text(json.dumps(eng.mapping.model_dump(mode="json", exclude_none=True)))
 
     def loaded(guard: MassChangeGuard) -> LoadedSettings:
-        conn = Connection(crm="zoho", mapping=str(mapping), schedule="every 15 minutes", mass_change_guard=guard)
+        conn = Connection(crm="zoho", mapping=str(mapping), schedule="every 15 minutes",
+                          mass_change_guard=guard)
         return LoadedSettings(settings=Settings(database_url=str(eng.engine.url), connections={"zoho": conn}),
                               path=tmp_path / "prepaid-sync.toml")
 
-    worker = Worker(loaded(MassChangeGuard()), eng.engine, worker_id="w1", clock=eng.clock, build=lambda n: eng)
+    worker = Worker(loaded(MassChangeGuard()), eng.engine, worker_id="w1", clock=eng.clock,
+                    build=lambda n: eng)
     worker.book.prepare(eng.clock())
     end_contracts("zoho", sb, eng, overdue_customers(eng))
     advance(minutes=15)
@@ -198,7 +204,9 @@ def clean_env() -> Iterator[None]:
 
 def test_cli_held_run_exits_3_says_why_and_status_shows_it(tmp_path: Path, clean_env: None) -> None:
     with ZohoSandbox(seed=40) as sb:
-        res = runner.invoke(app, ["init", "--crm", "zoho", "--sandbox", sb.api_domain, "--dir", str(tmp_path)])
+        res = runner.invoke(app,
+                            ["init", "--crm", "zoho", "--sandbox", sb.api_domain, "--dir",
+                             str(tmp_path)])
         assert res.exit_code == 0, res.output
         cfg = str(tmp_path / "prepaid-sync.toml")
         assert runner.invoke(app, ["sync", "run", "--config", cfg, "--json"]).exit_code == 0

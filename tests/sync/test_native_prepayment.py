@@ -54,14 +54,16 @@ def test_native_balance_differences_raise_amount_mismatch_with_both_values(tmp_p
     flagged = _native_flags(eng)
     assert set(flagged) == set(expected)
     for key, (native, ledger) in expected.items():
-        assert f"CRM prepayment balance {native} CNY" in flagged[key] and f"ledger balance {ledger} CNY" in flagged[key]
+        assert f"CRM prepayment balance {native} CNY" in flagged[
+            key] and f"ledger balance {ledger} CNY" in flagged[key]
     seeded = {f"fxiaoke:AccountObj:{store.table('CustomerAccountObj').rows[a]['customer_id']}"
               for a in app.anomalies.by_kind["account_balance_mismatch"]}
     assert seeded and seeded <= set(flagged)
     accounts = store.table("CustomerAccountObj").rows
     fixed_id = next(a for a, r in accounts.items() if f"fxiaoke:AccountObj:{r['customer_id']}" in expected)
     fixed_key = f"fxiaoke:AccountObj:{accounts[fixed_id]['customer_id']}"
-    broken_id = next(a for a, r in accounts.items() if f"fxiaoke:AccountObj:{r['customer_id']}" not in expected)
+    broken_id = next(a for a, r in accounts.items()
+                     if f"fxiaoke:AccountObj:{r['customer_id']}" not in expected)
     broken_key = f"fxiaoke:AccountObj:{accounts[broken_id]['customer_id']}"
     right = Decimal(str(accounts[broken_id]["prepay_balance"]))
     eng.clock.advance(minutes=5)
@@ -73,7 +75,8 @@ def test_native_balance_differences_raise_amount_mismatch_with_both_values(tmp_p
     now = _native_flags(eng)
     assert fixed_key not in now
     assert now[broken_key] == f"CRM prepayment balance {right + 5:.2f} CNY, ledger balance {right:.2f} CNY"
-    assert "amount_mismatch" in store.table("AccountObj").rows[broken_key.rsplit(":", 1)[1]]["prepaid_flags__c"]
+    assert "amount_mismatch" in store.table("AccountObj").rows[broken_key.rsplit(":",
+                                                                                 1)[1]]["prepaid_flags__c"]
     eng.clock.advance(minutes=5)
     quiet = eng.run()
     assert quiet.flags_opened == quiet.flags_cleared == 0 and _native_flags(eng) == now

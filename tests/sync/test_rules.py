@@ -46,40 +46,48 @@ def test_runway_and_points() -> None:
     assert d.points == Decimal(11)
 
 
-def standing(balance: str = "3000", terms: tuple[ContractTerm, ...] = (), deposits: tuple[tuple[str, str], ...] = (),
-             orphaned: bool = False) -> Standing:
+def standing(balance: str = "3000", terms: tuple[ContractTerm, ...] = (),
+             deposits: tuple[tuple[str, str], ...] = (), orphaned: bool = False) -> Standing:
     """The shared standing (connector.ledger.standing) of customer 1 in USD, as reconcile hands it over."""
-    paid = [(datetime.fromisoformat(at).replace(tzinfo=UTC), to_minor(Decimal(a), "USD")) for at, a in deposits]
+    paid = [(datetime.fromisoformat(at).replace(tzinfo=UTC), to_minor(Decimal(a), "USD"))
+            for at, a in deposits]
     return standing_of("zoho:Accounts:1", "USD", terms, paid, to_minor(Decimal(balance), "USD"), TODAY,
-                       StandingRules(M.rules.overdue_grace_days, M.rules.expiring_soon_days), orphaned=orphaned)
+                       StandingRules(M.rules.overdue_grace_days, M.rules.expiring_soon_days),
+                       orphaned=orphaned)
 
 
-def term(until: str | None = None, due: str | None = None, agreed: str | None = "1000", ref: str = "zoho:Deals:9",
-         active: bool = True) -> ContractTerm:
-    return ContractTerm(ref, to_minor(Decimal(agreed), "USD") if agreed else None, date.fromisoformat(due) if due else None,
-                        date(2025, 6, 1), date.fromisoformat(until) if until else None, active)
+def term(until: str | None = None, due: str | None = None, agreed: str | None = "1000",
+         ref: str = "zoho:Deals:9", active: bool = True) -> ContractTerm:
+    return ContractTerm(ref,
+                        to_minor(Decimal(agreed), "USD") if agreed else None,
+                        date.fromisoformat(due) if due else None, date(2025, 6, 1),
+                        date.fromisoformat(until) if until else None, active)
 
 
 def test_balance_flags() -> None:
     assert "negative" in codes(facts(balance=Decimal("-1")))
     assert "low_balance" in codes(facts(balance=Decimal("50")))
     assert not {"low_balance", "negative"} & codes(facts(balance=Decimal("500")))
-    contract = {"crm_id": "9", "prepay_amount": "1000", "valid_from": "2025-06-01", "valid_until": "2026-03-20",
-                "low_balance_threshold": "600", "due_date": "2026-02-01"}
+    contract = {
+        "crm_id": "9", "prepay_amount": "1000", "valid_from": "2025-06-01", "valid_until": "2026-03-20",
+        "low_balance_threshold": "600", "due_date": "2026-02-01"
+    }
     assert "low_balance" in codes(facts(balance=Decimal("500"), contracts=[contract],
                                         paid_by_contract={"9": Decimal("1000")}))
     assert "dormant" in codes(facts(last_activity=datetime(2025, 1, 1, tzinfo=UTC)))
 
 
 def test_expiry_flags_come_from_the_standing_and_say_what_happens_to_the_money() -> None:
-    soon = derive(facts(standing=standing(terms=(term("2026-03-20"),)), contract_names={"zoho:Deals:9": "Plan"}),
-                  M, TODAY).flags
+    soon = derive(
+        facts(standing=standing(terms=(term("2026-03-20"), )), contract_names={"zoho:Deals:9": "Plan"}), M,
+        TODAY).flags
     [flag] = [f for f in soon if f.code == "expiring_soon"]
     assert flag.detail == "contract Plan ends 2026-03-20; 3000.00 USD unused; the money stays spendable " \
                           "(mapping lot_expiry: none)"
     assert "expired" in codes(facts(standing=standing(terms=(term("2026-01-01"),))))
     assert not {"expired", "expiring_soon"} & codes(facts(standing=standing(terms=(term("2026-09-01"),))))
-    assert not {"expired", "expiring_soon"} & codes(facts(standing=standing("0", terms=(term("2026-01-01"),))))
+    assert not {"expired", "expiring_soon"} & codes(
+        facts(standing=standing("0", terms=(term("2026-01-01"), ))))
     # an ended contract does not decide: the live one does
     assert "expired" not in codes(facts(standing=standing(terms=(term("2026-01-01", active=False),))))
 
@@ -94,8 +102,8 @@ def test_contract_flags() -> None:
     assert "amount_mismatch" in codes(facts(contracts=[{**c, "due_date": "2026-12-01"}],
                                             paid_by_contract={"9": Decimal("1200")}))
     paid = standing(terms=due, deposits=(("2026-01-20", "1000"),))
-    assert not {"overdue", "amount_mismatch"} & codes(facts(contracts=[c], paid_by_contract={"9": Decimal("1000")},
-                                                            standing=paid))
+    assert not {"overdue", "amount_mismatch"} & codes(
+        facts(contracts=[c], paid_by_contract={"9": Decimal("1000")}, standing=paid))
 
 
 def test_one_contract_counts_once_and_a_paid_customer_is_not_overdue() -> None:
@@ -113,7 +121,9 @@ def test_duplicate_and_orphan_flags() -> None:
             ("c", Decimal("100"), "USD", date(2026, 3, 1))]
     flags = [f for f in derive(facts(payments=pays), M, TODAY).flags if f.code == "duplicate_payment"]
     assert len(flags) == 1 and "a and b" in flags[0].detail
-    assert codes(facts(deleted=True, balance=Decimal("10"), standing=standing("10", orphaned=True))) == {"orphaned"}
+    assert codes(facts(deleted=True, balance=Decimal("10"),
+                       standing=standing("10", orphaned=True))) == {"orphaned"}
     assert codes(facts(deleted=True, balance=Decimal("0"), standing=standing("0", orphaned=True))) == set()
     # an orphan's expired contract is not flagged apart: `orphaned` says it all
-    assert codes(facts(deleted=True, standing=standing(terms=(term("2026-01-01"),), orphaned=True))) == {"orphaned"}
+    assert codes(facts(deleted=True, standing=standing(terms=(term("2026-01-01"), ),
+                                                       orphaned=True))) == {"orphaned"}

@@ -39,7 +39,8 @@ def _on_first(stage: str, action: Any) -> Any:
     return progress
 
 
-def test_zoho_3s_tokens_reach_the_refresh_limit_the_run_stops_once_and_the_next_completes(tmp_path: Path) -> None:
+def test_zoho_3s_tokens_reach_the_refresh_limit_the_run_stops_once_and_the_next_completes(
+        tmp_path: Path) -> None:
     clock = Clock()
     # Tokens live 3 s and every call takes 2 s: one call per token, so the client's guard against Zoho's
     # 10-refreshes-per-10-minutes limit is reached in the middle of the write-back.
@@ -56,7 +57,8 @@ def test_zoho_3s_tokens_reach_the_refresh_limit_the_run_stops_once_and_the_next_
     clock.now = first.resumes_at + timedelta(minutes=1)
     sb.tick = 0.1  # calls as fast as they usually are: a 3 s token serves many of them
     second = eng.run()
-    assert second.status in ("ok", "partial") and not _errors_at(second, "write", "task", "run"), second.reason
+    assert second.status in ("ok",
+                             "partial") and not _errors_at(second, "write", "task", "run"), second.reason
     assert set(_outbox(eng)) <= {"ok", "superseded"}
 
 
@@ -71,8 +73,9 @@ def test_zoho_credentials_revoked_mid_push_fail_the_run_once(tmp_path: Path) -> 
     eng.progress = _on_first("write", revoke)
     first = eng.run()
     assert first.status == "failed"
-    assert first.reason.startswith("the CRM refused the connection's credentials: zoho invalid_code: "
-                                   "Zoho token refresh failed: the refresh token in ZOHO_REFRESH_TOKEN is invalid or revoked")
+    assert first.reason.startswith(
+        "the CRM refused the connection's credentials: zoho invalid_code: "
+        "Zoho token refresh failed: the refresh token in ZOHO_REFRESH_TOKEN is invalid or revoked")
     assert "fix it, then run again" in first.reason and first.resumes_at is None
     assert not _errors_at(first, "run")  # the run's reason, not a record error
     assert not _errors_at(first, "write", "task")

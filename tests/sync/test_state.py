@@ -35,11 +35,16 @@ def test_upsert_many_inserts_updates_and_merges_repeated_keys(db: object) -> Non
         upsert_many(conn, t.items, [{**key, "crm_id": "a", **base}, {**key, "crm_id": "b", **base}])
     assert _items(db) == {"a": ("1.00", "posted", 1, "[]"), "b": ("1.00", "posted", 1, "[]")}  # defaults
     with db.begin() as conn:  # type: ignore[attr-defined]
-        upsert_many(conn, t.items, [
-            {**key, "crm_id": "a", "fingerprint": "g", "payload": "{}", "amount": "2.00"},  # only these change
-            {**key, "crm_id": "c", **base, "version": 3},                  # new row, other column set
-            {**key, "crm_id": "a", "status": "error", "entry_ids": "[7]"},  # same key again: applied after
-        ])
+        upsert_many(
+            conn,
+            t.items,
+            [
+                {**key, "crm_id": "a", "fingerprint": "g", "payload": "{}", "amount": "2.00"
+                 },  # only these change
+                {**key, "crm_id": "c", **base, "version": 3},  # new row, other column set
+                {**key, "crm_id": "a", "status": "error", "entry_ids": "[7]"
+                 },  # same key again: applied after
+            ])
     assert _items(db) == {"a": ("2.00", "error", 1, "[7]"), "b": ("1.00", "posted", 1, "[]"),
                           "c": ("1.00", "posted", 3, "[]")}
     with db.begin() as conn:  # type: ignore[attr-defined]

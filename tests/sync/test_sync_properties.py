@@ -19,7 +19,8 @@ OPS = st.lists(st.tuples(st.sampled_from(["new", "edit", "delete", "hand_edit", 
 @given(ops=OPS, check_minutes=st.sampled_from([0, 1, 60]))
 def test_interleavings_converge(ops: list[tuple[str, int]], check_minutes: int) -> None:
     clock = Clock()
-    eng, sb = zoho_engine("sqlite:///:memory:", seed=12, clock=clock, deletion_check=timedelta(minutes=check_minutes))
+    eng, sb = zoho_engine("sqlite:///:memory:", seed=12, clock=clock,
+                          deletion_check=timedelta(minutes=check_minutes))
     org = sb.org
     pays, accounts = org.modules["Prepaid_Payments"], org.modules["Accounts"]
     eng.run()

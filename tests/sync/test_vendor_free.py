@@ -24,7 +24,8 @@ from connector.sync.pull import specs
 
 
 @pytest.mark.parametrize("table", [ZOHO_TYPES, FXIAOKE_TYPES], ids=["zoho", "fxiaoke"])
-def test_each_adapter_says_which_of_its_types_hold_every_mapping_type(table: dict[str, frozenset[str]]) -> None:
+def test_each_adapter_says_which_of_its_types_hold_every_mapping_type(
+        table: dict[str, frozenset[str]]) -> None:
     assert set(table) == set(typing.get_args(FieldType))
     assert all(table.values())
 
@@ -59,8 +60,10 @@ def test_fxiaoke_reports_a_missing_owned_field_for_its_setup_ui(tmp_path: Path) 
     eng, _app = fxiaoke_engine(f"sqlite:///{tmp_path}/f.db", seed=3)
     mapping = _with_owned_field("fxiaoke", {"crm": "points__c", "type": "decimal", "owner": "connector"})
     problems = check_online(eng.adapter, mapping, create_fields=True)
-    assert problems == [{"path": "write_back.points", "reason": "points__c is missing and fxiaoke fields cannot "
-                         "be created by API; create it in the CRM's setup"}]
+    assert problems == [{
+        "path": "write_back.points", "reason": "points__c is missing and fxiaoke fields cannot "
+        "be created by API; create it in the CRM's setup"
+    }]
 
 
 def test_a_dry_run_lends_the_hook_for_its_reads_only(tmp_path: Path) -> None:

@@ -48,9 +48,10 @@ log = logging.getLogger("connector.fxiaoke")
 
 SYSTEM_READ = ("_id", "owner", "last_modified_time", "life_status", "is_deleted", "record_type")
 READ_ONLY_TYPES = frozenset({"auto_number", "formula", "count", "quote"})
-READ_ONLY_FIELDS = frozenset({"_id", "create_time", "created_by", "last_modified_time", "last_modified_by",
-                              "life_status", "lock_status", "is_deleted", "version", "object_describe_api_name",
-                              "owner", "record_type"})
+READ_ONLY_FIELDS = frozenset({
+    "_id", "create_time", "created_by", "last_modified_time", "last_modified_by", "life_status",
+    "lock_status", "is_deleted", "version", "object_describe_api_name", "owner", "record_type"
+})
 MONEY_ATTRS = frozenset({"prepay_amount", "credit_limit", "low_balance_threshold", "amount", "balance"})
 SIGNED_MONEY = frozenset({"balance"})
 ZERO_OK_MONEY = frozenset({"credit_limit", "low_balance_threshold", "balance"})
@@ -100,7 +101,8 @@ class FxiaokeTaskTarget(BaseModel):
     kind: Literal["object", "message"] = "object"
     api_name: str = "ActiveRecordObj"
     marker_field: str = "active_record_content"
-    marker_embedded: bool = Field(default=True, description="marker sits inside a text field (found with LIKE)")
+    marker_embedded: bool = Field(default=True,
+                                  description="marker sits inside a text field (found with LIKE)")
     subject_field: str | None = None
     description_field: str | None = None
     due_field: str | None = None
@@ -145,11 +147,15 @@ class FxiaokeAdapter(CrmAdapter):
 
     @classmethod
     def from_env(cls, base_url: str, *, env_names: Mapping[str, str] | None = None,
-                 open_user_id: str | None = None, mobile: str | None = None, **options: Any) -> FxiaokeAdapter:
+                 open_user_id: str | None = None, mobile: str | None = None,
+                 **options: Any) -> FxiaokeAdapter:
         """Build client and auth from credentials in the environment variables the config names."""
         credentials = FxiaokeCredentials.from_env(env_names)
-        client_kw = {k: options.pop(k) for k in ("retry", "pace", "trigger_approval_flow", "trigger_work_flow",
-                                                  "session", "timeout") if k in options}
+        client_kw = {
+            k: options.pop(k)
+            for k in ("retry", "pace", "trigger_approval_flow", "trigger_work_flow", "session", "timeout")
+            if k in options
+        }
         session = client_kw.get("session")
         auth = FxiaokeAuth(base_url, credentials, session=session)
         client = FxiaokeClient(base_url, auth, open_user_id=open_user_id, mobile=mobile, **client_kw)
@@ -182,7 +188,8 @@ class FxiaokeAdapter(CrmAdapter):
             try:
                 yield self.to_domain(spec, raw)
             except RecordRejected as rejected:
-                customer = crm_id if spec.entity is Entity.CUSTOMER else raw.get(spec.fields.get("customer_id", ""))
+                customer = crm_id if spec.entity is Entity.CUSTOMER else raw.get(
+                    spec.fields.get("customer_id", ""))
                 if isinstance(customer, list):
                     customer = customer[0] if customer else None
                 rejected.customer_id = str(customer) if customer else None
@@ -267,13 +274,14 @@ class FxiaokeAdapter(CrmAdapter):
         out: list[FieldInfo] = []
         for name, meta in sorted(self.client.fields(module).items()):
             kind = str(meta.get("type", ""))
-            out.append(FieldInfo(
-                api_name=name, label=str(meta.get("label", "")), data_type=kind,
-                required=bool(meta.get("is_required")),
-                read_only=kind in READ_ONLY_TYPES or name in READ_ONLY_FIELDS or name.endswith(("__r", "__l")),
-                custom=meta.get("define_type") == "custom" or name.endswith("__c"),
-                picklist_values=tuple(str(o.get("value")) for o in meta.get("options") or []),
-                max_length=meta.get("max_length"), decimal_places=meta.get("decimal_places")))
+            out.append(
+                FieldInfo(
+                    api_name=name, label=str(meta.get("label", "")), data_type=kind,
+                    required=bool(meta.get("is_required")), read_only=kind in READ_ONLY_TYPES or
+                    name in READ_ONLY_FIELDS or name.endswith(
+                        ("__r", "__l")), custom=meta.get("define_type") == "custom" or name.endswith("__c"),
+                    picklist_values=tuple(str(o.get("value")) for o in meta.get("options") or []),
+                    max_length=meta.get("max_length"), decimal_places=meta.get("decimal_places")))
         return out
 
     def can_hold(self, field_type: str, info: FieldInfo) -> bool:
@@ -305,7 +313,10 @@ class FxiaokeAdapter(CrmAdapter):
         """Follow-ups carrying these markers, open or closed."""
         target = self.task_target
         if target.kind == "message":
-            return [TaskRef(task_id=f"message:{m}", marker=m, open=True) for m in markers if m in self._sent_markers]
+            return [
+                TaskRef(task_id=f"message:{m}", marker=m, open=True) for m in markers
+                if m in self._sent_markers
+            ]
         unique = list(dict.fromkeys(markers))
         projection = [f for f in (target.marker_field, target.related_field, target.status_field) if f]
         projection.append("life_status")
@@ -317,7 +328,8 @@ class FxiaokeAdapter(CrmAdapter):
         for values, operator, marker in queries:
             flt = [{"field_name": target.marker_field, "field_values": values, "operator": operator}]
             for raw in self.client.iter_records(target.api_name, filters=flt, projection=projection):
-                found.append(self._task_ref(raw, marker if marker is not None else str(raw.get(target.marker_field))))
+                found.append(
+                    self._task_ref(raw, marker if marker is not None else str(raw.get(target.marker_field))))
         return found
 
     def _task_ref(self, raw: Mapping[str, Any], marker: str) -> TaskRef:
@@ -359,10 +371,12 @@ class FxiaokeAdapter(CrmAdapter):
         text = f"[{task.marker}] {task.subject}" + (f"\n{task.description}" if task.description else "")
         if target.kind == "message":
             if owner is None:
-                raise CrmRequestError(f"task {task.marker}: the related record has no owner to message", crm=CRM)
+                raise CrmRequestError(f"task {task.marker}: the related record has no owner to message",
+                                      crm=CRM)
             self.client.send_text([owner], text)
             self._sent_markers.add(task.marker)
-            return TaskRef(task_id=f"message:{task.marker}", marker=task.marker, open=True, related_id=task.related_id)
+            return TaskRef(task_id=f"message:{task.marker}", marker=task.marker, open=True,
+                           related_id=task.related_id)
         data: dict[str, Any] = dict(target.extra_values)
         data[target.marker_field] = text if target.marker_embedded else task.marker
         if target.subject_field:

@@ -129,8 +129,9 @@ class FxiaokeAuth:
             response = self.session.post(url, params={"thirdTraceId": str(uuid.uuid4())}, json=body,
                                           timeout=self._timeout)
         except requests.RequestException as exc:
-            raise CrmConnectionError(f"cannot reach the Fxiaoke token endpoint: {connection_failure(exc, url)}",
-                                     crm=CRM, request=f"POST {TOKEN_PATH}") from None
+            raise CrmConnectionError(
+                f"cannot reach the Fxiaoke token endpoint: {connection_failure(exc, url)}", crm=CRM,
+                request=f"POST {TOKEN_PATH}") from None
         if response.status_code != 200:
             raise ServerError(f"token endpoint answered HTTP {response.status_code}", crm=CRM,
                               status=response.status_code, request=f"POST {TOKEN_PATH}")

@@ -53,7 +53,8 @@ def to_epoch_ms(value: date | datetime) -> int:
     """Epoch milliseconds; a bare date means midnight China time, as Fxiaoke stores dates."""
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            raise InvalidInput(f"naive datetime {value.isoformat()} refused: give a timezone", value=str(value))
+            raise InvalidInput(f"naive datetime {value.isoformat()} refused: give a timezone",
+                               value=str(value))
         return int(value.timestamp() * 1000)
     return int(datetime(value.year, value.month, value.day, tzinfo=CHINA_TZ).timestamp() * 1000)
 
@@ -69,7 +70,8 @@ def from_epoch_ms(value: Any) -> datetime:
 def encode_value(value: Any, field: str = "value") -> Any:
     """A Python value in the wire format Fxiaoke expects (Decimal -> string, dates -> epoch ms)."""
     if isinstance(value, float):
-        raise InvalidInput(f"{field}: floats are not written to the CRM ({value!r}); use Decimal", field=field)
+        raise InvalidInput(f"{field}: floats are not written to the CRM ({value!r}); use Decimal",
+                           field=field)
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise InvalidInput(f"{field}: {value} is not a finite amount", field=field)
@@ -248,12 +250,12 @@ class FxiaokeClient:
             response = self.session.post(f"{self.base_url}{path}", params={"thirdTraceId": str(uuid.uuid4())},
                                           json=body, timeout=self._timeout)
         except requests.RequestException as exc:
-            raise CrmConnectionError(f"cannot reach Fxiaoke: {connection_failure(exc, self.base_url)}", crm=CRM,
-                                     request=f"POST {path}") from None
+            raise CrmConnectionError(f"cannot reach Fxiaoke: {connection_failure(exc, self.base_url)}",
+                                     crm=CRM, request=f"POST {path}") from None
         self.server_clock.saw(response.headers.get("Date"))
         if response.status_code >= 500 or response.status_code == 429:
-            raise ServerError(f"HTTP {response.status_code} from gateway", crm=CRM, status=response.status_code,
-                              request=f"POST {path}")
+            raise ServerError(f"HTTP {response.status_code} from gateway", crm=CRM,
+                              status=response.status_code, request=f"POST {path}")
         if response.status_code != 200:
             raise UnexpectedAnswer(f"unexpected HTTP {response.status_code}: "
                                    f"{redact.text(response.text[:300], secrets)}",
@@ -261,9 +263,11 @@ class FxiaokeClient:
         try:
             parsed = money.json_loads(response.content)  # every number exact: no float on the way
         except ValueError:
-            raise ServerError("response body is not JSON", crm=CRM, status=200, request=f"POST {path}") from None
+            raise ServerError("response body is not JSON", crm=CRM, status=200,
+                              request=f"POST {path}") from None
         if not isinstance(parsed, dict):
-            raise ServerError("response body is not a JSON object", crm=CRM, status=200, request=f"POST {path}")
+            raise ServerError("response body is not a JSON object", crm=CRM, status=200,
+                              request=f"POST {path}")
         return parsed
 
     # -- users --------------------------------------------------------------------------------------
@@ -345,8 +349,9 @@ class FxiaokeClient:
             page_filters = list(base)
             if last_id is not None:
                 page_filters.append({"field_name": "_id", "field_values": [last_id], "operator": "GT"})
-            page = self.query_page(api_name, filters=page_filters, orders=[{"fieldName": "_id", "isAsc": True}],
-                                   offset=0, limit=page_size, projection=projection)
+            page = self.query_page(api_name, filters=page_filters,
+                                   orders=[{"fieldName": "_id",
+                                            "isAsc": True}], offset=0, limit=page_size, projection=projection)
             for record in page:
                 record_id = record.get("_id")
                 if not isinstance(record_id, str) or (last_id is not None and record_id <= last_id):
@@ -390,7 +395,8 @@ class FxiaokeClient:
         """Partial update: only `fields` change; `_id` travels inside `object_data`."""
         object_data = {k: encode_value(v, k) for k, v in fields.items()}
         object_data.update({"_id": record_id, "dataObjectApiName": api_name})
-        self.request(f"{data_prefix(api_name)}/update", {**self._write_flags(), "data": {"object_data": object_data}})
+        self.request(f"{data_prefix(api_name)}/update",
+                     {**self._write_flags(), "data": {"object_data": object_data}})
 
     def invalid(self, api_name: str, record_id: str) -> None:
         """Invalidate (作废, soft-delete) a record."""

@@ -49,10 +49,12 @@ ERROR_TABLE: dict[int, type[CrmError]] = {
 # request means no call of the run can succeed: the credentials are rejected and the run stops once.
 TOKEN_WINDOW = timedelta(minutes=1)  # the token endpoint allows about 10 calls a minute
 TOKEN_ERROR_TABLE: dict[int, type[CrmError]] = {
-    **ERROR_TABLE,
-    **{code: CredentialsRejected for code, cls in ERROR_TABLE.items() if cls in (AuthError, PermissionDenied)},
-    14001: TokenRefreshLimited, 30004: TokenRefreshLimited,
-    10006: CredentialsRejected, 11013: CredentialsRejected, 10011: CredentialsRejected}
+    **ERROR_TABLE, **{
+        code: CredentialsRejected
+        for code, cls in ERROR_TABLE.items() if cls in (AuthError, PermissionDenied)
+    }, 14001: TokenRefreshLimited, 30004: TokenRefreshLimited, 10006: CredentialsRejected,
+    11013: CredentialsRejected, 10011: CredentialsRejected
+}
 
 
 def next_quota_reset(now: datetime) -> datetime:

@@ -73,17 +73,23 @@ DELETION_CHECK_INTERVAL = timedelta(minutes=60)
 def default_specs() -> dict[Entity, EntitySpec]:
     """Built-in mapping: Accounts (customers), Deals (contracts), Prepaid_Payments (payments)."""
     return {
-        Entity.CUSTOMER: EntitySpec(entity=Entity.CUSTOMER, module="Accounts", fields={
-            "name": "Account_Name", "currency": "Currency"},
+        Entity.CUSTOMER: EntitySpec(
+            entity=Entity.CUSTOMER, module="Accounts",
+            fields={"name": "Account_Name", "currency": "Currency"},
             extra_fields=("Ledger_Customer_ID", "Prepaid_Balance", "Prepaid_Tier", "Prepaid_Flags")),
-        Entity.CONTRACT: EntitySpec(entity=Entity.CONTRACT, module="Deals", fields={
-            "customer_id": "Account_Name", "name": "Deal_Name", "currency": "Currency",
-            "prepay_amount": "Prepay_Amount", "due_date": "Closing_Date", "valid_from": "Valid_From",
-            "valid_until": "Valid_Until", "refund_policy": "Refund_Policy", "refund_fee_pct": "Refund_Fee_Pct",
-            "credit_limit": "Credit_Limit", "low_balance_threshold": "Low_Balance_Threshold", "status": "Stage"}),
-        Entity.PAYMENT: EntitySpec(entity=Entity.PAYMENT, module="Prepaid_Payments", fields={
-            "customer_id": "Account", "contract_id": "Deal", "amount": "Amount", "currency": "Currency",
-            "paid_at": "Payment_Date", "status": "Payment_Status", "method": "Payment_Method"}),
+        Entity.CONTRACT: EntitySpec(
+            entity=Entity.CONTRACT, module="Deals", fields={
+                "customer_id": "Account_Name", "name": "Deal_Name", "currency": "Currency",
+                "prepay_amount": "Prepay_Amount", "due_date": "Closing_Date", "valid_from": "Valid_From",
+                "valid_until": "Valid_Until", "refund_policy": "Refund_Policy",
+                "refund_fee_pct": "Refund_Fee_Pct", "credit_limit": "Credit_Limit",
+                "low_balance_threshold": "Low_Balance_Threshold", "status": "Stage"
+            }),
+        Entity.PAYMENT: EntitySpec(
+            entity=Entity.PAYMENT, module="Prepaid_Payments", fields={
+                "customer_id": "Account", "contract_id": "Deal", "amount": "Amount", "currency": "Currency",
+                "paid_at": "Payment_Date", "status": "Payment_Status", "method": "Payment_Method"
+            }),
     }
 
 
@@ -174,7 +180,8 @@ class ZohoAdapter(CrmAdapter):
             if attr in values and not currency:
                 raise self._rejected(key, spec.fields[attr], "amount without a currency (set "
                                      "default_currency or fill the record's currency)")
-        if values.get("valid_from") and values.get("valid_until") and values["valid_until"] < values["valid_from"]:
+        if values.get("valid_from") and values.get(
+                "valid_until") and values["valid_until"] < values["valid_from"]:
             raise self._rejected(key, spec.fields["valid_until"], f"valid until {values['valid_until']} is "
                                  f"before valid from {values['valid_from']}")
         owner = row.get("Owner")
@@ -235,12 +242,12 @@ class ZohoAdapter(CrmAdapter):
             for meta in self.client.fields(module):
                 picks = tuple(p["actual_value"] for p in meta.get("pick_list_values") or []
                               if p.get("actual_value") != "-None-")
-                infos.append(FieldInfo(
-                    api_name=meta["api_name"], label=meta.get("field_label") or "", data_type=meta["data_type"],
-                    required=bool(meta.get("system_mandatory")),
-                    read_only=bool(meta.get("field_read_only") or meta.get("read_only")),
-                    custom=bool(meta.get("custom_field")), picklist_values=picks,
-                    max_length=meta.get("length"), decimal_places=meta.get("decimal_place")))
+                infos.append(
+                    FieldInfo(api_name=meta["api_name"], label=meta.get("field_label") or "",
+                              data_type=meta["data_type"], required=bool(meta.get("system_mandatory")),
+                              read_only=bool(meta.get("field_read_only") or meta.get("read_only")),
+                              custom=bool(meta.get("custom_field")), picklist_values=picks,
+                              max_length=meta.get("length"), decimal_places=meta.get("decimal_place")))
             self._fields[module] = infos
         return self._fields[module]
 
@@ -269,7 +276,9 @@ class ZohoAdapter(CrmAdapter):
         positions: list[int] = []
         for i, upd in enumerate(updates):
             try:
-                payload.append({"id": upd.crm_id, **{k: self._outgoing(known, k, v) for k, v in upd.values.items()}})
+                payload.append(
+                    {"id": upd.crm_id, **{k: self._outgoing(known, k, v)
+                                          for k, v in upd.values.items()}})
                 positions.append(i)
             except _Unsendable as bad:
                 results[i] = WriteResult(crm_id=upd.crm_id, ok=False, code="REFUSED_LOCALLY",
@@ -312,8 +321,9 @@ class ZohoAdapter(CrmAdapter):
             quoted = ", ".join("'" + m.replace("\\", "\\\\").replace("'", "\\'") + "'" for m in chunk)
             offset = 0
             while True:
-                rows = self.client.coql(f"select id, Status, What_Id, {field} from Tasks where {field} in ({quoted}) "
-                                        f"order by id asc limit {offset}, 200")
+                rows = self.client.coql(
+                    f"select id, Status, What_Id, {field} from Tasks where {field} in ({quoted}) "
+                    f"order by id asc limit {offset}, 200")
                 for row in rows:
                     what = row.get("What_Id")
                     out.append(TaskRef(task_id=str(row["id"]), marker=str(row.get(field)),

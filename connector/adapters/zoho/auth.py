@@ -200,7 +200,8 @@ class ZohoAuth:
         log.info("zoho access token refreshed (valid %ds, api_domain %s)", int(expires_in), domain)
         return self._token
 
-    def _token_error(self, status: int, body: Any, described: str) -> TokenRefreshLimited | CredentialsRejected:
+    def _token_error(self, status: int, body: Any,
+                     described: str) -> TokenRefreshLimited | CredentialsRejected:
         body = body if isinstance(body, dict) else {"body": str(body)[:200]}
         error = str(body.get("error", "")).strip()
         description = str(body.get("error_description", ""))
@@ -210,16 +211,18 @@ class ZohoAuth:
             # Zoho says neither how long to wait nor how many it counted: try again once our window has passed.
             return TokenRefreshLimited(
                 "Zoho refused to issue an access token: too many token requests; wait a few minutes "
-                "and share one token across workers", crm="zoho", status=status, code=error or "Access Denied",
-                details=safe, request=described,
+                "and share one token across workers", crm="zoho", status=status, code=error or
+                "Access Denied", details=safe, request=described,
                 resume_at=datetime.fromtimestamp(self.clock() + REFRESH_WINDOW, timezone.utc))
         cfg, where = self.config, "in the environment or the .env beside the config"
-        hint = {"invalid_code": f"the refresh token in {cfg.refresh_token_env} is invalid or revoked; generate a new "
-                                f"one and set it {where}",
-                "invalid_client": f"the client id in {cfg.client_id_env} is unknown in this data centre; check it "
-                                  f"{where}, and data_center in the config",
-                "invalid_client_secret": f"the client secret in {cfg.client_secret_env} is wrong; set the right one "
-                                         f"{where}"}.get(error, "token request rejected")
+        hint = {
+            "invalid_code": f"the refresh token in {cfg.refresh_token_env} is invalid or revoked; generate a new "
+            f"one and set it {where}",
+            "invalid_client": f"the client id in {cfg.client_id_env} is unknown in this data centre; check it "
+            f"{where}, and data_center in the config",
+            "invalid_client_secret": f"the client secret in {cfg.client_secret_env} is wrong; set the right one "
+            f"{where}"
+        }.get(error, "token request rejected")
         # Without a token no call of the run can succeed, whatever the reason: stop the run once.
         return CredentialsRejected(f"Zoho token refresh failed: {hint}", crm="zoho", status=status,
                                    code=error or "NO_ACCESS_TOKEN", details=safe, request=described)

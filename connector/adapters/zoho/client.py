@@ -218,7 +218,8 @@ class ZohoClient:
 
     def __init__(self, auth: ZohoAuth, *, session: requests.Session | None = None,
                  retry: RetryPolicy | None = None, timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-                 trigger: Sequence[str] = (), api_version: str = API_VERSION, org_zone: tzinfo | None = None) -> None:
+                 trigger: Sequence[str] = (), api_version: str = API_VERSION,
+                 org_zone: tzinfo | None = None) -> None:
         self.auth = auth
         self.org_zone = org_zone or zone(None)
         self.session = session or auth.session
@@ -254,7 +255,8 @@ class ZohoClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(self, method: str, path: str, params: Mapping[str, Any] | None, body: Any,
-              headers: Mapping[str, str] | None, call_type: str, credits: int, described: str) -> ZohoResponse:
+              headers: Mapping[str, str] | None, call_type: str, credits: int,
+              described: str) -> ZohoResponse:
         refreshed = False
         data = encode(body) if body is not None else None
         while True:
@@ -295,7 +297,8 @@ class ZohoClient:
                 continue
             if error.code == "INVALID_TOKEN":  # a token issued a moment ago is refused too: no call can succeed
                 raise CredentialsRejected(f"Zoho refused a freshly issued access token too: {error.message}",
-                                          crm="zoho", status=error.status, code=error.code, request=error.request)
+                                          crm="zoho", status=error.status, code=error.code,
+                                          request=error.request)
             raise error
 
     def quota_resets_at(self, now: datetime | None = None) -> datetime:
@@ -337,7 +340,8 @@ class ZohoClient:
     # -- reading --------------------------------------------------------------------------
 
     def iter_records(self, module: str, fields: Sequence[str], *, since: datetime | None = None,
-                     overlap: timedelta = timedelta(seconds=1), per_page: int = PER_PAGE) -> Iterator[dict[str, Any]]:
+                     overlap: timedelta = timedelta(seconds=1),
+                     per_page: int = PER_PAGE) -> Iterator[dict[str, Any]]:
         """Yield records of `module` modified after `since - overlap` (all when None), oldest first.
 
         Sorted by Modified_Time ascending; follows `next_page_token` (required past 2,000
@@ -346,12 +350,15 @@ class ZohoClient:
         """
         names = list(dict.fromkeys([*fields, "Modified_Time"]))
         if len(names) > MAX_FIELDS:
-            raise CrmRequestError(f"{module}: {len(names)} fields requested, Zoho allows {MAX_FIELDS} per call",
-                                  crm="zoho", code="LIMIT_EXCEEDED")
+            raise CrmRequestError(
+                f"{module}: {len(names)} fields requested, Zoho allows {MAX_FIELDS} per call", crm="zoho",
+                code="LIMIT_EXCEEDED")
         overlap = max(overlap, timedelta(seconds=1))
         dedup = _RecentKeys(overlap + timedelta(seconds=1))
         floor = since - overlap if since else None
-        base = {"fields": ",".join(names), "per_page": per_page, "sort_by": "Modified_Time", "sort_order": "asc"}
+        base = {
+            "fields": ",".join(names), "per_page": per_page, "sort_by": "Modified_Time", "sort_order": "asc"
+        }
         while True:
             chain = _Chain()
             for record, modified in self._chain(module, base, floor, chain):
@@ -387,7 +394,8 @@ class ZohoClient:
             try:
                 resp = self.request("GET", f"/{module}", params=params, headers=headers, call_type="read")
             except CrmRequestError as exc:
-                if token and exc.code in ("PAGINATION_LIMIT_EXCEEDED", "EXPIRED_VALUE", "TOKEN_BOUND_DATA_MISMATCH"):
+                if token and exc.code in ("PAGINATION_LIMIT_EXCEEDED", "EXPIRED_VALUE",
+                                          "TOKEN_BOUND_DATA_MISMATCH"):
                     chain.cut = True
                     return
                 raise
@@ -412,8 +420,9 @@ class ZohoClient:
             else:
                 pages.advance((token, page + 1))
                 if page * int(base["per_page"]) >= DISCRETE_LIMIT:
-                    raise UnexpectedAnswer(f"{module}: more than {DISCRETE_LIMIT} records but no next_page_token",
-                                           crm="zoho", code="DISCRETE_PAGINATION_LIMIT_EXCEEDED")
+                    raise UnexpectedAnswer(
+                        f"{module}: more than {DISCRETE_LIMIT} records but no next_page_token", crm="zoho",
+                        code="DISCRETE_PAGINATION_LIMIT_EXCEEDED")
 
     def iter_deleted(self, module: str, *, since: datetime | None = None, deleted_type: str = "all",
                      per_page: int = PER_PAGE) -> Iterator[dict[str, Any]]:
@@ -524,9 +533,11 @@ def _is_record_list(body: Any) -> bool:
     return isinstance(body, dict) and isinstance(body.get("data"), list) and "code" not in body
 
 
-def _outcomes(items: Sequence[Mapping[str, Any]], start: int, expected: int, module: str) -> list[RecordOutcome]:
+def _outcomes(items: Sequence[Mapping[str, Any]], start: int, expected: int,
+              module: str) -> list[RecordOutcome]:
     if len(items) != expected:
-        raise UnexpectedAnswer(f"{module}: Zoho answered {len(items)} results for {expected} records", crm="zoho")
+        raise UnexpectedAnswer(f"{module}: Zoho answered {len(items)} results for {expected} records",
+                               crm="zoho")
     out = []
     for offset, item in enumerate(items):
         details = item.get("details") or {}

@@ -92,9 +92,11 @@ def cut_bytes(text: str, limit: int, marker: str = "\n…") -> str:
 
 def payload(alert: Alert, now: datetime, delivery_id: int | None = None) -> dict[str, Any]:
     """The generic webhook's JSON body."""
-    return {"event": alert.event, "connection": alert.connection, "run_id": alert.run_id, "title": alert.title,
-            "text": alert.text, "severity": alert.severity, "fields": alert.fields, "sent_at": now.isoformat(),
-            "delivery_id": delivery_id}
+    return {
+        "event": alert.event, "connection": alert.connection, "run_id": alert.run_id, "title": alert.title,
+        "text": alert.text, "severity": alert.severity, "fields": alert.fields, "sent_at": now.isoformat(),
+        "delivery_id": delivery_id
+    }
 
 
 def markdown(alert: Alert) -> str:
@@ -136,7 +138,8 @@ def _post(kind: str, session: requests.Session, url: str, timeout: float, **kw: 
     except requests.Timeout:
         raise DeliveryError(f"{kind}: no answer from {host} within {timeout:g}s", unreachable=True) from None
     except requests.RequestException as exc:
-        raise DeliveryError(f"{kind}: cannot reach {host}: {type(exc).__name__}: {exc}", unreachable=True) from None
+        raise DeliveryError(f"{kind}: cannot reach {host}: {type(exc).__name__}: {exc}",
+                            unreachable=True) from None
 
 
 def _retry_after(resp: requests.Response, now: datetime) -> float | None:

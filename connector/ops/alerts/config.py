@@ -136,8 +136,9 @@ class SmtpChannel(_Channel):
     @model_validator(mode="after")
     def _tls(self) -> SmtpChannel:
         if self.ssl and self.starttls:
-            raise ValueError("ssl and starttls exclude each other (ssl = TLS from the start, usually port 465; "
-                             "set starttls = false)")
+            raise ValueError(
+                "ssl and starttls exclude each other (ssl = TLS from the start, usually port 465; "
+                "set starttls = false)")
         if (self.username_env is None) != (self.password_env is None):
             raise ValueError("give both username_env and password_env, or neither")
         for addr in (self.sender, *self.to):
@@ -146,8 +147,10 @@ class SmtpChannel(_Channel):
         return self
 
 
-CHANNEL_MODELS: dict[str, type[_Channel]] = {"webhook": WebhookChannel, "dingtalk": DingTalkChannel,
-                                              "wecom": WeComChannel, "slack": SlackChannel, "smtp": SmtpChannel}
+CHANNEL_MODELS: dict[str, type[_Channel]] = {
+    "webhook": WebhookChannel, "dingtalk": DingTalkChannel, "wecom": WeComChannel, "slack": SlackChannel,
+    "smtp": SmtpChannel
+}
 Channel = Annotated[WebhookChannel | DingTalkChannel | WeComChannel | SlackChannel | SmtpChannel,
                     Field(discriminator="kind")]
 
@@ -163,11 +166,14 @@ class AlertSettings(BaseModel):
     events: list[Event] = Field(default_factory=lambda: list(EVENTS))
     channels: list[Channel] = Field(default_factory=list)
     max_attempts: int = Field(default=8, ge=1, le=50, description="deliveries tried before a row is dead")
-    backoff_seconds: int = Field(default=30, ge=1, description="wait after the first failure; doubles each time")
+    backoff_seconds: int = Field(default=30, ge=1,
+                                 description="wait after the first failure; doubles each time")
     max_backoff_seconds: int = Field(default=3600, ge=1)
-    timeout_seconds: float = Field(default=10.0, gt=0, le=120, description="connect and read timeout per send")
-    deliver_budget_seconds: float = Field(default=30.0, gt=0, description="a delivery pass stops starting new "
-                                          "sends after this long; the rest wait for the next pass")
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120,
+                                   description="connect and read timeout per send")
+    deliver_budget_seconds: float = Field(
+        default=30.0, gt=0, description="a delivery pass stops starting new "
+        "sends after this long; the rest wait for the next pass")
 
     @field_validator("critical_flags")
     @classmethod

@@ -63,13 +63,15 @@ def _flags_alert(conn: Any, connection: str, run_id: int, codes: list[str]) -> A
         lines.append(f"... and {len(rows) - len(shown)} more (prepaid-sync flags in the sync_flags table)")
     return Alert(event="critical_flags", connection=connection, run_id=run_id, severity="critical",
                  title=f"prepaid-sync: {len(rows)} new critical flag(s) on {connection}",
-                 text="\n".join(lines), fields={"counts": dict(sorted(counts.items())), "customers": customers})
+                 text="\n".join(lines),
+                 fields={"counts": dict(sorted(counts.items())), "customers": customers})
 
 
 def decide(engine: Engine, connection: str, run_id: int, rules: AlertSettings) -> list[Alert]:
     """The alerts finished run `run_id` of `connection` raises under `rules` (empty for dry or unknown runs)."""
     with engine.connect() as conn:
-        run = conn.execute(select(t.runs).where(t.runs.c.id == run_id, t.runs.c.connection == connection)).first()
+        run = conn.execute(select(t.runs).where(t.runs.c.id == run_id,
+                                                t.runs.c.connection == connection)).first()
         if run is None or run.dry_run or run.status == "running":
             return []
         base = {"status": run.status, "started_at": run.started_at.isoformat() if run.started_at else None,
@@ -85,22 +87,26 @@ def decide(engine: Engine, connection: str, run_id: int, rules: AlertSettings) -
                              fields=fields))
             n = rules.consecutive_failures
             if streak >= n and streak % n == 0:
-                out.append(Alert(event="consecutive_failures", connection=connection, run_id=run_id,
-                                 severity="critical", fields=fields,
-                                 title=f"prepaid-sync: {connection} failed {streak} runs in a row",
-                                 text=f"The last {streak} runs of {connection} failed; the latest, run {run_id}, "
-                                      f"ended {run.status}" + (f": {reason}" if reason else ".")))
+                out.append(
+                    Alert(
+                        event="consecutive_failures", connection=connection, run_id=run_id,
+                        severity="critical", fields=fields,
+                        title=f"prepaid-sync: {connection} failed {streak} runs in a row",
+                        text=f"The last {streak} runs of {connection} failed; the latest, run {run_id}, "
+                        f"ended {run.status}" + (f": {reason}" if reason else ".")))
         elif run.status in SUCCESSES:
             prev = conn.execute(select(t.runs.c.id, t.runs.c.status).where(
                 t.runs.c.connection == connection, t.runs.c.dry_run.is_(False), t.runs.c.id < run_id,
                 t.runs.c.status.in_(FAILURES + SUCCESSES)).order_by(t.runs.c.id.desc()).limit(1)).first()
             if prev is not None and prev.status in FAILURES:
                 streak = failure_streak(conn, connection, up_to=prev.id, live=live_run(conn, connection))
-                out.append(Alert(event="recovered", connection=connection, run_id=run_id, severity="info",
-                                 title=f"prepaid-sync: {connection} recovered",
-                                 text=f"Run {run_id} of {connection} ended {run.status} after {streak} failed "
-                                      f"run(s) (last failure: run {prev.id}).",
-                                 fields={**base, "failed_runs": streak, "last_failed_run": prev.id}))
+                out.append(
+                    Alert(
+                        event="recovered", connection=connection, run_id=run_id, severity="info",
+                        title=f"prepaid-sync: {connection} recovered",
+                        text=f"Run {run_id} of {connection} ended {run.status} after {streak} failed "
+                        f"run(s) (last failure: run {prev.id}).",
+                        fields={**base, "failed_runs": streak, "last_failed_run": prev.id}))
         if rules.critical_flags:
             flagged = _flags_alert(conn, connection, run_id, rules.critical_flags)
             if flagged is not None:

@@ -81,18 +81,22 @@ def enqueue(engine: Engine, alerts: Iterable[Alert], settings: AlertSettings, no
 def _claim(engine: Engine, row: Any, now: datetime) -> bool:
     with write_transaction(engine) as conn:
         res = conn.execute(ot.alerts.update().where(
-            ot.alerts.c.id == row.id, ot.alerts.c.status == row.status, ot.alerts.c.attempts == row.attempts,
+            ot.alerts.c.id == row.id,
+            ot.alerts.c.status == row.status,
+            ot.alerts.c.attempts == row.attempts,
             ot.alerts.c.next_attempt_at <= now,
-        ).values(status="sending", attempts=row.attempts + 1, next_attempt_at=now + timedelta(seconds=CLAIM_SECONDS)))
+        ).values(status="sending", attempts=row.attempts + 1,
+                 next_attempt_at=now + timedelta(seconds=CLAIM_SECONDS)))
         return res.rowcount == 1
 
 
 def _finish(engine: Engine, row_id: int, attempts: int, **values: Any) -> None:
     with write_transaction(engine) as conn:
-        res = conn.execute(ot.alerts.update().where(
-            ot.alerts.c.id == row_id, ot.alerts.c.status == "sending", ot.alerts.c.attempts == attempts).values(**values))
+        res = conn.execute(ot.alerts.update().where(ot.alerts.c.id == row_id, ot.alerts.c.status == "sending",
+                                                    ot.alerts.c.attempts == attempts).values(**values))
     if res.rowcount != 1:
-        log.warning("alert %s: the claim ran out before the send finished; another worker owns the row", row_id)
+        log.warning("alert %s: the claim ran out before the send finished; another worker owns the row",
+                    row_id)
 
 
 def _sent_last_minute(engine: Engine, channel: str, now: datetime) -> int:
@@ -124,13 +128,14 @@ def _attempt(engine: Engine, settings: AlertSettings, row: Any, now: datetime, h
     if attempts >= settings.max_attempts:
         _finish(engine, row.id, attempts, status="dead", last_error=error.message, next_attempt_at=now)
         stats.dead += 1
-        log.error("alert %s (%s) to %s is dead after %d attempts: %s", row.id, row.event, row.channel, attempts,
-                  error.message)
+        log.error("alert %s (%s) to %s is dead after %d attempts: %s", row.id, row.event, row.channel,
+                  attempts, error.message)
     else:
         wait = backoff(attempts, settings)
         if error.retry_after:
             wait = max(wait, timedelta(seconds=min(error.retry_after, settings.max_backoff_seconds)))
-        _finish(engine, row.id, attempts, status="pending", last_error=error.message, next_attempt_at=now + wait)
+        _finish(engine, row.id, attempts, status="pending", last_error=error.message,
+                next_attempt_at=now + wait)
         stats.retrying += 1
         log.warning("alert %s (%s) to %s failed (attempt %d of %d, next in %ds): %s", row.id, row.event,
                     row.channel, attempts, settings.max_attempts, wait.total_seconds(), error.message)
@@ -138,7 +143,8 @@ def _attempt(engine: Engine, settings: AlertSettings, row: Any, now: datetime, h
     return error
 
 
-def deliver_due(engine: Engine, settings: AlertSettings, now: datetime, *, session: requests.Session | None = None,
+def deliver_due(engine: Engine, settings: AlertSettings, now: datetime, *,
+                session: requests.Session | None = None,
                 environ: Mapping[str, str] | None = None) -> DeliveryStats:
     """Send the rows due at `now` (oldest first); never raises. `environ` replaces os.environ (tests)."""
     stats = DeliveryStats()
@@ -146,10 +152,11 @@ def deliver_due(engine: Engine, settings: AlertSettings, now: datetime, *, sessi
     deadline = time.monotonic() + settings.deliver_budget_seconds
     try:
         with engine.connect() as conn:
-            due = conn.execute(select(ot.alerts.c.id, ot.alerts.c.channel, ot.alerts.c.event, ot.alerts.c.run_id,
-                                      ot.alerts.c.status, ot.alerts.c.attempts, ot.alerts.c.payload).where(
-                or_(ot.alerts.c.status == "pending", ot.alerts.c.status == "sending"),
-                ot.alerts.c.next_attempt_at <= now).order_by(ot.alerts.c.id).limit(BATCH)).all()
+            due = conn.execute(
+                select(ot.alerts.c.id, ot.alerts.c.channel, ot.alerts.c.event, ot.alerts.c.run_id,
+                       ot.alerts.c.status, ot.alerts.c.attempts, ot.alerts.c.payload).where(
+                           or_(ot.alerts.c.status == "pending", ot.alerts.c.status == "sending"),
+                           ot.alerts.c.next_attempt_at <= now).order_by(ot.alerts.c.id).limit(BATCH)).all()
         held: set[str] = set()  # channels that are down or throttling us: skip their other rows this pass
         sent_now: dict[str, int] = {}
         for row in due:
@@ -188,7 +195,8 @@ def deliver_due(engine: Engine, settings: AlertSettings, now: datetime, *, sessi
 
 
 def notify_run(engine: Engine, settings: AlertSettings, connection: str, run_id: int, now: datetime, *,
-               session: requests.Session | None = None, environ: Mapping[str, str] | None = None) -> DeliveryStats:
+               session: requests.Session | None = None,
+               environ: Mapping[str, str] | None = None) -> DeliveryStats:
     """After a run: decide its alerts, queue them, and deliver everything due; never raises."""
     if not settings.channels:
         return DeliveryStats()
@@ -215,8 +223,10 @@ def unsent(engine: Engine, *, limit: int = 200) -> list[dict[str, Any]]:
             title = Alert.model_validate_json(r.payload).title
         except ValueError:
             pass
-        out.append({"id": r.id, "connection": r.connection, "event": r.event, "channel": r.channel,
-                    "run_id": r.run_id, "status": r.status, "attempts": r.attempts,
-                    "next_attempt_at": r.next_attempt_at, "last_error": r.last_error, "created_at": r.created_at,
-                    "title": title})
+        out.append({
+            "id": r.id, "connection": r.connection, "event": r.event, "channel": r.channel,
+            "run_id": r.run_id, "status": r.status, "attempts": r.attempts,
+            "next_attempt_at": r.next_attempt_at, "last_error": r.last_error, "created_at": r.created_at,
+            "title": title
+        })
     return out

@@ -24,8 +24,7 @@ def make_client(app: SandboxApp, base_url: str = BASE, *, session: requests.Sess
     auth = FxiaokeAuth(base_url, FxiaokeCredentials(creds.app_id, creds.app_secret, creds.permanent_code),
                        session=session, clock=app.clock.now)
     sleep = app.clock.advance
-    return FxiaokeClient(base_url, auth, session=session, open_user_id=creds.open_user_id, pace=pace,
-                         retry=RetryPolicy(max_attempts=max_attempts, initial_delay=0.5, max_delay=30, sleep=sleep),
-                         clock=app.clock.now, sleep=sleep, **kw)
-
-
+    return FxiaokeClient(
+        base_url, auth, session=session, open_user_id=creds.open_user_id, pace=pace,
+        retry=RetryPolicy(max_attempts=max_attempts, initial_delay=0.5, max_delay=30,
+                          sleep=sleep), clock=app.clock.now, sleep=sleep, **kw)

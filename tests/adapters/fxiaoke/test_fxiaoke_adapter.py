@@ -23,13 +23,15 @@ def test_full_stream_maps_every_entity(adapter: FxiaokeAdapter, small_tenant: Sa
     assert contracts and all(isinstance(c.prepay_amount, Decimal) for c in contracts)
     sample = contracts[0]
     raw = small_tenant.store.get("prepay_contract__c", sample.crm_id)
-    assert sample.prepay_amount == Decimal(raw["prepay_amount__c"]) and sample.customer_id == raw["account_id__c"]
+    assert sample.prepay_amount == Decimal(
+        raw["prepay_amount__c"]) and sample.customer_id == raw["account_id__c"]
     assert isinstance(sample.valid_from, date) and sample.refund_policy in ("option1", "9dKe2", "mQ7sv")
     balances = list(adapter.stream(DEFAULT_SPECS[Entity.PREPAYMENT]))
     assert balances and all(isinstance(b, PrepaymentBalance) for b in balances)
 
 
-def test_bad_payments_are_reported_and_the_rest_goes_on(adapter: FxiaokeAdapter, small_tenant: SandboxApp) -> None:
+def test_bad_payments_are_reported_and_the_rest_goes_on(adapter: FxiaokeAdapter,
+                                                        small_tenant: SandboxApp) -> None:
     out = list(adapter.stream(DEFAULT_SPECS[Entity.PAYMENT]))
     payments = [p for p in out if isinstance(p, Payment)]
     deletions = [d for d in out if isinstance(d, Deletion)]
@@ -47,8 +49,9 @@ def test_incremental_returns_exactly_what_changed(adapter: FxiaokeAdapter, small
     watermark = max(r.modified_at for r in full)  # type: ignore[union-attr]
     small_tenant.clock.advance(5)
     changed = [full[3].crm_id, full[77].crm_id]
-    adapter.write_fields("AccountObj", [FieldUpdate(crm_id=cid, values={"prepaid_balance__c": Decimal("10.00")})
-                                        for cid in changed])
+    adapter.write_fields(
+        "AccountObj",
+        [FieldUpdate(crm_id=cid, values={"prepaid_balance__c": Decimal("10.00")}) for cid in changed])
     adapter.client.invalid("AccountObj", full[50].crm_id)
     since = watermark + timedelta(milliseconds=1)
     delta = list(adapter.stream(spec, since=since, overlap=timedelta(seconds=0)))
@@ -62,7 +65,8 @@ def test_incremental_returns_exactly_what_changed(adapter: FxiaokeAdapter, small
 def test_write_fields_reports_each_record(adapter: FxiaokeAdapter, small_tenant: SandboxApp) -> None:
     ids = list(small_tenant.store.tables["AccountObj"].rows)[:3]
     results = adapter.write_fields("AccountObj", [
-        FieldUpdate(crm_id=ids[0], values={"prepaid_balance__c": Decimal("1234.50"), "prepaid_tier__c": "Lw2xR"}),
+        FieldUpdate(crm_id=ids[0],
+                    values={"prepaid_balance__c": Decimal("1234.50"), "prepaid_tier__c": "Lw2xR"}),
         FieldUpdate(crm_id=ids[1], values={"prepaid_tier__c": "gold"}),
         FieldUpdate(crm_id="000000000000000000000000", values={"prepaid_balance__c": Decimal("1")}),
         FieldUpdate(crm_id=ids[2], values={"prepaid_balance__c": 1.5}),
@@ -87,7 +91,8 @@ def _task(app: SandboxApp, marker: str) -> TaskRequest:
                        related_module="AccountObj", related_id=account["_id"])
 
 
-def test_tasks_on_active_record_are_never_duplicated(adapter: FxiaokeAdapter, small_tenant: SandboxApp) -> None:
+def test_tasks_on_active_record_are_never_duplicated(adapter: FxiaokeAdapter,
+                                                     small_tenant: SandboxApp) -> None:
     task = _task(small_tenant, "ps:low_balance:fxiaoke:AccountObj:1")
     first = adapter.create_tasks([task, task])
     assert first[0].task_id == first[1].task_id
@@ -113,7 +118,8 @@ def test_task_owner_is_looked_up_once_per_related_record(adapter: FxiaokeAdapter
 
 
 def test_tasks_on_custom_object_use_status_codes(small_tenant: SandboxApp) -> None:
-    adapter = FxiaokeAdapter(make_client(small_tenant), task_target=FxiaokeTaskTarget.custom_object(notify=True))
+    adapter = FxiaokeAdapter(make_client(small_tenant),
+                             task_target=FxiaokeTaskTarget.custom_object(notify=True))
     task = _task(small_tenant, "ps:overdue:fxiaoke:AccountObj:9")
     ref = adapter.create_tasks([task])[0]
     assert adapter.create_tasks([task])[0].task_id == ref.task_id

@@ -122,7 +122,8 @@ def test_expired_token_refreshed_once_and_call_retried() -> None:
     responses.post(TOKEN_URL, json=token_body(1))
     responses.post(QUERY_URL, json={"traceId": "E-O.null.-1000-x", "errorCode": 20016,
                                     "errorMessage": "the cropId,cropAccessToken or authorization is error"})
-    responses.post(QUERY_URL, json=ok(data={"dataList": [{"_id": "a1"}], "offset": 0, "limit": 100, "total": 0}))
+    responses.post(QUERY_URL,
+                   json=ok(data={"dataList": [{"_id": "a1"}], "offset": 0, "limit": 100, "total": 0}))
     client, auth = build()
     assert client.query_page("AccountObj") == [{"_id": "a1"}]
     assert auth.token_calls == 2
@@ -194,7 +195,8 @@ def test_network_errors_and_5xx_are_retried() -> None:
     responses.post(TOKEN_URL, json=token_body())
     responses.post(QUERY_URL, body=requests.ConnectionError("connection reset"))
     responses.post(QUERY_URL, status=502, body="Bad Gateway")
-    responses.post(QUERY_URL, json=ok(data={"dataList": [{"_id": "z"}], "offset": 0, "limit": 100, "total": 0}))
+    responses.post(QUERY_URL,
+                   json=ok(data={"dataList": [{"_id": "z"}], "offset": 0, "limit": 100, "total": 0}))
     sleeps: list[float] = []
     client, _ = build(sleeps)
     assert client.query_page("AccountObj") == [{"_id": "z"}]
@@ -220,14 +222,18 @@ def test_daily_quota_stops_the_run_with_resume_time() -> None:
         client.query_page("AccountObj")
     resume = info.value.resume_at
     assert resume is not None and resume.utcoffset() is not None
-    assert resume.astimezone(__import__("datetime").timezone(__import__("datetime").timedelta(hours=8))).hour == 0
+    assert resume.astimezone(__import__("datetime").timezone(
+        __import__("datetime").timedelta(hours=8))).hour == 0
     assert len(responses.calls) == 2
 
 
 @responses.activate
 def test_token_endpoint_errors() -> None:
-    responses.post(TOKEN_URL, json={"errorCode": 10006, "errorMessage": "the parameter appSecret is missing or illegal",
-                                    "errorDescription": "缺少参数或参数不合法", "traceId": "open-api-gateway-web/1"})
+    responses.post(
+        TOKEN_URL, json={
+            "errorCode": 10006, "errorMessage": "the parameter appSecret is missing or illegal",
+            "errorDescription": "缺少参数或参数不合法", "traceId": "open-api-gateway-web/1"
+        })
     client, _ = build()
     with pytest.raises(AuthError) as info:
         client.query_page("AccountObj")
@@ -255,12 +261,15 @@ def test_keyset_paging_reads_past_the_10000_offset_cap_exactly_once() -> None:
         info = body["data"]["search_query_info"]
         if info["offset"] > 10_000:
             return 200, {}, json.dumps({"errorCode": 10013, "errorMessage": "offset out of range 10000"})
-        after = [f["field_values"][0] for f in info["filters"] if f["field_name"] == "_id" and f["operator"] == "GT"]
+        after = [
+            f["field_values"][0] for f in info["filters"]
+            if f["field_name"] == "_id" and f["operator"] == "GT"
+        ]
         assert info["orders"] == [{"fieldName": "_id", "isAsc": True}]
         candidates = [r for r in rows if not after or r["_id"] > after[0]]
         page = candidates[info["offset"]:info["offset"] + info["limit"]]
-        return 200, {}, json.dumps(ok(data={"dataList": page, "offset": info["offset"], "limit": info["limit"],
-                                            "total": 0}))
+        return 200, {}, json.dumps(
+            ok(data={"dataList": page, "offset": info["offset"], "limit": info["limit"], "total": 0}))
 
     responses.post(TOKEN_URL, json=token_body())
     responses.add_callback(responses.POST, QUERY_URL, callback=query)
@@ -292,21 +301,31 @@ def test_incremental_query_sends_watermark_and_custom_path() -> None:
     client, _ = build()
     assert list(client.iter_records("prepay_contract__c", since_ms=1_717_171_200_000)) == []
     info = json.loads(responses.calls[1].request.body)["data"]["search_query_info"]
-    assert {"field_name": "last_modified_time", "field_values": [1_717_171_200_000], "operator": "GTE"} in info["filters"]
+    assert {"field_name": "last_modified_time", "field_values": [1_717_171_200_000],
+            "operator": "GTE"} in info["filters"]
 
 
 @responses.activate
 def test_string_amounts_become_exact_decimals() -> None:
-    rows = [{"_id": "65a000000000000000000001", "owner": ["FSUID_1"], "last_modified_time": 1_717_171_200_000,
-             "life_status": "normal", "account_id": "acc1", "payment_amount": "1234567890123.45",
-             "payment_time": 1_717_171_200_000},
-            {"_id": "65a000000000000000000002", "owner": ["FSUID_1"], "last_modified_time": 1_717_171_200_001,
-             "life_status": "normal", "account_id": "acc1", "payment_amount": "0.10", "payment_time": 1_717_171_200_000},
-            {"_id": "65a000000000000000000003", "owner": ["FSUID_1"], "last_modified_time": 1_717_171_200_002,
-             "life_status": "normal", "account_id": "acc1", "payment_amount": "12.345", "payment_time": 1_717_171_200_000},
-            {"_id": "65a000000000000000000004", "owner": ["FSUID_1"], "last_modified_time": 1_717_171_200_003,
-             "life_status": "normal", "account_id": "acc1", "payment_amount": 12.5, "payment_time": 1_717_171_200_000}]
-    rows = [{"contract_id__c": None, "payment_term": None, "name": None, **row} for row in rows]  # includeNull
+    rows = [{
+        "_id": "65a000000000000000000001", "owner": ["FSUID_1"], "last_modified_time": 1_717_171_200_000,
+        "life_status": "normal", "account_id": "acc1", "payment_amount": "1234567890123.45",
+        "payment_time": 1_717_171_200_000
+    }, {
+        "_id": "65a000000000000000000002", "owner": ["FSUID_1"], "last_modified_time": 1_717_171_200_001,
+        "life_status": "normal", "account_id": "acc1", "payment_amount": "0.10",
+        "payment_time": 1_717_171_200_000
+    }, {
+        "_id": "65a000000000000000000003", "owner": ["FSUID_1"], "last_modified_time": 1_717_171_200_002,
+        "life_status": "normal", "account_id": "acc1", "payment_amount": "12.345",
+        "payment_time": 1_717_171_200_000
+    }, {
+        "_id": "65a000000000000000000004", "owner": ["FSUID_1"], "last_modified_time": 1_717_171_200_003,
+        "life_status": "normal", "account_id": "acc1", "payment_amount": 12.5,
+        "payment_time": 1_717_171_200_000
+    }]
+    rows = [{"contract_id__c": None, "payment_term": None, "name": None, **row}
+            for row in rows]  # includeNull
     responses.post(TOKEN_URL, json=token_body())
     responses.post(QUERY_URL, json=ok(data={"dataList": rows, "offset": 0, "limit": 100, "total": 0}))
     client, _ = build()
@@ -325,9 +344,11 @@ def test_string_amounts_become_exact_decimals() -> None:
     ("-5", "must be positive"), ("99999999999999999999.99", "above the limit"), ("NaN", "is not an amount"),
 ])
 def test_string_amounts_follow_the_one_grammar(amount: str, why: str) -> None:
-    rows = [{"_id": "65a000000000000000000009", "owner": ["FSUID_1"], "last_modified_time": 1_717_171_200_000,
-             "life_status": "normal", "account_id": "acc1", "payment_amount": amount, "payment_time": 1_717_171_200_000,
-             "contract_id__c": None, "payment_term": None, "name": None}]  # includeNull: empty fields come as null
+    rows = [{
+        "_id": "65a000000000000000000009", "owner": ["FSUID_1"], "last_modified_time": 1_717_171_200_000,
+        "life_status": "normal", "account_id": "acc1", "payment_amount": amount,
+        "payment_time": 1_717_171_200_000, "contract_id__c": None, "payment_term": None, "name": None
+    }]  # includeNull: empty fields come as null
     responses.post(TOKEN_URL, json=token_body())
     responses.post(QUERY_URL, json=ok(data={"dataList": rows, "offset": 0, "limit": 100, "total": 0}))
     client, _ = build()
@@ -340,9 +361,11 @@ def test_string_amounts_follow_the_one_grammar(amount: str, why: str) -> None:
 @responses.activate
 @pytest.mark.parametrize("stamp", [10**20, -5, "99999999999999999999"])
 def test_times_out_of_range_reject_the_record_not_the_run(stamp: object) -> None:
-    rows = [{"_id": "65a00000000000000000000a", "owner": ["FSUID_1"], "last_modified_time": 1_717_171_200_000,
-             "life_status": "normal", "account_id": "acc1", "payment_amount": "5", "payment_time": stamp,
-             "contract_id__c": None, "payment_term": None, "name": None}]  # includeNull: empty fields come as null
+    rows = [{
+        "_id": "65a00000000000000000000a", "owner": ["FSUID_1"], "last_modified_time": 1_717_171_200_000,
+        "life_status": "normal", "account_id": "acc1", "payment_amount": "5", "payment_time": stamp,
+        "contract_id__c": None, "payment_term": None, "name": None
+    }]  # includeNull: empty fields come as null
     responses.post(TOKEN_URL, json=token_body())
     responses.post(QUERY_URL, json=ok(data={"dataList": rows, "offset": 0, "limit": 100, "total": 0}))
     client, _ = build()
@@ -363,8 +386,17 @@ def test_secrets_never_reach_errors_logs_or_reprs(caplog: pytest.LogCaptureFixtu
         client.query_page("AccountObj")
     with pytest.raises(CrmConnectionError) as info2:
         client.get_record("AccountObj", "x")
-    texts = [str(info.value), repr(info.value), json.dumps(info.value.to_dict()), str(info2.value), repr(info2.value),
-             repr(client), repr(auth), repr(auth.token()), repr(auth._credentials), caplog.text]
+    texts = [
+        str(info.value),
+        repr(info.value),
+        json.dumps(info.value.to_dict()),
+        str(info2.value),
+        repr(info2.value),
+        repr(client),
+        repr(auth),
+        repr(auth.token()),
+        repr(auth._credentials), caplog.text
+    ]
     for text in texts:
         assert TOKENS[0] not in text and SECRET not in text and PERMANENT not in text
 
@@ -372,11 +404,12 @@ def test_secrets_never_reach_errors_logs_or_reprs(caplog: pytest.LogCaptureFixtu
 def test_credentials_from_env_names_the_missing_variable_only() -> None:
     env = {"MY_APP": "FSAID_1", "MY_SECRET": SECRET}
     with pytest.raises(ConfigError) as info:
-        FxiaokeCredentials.from_env({"app_id": "MY_APP", "app_secret": "MY_SECRET", "permanent_code": "MY_CODE"}, env)
+        FxiaokeCredentials.from_env(
+            {"app_id": "MY_APP", "app_secret": "MY_SECRET", "permanent_code": "MY_CODE"}, env)
     assert "MY_CODE" in info.value.message and SECRET not in info.value.message
     env["MY_CODE"] = PERMANENT
-    creds = FxiaokeCredentials.from_env({"app_id": "MY_APP", "app_secret": "MY_SECRET", "permanent_code": "MY_CODE"},
-                                        env)
+    creds = FxiaokeCredentials.from_env(
+        {"app_id": "MY_APP", "app_secret": "MY_SECRET", "permanent_code": "MY_CODE"}, env)
     assert creds.permanent_code.get_secret_value() == PERMANENT and PERMANENT not in repr(creds)
 
 
@@ -404,12 +437,17 @@ def test_update_is_partial_with_id_inside_object_data_and_triggers_off() -> None
     responses.post(url, json=ok())
     client, _ = build()
     import datetime as dt
-    client.update("AccountObj", "65a0", {"prepaid_balance__c": Decimal("1234.50"),
-                                         "prepaid_synced_at__c": dt.datetime(2024, 6, 1, tzinfo=dt.timezone.utc)})
+    client.update(
+        "AccountObj", "65a0", {
+            "prepaid_balance__c": Decimal("1234.50"), "prepaid_synced_at__c": dt.datetime(
+                2024, 6, 1, tzinfo=dt.timezone.utc)
+        })
     body = json.loads(responses.calls[1].request.body)
     assert body["triggerWorkFlow"] is False and body["triggerApprovalFlow"] is False
-    assert body["data"]["object_data"] == {"prepaid_balance__c": "1234.50", "prepaid_synced_at__c": 1717200000000,
-                                           "_id": "65a0", "dataObjectApiName": "AccountObj"}
+    assert body["data"]["object_data"] == {
+        "prepaid_balance__c": "1234.50", "prepaid_synced_at__c": 1717200000000, "_id": "65a0",
+        "dataObjectApiName": "AccountObj"
+    }
 
 
 def test_client_pacer_waits_instead_of_getting_throttled() -> None:

@@ -67,7 +67,8 @@ def test_a_refused_directory_leaves_owner_ids_and_the_stream_goes_on(
 
 def test_reports_and_task_texts_show_fxiaoke_owners_by_name(tmp_path: Path) -> None:
     eng, app = fxiaoke_engine(f"sqlite:///{tmp_path}/f.db", seed=60)
-    yaml = (DEFAULTS / "fxiaoke.yaml").read_text(encoding="utf-8").replace('description: "', 'description: "负责人 {owner}. ')
+    yaml = (DEFAULTS / "fxiaoke.yaml").read_text(encoding="utf-8").replace('description: "',
+                                                                           'description: "负责人 {owner}. ')
     (tmp_path / "fxiaoke.yaml").write_text(yaml, encoding="utf-8")
     eng.mapping = load_mapping(tmp_path / "fxiaoke.yaml")
     assert eng.run().status in ("ok", "partial")  # partial: the seed's deliberate anomalies

@@ -37,7 +37,8 @@ def vendor_api(sandbox: FxiaokeSandbox) -> fxiaoke_api.FxiaokeApi:
     return api
 
 
-def test_fxiaoke_python_cursor_reads_every_record_of_250_accounts(loopback: Callable[..., FxiaokeSandbox]) -> None:
+def test_fxiaoke_python_cursor_reads_every_record_of_250_accounts(
+        loopback: Callable[..., FxiaokeSandbox]) -> None:
     # Its cursor pages by `total` (next offset while total > offset + limit) and never asks for a count:
     # that works only because `find_explicit_total_num` defaults to true, as the docs say.
     sandbox = loopback(seed=250)
@@ -56,14 +57,16 @@ def test_fxiaoke_python_can_token_query_get_and_create(loopback: Callable[..., F
     first_page = list(accounts.query(limit=100))[:100]
     assert all(isinstance(r["owner"], list) and isinstance(r["last_modified_time"], int) for r in first_page)
 
-    later = accounts.query(filters=[{"field_name": "_id", "field_values": [first_page[-1]["_id"]], "operator": "GT"}],
-                           orders=[{"fieldName": "_id", "isAsc": True}])
+    later = accounts.query(
+        filters=[{"field_name": "_id", "field_values": [first_page[-1]["_id"]], "operator": "GT"}],
+        orders=[{"fieldName": "_id", "isAsc": True}])
     assert [r["_id"] for r in later] == sorted(sandbox.app.store.tables["AccountObj"].ids)[100:]
 
     record = accounts.get(first_page[0]["_id"])
     assert record["_id"] == first_page[0]["_id"] and record["name"] == first_page[0]["name"]
 
-    created = accounts.create({"name": "保真测试客户", "owner": [creds.open_user_id], "prepaid_balance__c": "88.80"})
+    created = accounts.create(
+        {"name": "保真测试客户", "owner": [creds.open_user_id], "prepaid_balance__c": "88.80"})
     assert created["errorCode"] == 0 and created["dataId"]
     stored = sandbox.app.store.get("AccountObj", created["dataId"])
     assert stored["prepaid_balance__c"] == "88.80" and stored["life_status"] == "normal"
@@ -76,16 +79,21 @@ def test_fxiaoke_python_can_token_query_get_and_create(loopback: Callable[..., F
     assert described["describe"]["fields"]["prepaid_tier__c"]["type"] == "select_one"
 
 
-def test_update_checked_directly_since_fxiaoke_python_has_none(loopback: Callable[..., FxiaokeSandbox]) -> None:
+def test_update_checked_directly_since_fxiaoke_python_has_none(
+        loopback: Callable[..., FxiaokeSandbox]) -> None:
     sandbox = loopback(seed=5)
     creds = sandbox.app.credentials
     base = sandbox.base_url
     grant = requests.post(f"{base}/cgi/corpAccessToken/get/V2", timeout=5, json={
         "appId": creds.app_id, "appSecret": creds.app_secret, "permanentCode": creds.permanent_code}).json()
     rid = sandbox.app.store.tables["AccountObj"].ids[0]
-    body = {"corpAccessToken": grant["corpAccessToken"], "corpId": grant["corpId"],
-            "currentOpenUserId": creds.open_user_id, "triggerApprovalFlow": False, "triggerWorkFlow": False,
-            "data": {"object_data": {"dataObjectApiName": "AccountObj", "_id": rid, "prepaid_balance__c": "1234.50"}}}
+    body = {
+        "corpAccessToken": grant["corpAccessToken"], "corpId": grant["corpId"],
+        "currentOpenUserId": creds.open_user_id, "triggerApprovalFlow": False, "triggerWorkFlow": False,
+        "data": {
+            "object_data": {"dataObjectApiName": "AccountObj", "_id": rid, "prepaid_balance__c": "1234.50"}
+        }
+    }
     answer = requests.post(f"{base}/cgi/crm/v2/data/update", json=body, timeout=5).json()
     assert answer["errorCode"] == 0 and "data" not in answer
     assert sandbox.app.store.get("AccountObj", rid)["prepaid_balance__c"] == "1234.50"
@@ -99,7 +107,8 @@ def test_third_trace_id_required_only_when_asked(loopback: Callable[..., Fxiaoke
     grant = {"appId": creds.app_id, "appSecret": creds.app_secret, "permanentCode": creds.permanent_code}
     url = f"{strict.base_url}/cgi/corpAccessToken/get/V2"
     assert requests.post(url, json=grant, timeout=5).json()["errorCode"] == 10006
-    assert requests.post(url, params={"thirdTraceId": "not-a-uuid"}, json=grant, timeout=5).json()["errorCode"] == 10006
+    assert requests.post(url, params={"thirdTraceId": "not-a-uuid"}, json=grant,
+                         timeout=5).json()["errorCode"] == 10006
     trace = "0b6f3d9e-6a4c-4f1e-9d55-2f0c1d7f9a10"
     assert requests.post(url, params={"thirdTraceId": trace}, json=grant, timeout=5).json()["errorCode"] == 0
     again = requests.post(url, params={"thirdTraceId": trace}, json=grant, timeout=5).json()

@@ -40,7 +40,8 @@ def make_client(retry: RetryPolicy, clock: FakeClock) -> Callable[..., ZohoClien
 
     def build(**kwargs: Any) -> ZohoClient:
         creds = ZohoCredentials("1000.CLIENTID", SecretStr(CLIENT_SECRET), SecretStr(REFRESH_TOKEN))
-        auth = ZohoAuth(ZohoAuthConfig(data_center="us"), creds, session=requests.Session(), clock=clock.seconds)
+        auth = ZohoAuth(ZohoAuthConfig(data_center="us"), creds, session=requests.Session(),
+                        clock=clock.seconds)
         return ZohoClient(auth, retry=kwargs.pop("retry", retry), **kwargs)
 
     return build

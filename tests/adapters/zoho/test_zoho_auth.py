@@ -46,7 +46,8 @@ def test_explicit_urls_and_unknown_dc() -> None:
 
 def test_credentials_from_named_env_vars_and_hidden() -> None:
     config = ZohoAuthConfig(client_id_env="MY_ID", client_secret_env="MY_SECRET", refresh_token_env="MY_RT")
-    creds = ZohoCredentials.from_env(config, {"MY_ID": "cid", "MY_SECRET": CLIENT_SECRET, "MY_RT": REFRESH_TOKEN})
+    creds = ZohoCredentials.from_env(config,
+                                     {"MY_ID": "cid", "MY_SECRET": CLIENT_SECRET, "MY_RT": REFRESH_TOKEN})
     assert CLIENT_SECRET not in repr(creds) and REFRESH_TOKEN not in repr(creds)
     with pytest.raises(ConfigError, match="MY_SECRET, MY_RT"):
         ZohoCredentials.from_env(config, {"MY_ID": "cid"})
@@ -90,9 +91,11 @@ def test_invalid_refresh_token_is_auth_error_without_secrets(clock: FakeClock) -
 @pytest.mark.parametrize("status", [200, 400])
 @responses.activate
 def test_refresh_throttled_either_status(clock: FakeClock, status: int) -> None:
-    responses.post(TOKEN_URL, status=status, json={
-        "error": "Access Denied", "status": "failure",
-        "error_description": "You have made too many requests continuously. Please try again after some time."})
+    responses.post(
+        TOKEN_URL, status=status, json={
+            "error": "Access Denied", "status": "failure",
+            "error_description": "You have made too many requests continuously. Please try again after some time."
+        })
     with pytest.raises(TokenRefreshLimited, match="too many token requests"):
         make_auth(clock).access_token()
 

@@ -48,7 +48,8 @@ def test_auth_header_and_decimal_numbers(make_client: Make, mocked: Any) -> None
 
 def test_refresh_once_on_invalid_token(make_client: Make, mocked: Any) -> None:
     mocked.post(TOKEN_URL, json=token_body("1000.1111222233334444aaaa.5555666677778888bbbb"))
-    mocked.get(f"{API}/crm/v8/Accounts/1", status=401, json=error_body("INVALID_TOKEN", "invalid oauth token"))
+    mocked.get(f"{API}/crm/v8/Accounts/1", status=401, json=error_body("INVALID_TOKEN",
+                                                                       "invalid oauth token"))
     mocked.get(f"{API}/crm/v8/Accounts/1", json={"data": [{"id": "1"}]})
     client = make_client()
     assert client.get_record("Accounts", "1") == {"id": "1"}
@@ -57,13 +58,15 @@ def test_refresh_once_on_invalid_token(make_client: Make, mocked: Any) -> None:
 
 
 def test_invalid_token_twice_is_auth_error(make_client: Make, mocked: Any) -> None:
-    mocked.get(f"{API}/crm/v8/Accounts/1", status=401, json=error_body("INVALID_TOKEN", "invalid oauth token"))
+    mocked.get(f"{API}/crm/v8/Accounts/1", status=401, json=error_body("INVALID_TOKEN",
+                                                                       "invalid oauth token"))
     with pytest.raises(AuthError) as info:
         make_client().get_record("Accounts", "1")
     assert info.value.code == "INVALID_TOKEN" and info.value.status == 401
 
 
-def test_retries_server_errors_with_backoff_no_real_sleep(make_client: Make, mocked: Any, sleeps: list[float]) -> None:
+def test_retries_server_errors_with_backoff_no_real_sleep(make_client: Make, mocked: Any,
+                                                          sleeps: list[float]) -> None:
     url = f"{API}/crm/v8/Accounts/1"
     mocked.get(url, status=500, json=error_body("INTERNAL_ERROR", "Internal Server Error"))
     mocked.get(url, body=requests.ConnectionError("reset"))
@@ -74,7 +77,8 @@ def test_retries_server_errors_with_backoff_no_real_sleep(make_client: Make, moc
 
 
 def test_retry_gives_up_after_max_attempts(make_client: Make, mocked: Any, sleeps: list[float]) -> None:
-    mocked.get(f"{API}/crm/v8/Accounts/1", status=500, json=error_body("INTERNAL_ERROR", "Internal Server Error"))
+    mocked.get(f"{API}/crm/v8/Accounts/1", status=500, json=error_body("INTERNAL_ERROR",
+                                                                       "Internal Server Error"))
     with pytest.raises(ServerError):
         make_client().get_record("Accounts", "1")
     assert len(sleeps) == 3
@@ -97,8 +101,10 @@ def test_429_is_retried_then_quota_exhausted_when_no_credits(make_client: Make, 
 
 
 def test_validation_error_not_retried(make_client: Make, mocked: Any, sleeps: list[float]) -> None:
-    mocked.get(ACCOUNTS_URL, status=400, json=error_body("REQUIRED_PARAM_MISSING", "One of the expected parameter is "
-                                                          "missing", {"param_name": "fields"}))
+    mocked.get(
+        ACCOUNTS_URL, status=400, json=error_body("REQUIRED_PARAM_MISSING",
+                                                  "One of the expected parameter is "
+                                                  "missing", {"param_name": "fields"}))
     with pytest.raises(CrmRequestError) as info:
         list(make_client().iter_records("Accounts", ["Account_Name"]))
     assert sleeps == [] and info.value.details == {"param_name": "fields"}
@@ -120,7 +126,8 @@ def test_error_table(make_client: Make, mocked: Any, status: int, code: str, cls
     assert err.request.startswith("GET /crm/v8/Accounts/1") and err.crm == "zoho"
 
 
-def test_tokens_redacted_in_errors_and_logs(make_client: Make, mocked: Any, caplog: pytest.LogCaptureFixture) -> None:
+def test_tokens_redacted_in_errors_and_logs(make_client: Make, mocked: Any,
+                                            caplog: pytest.LogCaptureFixture) -> None:
     leaky = f"bad token Zoho-oauthtoken {ACCESS_TOKEN} refresh_token={REFRESH_TOKEN} secret {CLIENT_SECRET}"
     mocked.get(f"{API}/crm/v8/Accounts/1", status=500, json=error_body("INTERNAL_ERROR", leaky,
                                                                       {"access_token": ACCESS_TOKEN}))
@@ -134,8 +141,9 @@ def test_tokens_redacted_in_errors_and_logs(make_client: Make, mocked: Any, capl
 
 
 def _page(ids: range, more: bool, token: str | None, day: int = 1) -> dict[str, Any]:
-    rows = [{"id": str(i), "Account_Name": f"A{i}", "Modified_Time": f"2026-01-0{day}T10:00:{i % 60:02d}+05:30"}
-            for i in ids]
+    rows = [{
+        "id": str(i), "Account_Name": f"A{i}", "Modified_Time": f"2026-01-0{day}T10:00:{i % 60:02d}+05:30"
+    } for i in ids]
     return {"data": rows, "info": {"per_page": 200, "count": len(rows), "page": 1, "more_records": more,
                                    "next_page_token": token, "sort_by": "Modified_Time", "sort_order": "asc"}}
 
@@ -158,8 +166,10 @@ def test_paging_crosses_2000_with_page_token_lazily(make_client: Make, mocked: A
     assert first["id"] == "0" and len(seen) == 1  # lazy: one page fetched for the first record
     rest = list(gen)
     assert len(rest) + 1 == 2400 and len({r["id"] for r in rest}) == 2399
-    assert "page_token" not in seen[0] and all(q["page_token"] == f"tok{i}" for i, q in enumerate(seen[1:], 1))
-    assert all(q["per_page"] == "200" and q["sort_order"] == "asc" and q["sort_by"] == "Modified_Time" for q in seen)
+    assert "page_token" not in seen[0] and all(q["page_token"] == f"tok{i}"
+                                               for i, q in enumerate(seen[1:], 1))
+    assert all(q["per_page"] == "200" and q["sort_order"] == "asc" and q["sort_by"] == "Modified_Time"
+               for q in seen)
     assert all(q["fields"] == "Account_Name,Modified_Time" for q in seen)
 
 
@@ -170,7 +180,8 @@ def test_overlap_window_and_dedup_by_id_and_modified_time(make_client: Make, moc
             {"id": "1", "Modified_Time": "2026-01-05T10:15:09+05:30"}]  # a newer version: kept
     mocked.get(ACCOUNTS_URL, json={"data": rows, "info": {"more_records": False}})
     since = datetime(2026, 1, 5, 4, 45, 5, tzinfo=timezone.utc)
-    got = list(make_client().iter_records("Accounts", ["Account_Name"], since=since, overlap=timedelta(seconds=10)))
+    got = list(make_client().iter_records("Accounts", ["Account_Name"], since=since,
+                                          overlap=timedelta(seconds=10)))
     assert [(r["id"], r["Modified_Time"]) for r in got] == [("1", "2026-01-05T10:15:00+05:30"),
                                                             ("2", "2026-01-05T04:45:00Z"),
                                                             ("1", "2026-01-05T10:15:09+05:30")]
@@ -222,9 +233,12 @@ def test_write_batches_trigger_and_207(make_client: Make, mocked: Any) -> None:
         items = []
         for i, row in enumerate(body["data"]):
             if row.get("Prepaid_Balance") == "abc":
-                items.append({"code": "INVALID_DATA", "message": "invalid data", "status": "error", "details": {
-                    "expected_data_type": "double", "api_name": "Prepaid_Balance",
-                    "json_path": f"$.data[{i}].Prepaid_Balance"}})
+                items.append({
+                    "code": "INVALID_DATA", "message": "invalid data", "status": "error", "details": {
+                        "expected_data_type": "double", "api_name": "Prepaid_Balance",
+                        "json_path": f"$.data[{i}].Prepaid_Balance"
+                    }
+                })
             else:
                 items.append({"code": "SUCCESS", "message": "record updated", "status": "success",
                               "details": {"id": row["id"], "Modified_Time": "2026-01-05T10:20:11+05:30"}})
@@ -266,8 +280,12 @@ def test_insert_not_retried_on_server_error(make_client: Make, mocked: Any, slee
 
 def test_insert_retried_on_429(make_client: Make, mocked: Any, sleeps: list[float]) -> None:
     mocked.post(f"{API}/crm/v8/Tasks", status=429, json=error_body("TOO_MANY_REQUESTS"))
-    mocked.post(f"{API}/crm/v8/Tasks", status=201, json={"data": [{"code": "SUCCESS", "status": "success",
-                                                                   "message": "record added", "details": {"id": "9"}}]})
+    mocked.post(
+        f"{API}/crm/v8/Tasks", status=201, json={
+            "data": [{
+                "code": "SUCCESS", "status": "success", "message": "record added", "details": {"id": "9"}
+            }]
+        })
     [outcome] = make_client().insert("Tasks", [{"Subject": "x"}])
     assert outcome.ok and outcome.record_id == "9" and sleeps == [0.5]
 
@@ -279,8 +297,11 @@ def test_rate_limited_carries_type(make_client: Make, mocked: Any) -> None:
 
 
 def test_usage_accounting(make_client: Make, mocked: Any) -> None:
-    mocked.get(f"{API}/crm/v8/Accounts/deleted", json={"data": [{"id": "5", "deleted_time": "2026-01-04T11:19:38+05:30",
-                                                                 "type": "recycle"}], "info": {"more_records": False}})
+    mocked.get(
+        f"{API}/crm/v8/Accounts/deleted", json={
+            "data": [{"id": "5", "deleted_time": "2026-01-04T11:19:38+05:30", "type": "recycle"}],
+            "info": {"more_records": False}
+        })
     mocked.post(f"{API}/crm/v8/coql", json={"data": [], "info": {"count": 0, "more_records": False}})
     client = make_client()
     assert [d["id"] for d in client.iter_deleted("Accounts")] == ["5"]

@@ -29,7 +29,8 @@ def faulty() -> Iterator[tuple[object, ZohoAdapter, list[float]]]:
 from connector.adapters.zoho.sandbox import ZohoSandbox  # noqa: E402
 
 
-def test_full_pull_with_faults_returns_every_record_once(faulty: tuple[ZohoSandbox, ZohoAdapter, list[float]]) -> None:
+def test_full_pull_with_faults_returns_every_record_once(
+        faulty: tuple[ZohoSandbox, ZohoAdapter, list[float]]) -> None:
     sb, adapter, waits = faulty
     specs = default_specs()
     customers = list(adapter.stream(specs[Entity.CUSTOMER]))
@@ -42,7 +43,8 @@ def test_full_pull_with_faults_returns_every_record_once(faulty: tuple[ZohoSandb
     contracts = list(adapter.stream(specs[Entity.CONTRACT]))
     payments = list(adapter.stream(specs[Entity.PAYMENT]))
     bad = {b.record.split(":")[-1] for b in adapter.rejected}
-    assert len(contracts) + len(bad & set(sb.org.modules["Deals"].records)) == len(sb.org.modules["Deals"].records)
+    assert len(contracts) + len(bad & set(sb.org.modules["Deals"].records)) == len(
+        sb.org.modules["Deals"].records)
     assert len(payments) == len(sb.org.modules["Prepaid_Payments"].records)
     sample = next(c for c in contracts if isinstance(c, Contract) and c.currency == "USD")
     assert isinstance(sample.prepay_amount, Decimal) and sample.customer_id and sample.valid_from
@@ -78,11 +80,15 @@ def test_write_back_and_metadata_checks() -> None:
         adapter = ZohoAdapter(sandbox_client(sb))
         ids = list(sb.org.modules["Accounts"].records)[:3]
         results = adapter.write_fields("Accounts", [
-            FieldUpdate(crm_id=ids[0], values={"Prepaid_Balance": Decimal("950.00"), "Prepaid_Tier": "Silver",
-                                               "Prepaid_Synced_At": datetime(2026, 1, 5, tzinfo=timezone.utc)}),
+            FieldUpdate(
+                crm_id=ids[0], values={
+                    "Prepaid_Balance": Decimal("950.00"), "Prepaid_Tier": "Silver",
+                    "Prepaid_Synced_At": datetime(2026, 1, 5, tzinfo=timezone.utc)
+                }),
             FieldUpdate(crm_id=ids[1], values={"Prepaid_Balanse": Decimal("1")}),
             FieldUpdate(crm_id=ids[2], values={"Prepaid_Balance": Decimal("1.005")}),
-            FieldUpdate(crm_id="4876876000000999999", values={"Prepaid_Tier": "Gold"})])
+            FieldUpdate(crm_id="4876876000000999999", values={"Prepaid_Tier": "Gold"})
+        ])
         assert [r.ok for r in results] == [True, False, False, False]
         assert results[1].field == "Prepaid_Balanse" and "no such field" in results[1].message
         assert results[2].field == "Prepaid_Balance" and "decimal places" in results[2].message
@@ -97,9 +103,11 @@ def test_tasks_idempotent_under_lost_responses() -> None:
     with ZohoSandbox(seed=15) as sb:
         adapter = ZohoAdapter(sandbox_client(sb))
         accounts = list(sb.org.modules["Accounts"].records.values())[:4]
-        requests_ = [TaskRequest(marker=f"ps:low_balance:zoho:Accounts:{a['id']}", subject="Prepaid balance low",
-                                 related_module="Accounts", related_id=a["id"], due_date=datetime(2026, 1, 7).date(),
-                                 priority="High") for a in accounts]
+        requests_ = [
+            TaskRequest(marker=f"ps:low_balance:zoho:Accounts:{a['id']}", subject="Prepaid balance low",
+                        related_module="Accounts", related_id=a["id"], due_date=datetime(2026, 1, 7).date(),
+                        priority="High") for a in accounts
+        ]
         sb.config.fail_rate = 1.0  # every write is processed but its answer is lost (or refused first)
         sb.app._faults.seed(3)
         with pytest.raises(Exception):

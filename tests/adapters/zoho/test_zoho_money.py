@@ -19,10 +19,11 @@ PAYMENTS_URL = f"{API}/crm/v8/Prepaid_Payments"
 
 def _body(amount_json: str) -> str:
     """A records page whose one payment carries `amount_json` as its raw JSON value."""
-    return ('{"data": [{"id": "9001", "Account": {"id": "7001"}, "Deal": null, "Amount": ' + amount_json + ', '
-            '"Currency": "CNY", "Payment_Date": "2026-01-05", "Payment_Status": "Received", "Payment_Method": "Wire", '
-            '"Owner": {"id": "1", "name": "A"}, "Modified_Time": "2026-01-05T10:00:00+08:00"}], '
-            '"info": {"more_records": false, "per_page": 200, "count": 1}}')
+    return (
+        '{"data": [{"id": "9001", "Account": {"id": "7001"}, "Deal": null, "Amount": ' + amount_json + ', '
+        '"Currency": "CNY", "Payment_Date": "2026-01-05", "Payment_Status": "Received", "Payment_Method": "Wire", '
+        '"Owner": {"id": "1", "name": "A"}, "Modified_Time": "2026-01-05T10:00:00+08:00"}], '
+        '"info": {"more_records": false, "per_page": 200, "count": 1}}')
 
 
 @pytest.fixture
@@ -32,15 +33,20 @@ def mocked() -> Any:
         yield mock
 
 
-def _pull(make_client: Callable[..., ZohoClient], mocked: Any, amount_json: str) -> tuple[list[Any], ZohoAdapter]:
+def _pull(make_client: Callable[..., ZohoClient], mocked: Any,
+          amount_json: str) -> tuple[list[Any], ZohoAdapter]:
     mocked.get(PAYMENTS_URL, body=_body(amount_json), content_type="application/json")
     adapter = ZohoAdapter(make_client())
     return list(adapter.stream(default_specs()[Entity.PAYMENT])), adapter
 
 
 @pytest.mark.parametrize(("amount_json", "expected"), [
-    ("1250.10", Decimal("1250.10")), ("0.1", Decimal("0.10")), ("9999999999999.99", Decimal("9999999999999.99")),
-    ("1234567890123.45", Decimal("1234567890123.45")), ("12", Decimal("12.00")), ("1.5e2", Decimal("150.00")),
+    ("1250.10", Decimal("1250.10")),
+    ("0.1", Decimal("0.10")),
+    ("9999999999999.99", Decimal("9999999999999.99")),
+    ("1234567890123.45", Decimal("1234567890123.45")),
+    ("12", Decimal("12.00")),
+    ("1.5e2", Decimal("150.00")),
     ('"250.00"', Decimal("250.00")),
 ])
 def test_json_amounts_are_read_exactly(make_client: Callable[..., ZohoClient], mocked: Any, amount_json: str,

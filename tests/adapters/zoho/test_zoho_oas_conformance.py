@@ -77,34 +77,32 @@ def _pointer(*parts: str) -> str:
 
 # Where Zoho's own evidence contradicts its OpenAPI schema, the evidence wins (docs/zoho.md, "OpenAPI
 # conformance"). Per file: (JSON key, what the schema refuses) -> the evidence.
-TOLERATED: dict[str, dict[tuple[str, str], str]] = {"record.json": {
-    ("previous_page_token", "null"): "get-records doc sample: null on the first page",
-    ("next_page_token", "null"): "get-records doc sample: null when more_records is false",
-    ("page_token_expiry", "null"): "null together with next_page_token",
-}, "fields.json": {
-    **{(key, "null"): "fields example answer (crm-oas v8.0 getFields): null" for key in (
-        "crypt", "external", "history_tracking", "associated_module", "association_details", "tooltip",
-        "hipaa_compliance", "private")},
-    **{(key, "required"): "fields example answer (crm-oas v8.0 getFields): absent" for key in (
-        "_update_existing_records", "allowed_modules", "autonumber", "available_in_user_layout",
-        "blueprint_supported", "category", "common.picklist", "file_upolad_optionlist", "multiuserlookup",
-        "number_separator", "refer_from_field", "sharing_properties", "show_type", "static_field", "sub_module",
-        "subform", "textarea")},
-}, "modules.json": {
-    ("modified_by", "null"): "modules example answer (crm-oas v8.0 getModules): null for system modules",
-    **{(key, "required"): "modules example answer (crm-oas v8.0 getModules): absent" for key in (
-        "$field_states", "$on_demand_properties", "$properties", "activity_badge", "business_card_fields",
-        "chart_view", "chart_view_supported", "common.search_supported", "custom_view", "default_mapping_fields",
-        "display_field", "emailTemplate_support", "email_parser_supported", "fields", "filter_status",
-        "filter_supported", "inventory_template_supported", "kanban_view", "kanban_view_supported",
-        "layout_associations", "layouts", "lookup_field_properties", "per_page", "related_list_properties",
-        "related_lists", "scoring_supported", "search_layout_fields", "track_current_data", "triggers_supported",
-        "visible", "webform_supported", "zia_view")},
-}, "users.json": {
-    ("email", "pattern"): "users.json pins emails to 9 characters @ 5 characters .com; its own example "
-                          "(user@example.com) fails it",
-    ("time_zone", "type"): "Zoho's Python SDK v8 types users.time_zone as a string; the schema says object",
-}}
+TOLERATED: dict[str, dict[tuple[str, str], str]] = {
+    "record.json": {
+        ("previous_page_token", "null"): "get-records doc sample: null on the first page",
+        ("next_page_token", "null"): "get-records doc sample: null when more_records is false",
+        ("page_token_expiry", "null"): "null together with next_page_token",
+    }, "fields.json": {
+        **{
+            (key, "null"): "fields example answer (crm-oas v8.0 getFields): null"
+            for key in ("crypt", "external", "history_tracking", "associated_module", "association_details", "tooltip", "hipaa_compliance", "private")
+        },
+        **{
+            (key, "required"): "fields example answer (crm-oas v8.0 getFields): absent"
+            for key in ("_update_existing_records", "allowed_modules", "autonumber", "available_in_user_layout", "blueprint_supported", "category", "common.picklist", "file_upolad_optionlist", "multiuserlookup", "number_separator", "refer_from_field", "sharing_properties", "show_type", "static_field", "sub_module", "subform", "textarea")
+        },
+    }, "modules.json": {
+        ("modified_by", "null"): "modules example answer (crm-oas v8.0 getModules): null for system modules",
+        **{
+            (key, "required"): "modules example answer (crm-oas v8.0 getModules): absent"
+            for key in ("$field_states", "$on_demand_properties", "$properties", "activity_badge", "business_card_fields", "chart_view", "chart_view_supported", "common.search_supported", "custom_view", "default_mapping_fields", "display_field", "emailTemplate_support", "email_parser_supported", "fields", "filter_status", "filter_supported", "inventory_template_supported", "kanban_view", "kanban_view_supported", "layout_associations", "layouts", "lookup_field_properties", "per_page", "related_list_properties", "related_lists", "scoring_supported", "search_layout_fields", "track_current_data", "triggers_supported", "visible", "webform_supported", "zia_view")
+        },
+    }, "users.json": {
+        ("email", "pattern"): "users.json pins emails to 9 characters @ 5 characters .com; its own example "
+        "(user@example.com) fails it",
+        ("time_zone", "type"): "Zoho's Python SDK v8 types users.time_zone as a string; the schema says object",
+    }
+}
 
 
 def _tolerated(file: str, error: Any) -> bool:
@@ -113,7 +111,8 @@ def _tolerated(file: str, error: Any) -> bool:
         missing = error.message.split("'")[1] if "'" in error.message else ""
         return (missing, "required") in known
     key = str(error.absolute_path[-1]) if error.absolute_path else ""
-    kind = "null" if error.instance is None and error.validator in ("nullable", "type") else str(error.validator)
+    kind = "null" if error.instance is None and error.validator in ("nullable", "type") else str(
+        error.validator)
     return (key, kind) in known
 
 
@@ -171,21 +170,27 @@ RECORDS = "/crm/v8/{module_api_name}"
 
 
 def test_record_list_and_single_record(registry: Registry, api: Api) -> None:
-    page = api.json("GET", "/Accounts", params={"fields": "Account_Name,Owner,Currency,Prepaid_Balance,Modified_Time",
-                                                "per_page": 5})
+    page = api.json(
+        "GET", "/Accounts",
+        params={"fields": "Account_Name,Owner,Currency,Prepaid_Balance,Modified_Time", "per_page": 5})
     check(registry, "record.json", RECORDS, "get", page)
     rec_id = page["data"][0]["id"]
     check(registry, "record.json", RECORDS + "/{id}", "get", api.json("GET", f"/Accounts/{rec_id}"))
 
 
 def test_record_writes(registry: Registry, api: Api) -> None:
-    inserted = api.json("POST", "/Accounts", 201, json={"data": [{"Account_Name": "OAS Insert Co"}], "trigger": []})
+    inserted = api.json("POST", "/Accounts", 201,
+                        json={"data": [{"Account_Name": "OAS Insert Co"}], "trigger": []})
     check(registry, "record.json", RECORDS, "post", inserted)
     rec_id = inserted["data"][0]["details"]["id"]
-    updated = api.json("PUT", "/Accounts", json={"data": [{"id": rec_id, "Prepaid_Tier": "Gold"}], "trigger": []})
+    updated = api.json("PUT", "/Accounts",
+                       json={"data": [{"id": rec_id, "Prepaid_Tier": "Gold"}], "trigger": []})
     check(registry, "record.json", RECORDS, "put", updated)
-    upserted = api.json("POST", "/Accounts/upsert", json={"data": [{"Account_Name": "OAS Insert Co"}],
-                                                         "duplicate_check_fields": ["Account_Name"], "trigger": []})
+    upserted = api.json(
+        "POST", "/Accounts/upsert", json={
+            "data": [{"Account_Name": "OAS Insert Co"}], "duplicate_check_fields": ["Account_Name"],
+            "trigger": []
+        })
     check(registry, "record.json", RECORDS + "/upsert", "post", upserted)
     partial = api.json("POST", "/Accounts", 207, json={"data": [{"Account_Name": "OAS Two"}, {"Phone": "1"}]})
     check(registry, "record.json", RECORDS, "post", partial)
@@ -204,8 +209,10 @@ def test_fields_and_modules(registry: Registry, api: Api) -> None:
 
 
 def test_users(registry: Registry, api: Api) -> None:
-    check(registry, "users.json", "/crm/v8/users", "get", api.json("GET", "/users", params={"type": "AllUsers"}))
-    check(registry, "users.json", "/crm/v8/users", "get", api.json("GET", "/users", params={"type": "CurrentUser"}))
+    check(registry, "users.json", "/crm/v8/users", "get",
+          api.json("GET", "/users", params={"type": "AllUsers"}))
+    check(registry, "users.json", "/crm/v8/users", "get",
+          api.json("GET", "/users", params={"type": "CurrentUser"}))
 
 
 def test_coql(registry: Registry, api: Api) -> None:
@@ -216,4 +223,5 @@ def test_coql(registry: Registry, api: Api) -> None:
 
 def test_the_check_catches_a_wrong_shape(registry: Registry) -> None:
     with pytest.raises(AssertionError):
-        check(registry, "users.json", "/crm/v8/users", "get", {"users": [{"id": 5, "status": []}], "info": []})
+        check(registry, "users.json", "/crm/v8/users", "get",
+              {"users": [{"id": 5, "status": []}], "info": []})

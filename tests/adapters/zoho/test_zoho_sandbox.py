@@ -25,7 +25,8 @@ class Api:
 
     def __call__(self, method: str, path: str, **kw: Any) -> requests.Response:
         headers = {"Authorization": f"Zoho-oauthtoken {self.token}", **kw.pop("headers", {})}
-        return requests.request(method, f"{self.sb.api_domain}/crm/v8{path}", headers=headers, timeout=10, **kw)
+        return requests.request(method, f"{self.sb.api_domain}/crm/v8{path}", headers=headers, timeout=10,
+                                **kw)
 
 
 @pytest.fixture
@@ -44,13 +45,19 @@ def test_token_endpoint_errors(sb: ZohoSandbox) -> None:
     bad = requests.post(url, data={"grant_type": "refresh_token", "client_id": sb.config.client_id,
                                    "client_secret": sb.config.client_secret, "refresh_token": "nope"})
     assert bad.status_code == 200 and bad.json() == {"error": "invalid_code"}
-    good = requests.post(url, data={"grant_type": "refresh_token", "client_id": sb.config.client_id,
-                                    "client_secret": sb.config.client_secret, "refresh_token": sb.config.refresh_token})
+    good = requests.post(
+        url, data={
+            "grant_type": "refresh_token", "client_id": sb.config.client_id,
+            "client_secret": sb.config.client_secret, "refresh_token": sb.config.refresh_token
+        })
     assert set(good.json()) >= {"access_token", "api_domain", "expires_in", "token_type"}
     assert good.json()["api_domain"] == sb.api_domain
     for _ in range(9):
-        requests.post(url, data={"grant_type": "refresh_token", "client_id": sb.config.client_id,
-                                 "client_secret": sb.config.client_secret, "refresh_token": sb.config.refresh_token})
+        requests.post(
+            url, data={
+                "grant_type": "refresh_token", "client_id": sb.config.client_id,
+                "client_secret": sb.config.client_secret, "refresh_token": sb.config.refresh_token
+            })
     throttled = requests.post(url, data={"grant_type": "refresh_token", "client_id": sb.config.client_id,
                                          "client_secret": sb.config.client_secret,
                                          "refresh_token": sb.config.refresh_token})
@@ -62,8 +69,9 @@ def test_auth_failures(sb: ZohoSandbox, api: Api, clock: FakeClock) -> None:
     assert api("GET", "/users", params={"type": "CurrentUser"}).status_code == 200
     clock.advance(3601)
     expired = api("GET", "/users", params={"type": "CurrentUser"})
-    assert expired.status_code == 401 and expired.json() == {"code": "INVALID_TOKEN", "details": {},
-                                                             "message": "invalid oauth token", "status": "error"}
+    assert expired.status_code == 401 and expired.json() == {
+        "code": "INVALID_TOKEN", "details": {}, "message": "invalid oauth token", "status": "error"
+    }
 
 
 @pytest.mark.parametrize("params,code", [
@@ -80,12 +88,16 @@ def test_list_errors(api: Api, params: dict[str, Any], code: str) -> None:
 
 
 def test_list_shape_tokens_binding_and_expiry(api: Api, clock: FakeClock) -> None:
-    params = {"fields": "Account_Name,Modified_Time", "per_page": 10, "sort_by": "Modified_Time", "sort_order": "asc"}
+    params = {
+        "fields": "Account_Name,Modified_Time", "per_page": 10, "sort_by": "Modified_Time",
+        "sort_order": "asc"
+    }
     first = api("GET", "/Accounts", params=params)
     body = first.json()
     assert first.headers["Content-Type"].startswith("application/json")
     info = body["info"]
-    assert info["count"] == 10 and info["more_records"] and info["next_page_token"] and info["page_token_expiry"]
+    assert info["count"] == 10 and info["more_records"] and info["next_page_token"] and info[
+        "page_token_expiry"]
     assert set(body["data"][0]) >= {"id", "Account_Name", "Modified_Time"}
     assert body["data"][0]["Modified_Time"].endswith("+05:30")  # the org's offset, whole seconds
     token = info["next_page_token"]
@@ -133,7 +145,8 @@ def test_writes_207_400_201_and_validation(api: Api, sb: ZohoSandbox) -> None:
     assert all_bad.status_code == 400 and all_bad.json()["data"][0]["code"] == "MANDATORY_NOT_FOUND"
     no_se = api("POST", "/Tasks", json={"data": [{"Subject": "x", "What_Id": {"id": acc_id}}]})
     assert no_se.json()["data"][0]["details"]["api_name"] == "$se_module"
-    ok = api("POST", "/Tasks", json={"data": [{"Subject": "x", "What_Id": {"id": acc_id}, "$se_module": "Accounts"}]})
+    ok = api("POST", "/Tasks",
+             json={"data": [{"Subject": "x", "What_Id": {"id": acc_id}, "$se_module": "Accounts"}]})
     assert ok.status_code == 201 and ok.json()["data"][0]["message"] == "record added"
     too_many = api("PUT", "/Accounts", json={"data": [{"id": acc_id}] * 101})
     assert too_many.status_code == 400 and too_many.json()["code"] == "LIMIT_EXCEEDED"
@@ -154,8 +167,10 @@ def test_upsert_duplicate_checks_and_tasks_not_upsertable(api: Api, sb: ZohoSand
         {"Account_Name": "Renamed", "Ledger_Customer_ID": rec["Ledger_Customer_ID"]},
         {"Account_Name": "Brand New", "Ledger_Customer_ID": "C-NEW"}],
         "duplicate_check_fields": ["Ledger_Customer_ID"], "trigger": []}).json()["data"]
-    assert [(r["action"], r["duplicate_field"]) for r in resp] == [("update", "Ledger_Customer_ID"), ("insert", None)]
-    dup = api("POST", "/Accounts", json={"data": [{"Account_Name": "X", "Ledger_Customer_ID": "C-NEW"}]}).json()
+    assert [(r["action"], r["duplicate_field"]) for r in resp] == [("update", "Ledger_Customer_ID"),
+                                                                   ("insert", None)]
+    dup = api("POST", "/Accounts", json={"data": [{"Account_Name": "X",
+                                                   "Ledger_Customer_ID": "C-NEW"}]}).json()
     assert dup["data"][0]["code"] == "DUPLICATE_DATA"
     assert api("POST", "/Tasks/upsert", json={"data": [{"Subject": "x"}]}).json()["code"] == "NOT_SUPPORTED"
 
@@ -164,7 +179,8 @@ def test_deleted_search_and_coql(api: Api, sb: ZohoSandbox, clock: FakeClock) ->
     acc_id = next(iter(sb.org.modules["Accounts"].records))
     assert api("DELETE", "/Accounts", params={"ids": acc_id}).json()["data"][0]["message"] == "record deleted"
     deleted = api("GET", "/Accounts/deleted", params={"type": "recycle"}).json()["data"]
-    assert acc_id in [d["id"] for d in deleted] and {"deleted_by", "deleted_time", "display_name"} <= set(deleted[0])
+    assert acc_id in [d["id"]
+                      for d in deleted] and {"deleted_by", "deleted_time", "display_name"} <= set(deleted[0])
     assert api("GET", "/Accounts/deleted", params={"type": "bogus"}).json()["code"] == "PATTERN_NOT_MATCHED"
     name = next(iter(sb.org.modules["Accounts"].records.values()))["Account_Name"]
     word = name.split()[0]
@@ -172,14 +188,19 @@ def test_deleted_search_and_coql(api: Api, sb: ZohoSandbox, clock: FakeClock) ->
     assert all(word.lower() in h["Account_Name"].lower() for h in hits) and len(hits) > 1  # equals ~ contains
     made = api("POST", "/Accounts", json={"data": [{"Account_Name": "Fresh Zq"}]})
     assert made.status_code == 201
-    assert api("GET", "/Accounts/search", params={"criteria": "(Account_Name:equals:Fresh Zq)"}).status_code == 204
+    assert api("GET", "/Accounts/search",
+               params={"criteria": "(Account_Name:equals:Fresh Zq)"}).status_code == 204
     clock.advance(5)  # the search index catches up
-    assert api("GET", "/Accounts/search", params={"criteria": "(Account_Name:equals:Fresh Zq)"}).status_code == 200
-    coql = api("POST", "/coql", json={"select_query": "select Account_Name from Accounts where Account_Name = 'Fresh Zq'"})
-    assert coql.json()["data"][0]["Account_Name"] == "Fresh Zq" and coql.json()["info"]["more_records"] is False
+    assert api("GET", "/Accounts/search",
+               params={"criteria": "(Account_Name:equals:Fresh Zq)"}).status_code == 200
+    coql = api("POST", "/coql",
+               json={"select_query": "select Account_Name from Accounts where Account_Name = 'Fresh Zq'"})
+    assert coql.json()["data"][0]["Account_Name"] == "Fresh Zq" and coql.json(
+    )["info"]["more_records"] is False
     missing_where = api("POST", "/coql", json={"select_query": "select Account_Name from Accounts"})
     assert missing_where.json()["code"] == "SYNTAX_ERROR"
-    big = api("POST", "/coql", json={"select_query": "select id from Accounts where id is not null limit 2001"})
+    big = api("POST", "/coql",
+              json={"select_query": "select id from Accounts where id is not null limit 2001"})
     assert big.json()["code"] == "LIMIT_EXCEEDED"
 
 
@@ -189,7 +210,8 @@ def test_credits_and_concurrency_limits() -> None:
         codes = [api("GET", "/Accounts", params={"fields": "Account_Name"}) for _ in range(5)]
         assert [c.status_code for c in codes] == [200, 200, 200, 200, 429]
         assert codes[2].headers["X-API-CREDITS-REMAINING"] == "1"
-        assert codes[4].json()["code"] == "TOO_MANY_REQUESTS" and codes[4].headers["X-API-CREDITS-REMAINING"] == "0"
+        assert codes[4].json(
+        )["code"] == "TOO_MANY_REQUESTS" and codes[4].headers["X-API-CREDITS-REMAINING"] == "0"
     with ZohoSandbox(seed=5, concurrency=1, latency_ms=150) as sb:
         api = Api(sb)
         import threading
@@ -207,11 +229,14 @@ def test_field_metadata_and_custom_field(api: Api) -> None:
     fields = api("GET", "/settings/fields", params={"module": "Deals"}).json()["fields"]
     meta = {f["api_name"]: f for f in fields}
     assert meta["Prepay_Amount"]["data_type"] == "currency" and meta["Prepay_Amount"]["json_type"] == "double"
-    assert meta["Stage"]["system_mandatory"] and meta["Stage"]["pick_list_values"][0]["actual_value"] == "-None-"
+    assert meta["Stage"]["system_mandatory"] and meta["Stage"]["pick_list_values"][0][
+        "actual_value"] == "-None-"
     made = api("POST", "/settings/fields", params={"module": "Accounts"},
                json={"fields": [{"field_label": "Prepaid Risk", "data_type": "text", "length": 50}]})
     assert made.status_code == 201 and made.json()["fields"][0]["message"] == "field created"
-    names = [f["api_name"] for f in api("GET", "/settings/fields", params={"module": "Accounts"}).json()["fields"]]
+    names = [
+        f["api_name"] for f in api("GET", "/settings/fields", params={"module": "Accounts"}).json()["fields"]
+    ]
     assert "Prepaid_Risk" in names
     assert api("GET", "/settings/fields", params={"module": "Nope"}).json()["code"] == "INVALID_MODULE"
     assert api("GET", "/Nope", params={"fields": "x"}).json()["code"] == "INVALID_MODULE"
@@ -220,7 +245,9 @@ def test_field_metadata_and_custom_field(api: Api) -> None:
 
 def test_seed_is_deterministic() -> None:
     a, b = ZohoSandbox(seed=80), ZohoSandbox(seed=80)
-    rows_a = [(r["Account_Name"], r["Currency"], r["Owner"]["id"]) for r in a.org.modules["Accounts"].records.values()]
-    rows_b = [(r["Account_Name"], r["Currency"], r["Owner"]["id"]) for r in b.org.modules["Accounts"].records.values()]
+    rows_a = [(r["Account_Name"], r["Currency"], r["Owner"]["id"])
+              for r in a.org.modules["Accounts"].records.values()]
+    rows_b = [(r["Account_Name"], r["Currency"], r["Owner"]["id"])
+              for r in b.org.modules["Accounts"].records.values()]
     assert rows_a == rows_b and a.summary["anomalies"] and a.summary["deleted"] == 1
     assert len({r[2] for r in rows_a}) > 2 and len({r[1] for r in rows_a}) > 3

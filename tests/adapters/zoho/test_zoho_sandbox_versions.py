@@ -61,8 +61,10 @@ def test_refusals_read_the_same_in_every_encoding(sb: ZohoSandbox, encoding: str
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_grant_token_exchange_in_every_encoding(sb: ZohoSandbox, encoding: str) -> None:
     code = sb.app.issue_grant_token()
-    fields = {"grant_type": "authorization_code", "client_id": sb.config.client_id,
-              "client_secret": sb.config.client_secret, "redirect_uri": "https://example.invalid/cb", "code": code}
+    fields = {
+        "grant_type": "authorization_code", "client_id": sb.config.client_id,
+        "client_secret": sb.config.client_secret, "redirect_uri": "https://example.invalid/cb", "code": code
+    }
     body = _post(sb, encoding, fields).json()
     assert body["refresh_token"] == sb.config.refresh_token and body["access_token"]
     assert body["api_domain"] == sb.api_domain and body["expires_in"] == sb.config.token_ttl
@@ -102,7 +104,8 @@ def test_every_served_version_answers(sb: ZohoSandbox, version: str) -> None:
     assert api("GET", "/settings/fields", params={"module": "Accounts"}).status_code == 200
 
 
-@pytest.mark.parametrize("path", ["/crm/v1/Accounts", "/crm/v9/Accounts", "/crm/v2.2/Accounts", "/crm/Accounts"])
+@pytest.mark.parametrize("path",
+                         ["/crm/v1/Accounts", "/crm/v9/Accounts", "/crm/v2.2/Accounts", "/crm/Accounts"])
 def test_unknown_versions_are_not_served(sb: ZohoSandbox, path: str) -> None:
     resp = requests.get(sb.api_domain + path, timeout=10)
     assert resp.status_code == 404 and resp.json()["code"] == "INVALID_URL_PATTERN"
@@ -147,8 +150,9 @@ def test_id_is_a_listed_field_from_v4(sb: ZohoSandbox, version: str, has_id: boo
     assert ("id" in {f["api_name"] for f in fields}) is has_id
 
 
-@pytest.mark.parametrize(("version", "limit", "ok"), [("v2", 200, True), ("v2", 201, False), ("v3", 201, False),
-                                                      ("v4", 2000, True), ("v8", 2000, True)])
+@pytest.mark.parametrize(("version", "limit", "ok"), [("v2", 200, True), ("v2", 201, False),
+                                                      ("v3", 201, False), ("v4", 2000, True),
+                                                      ("v8", 2000, True)])
 def test_coql_limit_per_call_by_version(sb: ZohoSandbox, version: str, limit: int, ok: bool) -> None:
     resp = Api(sb, version)("POST", "/coql", json={
         "select_query": f"select Account_Name from Accounts where id is not null limit {limit}"})

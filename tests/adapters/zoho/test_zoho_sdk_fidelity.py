@@ -101,7 +101,8 @@ def test_sdk_upserts_accounts(sdk_sandbox: ZohoSandbox) -> None:
     assert all(isinstance(r, SuccessResponse) for r in results)
     assert [r.get_details()["id"] == existing["id"] for r in results] == [True, False]
     assert [r.get_message().get_value() for r in results] == ["record updated", "record added"]
-    assert sdk_sandbox.org.modules["Accounts"].records[existing["id"]]["Prepaid_Balance"] == Decimal("1250.50")
+    assert sdk_sandbox.org.modules["Accounts"].records[existing["id"]]["Prepaid_Balance"] == Decimal(
+        "1250.50")
 
 
 def test_sdk_creates_task_linked_to_account(sdk_sandbox: ZohoSandbox) -> None:

@@ -21,7 +21,9 @@ ACCESS_TOKEN = "1000.0123456789abcdef0123.fedcba9876543210fedc"
 
 def token_body(access: str = ACCESS_TOKEN, expires_in: int = 3600, api_domain: str = API) -> dict[str, Any]:
     """A token endpoint success body."""
-    return {"access_token": access, "api_domain": api_domain, "token_type": "Bearer", "expires_in": expires_in}
+    return {
+        "access_token": access, "api_domain": api_domain, "token_type": "Bearer", "expires_in": expires_in
+    }
 
 
 def error_body(code: str, message: str = "error", details: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -28,7 +28,8 @@ log = logging.getLogger("connector.fxiaoke.sandbox")
 
 TOKEN_PATHS = ("/cgi/corpAccessToken/get/V2", "/oauth2.0/token")
 NO_CREDENTIALS = SandboxError(20017, "corpAccessToken为必填项，不能为空", "corpAccessToken为必填项，不能为空")
-BAD_TOKEN = SandboxError(20016, "the cropId,cropAccessToken or authorization is error", "corpAccessToken不存在或者已经过期")
+BAD_TOKEN = SandboxError(20016, "the cropId,cropAccessToken or authorization is error",
+                         "corpAccessToken不存在或者已经过期")
 FIND_PATHS = ("/cgi/crm/custom/v2/data/findSimple", "/cgi/crm/custom/v2/data/findOne")
 BAD_TRACE_ID = SandboxError(10006, "the parameter thirdTraceId is missing or illegal", "缺少参数或参数不合法")
 THROTTLE_MESSAGES = {30004: "秒频次超限", 14001: "接口调用超过限制"}
@@ -110,10 +111,11 @@ class SandboxApp:
         self._sleep = sleep
         seed = self.config.seed
         self.staff = employees(seed)
-        self.credentials = Credentials(
-            app_id=f"FSAID_{fake_hex(f'app-{seed}', 7, upper=False)}", app_secret=fake_hex(f"secret-{seed}", upper=False),
-            permanent_code=fake_hex(f"permanent-{seed}"), corp_id=f"FSCID_{fake_hex(f'corp-{seed}')}",
-            ea=f"sandbox{seed}", open_user_id=self.staff[0].open_user_id)
+        self.credentials = Credentials(app_id=f"FSAID_{fake_hex(f'app-{seed}', 7, upper=False)}",
+                                       app_secret=fake_hex(f"secret-{seed}", upper=False),
+                                       permanent_code=fake_hex(f"permanent-{seed}"),
+                                       corp_id=f"FSCID_{fake_hex(f'corp-{seed}')}", ea=f"sandbox{seed}",
+                                       open_user_id=self.staff[0].open_user_id)
         self.store = Store(self.clock.now_ms, machine=fake_hex(f"machine-{seed}", 10, upper=False))
         self.anomalies: Anomalies = seed_tenant(self.store, seed) if seed else Anomalies()
         self.tokens = TokenRegistry(self.clock, self.config.token_ttl)
@@ -139,8 +141,10 @@ class SandboxApp:
 
     def update_employee(self, open_user_id: str, **changes: Any) -> None:
         """Change a directory entry (name, mobile, stopped...); its update time becomes now."""
-        self.staff = [replace(e, **changes, updated_ms=self.clock.now_ms()) if e.open_user_id == open_user_id else e
-                      for e in self.staff]
+        self.staff = [
+            replace(e, **changes, updated_ms=self.clock.now_ms()) if e.open_user_id == open_user_id else e
+            for e in self.staff
+        ]
 
     def user_by_open_id(self, open_user_id: str) -> str | None:
         """Whether an openUserId belongs to this tenant (returns it) or not (None)."""
@@ -180,7 +184,8 @@ class SandboxApp:
             if fault == "system_busy":
                 raise SandboxError(-1, "系统繁忙", "系统繁忙,请稍后重试")
             if fault == "throttle":
-                raise SandboxError(self.config.throttle_code, THROTTLE_MESSAGES.get(self.config.throttle_code, ""))
+                raise SandboxError(self.config.throttle_code,
+                                   THROTTLE_MESSAGES.get(self.config.throttle_code, ""))
             return Reply(body=self._envelope(None, self._route(path, body, user), user))
         except SandboxError as exc:
             return Reply(body=self._envelope(exc))
@@ -214,7 +219,10 @@ class SandboxApp:
         if error is not None:
             return {"traceId": trace, "errorCode": error.code, "errorMessage": error.message,
                     "errorDescription": error.description}
-        return {"traceId": trace, "errorCode": 0, "errorMessage": "OK", "errorDescription": "success", **(data or {})}
+        return {
+            "traceId": trace, "errorCode": 0, "errorMessage": "OK", "errorDescription": "success",
+            **(data or {})
+        }
 
     # -- auth ------------------------------------------------------------------------------------
 
@@ -257,7 +265,8 @@ class SandboxApp:
             return emp.open_user_id
         if not body.get("corpAccessToken"):
             raise NO_CREDENTIALS
-        if not self.tokens.valid(body["corpAccessToken"], "body") or body.get("corpId") != self.credentials.corp_id:
+        if not self.tokens.valid(body["corpAccessToken"],
+                                 "body") or body.get("corpId") != self.credentials.corp_id:
             raise BAD_TOKEN
         if path.startswith(("/cgi/user/", "/cgi/message/", "/cgi/department/")):
             return self.credentials.open_user_id
@@ -274,7 +283,9 @@ class SandboxApp:
         data = body.get("data") if isinstance(body.get("data"), dict) else {}
         if path == "/cgi/user/getByMobile":
             found = [e for e in self.staff if e.mobile == body.get("mobile")]
-            return {"empList": [{"openUserId": e.open_user_id, "name": e.name, "mobile": e.mobile} for e in found]}
+            return {
+                "empList": [{"openUserId": e.open_user_id, "name": e.name, "mobile": e.mobile} for e in found]
+            }
         if path == "/cgi/user/get":
             emp = next((e for e in self.staff if e.open_user_id == body.get("openUserId")), None)
             if emp is None:
@@ -290,7 +301,8 @@ class SandboxApp:
                 raise SandboxError(10015, "the parameter toUser is missing or illegal", "缺少参数或参数不合法")
             if body.get("msgType") != "text" or not (body.get("text") or {}).get("content"):
                 raise SandboxError(12003, "不支持的消息类型或消息内容为空")
-            self.messages.append({"toUser": to, "content": body["text"]["content"], "at": self.clock.now_ms()})
+            self.messages.append(
+                {"toUser": to, "content": body["text"]["content"], "at": self.clock.now_ms()})
             return {}
         if path == "/cgi/crm/v2/object/list":
             return {"data": {"objects": [
@@ -339,10 +351,16 @@ class SandboxApp:
             page, total = store.query(api_name, info, count=wants_total(data))
             records = [self._render(api_name, r, info.get("fieldProjection"), bool(body.get("includeNull")))
                        for r in page]
-            return {"data": {"dataList": records, "offset": info.get("offset", 0), "limit": info.get("limit", 20),
-                             "total": total}}
+            return {
+                "data": {
+                    "dataList": records, "offset": info.get("offset", 0), "limit": info.get("limit", 20),
+                    "total": total
+                }
+            }
         if action == "get":
-            return {"data": self._render(api_name, store.get(api_name, data.get("objectDataId")), None, False)}
+            return {
+                "data": self._render(api_name, store.get(api_name, data.get("objectDataId")), None, False)
+            }
         if action == "invalid":
             ids = data.get("idList") if "idList" in data else [data.get("object_data_id")]
             for rid in ids or []:
@@ -389,7 +407,8 @@ class SandboxApp:
         return {"data": {"dataList": [self._render(api_name, r, projection, include_null) for r in page],
                          "offset": info.get("offset", 0), "limit": info.get("limit", 20), "total": total}}
 
-    def _render(self, api_name: str, record: dict[str, Any], projection: Any, include_null: bool) -> dict[str, Any]:
+    def _render(self, api_name: str, record: dict[str, Any], projection: Any,
+                include_null: bool) -> dict[str, Any]:
         fields = schema.FIELD_CACHE[api_name]
         out = dict(record)
         for name, meta in fields.items():

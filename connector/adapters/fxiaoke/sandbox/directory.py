@@ -43,7 +43,9 @@ def department_members(staff: Sequence[Employee], body: Mapping[str, Any], *, si
     whole = dept == WHOLE_COMPANY and body.get("fetchChild") is True
     members = [e for e in staff if whole or e.department == dept]
     if simple:
-        return {"userList": [{"openUserId": e.open_user_id, "name": e.name, "nickName": e.name} for e in members]}
+        return {
+            "userList": [{"openUserId": e.open_user_id, "name": e.name, "nickName": e.name} for e in members]
+        }
     show = bool(body.get("showDepartmentIdsDetail"))
     return {"userList": [user(e, show) for e in members]}
 

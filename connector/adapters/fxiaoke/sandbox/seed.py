@@ -76,12 +76,18 @@ def seed_leads(store: Store, n: int, staff: list[Employee], at_ms: int) -> None:
     admin = staff[0].open_user_id
     for i in range(n):
         owner = [staff[1 + i % (len(staff) - 1)].open_user_id]  # every rep, the one who left included
-        store.create("LeadsObj", {
-            "name": f"{CITIES[i % 10]}线索{i:04d}", "owner": owner, "company": f"{TRADES[i % 10]}{KINDS[i % 6]}工作室",
-            "mobile": f"139{i:08d}", "email": f"lead{i}@example.cn", "job_title": rng.choice(["经理", "采购", "总监"]),
-            "source": rng.choice(LEAD_SOURCES), "biz_status": rng.choice(LEAD_STATUS),
-            "remark": "官网留资",
-        }, admin, at_ms=at_ms + i, raw=True)
+        store.create(
+            "LeadsObj", {
+                "name": f"{CITIES[i % 10]}线索{i:04d}",
+                "owner": owner,
+                "company": f"{TRADES[i % 10]}{KINDS[i % 6]}工作室",
+                "mobile": f"139{i:08d}",
+                "email": f"lead{i}@example.cn",
+                "job_title": rng.choice(["经理", "采购", "总监"]),
+                "source": rng.choice(LEAD_SOURCES),
+                "biz_status": rng.choice(LEAD_STATUS),
+                "remark": "官网留资",
+            }, admin, at_ms=at_ms + i, raw=True)
 
 
 def _money(rng: random.Random, low: int, high: int, step: int = 100) -> Decimal:
@@ -124,19 +130,27 @@ def seed_tenant(store: Store, n: int, seed: int | None = None) -> Anomalies:
         if i % 53 == 17:
             valid_until = valid_from - 30 * DAY_MS
             anomalies.add("contract_ends_before_start", "pending")
-        contract = store.create("prepay_contract__c", {
-            "name": f"PC-{i:06d}", "owner": owner, "account_id__c": aid,
-            "prepay_amount__c": f"{amount:.2f}", "valid_from__c": valid_from, "valid_until__c": valid_until,
-            "due_date__c": valid_from + 15 * DAY_MS, "refund_policy__c": rng.choice(["option1", "9dKe2", "mQ7sv"]),
-            "refund_fee_pct__c": rng.choice(["0.00", "5.00", "10.00"]),
-            "credit_limit__c": rng.choice(["0.00", "5000.00", "20000.00"]),
-            "low_balance_threshold__c": f"{amount / 10:.2f}", "contract_status__c": "xR41b",
-        }, admin, at_ms=t + 1000, raw=True)
+        contract = store.create(
+            "prepay_contract__c", {
+                "name": f"PC-{i:06d}",
+                "owner": owner,
+                "account_id__c": aid,
+                "prepay_amount__c": f"{amount:.2f}",
+                "valid_from__c": valid_from,
+                "valid_until__c": valid_until,
+                "due_date__c": valid_from + 15 * DAY_MS,
+                "refund_policy__c": rng.choice(["option1", "9dKe2", "mQ7sv"]),
+                "refund_fee_pct__c": rng.choice(["0.00", "5.00", "10.00"]),
+                "credit_limit__c": rng.choice(["0.00", "5000.00", "20000.00"]),
+                "low_balance_threshold__c": f"{amount / 10:.2f}",
+                "contract_status__c": "xR41b",
+            }, admin, at_ms=t + 1000, raw=True)
         if i % 53 == 17:
             anomalies.by_kind["contract_ends_before_start"][-1] = contract["_id"]
         paid = amount if i % 4 else amount / 2
         payment_ids: list[str] = []
-        parts = [paid] if i % 3 else [(paid / 2).quantize(Decimal("0.01")), paid - (paid / 2).quantize(Decimal("0.01"))]
+        parts = [paid] if i % 3 else [(paid / 2).quantize(Decimal("0.01")), paid -
+                                      (paid / 2).quantize(Decimal("0.01"))]
         paid_on = [valid_from + (k + 1) * 3 * DAY_MS for k in range(len(parts))]
         funded = Decimal(0)  # what the good payments bring in: the most the customer's consumption may spend
         for k, part in enumerate(parts):
@@ -175,8 +189,8 @@ def seed_tenant(store: Store, n: int, seed: int | None = None) -> Anomalies:
 
 
 def _native_account(store: Store, rng: random.Random, aid: str, owner: list[str], admin: str,
-                    payment_ids: list[str], money: tuple[Decimal, Decimal], paid_on: list[int], t: int, i: int,
-                    anomalies: Anomalies) -> None:
+                    payment_ids: list[str], money: tuple[Decimal, Decimal], paid_on: list[int], t: int,
+                    i: int, anomalies: Anomalies) -> None:
     """The native customer account: an income row mirroring the payments and, often, one consumption.
 
     The consumption is dated after the last payment (a day later, in office hours) and spends part

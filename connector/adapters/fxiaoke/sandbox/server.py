@@ -50,8 +50,12 @@ class _Handler(BaseHTTPRequestHandler):
             info = self.server.app.credentials.public(f"http://{host}:{port}")
             self._send(Reply(body={"sandbox": "fxiaoke", **info}))
             return
-        self._send(Reply(body={"errorCode": 10006, "errorMessage": "the parameter method is missing or illegal",
-                               "errorDescription": "只支持POST请求"}))
+        self._send(
+            Reply(
+                body={
+                    "errorCode": 10006, "errorMessage": "the parameter method is missing or illegal",
+                    "errorDescription": "只支持POST请求"
+                }))
 
     def _send(self, reply: Reply) -> None:
         if reply.drop:
@@ -115,7 +119,8 @@ class SandboxTransport(InProcessAdapter):
         """Hand the request to the app; encode its reply like the HTTP handler does."""
         url = urlsplit(request.url or "")
         reply = self.app.handle(url.path, dict(request.headers), body, url.query)
-        return None if reply.drop else (reply.status, {**JSON_HEADERS, "Date": self.app.http_date()}, _encode(reply))
+        return None if reply.drop else (reply.status, {**JSON_HEADERS, "Date": self.app.http_date()},
+                                        _encode(reply))
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, seed: int = 0, latency_ms: int = 0, fail_rate: float = 0.0,

@@ -24,8 +24,10 @@ from connector.adapters.fxiaoke.sandbox.schema import (
 )
 
 PARAM_ERROR = 32000
-OPERATORS = frozenset({"EQ", "N", "GT", "GTE", "LT", "LTE", "LIKE", "NLIKE", "IS", "ISN", "IN", "NIN", "BETWEEN",
-                       "NBETWEEN", "STARTWITH", "ENDWITH", "CONTAINS", "HASANYOF", "NHASANYOF"})
+OPERATORS = frozenset({
+    "EQ", "N", "GT", "GTE", "LT", "LTE", "LIKE", "NLIKE", "IS", "ISN", "IN", "NIN", "BETWEEN", "NBETWEEN",
+    "STARTWITH", "ENDWITH", "CONTAINS", "HASANYOF", "NHASANYOF"
+})
 
 
 class SandboxError(Exception):
@@ -148,7 +150,8 @@ class Store:
         if kind in DECIMAL_TYPES:
             return decimal_string(value, int(meta.get("decimal_places", 2)), name)
         if kind in ("date", "date_time", "time"):
-            if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).lstrip("-").isdigit():
+            if isinstance(value, bool) or not isinstance(value,
+                                                         (int, str)) or not str(value).lstrip("-").isdigit():
                 raise param_error(f"字段 {name} 需要毫秒时间戳")
             return int(value)
         if kind in ("select_one", "record_type"):
@@ -185,7 +188,8 @@ class Store:
             values = dict(data) if raw else self.coerce(table, data, creating=True)
             if not raw:
                 for name, meta in table.fields.items():
-                    if meta.get("is_required") and name not in SYSTEM_FIELDS and values.get(name) in (None, "", []):
+                    if meta.get("is_required") and name not in SYSTEM_FIELDS and values.get(name) in (None,
+                                                                                                      "", []):
                         if meta["type"] not in READ_ONLY_TYPES:
                             raise param_error(f"{meta['label']}({name}) 为必填项")
             record: dict[str, Any] = {
@@ -240,7 +244,8 @@ class Store:
             raise param_error(f"数据不存在或已被删除: {rid}")
         return record
 
-    def set_life_status(self, api_name: str, rid: str, status: str, user: str, at_ms: int | None = None) -> None:
+    def set_life_status(self, api_name: str, rid: str, status: str, user: str,
+                        at_ms: int | None = None) -> None:
         """Invalidate or recover a record."""
         with self.lock:
             record = dict(self.get(api_name, rid))
@@ -338,8 +343,9 @@ class Store:
                 page = rows[offset:offset + limit]
         return page, total
 
-    def _scan_by_id(self, table: Table, filters: list[Any], tests: list[Callable[[dict[str, Any]], bool]],
-                    orders: list[Any], offset: int, limit: int, count: bool) -> tuple[list[dict[str, Any]], int]:
+    def _scan_by_id(self, table: Table, filters: list[Any], tests: list[Callable[[dict[str, Any]],
+                                                                                 bool]], orders: list[Any],
+                    offset: int, limit: int, count: bool) -> tuple[list[dict[str, Any]], int]:
         ascending = orders[0].get("isAsc", True) if orders else True
         ids: Iterator[str]
         start = 0
@@ -348,8 +354,8 @@ class Store:
                 if flt.get("field_name") == "_id" and str(flt.get("operator")).upper() in ("GT", "GTE") \
                         and flt.get("field_values"):
                     pivot = str(flt["field_values"][0])
-                    pos = (bisect.bisect_right if str(flt["operator"]).upper() == "GT" else bisect.bisect_left)(
-                        table.ids, pivot)
+                    pos = (bisect.bisect_right
+                           if str(flt["operator"]).upper() == "GT" else bisect.bisect_left)(table.ids, pivot)
                     start = max(start, pos)
             ids = iter(table.ids[start:])
         else:

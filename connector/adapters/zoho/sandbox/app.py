@@ -79,7 +79,8 @@ def json_reply(status: int, payload: Any, headers: Mapping[str, str] | None = No
 class SandboxApp:
     """Emulates Zoho's accounts server and CRM v8 API for one org."""
 
-    def __init__(self, config: SandboxConfig | None = None, org: Org | None = None, base_url: str = "") -> None:
+    def __init__(self, config: SandboxConfig | None = None, org: Org | None = None,
+                 base_url: str = "") -> None:
         self.config = config or SandboxConfig()
         self.org = org or Org()
         self.base_url = base_url
@@ -106,9 +107,12 @@ class SandboxApp:
         if path.rstrip("/").endswith("/oauth/v2/token"):
             return self._token(params, lower, body)
         if path == INFO_PATH and method == "GET":
-            return json_reply(200, {"sandbox": "zoho", "api_domain": self.base_url, "accounts_url": self.base_url,
-                                    "client_id": self.config.client_id, "client_secret": self.config.client_secret,
-                                    "refresh_token": self.config.refresh_token})
+            return json_reply(
+                200, {
+                    "sandbox": "zoho", "api_domain": self.base_url, "accounts_url": self.base_url,
+                    "client_id": self.config.client_id, "client_secret": self.config.client_secret,
+                    "refresh_token": self.config.refresh_token
+                })
         served = split_path(path)
         if served is None:
             return json_reply(404, {"code": "INVALID_URL_PATTERN", "details": {},
@@ -133,8 +137,11 @@ class SandboxApp:
             try:
                 payload = json.loads(body, parse_float=Decimal) if body else None
             except ValueError:
-                return json_reply(400, {"code": "INVALID_DATA", "details": {}, "message": "body is not a valid JSON",
-                                        "status": "error"})
+                return json_reply(
+                    400, {
+                        "code": "INVALID_DATA", "details": {}, "message": "body is not a valid JSON",
+                        "status": "error"
+                    })
             cost = self.records.credits(method, rest, params, payload)
             over = self._charge(cost)
             if over is not None:
@@ -147,8 +154,11 @@ class SandboxApp:
             extra = self._credit_headers()
             if self._fault(before=False) is not None and method in ("POST", "PUT"):
                 # The work is done but the answer is lost: the client sees a 500.
-                return json_reply(500, {"code": "INTERNAL_ERROR", "details": {}, "message": "Internal Server Error",
-                                        "status": "error"})
+                return json_reply(
+                    500, {
+                        "code": "INTERNAL_ERROR", "details": {}, "message": "Internal Server Error",
+                        "status": "error"
+                    })
             if out is None:
                 return Reply(status, extra)
             return json_reply(status, out, extra)
@@ -178,8 +188,11 @@ class SandboxApp:
             while self._refreshes and now - self._refreshes[0] > REFRESH_WINDOW:
                 self._refreshes.popleft()
             if len(self._refreshes) >= self.config.refresh_limit:
-                return json_reply(400, {"error": "Access Denied", "status": "failure", "error_description":
-                                        "You have made too many requests continuously. Please try again after some time."})
+                return json_reply(
+                    400, {
+                        "error": "Access Denied", "status": "failure",
+                        "error_description": "You have made too many requests continuously. Please try again after some time."
+                    })
             self._refreshes.append(now)
             token = self._mint()
         return json_reply(200, self._token_body(token))
@@ -266,7 +279,8 @@ class SandboxApp:
     def _enter(self, heavy: bool) -> Reply | None:
         with self._lock:
             limit = self.config.concurrency
-            if (limit is not None and self._in_flight >= limit) or (heavy and self._heavy_in_flight >= SUB_CONCURRENCY):
+            if (limit is not None and self._in_flight >= limit) or (heavy and
+                                                                    self._heavy_in_flight >= SUB_CONCURRENCY):
                 self.stats["throttled"] += 1
                 return self._too_many()
             self._in_flight += 1
@@ -305,9 +319,12 @@ class SandboxApp:
 
     @staticmethod
     def _too_many(headers: Mapping[str, str] | None = None) -> Reply:
-        return json_reply(429, {"code": "TOO_MANY_REQUESTS", "details": {}, "status": "error", "message":
-                                "Number of API requests for the 24 hour period is exceeded or the concurrency "
-                                "limit of the user for the app is exceeded"}, headers)
+        return json_reply(
+            429, {
+                "code": "TOO_MANY_REQUESTS", "details": {}, "status": "error",
+                "message": "Number of API requests for the 24 hour period is exceeded or the concurrency "
+                "limit of the user for the app is exceeded"
+            }, headers)
 
 
 def _form_fields(content_type: str, body: bytes) -> dict[str, str]:

@@ -88,7 +88,8 @@ class RecordHandlers:
         if parts == ["coql"] and method == "POST":
             return self.coql(body, version)
         if not parts or parts[0] in ("settings", "users", "coql", "org"):
-            raise ApiError(404, "INVALID_URL_PATTERN", "Please check if the URL trying to access is a correct one")
+            raise ApiError(404, "INVALID_URL_PATTERN",
+                           "Please check if the URL trying to access is a correct one")
         mod = self.org.module(parts[0])
         if mod is None:
             raise ApiError(400, "INVALID_MODULE", "the module name given seems to be invalid",
@@ -117,7 +118,8 @@ class RecordHandlers:
                 return self.write(mod, body, "update")
             if method == "DELETE":
                 return self.delete(mod, [rest[0]])
-        raise ApiError(404, "INVALID_URL_PATTERN", "Please check if the URL trying to access is a correct one")
+        raise ApiError(404, "INVALID_URL_PATTERN",
+                       "Please check if the URL trying to access is a correct one")
 
     # -- metadata -------------------------------------------------------------------------
 
@@ -155,7 +157,8 @@ class RecordHandlers:
                            {"param_name": "module"})
         mod = self.org.module(params["module"])
         if mod is None:
-            raise ApiError(400, "INVALID_MODULE", "the module name given seems to be invalid", {"param_name": "module"})
+            raise ApiError(400, "INVALID_MODULE", "the module name given seems to be invalid",
+                           {"param_name": "module"})
         if not version.field_id_meta:  # `id` became a listed field in v4
             return 200, {"fields": [f for f in mod.fields if f["api_name"] != "id"]}
         return 200, {"fields": mod.fields}
@@ -164,7 +167,8 @@ class RecordHandlers:
         """`POST /settings/fields?module=`: up to 5 custom fields."""
         mod = self.org.module(params.get("module", ""))
         if mod is None:
-            raise ApiError(400, "INVALID_MODULE", "the module name given seems to be invalid", {"param_name": "module"})
+            raise ApiError(400, "INVALID_MODULE", "the module name given seems to be invalid",
+                           {"param_name": "module"})
         items = body.get("fields") if isinstance(body, dict) else None
         if not isinstance(items, list) or not items:
             raise ApiError(400, "REQUIRED_PARAM_MISSING", "One of the expected parameter is missing",
@@ -176,18 +180,24 @@ class RecordHandlers:
             label = str(item.get("field_label", "")).strip()
             api_name = re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_")
             dtype = item.get("data_type")
-            if not label or dtype not in ("text", "textarea", "email", "phone", "website", "picklist", "integer",
-                                          "bigint", "double", "currency", "percent", "boolean", "date", "datetime"):
+            if not label or dtype not in ("text", "textarea", "email", "phone", "website", "picklist",
+                                          "integer", "bigint", "double", "currency", "percent", "boolean",
+                                          "date", "datetime"):
                 out.append({"code": "INVALID_DATA", "details": {"json_path": f"$.fields[{i}]"},
                             "message": "invalid data", "status": "error"})
                 continue
             if api_name in mod.field_map:
-                out.append({"code": "DUPLICATE_DATA", "details": {"api_name": "field_label",
-                            "json_path": f"$.fields[{i}].field_label"}, "message": "duplicate data", "status": "error"})
+                out.append({
+                    "code": "DUPLICATE_DATA",
+                    "details": {"api_name": "field_label", "json_path": f"$.fields[{i}].field_label"},
+                    "message": "duplicate data", "status": "error"
+                })
                 continue
-            picks = [p.get("actual_value") for p in item.get("pick_list_values") or []] if dtype == "picklist" else None
+            picks = [p.get("actual_value")
+                     for p in item.get("pick_list_values") or []] if dtype == "picklist" else None
             meta = make_field(api_name, dtype, label=label, custom=True, picklist=picks,
-                              length=item.get("length"), unique=bool(item.get("unique")), field_id=self.org.new_id())
+                              length=item.get("length"), unique=bool(item.get("unique")),
+                              field_id=self.org.new_id())
             mod.add_field(meta)
             out.append({"code": "SUCCESS", "details": {"id": meta["id"]}, "message": "field created",
                         "status": "success"})
@@ -203,7 +213,8 @@ class RecordHandlers:
             return None
         names = [n.strip() for n in raw.split(",") if n.strip()]
         if len(names) > MAX_FIELDS:
-            raise ApiError(400, "LIMIT_EXCEEDED", "limit exceeded", {"limit": MAX_FIELDS, "param_name": "fields"})
+            raise ApiError(400, "LIMIT_EXCEEDED", "limit exceeded",
+                           {"limit": MAX_FIELDS, "param_name": "fields"})
         return names
 
     def list_records(self, mod: ModuleStore, params: Mapping[str, str], headers: Mapping[str, str],
@@ -220,8 +231,9 @@ class RecordHandlers:
                            {"ambiguity_due_to": [{"param_name": "page"}, {"param_name": "page_token"}]})
         sort_by = params.get("sort_by", "id")
         if sort_by not in ("id", "Created_Time", "Modified_Time"):
-            raise ApiError(400, "INVALID_DATA", "invalid data",
-                           {"param_name": "sort_by", "supported_values": ["id", "Created_Time", "Modified_Time"]})
+            raise ApiError(
+                400, "INVALID_DATA", "invalid data",
+                {"param_name": "sort_by", "supported_values": ["id", "Created_Time", "Modified_Time"]})
         sort_order = params.get("sort_order", "desc")
         if sort_order not in ("asc", "desc"):
             raise ApiError(400, "INVALID_DATA", "invalid data", {"param_name": "sort_order"})
@@ -237,8 +249,9 @@ class RecordHandlers:
                 raise ApiError(400, "EXPIRED_VALUE", "Page token expired",
                                {"api_name": "page_token", "json_path": "$.query.page_token"})
             if state["binding"] != binding:
-                raise ApiError(400, "TOKEN_BOUND_DATA_MISMATCH", "The page_token given seems to be invalid or "
-                               "input param is added, altered, or deleted", {"param_name": "page_token"})
+                raise ApiError(
+                    400, "TOKEN_BOUND_DATA_MISMATCH", "The page_token given seems to be invalid or "
+                    "input param is added, altered, or deleted", {"param_name": "page_token"})
             if state["served"] >= TOKEN_LIMIT:
                 raise ApiError(400, "PAGINATION_LIMIT_EXCEEDED", "You can only get upto 100000 records using "
                                "page_token param", {"param_name": "page_token"})
@@ -249,7 +262,8 @@ class RecordHandlers:
                 raise ApiError(400, "INVALID_DATA", "invalid data", {"param_name": "page"})
             cap = version.discrete_limit
             if cap is not None and (page - 1) * per_page >= cap:
-                raise ApiError(400, "DISCRETE_PAGINATION_LIMIT_EXCEEDED", f"You can only get the first {cap} records "
+                raise ApiError(400, "DISCRETE_PAGINATION_LIMIT_EXCEEDED",
+                               f"You can only get the first {cap} records "
                                "without using page_token param", {"limit": cap})
         wanted = set(params["ids"].split(",")) if params.get("ids") else None
         skip = (page - 1) * per_page if "page_token" not in params else 0
@@ -276,9 +290,10 @@ class RecordHandlers:
         if more:
             token = secrets.token_hex(24)
             expires = now + TOKEN_TTL
-            self.org.page_tokens[token] = {"after": keys[-1], "binding": binding, "expires": expires,
-                                           "served": (served if "page_token" in params else (page - 1) * per_page)
-                                           + len(keys)}
+            self.org.page_tokens[token] = {
+                "after": keys[-1], "binding": binding, "expires": expires,
+                "served": (served if "page_token" in params else (page - 1) * per_page) + len(keys)
+            }
             expiry = self.org.render_time(expires)
         return 200, {"data": data, "info": {
             "call": False, "email": False, "per_page": per_page, "count": len(data), "page": page,
@@ -324,7 +339,8 @@ class RecordHandlers:
         per_page = self._int(params, "per_page", MAX_PER_PAGE)
         page = self._int(params, "page", 1)
         if page * per_page > DISCRETE_LIMIT:
-            raise ApiError(400, "LIMIT_REACHED", "Maximum response iteration limit reached", {"limit": DISCRETE_LIMIT})
+            raise ApiError(400, "LIMIT_REACHED", "Maximum response iteration limit reached",
+                           {"limit": DISCRETE_LIMIT})
         if params.get("criteria"):
             try:
                 pred = parse_criteria(params["criteria"])
@@ -342,8 +358,12 @@ class RecordHandlers:
         if not chunk:
             return 204, None
         fields = self._field_list(mod, params.get("fields"), required=False)
-        return 200, {"data": [self.org.render(mod, r, fields) for r in chunk], "info": {
-            "per_page": per_page, "count": len(chunk), "page": page, "more_records": page * per_page < len(hits)}}
+        return 200, {
+            "data": [self.org.render(mod, r, fields) for r in chunk], "info": {
+                "per_page": per_page, "count": len(chunk), "page": page, "more_records": page * per_page
+                < len(hits)
+            }
+        }
 
     def coql(self, body: Any, version: ApiVersion = LATEST) -> Result:
         """`POST /coql` (LIMIT caps by version)."""
@@ -357,10 +377,12 @@ class RecordHandlers:
             raise ApiError(400, exc.code, str(exc), exc.details) from None
         mod = self.org.module(query.module)
         if mod is None:
-            raise ApiError(400, "INVALID_QUERY", "invalid query formed", {"clause": "from", "near": query.module})
+            raise ApiError(400, "INVALID_QUERY", "invalid query formed",
+                           {"clause": "from", "near": query.module})
         for name in query.columns + [n for n, _ in query.order]:
             if name.split(".")[0] not in mod.field_map and name != "id":
-                raise ApiError(400, "INVALID_QUERY", "invalid column name", {"column_name": name, "clause": "select"})
+                raise ApiError(400, "INVALID_QUERY", "invalid column name",
+                               {"column_name": name, "clause": "select"})
         rows = [r for r in mod.records.values() if query.where(r)]
         for name, desc in reversed(query.order or [("id", False)]):
             rows.sort(key=lambda r, n=name: (value_of(r, n) is None, value_of(r, n) or 0 if n == "id" else
@@ -387,10 +409,12 @@ class RecordHandlers:
         if len(rows) > WRITE_LIMIT:
             raise ApiError(400, "LIMIT_EXCEEDED", "limit exceeded", {"by": "limit", "limit": WRITE_LIMIT})
         if action == "upsert" and mod.meta["api_name"] in NOT_UPSERTABLE:
-            raise ApiError(400, "NOT_SUPPORTED", "the module is not supported for upsert", {"resource_path_index": 0})
+            raise ApiError(400, "NOT_SUPPORTED", "the module is not supported for upsert",
+                           {"resource_path_index": 0})
         trigger = body.get("trigger")
         if trigger is not None and (not isinstance(trigger, list) or not set(trigger) <= TRIGGERS):
-            raise ApiError(400, "INVALID_DATA", "invalid data", {"api_name": "trigger", "json_path": "$.trigger"})
+            raise ApiError(400, "INVALID_DATA", "invalid data",
+                           {"api_name": "trigger", "json_path": "$.trigger"})
         if trigger is None or "workflow" in trigger:
             self.automation_runs += len(rows)  # omitted trigger runs every automation
         dup_fields = body.get("duplicate_check_fields") or []
@@ -404,7 +428,8 @@ class RecordHandlers:
         status = (201 if action == "insert" else 200) if ok == len(out) else 207 if ok else 400
         return status, {"data": out}
 
-    def _write_one(self, mod: ModuleStore, row: Any, i: int, action: str, dup_fields: list[str]) -> dict[str, Any]:
+    def _write_one(self, mod: ModuleStore, row: Any, i: int, action: str,
+                   dup_fields: list[str]) -> dict[str, Any]:
         existing = None
         matched = None
         if action == "update":
@@ -465,7 +490,9 @@ class RecordHandlers:
                 out.append({"code": "SUCCESS", "details": {"id": rec_id}, "message": "record deleted",
                             "status": "success"})
             else:
-                out.append({"code": "INVALID_DATA", "details": {"id": rec_id}, "message": "the id given seems to be "
-                            "invalid", "status": "error"})
+                out.append({
+                    "code": "INVALID_DATA", "details": {"id": rec_id}, "message": "the id given seems to be "
+                    "invalid", "status": "error"
+                })
         ok = sum(1 for o in out if o["status"] == "success")
         return (200 if ok == len(out) else 207 if ok else 400), {"data": out}

@@ -11,7 +11,8 @@ from typing import Any
 
 Predicate = Callable[[dict[str, Any]], bool]
 
-_TOKEN = re.compile(r"""\s*(?:(?P<str>'(?:[^'\\]|\\.|'')*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<op>!=|<>|>=|<=|=|<|>|\(|\)|,)
+_TOKEN = re.compile(
+    r"""\s*(?:(?P<str>'(?:[^'\\]|\\.|'')*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<op>!=|<>|>=|<=|=|<|>|\(|\)|,)
                     |(?P<word>[A-Za-z_$][A-Za-z0-9_$.]*))""", re.X)
 MAX_LIMIT = 2000
 MAX_OFFSET_TOTAL = 100_000
@@ -57,7 +58,8 @@ def _coerce(left: Any, right: Any) -> tuple[Any, Any]:
             return left, int(datetime.fromisoformat(right.replace("Z", "+00:00")).timestamp())
         except ValueError:
             return left, right
-    if isinstance(left, (int, Decimal)) and not isinstance(left, bool) and isinstance(right, (str, int, Decimal)):
+    if isinstance(left,
+                  (int, Decimal)) and not isinstance(left, bool) and isinstance(right, (str, int, Decimal)):
         try:
             return Decimal(left), Decimal(str(right))
         except InvalidOperation:
@@ -130,7 +132,8 @@ class _Parser:
         """Consume a keyword or fail with SYNTAX_ERROR."""
         kind, text = self.take()
         if text.lower() != word:
-            raise QueryError("SYNTAX_ERROR", f"expected {word} near '{text}'", {"near": text, "expected": word})
+            raise QueryError("SYNTAX_ERROR", f"expected {word} near '{text}'",
+                             {"near": text, "expected": word})
 
     def literal(self) -> Any:
         """Consume a string, number, boolean or null literal."""
@@ -206,7 +209,8 @@ def parse_coql(text: str, max_limit: int = MAX_LIMIT, max_total: int = MAX_OFFSE
         p.take()
         columns.append(p.take()[1])
     if len(columns) > MAX_COLUMNS:
-        raise QueryError("LIMIT_EXCEEDED", "select column limit exceeded", {"by": "select", "limit": MAX_COLUMNS})
+        raise QueryError("LIMIT_EXCEEDED", "select column limit exceeded",
+                         {"by": "select", "limit": MAX_COLUMNS})
     p.expect("from")
     module = p.take()[1]
     if p.peek() != "where":

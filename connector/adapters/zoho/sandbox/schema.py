@@ -71,15 +71,21 @@ def field(api_name: str, data_type: str, *, label: str | None = None, mandatory:
 
 
 def _system(module: str) -> list[dict[str, Any]]:
-    return [field("id", "bigint", label="Record Id", read_only=True, length=18),
-            field("Owner", "ownerlookup", label=f"{module} Owner", lookup_module="users"),
-            field("Created_Time", "datetime", read_only=True), field("Modified_Time", "datetime", read_only=True),
-            field("Created_By", "ownerlookup", read_only=True, lookup_module="users"),
-            field("Modified_By", "ownerlookup", read_only=True, lookup_module="users")]
+    return [
+        field("id", "bigint", label="Record Id", read_only=True, length=18),
+        field("Owner", "ownerlookup", label=f"{module} Owner", lookup_module="users"),
+        field("Created_Time", "datetime", read_only=True),
+        field("Modified_Time", "datetime", read_only=True),
+        field("Created_By", "ownerlookup", read_only=True, lookup_module="users"),
+        field("Modified_By", "ownerlookup", read_only=True, lookup_module="users")
+    ]
 
 
 def _currency_fields() -> list[dict[str, Any]]:
-    return [field("Currency", "picklist", picklist=CURRENCIES), field("Exchange_Rate", "double", decimal_place=9)]
+    return [
+        field("Currency", "picklist", picklist=CURRENCIES),
+        field("Exchange_Rate", "double", decimal_place=9)
+    ]
 
 
 def default_modules() -> dict[str, dict[str, Any]]:
@@ -112,13 +118,17 @@ def default_modules() -> dict[str, dict[str, Any]]:
         field("Low_Balance_Threshold", "currency", custom=True), field("Description", "textarea"),
     ]
     payments = [
-        *_system("Payment"), field("Name", "text", mandatory=True, length=120, label="Payment Name"),
+        *_system("Payment"),
+        field("Name", "text", mandatory=True, length=120, label="Payment Name"),
         field("Account", "lookup", lookup_module="Accounts", custom=True),
         field("Deal", "lookup", lookup_module="Deals", custom=True),
-        field("Amount", "currency", mandatory=True, custom=True), *_currency_fields(),
+        field("Amount", "currency", mandatory=True, custom=True),
+        *_currency_fields(),
         field("Payment_Date", "date", custom=True),
-        field("Payment_Status", "picklist", custom=True, picklist=["Received", "Pending", "Refunded", "Failed"]),
-        field("Payment_Method", "picklist", custom=True, picklist=["Bank Transfer", "Card", "Cash", "Cheque"]),
+        field("Payment_Status", "picklist", custom=True,
+              picklist=["Received", "Pending", "Refunded", "Failed"]),
+        field("Payment_Method", "picklist", custom=True, picklist=["Bank Transfer", "Card", "Cash",
+                                                                   "Cheque"]),
     ]
     tasks = [
         *_system("Task"), field("Subject", "text", mandatory=True), field("Due_Date", "date"),
@@ -148,7 +158,9 @@ def default_modules() -> dict[str, dict[str, Any]]:
             target = (meta["lookup"] or {}).get("module")
             if target:
                 target["id"] = module_ids.get(target["api_name"], "4876876000000002199")
-        out[api] = {"module": module_meta(api, singular, plural, generated, module_ids[api]), "fields": fields}
+        out[api] = {
+            "module": module_meta(api, singular, plural, generated, module_ids[api]), "fields": fields
+        }
     return out
 
 

@@ -43,10 +43,12 @@ def seed_org(org: Org, accounts: int, seed: int = 0, *, related: bool = True) ->
         currency = rng.choice(codes)
         name = f"{rng.choice(_WORDS)} {rng.choice(_SUFFIX)} {i + 1}"
         kind = i % ANOMALY_EVERY == ANOMALY_EVERY - 1
-        values: dict[str, Any] = {"Account_Name": name, "Ledger_Customer_ID": f"C-{i + 1:06d}",
-                                  "Currency": currency, "Exchange_Rate": Decimal("1.000000000"),
-                                  "Account_Type": "Customer", "Industry": rng.choice(["Software", "Retail", "Services"]),
-                                  "Phone": f"+1-555-{rng.randint(1000, 9999)}"}
+        values: dict[str, Any] = {
+            "Account_Name": name, "Ledger_Customer_ID": f"C-{i + 1:06d}", "Currency": currency,
+            "Exchange_Rate": Decimal("1.000000000"), "Account_Type": "Customer",
+            "Industry": rng.choice(["Software", "Retail",
+                                    "Services"]), "Phone": f"+1-555-{rng.randint(1000, 9999)}"
+        }
         anomaly = (i // ANOMALY_EVERY) % 5 if kind else -1
         if anomaly == 0:
             values["Currency"] = None
@@ -66,7 +68,9 @@ def seed_org(org: Org, accounts: int, seed: int = 0, *, related: bool = True) ->
             "Valid_Until": (start + timedelta(days=365)).isoformat(),
             "Refund_Policy": rng.choice(["Full", "Prorated", "No Refund"]),
             "Refund_Fee_Pct": Decimal(rng.choice([0, 5, 10])), "Credit_Limit": Decimal(0),
-            "Low_Balance_Threshold": (prepay / 10).quantize(Decimal(1) if currency == "JPY" else Decimal("0.01"))}
+            "Low_Balance_Threshold": (prepay /
+                                      10).quantize(Decimal(1) if currency == "JPY" else Decimal("0.01"))
+        }
         if anomaly == 1:
             deal_values["Valid_Until"] = (start - timedelta(days=30)).isoformat()
             anomalies.append(f"deal for {name}: valid_until before valid_from")
@@ -82,9 +86,11 @@ def seed_org(org: Org, accounts: int, seed: int = 0, *, related: bool = True) ->
             amount = prepay if n == 0 else _amount(rng, currency, 1, 100)
             pay_values: dict[str, Any] = {
                 "Name": f"PAY-{i + 1:06d}-{n + 1}", "Account": {"name": name, "id": rec["id"]},
-                "Deal": {"name": deal_values["Deal_Name"], "id": deal["id"]}, "Amount": amount,
-                "Currency": currency, "Payment_Date": (start + timedelta(days=n * 30)).isoformat(),
-                "Payment_Status": "Received", "Payment_Method": rng.choice(["Bank Transfer", "Card", "Cheque"])}
+                "Deal": {"name": deal_values["Deal_Name"],
+                         "id": deal["id"]}, "Amount": amount, "Currency": currency,
+                "Payment_Date": (start + timedelta(days=n * 30)).isoformat(), "Payment_Status": "Received",
+                "Payment_Method": rng.choice(["Bank Transfer", "Card", "Cheque"])
+            }
             if anomaly == 3 and n == 0:
                 pay_values["Account"] = None
                 anomalies.append(f"payment PAY-{i + 1:06d}-1: no account")

@@ -98,8 +98,10 @@ class ZohoSandbox(BackgroundServer):
 
     def env(self, prefix: str = "ZOHO_") -> dict[str, str]:
         """Environment variables holding the credentials, for `ZohoCredentials.from_env`."""
-        return {f"{prefix}CLIENT_ID": self.config.client_id, f"{prefix}CLIENT_SECRET": self.config.client_secret,
-                f"{prefix}REFRESH_TOKEN": self.config.refresh_token}
+        return {
+            f"{prefix}CLIENT_ID": self.config.client_id, f"{prefix}CLIENT_SECRET": self.config.client_secret,
+            f"{prefix}REFRESH_TOKEN": self.config.refresh_token
+        }
 
     def _bind(self) -> _Server:
         server = _Server((self.host, self.port), _Handler)
@@ -130,7 +132,8 @@ class InProcessTransport(InProcessAdapter):
         """Answer `request` from the app."""
         url = urlsplit(request.url or "")
         reply = self.app.handle(request.method or "GET", url.path, url.query, dict(request.headers), body)
-        return None if reply.drop else (reply.status, {"Date": self.app.http_date(), **reply.headers}, reply.body)
+        return None if reply.drop else (reply.status, {"Date": self.app.http_date(), **reply.headers},
+                                        reply.body)
 
 
 def serve(host: str = "127.0.0.1", port: int = 0, seed: int = 0, latency_ms: int = 0, fail_rate: float = 0.0,
@@ -139,8 +142,9 @@ def serve(host: str = "127.0.0.1", port: int = 0, seed: int = 0, latency_ms: int
     """Run a sandbox until SIGINT/SIGTERM; print one JSON line with URLs and credentials to stdout."""
     if not logging.getLogger().handlers:
         logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    sandbox = ZohoSandbox(host, port, seed=seed, latency_ms=latency_ms, fail_rate=fail_rate, token_ttl=token_ttl,
-                          daily_credits=daily_credits, concurrency=concurrency, clock_offset=clock_offset)
+    sandbox = ZohoSandbox(host, port, seed=seed, latency_ms=latency_ms, fail_rate=fail_rate,
+                          token_ttl=token_ttl, daily_credits=daily_credits, concurrency=concurrency,
+                          clock_offset=clock_offset)
     sandbox.start()
     print(json.dumps(sandbox.info()), flush=True)
     log.info("seeded %s", {k: v for k, v in sandbox.summary.items() if k != "anomalies"})

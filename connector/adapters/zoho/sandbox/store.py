@@ -196,7 +196,8 @@ class Org:
         self._reindex(mod, rec, None)
         return rec
 
-    def update(self, mod: ModuleStore, rec_id: str, values: dict[str, Any], *, at: int | None = None) -> dict[str, Any]:
+    def update(self, mod: ModuleStore, rec_id: str, values: dict[str, Any], *,
+               at: int | None = None) -> dict[str, Any]:
         """Apply validated values to a record; Modified_Time moves to now."""
         old = mod.records[rec_id]
         rec = dict(old)
@@ -212,7 +213,8 @@ class Org:
         old = mod.records.pop(rec_id)
         self._unindex(mod, old)
         actor = self.user_ref(self.current_user, with_email=False)
-        display = old.get(DUP_CHECK.get(mod.meta["api_name"], "Name")) or old.get("Subject") or old.get("Name")
+        display = old.get(DUP_CHECK.get(mod.meta["api_name"],
+                                        "Name")) or old.get("Subject") or old.get("Name")
         mod.deleted.append({"deleted_by": actor, "id": rec_id, "display_name": display, "type": "recycle",
                             "created_by": old.get("Created_By"), "_deleted": self.now()})
 
@@ -267,8 +269,9 @@ class Org:
             raise RecordFault("MANDATORY_NOT_FOUND", "required field not found",
                               {"api_name": "$se_module", "json_path": f"$.data[{index}].$se_module"})
         if what["id"] not in target.records:
-            raise RecordFault("INVALID_DATA", "the related id given seems to be invalid",
-                              {"api_name": "What_Id", "json_path": f"$.data[{index}].What_Id", "id": what["id"]})
+            raise RecordFault(
+                "INVALID_DATA", "the related id given seems to be invalid",
+                {"api_name": "What_Id", "json_path": f"$.data[{index}].What_Id", "id": what["id"]})
         out["What_Id"] = {"name": target.records[what["id"]].get(
             DUP_CHECK.get(target.meta["api_name"], "Name")), "id": what["id"]}
         out["$se_module"] = target.meta["api_name"]
@@ -310,7 +313,8 @@ class Org:
                 raise bad()
             return value
         if dtype == "integer":
-            if isinstance(value, bool) or not isinstance(value, int) or len(str(abs(value))) > int(meta["length"]):
+            if isinstance(value, bool) or not isinstance(value, int) or len(str(abs(value))) > int(
+                    meta["length"]):
                 raise bad()
             return value
         if dtype == "bigint":

@@ -34,8 +34,10 @@ def _append_only_triggers() -> None:
     else:
         for table in APPEND_ONLY:
             for action in ("UPDATE", "DELETE"):
-                op.execute(f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
-                           f"BEGIN SELECT RAISE(ABORT, 'ledger table {table} is append-only: {action} refused'); END")
+                op.execute(
+                    f"CREATE TRIGGER {table}_no_{action.lower()} BEFORE {action} ON {table} "
+                    f"BEGIN SELECT RAISE(ABORT, 'ledger table {table} is append-only: {action} refused'); END"
+                )
 
 
 def _drop_append_only_triggers() -> None:
@@ -93,27 +95,31 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('customer_key', 'currency', 'contract_ref', name='uq_terms_scope')
     )
-    op.create_table('entries',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('account_id', sa.Integer(), nullable=False),
-    sa.Column('kind', sa.String(length=16), nullable=False),
-    sa.Column('amount', sa.BigInteger(), nullable=False),
-    sa.Column('balance_after', sa.BigInteger(), nullable=False),
-    sa.Column('effective_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('recorded_at', sa.DateTime(timezone=True), nullable=False),
-    sa.Column('posting_key', sa.String(length=255), nullable=False),
-    sa.Column('source_system', sa.String(length=64), nullable=True),
-    sa.Column('source_id', sa.String(length=255), nullable=True),
-    sa.Column('memo', sa.Text(), nullable=False),
-    sa.Column('reverses_id', sa.Integer(), nullable=True),
-    sa.CheckConstraint("kind IN ('deposit','consume','refund','refund_fee','expire','adjust','reverse')", name='ck_entries_kind'),
-    sa.CheckConstraint('amount <> 0', name='ck_entries_amount_nonzero'),
-    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ),
-    sa.ForeignKeyConstraint(['posting_key'], ['postings.key'], ),
-    sa.ForeignKeyConstraint(['reverses_id'], ['entries.id'], ),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('reverses_id')
-    )
+    op.create_table(
+        'entries', sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('account_id', sa.Integer(), nullable=False),
+        sa.Column('kind', sa.String(length=16), nullable=False),
+        sa.Column('amount', sa.BigInteger(), nullable=False),
+        sa.Column('balance_after', sa.BigInteger(), nullable=False),
+        sa.Column('effective_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('recorded_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('posting_key', sa.String(length=255), nullable=False),
+        sa.Column('source_system', sa.String(length=64), nullable=True),
+        sa.Column('source_id', sa.String(length=255), nullable=True),
+        sa.Column('memo', sa.Text(), nullable=False), sa.Column('reverses_id', sa.Integer(), nullable=True),
+        sa.CheckConstraint("kind IN ('deposit','consume','refund','refund_fee','expire','adjust','reverse')",
+                           name='ck_entries_kind'),
+        sa.CheckConstraint('amount <> 0', name='ck_entries_amount_nonzero'),
+        sa.ForeignKeyConstraint(
+            ['account_id'],
+            ['accounts.id'],
+        ), sa.ForeignKeyConstraint(
+            ['posting_key'],
+            ['postings.key'],
+        ), sa.ForeignKeyConstraint(
+            ['reverses_id'],
+            ['entries.id'],
+        ), sa.PrimaryKeyConstraint('id'), sa.UniqueConstraint('reverses_id'))
     with op.batch_alter_table('entries', schema=None) as batch_op:
         batch_op.create_index('ix_entries_account_effective', ['account_id', 'effective_at'], unique=False)
         batch_op.create_index('ix_entries_posting', ['posting_key'], unique=False)
@@ -177,4 +183,3 @@ def downgrade() -> None:
     op.drop_table('terms')
     op.drop_table('postings')
     op.drop_table('accounts')
-

@@ -35,8 +35,9 @@ def upgrade() -> None:
         b.add_column(c("owner_name", sa.String(K)))  # reports group by the owner's name, not an id
     op.create_table("sync_schedule", c("connection", sa.String(K), primary_key=True),
                     c("spec", sa.String(K), nullable=False), c("next_run_at", UTCDateTime(), nullable=False),
-                    c("slot_at", UTCDateTime()), c("claimed_by", sa.String(K)), c("lease_until", UTCDateTime()),
-                    c("run_id", sa.Integer), c("last_run_at", UTCDateTime()), c("last_status", sa.String(20)),
+                    c("slot_at", UTCDateTime()), c("claimed_by", sa.String(K)),
+                    c("lease_until", UTCDateTime()), c("run_id", sa.Integer), c("last_run_at", UTCDateTime()),
+                    c("last_status", sa.String(20)),
                     c("missed", sa.Integer, nullable=False, server_default="0"),
                     c("updated_at", UTCDateTime(), nullable=False))
     op.create_table("sync_api_usage", c("connection", sa.String(K), primary_key=True),
@@ -44,10 +45,10 @@ def upgrade() -> None:
                     c("calls", sa.Integer, nullable=False, server_default="0"),
                     c("credits", sa.Integer, nullable=False, server_default="0"),
                     c("updated_at", UTCDateTime(), nullable=False))
-    op.create_table("ops_alerts", c("id", sa.Integer, primary_key=True), c("connection", sa.String(K), nullable=False),
-                    c("event", sa.String(32), nullable=False), c("channel", sa.String(64), nullable=False),
-                    c("run_id", sa.Integer), c("payload", sa.Text, nullable=False),
-                    c("status", sa.String(16), nullable=False),
+    op.create_table("ops_alerts", c("id", sa.Integer, primary_key=True),
+                    c("connection", sa.String(K), nullable=False), c("event", sa.String(32), nullable=False),
+                    c("channel", sa.String(64), nullable=False), c("run_id", sa.Integer),
+                    c("payload", sa.Text, nullable=False), c("status", sa.String(16), nullable=False),
                     c("attempts", sa.Integer, nullable=False, server_default="0"),
                     c("next_attempt_at", UTCDateTime(), nullable=False), c("last_error", sa.Text),
                     c("created_at", UTCDateTime(), nullable=False), c("sent_at", UTCDateTime()))
