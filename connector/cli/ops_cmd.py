@@ -287,7 +287,8 @@ def print_detail(d: RunDetail) -> None:
         for row in d.error_rows:
             now_text = ("[yellow]still failing[/]" if row.resolved_at is None
                         else f"[green]fixed {_when(row.resolved_at)}[/]")
-            rows_t.add_row(escape(row.record), escape(row.stage), str(row.attempts), _when(row.last_seen), now_text)
+            rows_t.add_row(escape(row.record), escape(row.stage), str(row.attempts), _when(row.last_seen),
+                           now_text)
         out.print(rows_t)
     if d.error_rows:
         out.print(f"{d.still_open:,} of these records still fail.", highlight=False)
