@@ -28,6 +28,7 @@ LogFormat = Literal["text", "json"]
 FORMAT_ENV = "PREPAID_SYNC_LOG_FORMAT"
 LEVEL_ENV = "PREPAID_SYNC_LOG_LEVEL"
 R = TypeVar("R")
+V = TypeVar("V")
 
 _run_id: contextvars.ContextVar[int | None] = contextvars.ContextVar("prepaid_sync_run_id", default=None)
 _connection: contextvars.ContextVar[str | None] = contextvars.ContextVar("prepaid_sync_connection",
@@ -45,13 +46,20 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) 
 def run_context(*, run_id: int | None = None, connection: str | None = None,
                 worker: str | None = None) -> Iterator[None]:
     """Stamp log lines inside the block with this run and connection (unset values keep the outer ones)."""
-    tokens = [(var, var.set(value)) for var, value in ((_run_id, run_id), (_connection, connection),
-                                                         (_worker, worker)) if value is not None]
+    undo = (_set(_run_id, run_id), _set(_connection, connection), _set(_worker, worker))
     try:
         yield
     finally:
-        for var, token in reversed(tokens):
-            var.reset(token)
+        for reset in reversed(undo):
+            reset()
+
+
+def _set(var: contextvars.ContextVar[V | None], value: V | None) -> Callable[[], None]:
+    """Set `var` to `value` unless that is None; the returned call puts the old value back."""
+    if value is None:
+        return lambda: None
+    token = var.set(value)
+    return lambda: var.reset(token)
 
 
 def current() -> dict[str, Any]:
@@ -129,8 +137,9 @@ class JsonLinesFormatter(logging.Formatter):
         doc: dict[str, Any] = {"ts": _utc(record.created), "level": record.levelname, "logger": record.name,
                                "message": record.getMessage(), "run_id": getattr(record, "run_id", None),
                                "connection": getattr(record, "connection", None)}
-        if getattr(record, "worker", None):
-            doc["worker"] = record.worker
+        worker = getattr(record, "worker", None)
+        if worker:
+            doc["worker"] = worker
         for key in extras(record):
             doc.setdefault(key, getattr(record, key))
         exc = record.exc_text or (self.formatException(record.exc_info) if record.exc_info else None)
@@ -146,10 +155,10 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as a line of text (plus the traceback, if any)."""
+        run_id, worker = getattr(record, "run_id", None), getattr(record, "worker", None)
         where = " ".join(p for p in (getattr(record, "connection", None) or "",
-                                     f"run={record.run_id}" if getattr(record, "run_id", None) else "",
-                                     f"worker={record.worker}" if getattr(record, "worker", None) else "")
-                         if p)
+                                     f"run={run_id}" if run_id else "",
+                                     f"worker={worker}" if worker else "") if p)
         line = f"{_utc(record.created)} {record.levelname} {record.name}"
         line += f" [{where}] " if where else " "
         line += record.getMessage()

@@ -74,4 +74,5 @@ def trigger(text: str, tz_name: str | None) -> BaseTrigger:
     if isinstance(parsed, timedelta):
         return IntervalTrigger(seconds=int(parsed.total_seconds()),
                                start_date=datetime(2000, 1, 1, tzinfo=tz), timezone=tz)
-    return CronTrigger.from_crontab(parsed, timezone=tz)
+    cron: CronTrigger = CronTrigger.from_crontab(parsed, timezone=tz)  # unannotated in APScheduler 3
+    return cron

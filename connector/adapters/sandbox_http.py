@@ -20,6 +20,17 @@ Answer = tuple[int, Mapping[str, str], bytes] | None
 INFO_PATH = "/sandbox/credentials"
 
 
+def bound_address(server: ThreadingHTTPServer) -> tuple[str, int]:
+    """The host and port a bound server listens on (the socket reports the host as text)."""
+    host, port = server.server_address[:2]
+    return (host if isinstance(host, str) else bytes(host).decode()), port
+
+
+def text_headers(request: requests.PreparedRequest) -> dict[str, str]:
+    """The request's headers as text, as the loopback server would read them (bytes values as Latin-1)."""
+    return {k: v if isinstance(v, str) else v.decode("latin-1") for k, v in request.headers.items()}
+
+
 def drop_connection(handler: BaseHTTPRequestHandler) -> None:
     """Close the client's connection without answering (the sandboxes' "disconnect" fault)."""
     handler.close_connection = True
@@ -45,7 +56,7 @@ class BackgroundServer:
         """`http://host:port` once started."""
         if self._server is None:
             raise RuntimeError("sandbox not started")
-        host, port = self._server.server_address[:2]
+        host, port = bound_address(self._server)
         return f"http://{host}:{port}"
 
     def start(self) -> Self:
@@ -86,6 +97,8 @@ class InProcessAdapter(BaseAdapter):
              verify: Any = True, cert: Any = None, proxies: Any = None) -> requests.Response:
         """Answer `request` and wrap the result as a Response (or raise ConnectionError on a drop)."""
         body = request.body or b""
+        if not isinstance(body, (str, bytes, bytearray, memoryview)):
+            raise TypeError(f"a sandbox transport answers whole bodies, not a {type(body).__name__}")
         answered = self.answer(request, body.encode() if isinstance(body, str) else bytes(body))
         if answered is None:
             raise requests.ConnectionError(self.drop_message, request=request)

@@ -7,9 +7,10 @@ the sync engine lands.)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.panel import Panel
@@ -92,17 +93,17 @@ def demo(path: Annotated[Path, typer.Option("--path", help="SQLite file for the 
             raise typer.Exit(1)
 
 
-def _stepper() -> typer.CallbackParam:  # type: ignore[name-defined]
+def _stepper() -> Callable[[str], None]:
     count = {"n": 0}
 
     def step(title: str) -> None:
         count["n"] += 1
         out.print(Panel(f"[bold]{count['n']}. {title}[/]", expand=False))
 
-    return step  # type: ignore[return-value]
+    return step
 
 
-def _allocs(data: dict) -> None:  # type: ignore[type-arg]
+def _allocs(data: dict[str, Any]) -> None:
     for e in data["entries"]:
         moved = ", ".join(f"lot {a['lot_id']}: {a['amount']}" for a in e["allocations"])
         out.print(f"consume {e['amount']} drew {moved}")

@@ -295,9 +295,11 @@ def print_detail(d: RunDetail) -> None:
         rows_t = Table("record", "stage", "attempts", "last seen", "now",
                        title="those records now (sync_errors rows this run hit last)", title_justify="left")
         rows_t.columns[0].overflow = "fold"
-        for e in d.error_rows:
-            now_text = "[yellow]still failing[/]" if e.resolved_at is None else f"[green]fixed {_when(e.resolved_at)}[/]"
-            rows_t.add_row(escape(e.record), escape(e.stage), str(e.attempts), _when(e.last_seen), now_text)
+        for row in d.error_rows:
+            now_text = ("[yellow]still failing[/]" if row.resolved_at is None
+                        else f"[green]fixed {_when(row.resolved_at)}[/]")
+            rows_t.add_row(escape(row.record), escape(row.stage), str(row.attempts), _when(row.last_seen),
+                           now_text)
         out.print(rows_t)
     if d.error_rows:
         out.print(f"{d.still_open:,} of these records still fail.", highlight=False)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from sqlalchemy import Connection, Engine
 
@@ -126,7 +126,7 @@ def _not_decodable(path: Path, encoding: str) -> InvalidInput:
 class _Lines:
     """The file's lines for `csv.reader`, keeping the raw text of the record being read."""
 
-    def __init__(self, fh: Any) -> None:
+    def __init__(self, fh: TextIO) -> None:
         self.fh = fh
         self.record: list[str] = []
 

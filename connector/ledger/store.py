@@ -5,7 +5,7 @@ Writing the rows a plan makes is `writer.py`'s job.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -81,7 +81,7 @@ def lock_account(conn: Connection, customer: str, currency: str, now: datetime, 
     state = AccountState(id=row.id, customer_key=row.customer_key, currency=row.currency, balance=row.balance,
                          debt=row.debt, credit_limit=row.credit_limit)
     if is_postgres(conn) and key is not None:
-        lot_rows = _pg_pipelined_reads(conn, row.id, key)
+        lot_rows: Sequence[Any] = _pg_pipelined_reads(conn, row.id, key)
     else:
         lot_rows = conn.execute(_OPEN_LOTS, {"account": row.id}).all()
     state.lots = [lot_state(r) for r in lot_rows]
@@ -106,19 +106,24 @@ def _pg_pipelined_reads(conn: Connection, account_id: int, key: str) -> list[Any
     Runs after the account row is locked, so the lots read is current. The posting row and the
     reserved ids are left in `conn.info` for `find_posting` and `IdReserver` of this transaction.
     """
+    import psycopg
     from psycopg.rows import namedtuple_row
 
     raw = conn.connection.dbapi_connection
-    with raw.pipeline():  # type: ignore[union-attr]
-        lots_cur = raw.cursor(row_factory=namedtuple_row)  # type: ignore[union-attr]
+    if not isinstance(raw, psycopg.Connection):  # the engine factory always picks psycopg for PostgreSQL
+        raise TypeError(f"pipelined reads need a psycopg connection, not {type(raw).__name__}")
+    with raw.pipeline():
+        lots_cur = raw.cursor(row_factory=namedtuple_row)
         lots_cur.execute(_PG_LOTS, (account_id,))
-        post_cur = raw.cursor(row_factory=namedtuple_row)  # type: ignore[union-attr]
+        post_cur = raw.cursor(row_factory=namedtuple_row)
         post_cur.execute(_PG_POSTING, (key,))
-        ids_cur = raw.cursor()  # type: ignore[union-attr]
+        ids_cur = raw.cursor()
         ids_cur.execute(_PG_IDS)
     lot_rows = lots_cur.fetchall()
     conn.info["prefetched_posting"] = (key, post_cur.fetchone())
-    e1, e2, lot = ids_cur.fetchone()
+    ids = ids_cur.fetchone()
+    assert ids is not None  # nextval always answers one row
+    e1, e2, lot = ids
     conn.info["reserved_ids"] = {"entries": [e2, e1], "lots": [lot]}
     return lot_rows
 

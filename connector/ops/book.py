@@ -71,7 +71,8 @@ class Book:
         # Reads first, then single-statement writes guarded by what was read (this runs on every poll of
         # every worker: no transaction here reads and then writes, so none waits to upgrade a lock).
         with self.engine.connect() as db:
-            specs = dict(db.execute(select(S.connection, S.spec)).all())
+            rows = db.execute(select(S.connection, S.spec))
+            specs: dict[str, str] = {row.connection: row.spec for row in rows}
         for name, conn in self.scheduled().items():
             key = spec_key(self.loaded, conn)
             if specs.get(name) == key:

@@ -177,10 +177,12 @@ class Worker:
             "errors": [{"record": "", "field": "", "stage": "start", "reason": reason}]
         }
         with self.engine.begin() as db:
-            return int(db.execute(t.runs.insert().values(
+            key = db.execute(t.runs.insert().values(
                 connection=claim.connection, started_at=now, finished_at=now, status="failed", dry_run=False,
                 pid=os.getpid(), worker=self.worker_id, trigger=claim.trigger, slot_at=claim.slot_at,
-                reason=reason, stats=json.dumps(stats))).inserted_primary_key[0])
+                reason=reason, stats=json.dumps(stats))).inserted_primary_key
+            assert key is not None  # a single-row INSERT always reports the key it made
+            return int(key[0])
 
     # -- loops ---------------------------------------------------------------------------------
 

@@ -235,7 +235,8 @@ def run_detail(engine: Engine, run_id: int, *, zones: Mapping[str, tzinfo] | Non
             t.errors.c.connection == row.connection, t.errors.c.resolved_at.is_(None))).scalar_one()
     tz = (zones or {}).get(row.connection, UTC)
     stats = stats_of(row)
-    pulled = stats.get("pulled") if isinstance(stats.get("pulled"), dict) else {}
+    given = stats.get("pulled")
+    pulled: dict[str, Any] = given if isinstance(given, dict) else {}
     listed = [
         ListedError(**{k: redact.text(str(e.get(k) or ""))
                        for k in ("record", "field", "stage", "reason")}) for e in stats.get("errors") or []
@@ -302,7 +303,8 @@ def connection_status(engine: Engine, loaded: LoadedSettings, name: str,
                           since=lock.acquired_at.astimezone(tz), heartbeat_at=_local(lock.heartbeat_at, tz),
                           lease_until=_local(lock.lease_until, tz),
                           stale=lock.lease_until is not None and lock.lease_until < now)
-    next_run_at, source = None, None
+    next_run_at = None
+    source: Literal["scheduler", "config"] | None = None
     if conn_cfg.schedule:
         if sched is not None:
             next_run_at, source = sched.next_run_at, "scheduler"

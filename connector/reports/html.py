@@ -62,10 +62,10 @@ def to_html(report: Report, *, limit: int = 50) -> str:
     for code, label in STANDING_LABELS.items():
         cards.append(f'<div class="card"><span>{label}</span><b id="standing-{code}">'
                      f"{report.standing_counts()[code]}</b></div>")
-    for cur, rows in sorted(report.monthly.items()):
-        charts.append(
-            bar_chart(f"Consumption per month ({cur})", [m[2:] for m, _ in rows], [v for _, v in rows],
-                      [money(v, cur) if v else "" for _, v in rows], chart_id=f"chart-monthly-{cur}"))
+    for cur, months in sorted(report.monthly.items()):
+        charts.append(bar_chart(f"Consumption per month ({cur})", [m[2:] for m, _ in months],
+                                [v for _, v in months], [money(v, cur) if v else "" for _, v in months],
+                                chart_id=f"chart-monthly-{cur}"))
         s = report.currencies[cur]
         charts.append(bar_chart(f"Expiring and expected breakage ({cur})",
                                 [f"{d}d" for d in BUCKETS] + [f"breakage {d}d" for d in BUCKETS],

@@ -210,7 +210,7 @@ def reference(row: Any) -> str:
     """How an entry row is referred to: `source_system:source_id` (the system named once: a sync's source id
     already starts with it, `zoho:Prepaid_Payments:1`), else its idempotency key."""
     if not row.source_system:
-        return row.posting_key
+        return str(row.posting_key)
     source = str(row.source_id or "")
     return source if source.startswith(f"{row.source_system}:") else f"{row.source_system}:{source}"
 

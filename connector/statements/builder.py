@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -153,7 +153,7 @@ class StatementLoader:
             if batch:
                 yield from self._build(conn, batch, latest)
 
-    def _build(self, conn: Connection, accounts: list[Any],
+    def _build(self, conn: Connection, accounts: Sequence[Any],
                latest: datetime | None) -> Iterator[CustomerStatement]:
         ids = [a.id for a in accounts]
         opening: dict[int, int] = {}

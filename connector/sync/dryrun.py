@@ -108,6 +108,8 @@ class _SavepointConnection:
 def _rolled_back(engine: Engine) -> Iterator[Engine]:
     pooled = engine.raw_connection()
     real = pooled.driver_connection
+    if real is None:  # a pool connection always holds its driver connection while checked out
+        raise RuntimeError("the pool handed out a connection without a driver connection")
     try:
         wrapped = _SavepointConnection(real)
         scratch = create_engine(engine.url, creator=lambda: wrapped, poolclass=StaticPool,

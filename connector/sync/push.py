@@ -134,8 +134,9 @@ def _send_writes(ctx: Ctx, module: str, rows: list[Any]) -> None:
     # The transaction reads before it writes, so it takes SQLite's write lock up front (no failed upgrade
     # when the run's heartbeat has written meanwhile).
     with write_transaction(ctx.engine) as conn:
-        read = dict(conn.execute(select(c.crm_id, c.fields).where(
-            c.connection == ctx.connection, c.crm_id.in_([r.crm_id for r in rows if r.crm_id]))).all())
+        read: dict[str, str | None] = {crm_id: fields for crm_id, fields in conn.execute(
+            select(c.crm_id, c.fields).where(c.connection == ctx.connection,
+                                             c.crm_id.in_([r.crm_id for r in rows if r.crm_id])))}
         answers: list[dict[str, Any]] = []
         sent: list[dict[str, Any]] = []
         ok_records: list[str] = []

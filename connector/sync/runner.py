@@ -131,11 +131,12 @@ class SyncEngine:
                   started_at=started, progress=self.progress, guard=self.guard,
                   allow_mass_change=allow_mass_change)
         with self.engine.begin() as conn:
-            run_id = conn.execute(t.runs.insert().values(connection=self.connection, started_at=started,
-                                                         status="running", dry_run=False, pid=os.getpid(),
-                                                         worker=run_lock.holder if run_lock else self.holder,
-                                                         trigger=trigger,
-                                                         slot_at=slot_at)).inserted_primary_key[0]
+            key = conn.execute(t.runs.insert().values(
+                connection=self.connection, started_at=started, status="running", dry_run=False, pid=os.getpid(),
+                worker=run_lock.holder if run_lock else self.holder, trigger=trigger,
+                slot_at=slot_at)).inserted_primary_key
+            assert key is not None  # an INSERT of one row answers its key
+            run_id = key[0]
         ctx.run_id = report.run_id = int(run_id)
         scope = ExitStack()  # log stamp and heartbeat, closed when the run ends however it ends
         scope.enter_context(run_context(run_id=ctx.run_id, connection=self.connection))

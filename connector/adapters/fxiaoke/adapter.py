@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from connector import money
 from connector.adapters.base import (
@@ -249,7 +249,7 @@ class FxiaokeAdapter(CrmAdapter):
         try:
             return model(**common, **values)
         except Exception as exc:  # pydantic ValidationError: name the first failing field
-            errors = getattr(exc, "errors", lambda: [])()
+            errors = exc.errors() if isinstance(exc, ValidationError) else []
             loc = errors[0]["loc"][0] if errors else "record"
             msg = errors[0]["msg"] if errors else str(exc)
             crm_field = spec.fields.get(str(loc), str(loc))

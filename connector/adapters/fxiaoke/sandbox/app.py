@@ -280,7 +280,8 @@ class SandboxApp:
     # -- routes ------------------------------------------------------------------------------------
 
     def _route(self, path: str, body: dict[str, Any], user: str) -> dict[str, Any]:
-        data = body.get("data") if isinstance(body.get("data"), dict) else {}
+        given = body.get("data")
+        data: dict[str, Any] = given if isinstance(given, dict) else {}
         if path == "/cgi/user/getByMobile":
             found = [e for e in self.staff if e.mobile == body.get("mobile")]
             return {
@@ -390,8 +391,7 @@ class SandboxApp:
 
         findSimple answers like query (`dataList`, `offset`, `limit`, `total`); findOne answers the first match
         as `data` (null when nothing matches)."""
-        api_name = data.get("dataObjectApiName")
-        self.store.table(api_name)
+        api_name = self.store.table(data.get("dataObjectApiName")).api_name
         info = data.get("search_query_info")
         if not isinstance(info, dict):
             raise param_error("search_query_info 不能为空")

@@ -20,7 +20,9 @@ from connector.adapters.sandbox_http import (
     Answer,
     BackgroundServer,
     InProcessAdapter,
+    bound_address,
     drop_connection,
+    text_headers,
 )
 
 log = logging.getLogger("connector.fxiaoke.sandbox")
@@ -46,7 +48,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - the API is POST-only; answer like its gateway does
         """Refuse non-POST calls with an envelope (except the sandbox-only credentials path)."""
         if urlsplit(self.path).path == INFO_PATH:
-            host, port = self.server.server_address[:2]
+            host, port = bound_address(self.server)
             info = self.server.app.credentials.public(f"http://{host}:{port}")
             self._send(Reply(body={"sandbox": "fxiaoke", **info}))
             return
@@ -118,7 +120,7 @@ class SandboxTransport(InProcessAdapter):
     def answer(self, request: requests.PreparedRequest, body: bytes) -> Answer:
         """Hand the request to the app; encode its reply like the HTTP handler does."""
         url = urlsplit(request.url or "")
-        reply = self.app.handle(url.path, dict(request.headers), body, url.query)
+        reply = self.app.handle(url.path, text_headers(request), body, url.query)
         return None if reply.drop else (reply.status, {**JSON_HEADERS, "Date": self.app.http_date()},
                                         _encode(reply))
 

@@ -107,8 +107,8 @@ class Store:
         self._counter = 0
         self._numbers: dict[str, int] = {}
 
-    def table(self, api_name: str) -> Table:
-        """The table for an object, or the vendor's 'apiName illegal' error."""
+    def table(self, api_name: object) -> Table:
+        """The table for an object (any value a request carried), or the vendor's 'apiName illegal' error."""
         table = self.tables.get(api_name) if isinstance(api_name, str) else None
         if table is None:
             raise SandboxError(10006, "the parameter apiName is missing or illegal", "缺少参数或参数不合法")
@@ -383,7 +383,7 @@ def _positive(op: str, have: list[Any], wanted: list[Any]) -> bool:
             return False
         w, h = wanted[0], have[0]
         try:
-            return {"GT": h > w, "GTE": h >= w, "LT": h < w, "LTE": h <= w}[op]
+            return bool({"GT": h > w, "GTE": h >= w, "LT": h < w, "LTE": h <= w}[op])
         except TypeError:
             return False
     if op == "BETWEEN":

@@ -46,6 +46,14 @@ def _since(headers: Mapping[str, str]) -> int | None:
     return int(parsed.timestamp())
 
 
+def _order_key(rec: dict[str, Any], name: str) -> tuple[bool, Any]:
+    # COQL `order by`: nulls last; ids as they are; integers as numbers; anything else as text.
+    value = value_of(rec, name)
+    if name == "id":
+        return value is None, value or 0
+    return value is None, value if isinstance(value, int) else str(value)
+
+
 class RecordHandlers:
     """Routes `/crm/v8/...` paths to handlers over one `Org`."""
 
@@ -385,9 +393,7 @@ class RecordHandlers:
                                {"column_name": name, "clause": "select"})
         rows = [r for r in mod.records.values() if query.where(r)]
         for name, desc in reversed(query.order or [("id", False)]):
-            rows.sort(key=lambda r, n=name: (value_of(r, n) is None, value_of(r, n) or 0 if n == "id" else
-                                              str(value_of(r, n)) if not isinstance(value_of(r, n), int)
-                                              else value_of(r, n)), reverse=desc)
+            rows.sort(key=lambda r: _order_key(r, name), reverse=desc)
         page = rows[query.offset: query.offset + query.limit]
         if not page:
             return 204, None

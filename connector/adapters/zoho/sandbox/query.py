@@ -92,8 +92,8 @@ def compare(op: str, left: Any, right: Any) -> bool:
         hit = re.match(pattern, str(lft), re.I) is not None
         return hit if op == "like" else not hit
     try:
-        return {"=": lft == rgt, "!=": lft != rgt, "<>": lft != rgt, ">": lft > rgt, ">=": lft >= rgt,
-                "<": lft < rgt, "<=": lft <= rgt}[op]
+        return bool({"=": lft == rgt, "!=": lft != rgt, "<>": lft != rgt, ">": lft > rgt, ">=": lft >= rgt,
+                     "<": lft < rgt, "<=": lft <= rgt}[op])
     except TypeError:
         return False
 
@@ -186,7 +186,11 @@ class _Parser:
             value = [low, self.literal()]
         else:
             value = self.literal()
-        return lambda r, n=name, o=op, v=value: compare(o, value_of(r, n), v)
+
+        def test(rec: dict[str, Any]) -> bool:
+            return compare(op, value_of(rec, name), value)
+
+        return test
 
     def _list(self) -> list[Any]:
         self.expect("(")

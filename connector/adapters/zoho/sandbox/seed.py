@@ -35,8 +35,8 @@ def seed_org(org: Org, accounts: int, seed: int = 0, *, related: bool = True) ->
     codes = [c for c, w in _CURRENCY_WEIGHTS for _ in range(w)]
     clock = BASE_EPOCH
     today = datetime.fromtimestamp(org.now(), UTC).date()
-    summary = {"accounts": 0, "deals": 0, "payments": 0, "deleted": 0, "anomalies": []}
-    anomalies: list[str] = summary["anomalies"]  # type: ignore[assignment]
+    anomalies: list[str] = []
+    summary: dict[str, Any] = {"accounts": 0, "deals": 0, "payments": 0, "deleted": 0, "anomalies": anomalies}
     for i in range(accounts):
         clock += rng.choice((0, 0, 1, 1, 2, 5))  # many records share a second, as in real orgs
         owner = rng.choice(owners)

@@ -16,7 +16,14 @@ from urllib.parse import urlsplit
 
 import requests
 
-from connector.adapters.sandbox_http import Answer, BackgroundServer, InProcessAdapter, drop_connection
+from connector.adapters.sandbox_http import (
+    Answer,
+    BackgroundServer,
+    InProcessAdapter,
+    bound_address,
+    drop_connection,
+    text_headers,
+)
 from connector.adapters.zoho.sandbox.app import SandboxApp, SandboxConfig
 from connector.adapters.zoho.sandbox.seed import seed_org
 from connector.adapters.zoho.sandbox.store import Org
@@ -106,7 +113,7 @@ class ZohoSandbox(BackgroundServer):
     def _bind(self) -> _Server:
         server = _Server((self.host, self.port), _Handler)
         server.app = self.app
-        host, port = server.server_address[:2]
+        host, port = bound_address(server)
         self.app.base_url = f"http://{host}:{port}"
         log.info("zoho sandbox listening on %s", self.app.base_url)
         return server
@@ -131,7 +138,7 @@ class InProcessTransport(InProcessAdapter):
     def answer(self, request: requests.PreparedRequest, body: bytes) -> Answer:
         """Answer `request` from the app."""
         url = urlsplit(request.url or "")
-        reply = self.app.handle(request.method or "GET", url.path, url.query, dict(request.headers), body)
+        reply = self.app.handle(request.method or "GET", url.path, url.query, text_headers(request), body)
         return None if reply.drop else (reply.status, {"Date": self.app.http_date(), **reply.headers},
                                         reply.body)
 

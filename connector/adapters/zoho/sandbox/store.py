@@ -189,8 +189,8 @@ class Org:
         """Store a new (already validated) record and return it."""
         now = self.now() if at is None else at
         actor = self.user_ref(self.current_user, with_email=False)
-        rec = {"id": self.new_id(), "_mtime": now, "_ctime": now, "Created_By": actor, "Modified_By": actor,
-               "Owner": self.user_ref(owner or self.current_user)}
+        rec: dict[str, Any] = {"id": self.new_id(), "_mtime": now, "_ctime": now, "Created_By": actor,
+                               "Modified_By": actor, "Owner": self.user_ref(owner or self.current_user)}
         rec.update(values)
         mod.records[rec["id"]] = rec
         self._reindex(mod, rec, None)
