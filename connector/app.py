@@ -26,7 +26,8 @@ from connector.timeutil import zone
 def build_adapter(conn: Connection, mapping: Mapping, retry: RetryPolicy | None = None, *,
                   tz: str | None = None) -> CrmAdapter:
     """The adapter of `conn`'s CRM; secrets come from the environment variables it names. `tz` is the
-    connection's zone with the `[scheduler]` default filled in (else the connection's own, else the machine's)."""
+    connection's zone with the `[scheduler]` default filled in (else the connection's own, else the
+    machine's)."""
     retry = retry or RetryPolicy(max_attempts=conn.retry_attempts)
     by_entity = {spec.entity: spec for spec in specs(mapping).values()}
     names = conn.env_names()

@@ -31,8 +31,8 @@ FXIAOKE_SECRETS = {"app_id": "FXIAOKE_APP_ID", "app_secret": "FXIAOKE_APP_SECRET
 
 
 class MassChangeGuard(BaseModel):
-    """`[connections.NAME.mass_change_guard]`: the share of customers, open flags and open CRM tasks one run may
-    change before it is held for a person (`sync run --allow-mass-change`), and when that applies.
+    """`[connections.NAME.mass_change_guard]`: the share of customers, open flags and open CRM tasks one run
+    may change before it is held for a person (`sync run --allow-mass-change`), and when that applies.
 
     The defaults suit an established connection synced every few minutes to a day: such a run writes the
     customers who paid or consumed since the last one and clears flags one customer at a time, so a run
@@ -206,8 +206,8 @@ def find_config(explicit: str | Path | None = None) -> Path:
 
 
 def locate_config(explicit: str | Path | None = None) -> Path | None:
-    """The config file in force: `--config` or $PREPAID_SYNC_CONFIG (which must exist), else ./prepaid-sync.toml
-    when there is one, else None."""
+    """The config file in force: `--config` or $PREPAID_SYNC_CONFIG (which must exist), else
+    ./prepaid-sync.toml when there is one, else None."""
     if explicit or os.environ.get(CONFIG_ENV):
         return find_config(explicit)
     return Path(CONFIG_NAME) if Path(CONFIG_NAME).is_file() else None
@@ -225,8 +225,8 @@ def choose_database(db: str | None, config: str | Path | None = None) -> Databas
     """The one rule for every command: `--db`, else $PREPAID_SYNC_DB, else the config file's `database_url`
     (a relative SQLite path is taken from the config file's folder), else sqlite:///./prepaid-sync.db.
 
-    The config file is `--config`, else $PREPAID_SYNC_CONFIG, else ./prepaid-sync.toml; the .env beside it counts
-    as environment, as it does for secrets."""
+    The config file is `--config`, else $PREPAID_SYNC_CONFIG, else ./prepaid-sync.toml; the .env beside it
+    counts as environment, as it does for secrets."""
     if db:
         return DatabaseChoice(db, "--db")
     path = locate_config(config)

@@ -71,8 +71,9 @@ class ResumeLater(ConnectorError):
 
 
 def field_reason(exc: ConnectorError) -> str:
-    """`exc`'s message without the leading `FIELD: ` its raiser put there, for a caller that names the field itself
-    (so that an error list shows `payment_amount: must be positive`, not `payment_amount: amount: ...`)."""
+    """`exc`'s message without the leading `FIELD: ` its raiser put there, for a caller that names the field
+    itself (so that an error list shows `payment_amount: must be positive`, not `payment_amount: amount:
+    ...`)."""
     field = exc.details.get("field") if isinstance(exc.details, dict) else None
     prefix = f"{field}: "
     return exc.message[len(prefix):] if field and exc.message.startswith(prefix) else exc.message
@@ -159,7 +160,8 @@ class NotFound(ConnectorError):
 
 
 class DatabaseUnavailable(ConnectorError):
-    """The database a command would use is missing, unreachable or refuses us; the message names it and the fix."""
+    """The database a command would use is missing, unreachable or refuses us; the message names it and the
+    fix."""
 
     exit_code = 2
 
@@ -171,6 +173,7 @@ class LedgerCorrupt(ConnectorError):
 
 
 class StorageFull(ConnectorError):
-    """The disk holding the database is full (or the database reached its size limit); nothing more is written."""
+    """The disk holding the database is full (or the database reached its size limit); nothing more is
+    written."""
 
     exit_code = 1

@@ -13,18 +13,20 @@ SECRET_NAMES = frozenset({
     "appsecret", "app_secret", "corpaccesstoken", "corp_access_token", "permanentcode", "permanent_code",
     "authorization", "token", "api_key", "apikey", "x-api-key", "cookie", "set-cookie",
 })
-# `code` is a secret only as the OAuth grant code in a query string (`?grant_type=authorization_code&code=...`);
-# elsewhere a key ending in "code" is a vendor's error code (`errorCode`, `errcode`, Zoho's `"code":
-# "INVALID_TOKEN"`), evidence to keep. Zoho grant codes also have the token shape `_ZOHO_TOKEN_RE` masks.
+# `code` is a secret only as the OAuth grant code in a query string
+# (`?grant_type=authorization_code&code=...`); elsewhere a key ending in "code" is a vendor's error code
+# (`errorCode`, `errcode`, Zoho's `"code": "INVALID_TOKEN"`), evidence to keep. Zoho grant codes also have the
+# token shape `_ZOHO_TOKEN_RE` masks.
 QUERY_SECRET_NAMES = SECRET_NAMES | {"code"}
 _QUERY_CODE_RE = re.compile(r"(?i)((?:^|[?&\s])code=)([^&\s\"']+)")
 # Zoho tokens look like 1000.<hex>.<hex>; bearer tokens follow "Zoho-oauthtoken" or "Bearer".
 _TOKEN_RE = re.compile(r"(?i)(zoho-oauthtoken|bearer|basic)\s+[A-Za-z0-9._\-+/=]+")
 _ZOHO_TOKEN_RE = re.compile(r"\b1000\.[0-9a-f]{16,}\.[0-9a-f]{16,}\b")
-# A key holding a secret: a secret name, alone or ending a longer identifier (ZOHO_CLIENT_SECRET=, "x-api-key":),
-# starting where an identifier starts. An identifier that starts with an error word is a vendor's error code, not a
-# key (`invalid_client_secret: Zoho token refresh failed`, `INVALID_TOKEN: invalid oauth token`): its text stays.
-# An auth scheme (`Authorization: Bearer <token>`) stays too; _TOKEN_RE masks the token after it.
+# A key holding a secret: a secret name, alone or ending a longer identifier (ZOHO_CLIENT_SECRET=,
+# "x-api-key":), starting where an identifier starts. An identifier that starts with an error word is a
+# vendor's error code, not a key (`invalid_client_secret: Zoho token refresh failed`, `INVALID_TOKEN: invalid
+# oauth token`): its text stays. An auth scheme (`Authorization: Bearer <token>`) stays too; _TOKEN_RE masks
+# the token after it.
 _ERROR_WORDS = ("invalid", "expired", "missing", "wrong", "bad", "unknown", "revoked")
 # Keys and values may be quoted either way: JSON uses ", a Python repr (a dict in a message) uses '.
 _KV_RE = re.compile(

@@ -26,7 +26,8 @@ def utcnow() -> datetime:
 
 
 def next_midnight(now: datetime, tz: tzinfo) -> datetime:
-    """The first 00:00 in zone `tz` after `now`, in UTC: when a daily allowance counted by `tz`'s day resets."""
+    """The first 00:00 in zone `tz` after `now`, in UTC: when a daily allowance counted by `tz`'s day
+    resets."""
     local = now.astimezone(tz)
     return datetime.combine(local.date() + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
 

@@ -56,7 +56,8 @@ class RetryPolicy:
 
     def retrying(self, describe: Callable[[], str] = lambda: "request",
                  on_wait: Callable[[float, str], None] | None = None) -> Retrying:
-        """A tenacity `Retrying` that applies this policy; `on_wait(seconds, why)` is told before each wait."""
+        """A tenacity `Retrying` that applies this policy; `on_wait(seconds, why)` is told before each
+        wait."""
 
         def _wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
@@ -100,7 +101,8 @@ def connection_failure(exc: requests.RequestException, url: str) -> str:
     where = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
     text = str(exc)
     if isinstance(exc, requests.ConnectTimeout):
-        return f"{where} did not accept the connection in time: is the service running and reachable from here?"
+        return (f"{where} did not accept the connection in time: is the service running and reachable "
+                "from here?")
     if "Connection refused" in text or "[Errno 111]" in text:
         return f"{where} refused the connection: is the service running there?"
     if any(hint in text for hint in _DNS_HINTS):

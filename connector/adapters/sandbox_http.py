@@ -1,4 +1,5 @@
-"""Plumbing both sandboxes share: a loopback server in a daemon thread, and an in-process requests transport."""
+"""Plumbing both sandboxes share: a loopback server in a daemon thread, and an in-process requests
+transport."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from requests.structures import CaseInsensitiveDict
 
 # (status, headers, body) to answer with, or None to drop the connection.
 Answer = tuple[int, Mapping[str, str], bytes] | None
-# Sandbox-only (no CRM has it): `GET` answers {"sandbox": "zoho"|"fxiaoke", <its fake credentials>}, which is how
-# `prepaid-sync init --sandbox URL` checks what answers at URL and learns the credentials it accepts.
+# Sandbox-only (no CRM has it): `GET` answers {"sandbox": "zoho"|"fxiaoke", <its fake credentials>}, which
+# is how `prepaid-sync init --sandbox URL` checks what answers at URL and learns the credentials it accepts.
 INFO_PATH = "/sandbox/credentials"
 
 

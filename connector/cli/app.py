@@ -22,8 +22,8 @@ from connector.cli import (
 )
 from connector.cli.common import state
 
-# rich_markup_mode=None on every Typer: plain help, so bracketed words ([compliance], [connections.NAME]) show as
-# written and flags show no type; tests/test_cli_help.py checks every command.
+# rich_markup_mode=None on every Typer: plain help, so bracketed words ([compliance], [connections.NAME])
+# show as written and flags show no type; tests/test_cli_help.py checks every command.
 app = typer.Typer(name="prepaid-sync", no_args_is_help=True, add_completion=False, rich_markup_mode=None,
                   help="Keep prepaid customer money in sync between a local ledger and Zoho CRM or Fxiaoke.")
 app.add_typer(ledger_cmd.app, name="ledger")

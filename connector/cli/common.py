@@ -37,8 +37,9 @@ state = State()
 
 def database(config: str | Path | None = None, *, write: bool) -> Engine:
     """The database of any command, by the one rule (`connector.config.choose_database`): `--db`, else
-    $PREPAID_SYNC_DB, else the config file's `database_url`, else ./prepaid-sync.db. `config` is the command's own
-    `--config` (else the root one). A command that only reads (`write=False`) never creates a database."""
+    $PREPAID_SYNC_DB, else the config file's `database_url`, else ./prepaid-sync.db. `config` is the
+    command's own `--config` (else the root one). A command that only reads (`write=False`) never creates
+    a database."""
     choice = choose_database(state.db, config or state.config)
     path = sqlite_path(choice.url)
     new = write and path is not None and not path.exists()

@@ -114,8 +114,8 @@ def _next_run_cell(s: ConnectionStatus) -> str:
     if s.last_finished is not None and s.last_finished.status == "held":
         text += (
             f"\n[yellow]waits for a person: run #{s.last_finished.id} was held by the mass-change guard; "
-            f"`prepaid-sync sync run --connection {escape(s.connection)} --allow-mass-change` lets its changes "
-            "through, a changed mapping or guard setting lets the schedule try again[/]")
+            f"`prepaid-sync sync run --connection {escape(s.connection)} --allow-mass-change` "
+            "lets its changes through, a changed mapping or guard setting lets the schedule try again[/]")
     return text
 
 
@@ -187,7 +187,8 @@ def status(config: ConfigOpt = None,
            connection: Annotated[str | None, typer.Option("--connection", help="Only this connection "
                                                           "(default: all).")] = None,
            as_json: JsonOpt = False) -> None:
-    """Per connection: last run, next run, who runs it now, failures in a row, API use today, flags, retries."""
+    """Per connection: last run, next run, who runs it now, failures in a row, API use today, flags,
+    retries."""
     with handled(as_json):
         loaded = load_settings(config or state.config)
         names = [loaded.settings.connection(connection)[0]] if connection else list(

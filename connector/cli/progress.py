@@ -1,4 +1,5 @@
-"""Rich progress bars for a long `sync run` (pull, reconcile, write, tasks), shown once the run has lasted a while."""
+"""Rich progress bars for a long `sync run` (pull, reconcile, write, tasks), shown once the run has lasted
+a while."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from rich.text import Text
 
 
 class RunProgress:
-    """A `SyncEngine` progress observer: one bar per stage, appearing only after `delay` seconds; `waiting` is the
-    CRM clients' wait listener, so a rate-limited stage says it waits and for how long instead of standing still."""
+    """A `SyncEngine` progress observer: one bar per stage, appearing only after `delay` seconds; `waiting`
+    is the CRM clients' wait listener, so a rate-limited stage says it waits and for how long instead of
+    standing still."""
 
     def __init__(self, console: Console, *, delay: float = 1.0, clock: Callable[[], float] = time.monotonic,
                  transient: bool = True) -> None:
@@ -50,8 +52,8 @@ class RunProgress:
         self._show(stage, done, total)
 
     def waiting(self, seconds: float, why: str) -> None:
-        """The run waits `seconds` (`why`: a rate limit, a retry's back-off): show a countdown on the current stage
-        (a terminal), or one line (a log or a pipe, for waits of a second or more)."""
+        """The run waits `seconds` (`why`: a rate limit, a retry's back-off): show a countdown on the current
+        stage (a terminal), or one line (a log or a pipe, for waits of a second or more)."""
         self.wait_until, self.wait_why = self.clock() + seconds, why
         if not self.console.is_terminal:
             if seconds >= 1:

@@ -179,7 +179,8 @@ def init(crm: Annotated[
                                 "read from it and go into .env.")] = None,
          directory: Annotated[Path, typer.Option("--dir", help="Where to write the files.")] = Path("."),
          force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False) -> None:
-    """Write prepaid-sync.toml, a copy of the default mapping and (with --sandbox) .env; print what to run next."""
+    """Write prepaid-sync.toml, a copy of the default mapping and (with --sandbox) .env; print what to run
+    next."""
     with handled(False):
         paths = write_config(directory, crm, sandbox=sandbox, force=force)
     for p in paths:
@@ -201,7 +202,8 @@ def init(crm: Annotated[
 
 def sandbox_credentials(url: str, crm: str | None = None) -> tuple[str, dict[str, Any], dict[str, str]]:
     """Ask the sandbox at `url` which CRM it emulates and which fake credentials it accepts: its CRM, the
-    connection settings and the .env values for it. Refuses a URL that does not answer as a sandbox of `crm`."""
+    connection settings and the .env values for it. Refuses a URL that does not answer as a sandbox of
+    `crm`."""
     base = url.rstrip("/")
     try:
         resp = requests.get(base + INFO_PATH, timeout=10)

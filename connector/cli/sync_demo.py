@@ -1,4 +1,5 @@
-"""`prepaid-sync demo`: a sandbox CRM on a free local port, a full sync, a few user edits, an incremental sync."""
+"""`prepaid-sync demo`: a sandbox CRM on a free local port, a full sync, a few user edits, an incremental
+sync."""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 SQLite (the embedded default) runs in WAL mode with foreign keys on, a busy timeout, and
 `BEGIN IMMEDIATE` for every writing transaction (`write_transaction`) so that writers serialize
-up front instead of failing on lock upgrade; readers use deferred transactions and never block. PostgreSQL uses row locks (`SELECT ... FOR UPDATE`) per account.
+up front instead of failing on lock upgrade; readers use deferred transactions and never block.
+PostgreSQL uses row locks (`SELECT ... FOR UPDATE`) per account.
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ def write_transaction(engine: Engine, *, wait: float | None = None) -> Iterator[
         # Per-transaction hand-offs (see store.lock_account) never outlive their transaction.
         conn.info.pop("prefetched_posting", None)
         conn.info.pop("reserved_ids", None)
-        raw = conn.connection.driver_connection if wait is not None and conn.dialect.name == "sqlite" else None
+        raw = (conn.connection.driver_connection if wait is not None and conn.dialect.name == "sqlite"
+               else None)
         if raw is not None:
             raw.execute(f"PRAGMA busy_timeout = {int(wait * 1000)}")  # type: ignore[operator]
         try:
@@ -173,7 +175,8 @@ def sqlite_path(url: str) -> Path | None:
 
 
 def connect_database(url: str, *, source: str, create: bool) -> tuple[Engine, str | None]:
-    """An engine on `url` (chosen by `source`) that has answered, and its schema revision (None: no tables yet).
+    """An engine on `url` (chosen by `source`) that has answered, and its schema revision (None: no tables
+    yet).
 
     A SQLite file that does not exist is refused unless `create`; a database that cannot be reached is one
     `DatabaseUnavailable` naming it (password masked) and the fix, not a driver traceback."""

@@ -67,7 +67,8 @@ class ImportReport:
 
     @property
     def exit_code(self) -> int:
-        """0 without bad rows; 2 if any row is invalid input; else 3 (every bad row refused by a ledger rule)."""
+        """0 without bad rows; 2 if any row is invalid input; else 3 (every bad row refused by a ledger
+        rule)."""
         if not self.errors:
             return 0
         return min(e.exit_code for e in self.errors)
@@ -81,7 +82,8 @@ class ImportReport:
 
 
 def _encoding(path: Path) -> str:
-    """The file's text encoding from its first bytes: UTF-8 (BOM or not) or UTF-16 with a BOM; else a refusal."""
+    """The file's text encoding from its first bytes: UTF-8 (BOM or not) or UTF-16 with a BOM; else a
+    refusal."""
     with path.open("rb") as fh:
         head = fh.read(4)
     if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):

@@ -189,7 +189,8 @@ class PlanWriter:
                 self.rows["allocations"].append({"entry_id": entry_id, "lot_id": lot_id, "amount": amount})
                 allocs.append((lot_id, amount))
             if want_result:
-                new_lot = pe.new_lot.state.id if pe.new_lot is not None and pe.new_lot.state is not None else None
+                new_lot = (pe.new_lot.state.id if pe.new_lot is not None and pe.new_lot.state is not None
+                           else None)
                 out_entries.append(entry_doc(entry_id, pe.kind, pe.amount, state.balance, pe.effective_at,
                                              allocs, new_lot, cur))
         state.lots = [lot for lot in state.lots if lot.remaining > 0]

@@ -141,8 +141,8 @@ class Book:
         return Claim(name, row.next_run_at, "recovery" if orphan else "schedule")
 
     def _waits_for_person(self, name: str, conn: Connection) -> bool:
-        """The connection's last run was held by the mass-change guard, under the guard settings and mapping it
-        has now: running it again would only be held again (and alert again), so it waits for a person."""
+        """The connection's last run was held by the mass-change guard, under the guard settings and mapping
+        it has now: running it again would only be held again (and alert again), so it waits for a person."""
         with self.engine.connect() as db:
             held = held_run(db, name)
         if held is None:

@@ -134,7 +134,8 @@ class Worker:
             engine = self.sync_engine(name)
             report = engine.run(trigger=claim.trigger, should_stop=lambda: self.stop_reason,
                                 slot_at=claim.slot_at)
-        except StorageFull as exc:  # nothing can be recorded either; the claim's lease runs out and it is retried
+        except StorageFull as exc:
+            # nothing can be recorded either; the claim's lease runs out and it is retried
             log.error("run of %s stopped: %s", name, exc)
             return Outcome(name, "error", claim.trigger, None, "failed", str(exc))
         except RunLocked as exc:  # a manual run holds it: try again at the next poll
@@ -149,10 +150,12 @@ class Worker:
             self._notify(name, run_id)
             return Outcome(name, "error", claim.trigger, run_id, "failed", str(exc), nxt)
         budget: ApiBudget | None = engine.budget
-        not_before = report.resumes_at  # a run-wide stop (token limit, the CRM's allowance) says when it clears
+        # a run-wide stop (token limit, the CRM's allowance) says when it clears
+        not_before = report.resumes_at
         if report.status == "budget" and not_before is None:
             not_before = budget.next_window(self.clock()) if budget else None
-        # Interrupted by a signal or a lost lease: due again at once; by a limit that clears later: not before then.
+        # Interrupted by a signal or a lost lease: due again at once; by a limit that clears later: not
+        # before then.
         again_now = report.status == "interrupted" and not_before is None
         nxt = self.book.finish(claim, self.worker_id, self.clock(), status=report.status,
                                run_id=report.run_id, not_before=not_before, again_now=again_now)

@@ -207,7 +207,8 @@ def _runs_query() -> Any:
 
 def list_runs(engine: Engine, connection: str | None = None, limit: int = 20, *,
               zones: Mapping[str, tzinfo] | None = None) -> list[RunRow]:
-    """The newest `limit` runs (of one connection, or all), newest first; times in `zones[connection]` or UTC."""
+    """The newest `limit` runs (of one connection, or all), newest first; times in `zones[connection]` or
+    UTC."""
     query = _runs_query().order_by(t.runs.c.id.desc()).limit(max(limit, 0))
     if connection is not None:
         query = query.where(t.runs.c.connection == connection)

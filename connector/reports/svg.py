@@ -20,8 +20,10 @@ def bar_chart(title: str, labels: list[str], values: list[int], value_text: list
         y = pad + plot_h - h
         bars.append(
             f'<g><title>{escape(label)}: {escape(text)}</title>'
-            f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{slot * 0.7:.1f}" height="{h:.1f}" fill="{color}"/>'
-            f'<text x="{x + slot * 0.35:.1f}" y="{y - 3:.1f}" font-size="9" text-anchor="middle">{escape(text)}</text>'
+            f'<rect class="bar" x="{x:.1f}" y="{y:.1f}" width="{slot * 0.7:.1f}" height="{h:.1f}" '
+            f'fill="{color}"/>'
+            f'<text x="{x + slot * 0.35:.1f}" y="{y - 3:.1f}" font-size="9" text-anchor="middle">'
+            f'{escape(text)}</text>'
             f'<text x="{x + slot * 0.35:.1f}" y="{height - bottom + 14:.1f}" font-size="9" '
             f'text-anchor="middle">{escape(label)}</text></g>')
     return (f'<figure class="chart"><figcaption>{escape(title)}</figcaption>'

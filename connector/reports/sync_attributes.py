@@ -96,7 +96,8 @@ class SyncAttributes:
 
 def for_connection(name: str, config: str | Path | None = None,
                    engine: Engine | None = None) -> SyncAttributes:
-    """The provider of a configured connection, on `engine` (default: the database `choose_database` picks)."""
+    """The provider of a configured connection, on `engine` (default: the database `choose_database`
+    picks)."""
     if not name.strip():
         raise InvalidInput("--connection needs a connection name from the config", field="connection")
     loaded = load_settings(config)

@@ -62,7 +62,8 @@ class Section:
     policy: str = "full"
     fee_pct: Decimal = Decimal(0)
     refundable: int = 0
-    rules_policy: str = "full"  # the policy the refundable figure was computed under (the rules may void a term)
+    # the policy the refundable figure was computed under (the rules may void a term)
+    rules_policy: str = "full"
     refund_notes: list[str] = field(default_factory=list)  # why the rules' figure differs from the contract's
     standing: tuple[str, ...] = ()  # overdue / expiring_soon / expired / orphaned (connector.ledger.standing)
     contract_ends: date | None = None

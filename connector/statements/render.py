@@ -18,7 +18,8 @@ CSS = """
 @page { size: A4; margin: 14mm 12mm; }
 * { box-sizing: border-box; }
 body { font-family: "Noto Sans CJK SC", "Noto Sans SC", "PingFang SC", "Microsoft YaHei", "Helvetica Neue",
-       Arial, sans-serif; color: #1a1a1a; font-size: 10.5pt; margin: 0 auto; max-width: 186mm; padding: 8mm 0; }
+       Arial, sans-serif; color: #1a1a1a; font-size: 10.5pt; margin: 0 auto; max-width: 186mm; \
+padding: 8mm 0; }
 h1 { font-size: 17pt; margin: 0 0 2mm; }
 h2 { font-size: 12.5pt; margin: 7mm 0 2mm; border-bottom: 1.5pt solid #1f4e79; padding-bottom: 1mm; }
 h3 { font-size: 10.5pt; margin: 4mm 0 1.5mm; }
@@ -85,7 +86,8 @@ def _section_html(sec: Section, t: dict[str, str], tz: ZoneInfo, lang: str = "en
     lots = "".join(
         f'<tr><td>{x.lot_id}</td><td>{human_day(x.received, tz, lang)}</td>'
         f'<td>{human_day(x.expires, tz, lang) or t["never"]}</td>'
-        f'{_amount(x.amount, c)}{_amount(x.remaining, c)}<td>{t["yes"] if x.refundable else t["no"]}</td></tr>'
+        f'{_amount(x.amount, c)}{_amount(x.remaining, c)}'
+        f'<td>{t["yes"] if x.refundable else t["no"]}</td></tr>'
         for x in sec.lots)
     return f"""
 <section class="currency" data-currency="{c}">
@@ -96,7 +98,8 @@ def _section_html(sec: Section, t: dict[str, str], tz: ZoneInfo, lang: str = "en
   <div>{t["refundable_now"]}<b id="refundable-{c}">{escape(money(sec.refundable, c))}</b></div>
 </div>
 <p class="basis"><b>{t["refund_basis"]}:</b> <span id="basis-{c}">{escape(_basis(sec, t))}</span></p>
-<p class="basis"><b>{t["standing"]}:</b> <span id="standing-{c}">{escape(_standing(sec, t, tz, lang))}</span></p>
+<p class="basis"><b>{t["standing"]}:</b> <span id="standing-{c}">\
+{escape(_standing(sec, t, tz, lang))}</span></p>
 <table class="entries"><colgroup><col class="date"><col class="type"><col class="ref"><col class="memo">
 <col class="amount"><col class="balance"></colgroup>
 <thead><tr><th>{t["date"]}</th><th>{t["type"]}</th><th>{t["reference"]}</th>
@@ -106,7 +109,8 @@ def _section_html(sec: Section, t: dict[str, str], tz: ZoneInfo, lang: str = "en
 <table class="totals"><tbody>{totals}</tbody></table>
 <h3>{t["lots"]}</h3>
 <table class="lots"><thead><tr><th>{t["lot"]}</th><th>{t["received"]}</th><th>{t["expires"]}</th>
-<th class="num">{t["original"]}</th><th class="num">{t["remaining"]}</th><th>{t["refundable"]}</th></tr></thead>
+<th class="num">{t["original"]}</th><th class="num">{t["remaining"]}</th>\
+<th>{t["refundable"]}</th></tr></thead>
 <tbody>{lots}</tbody></table>
 <p><b>{t["policy"]}:</b> <span class="policy">{escape(_policy(sec, t))}</span></p>
 </section>"""

@@ -64,8 +64,8 @@ class ApiBudget:
             if self.limit is not None and spent + cost > self.limit:
                 # The message says what; `run_reason()` adds when, in the connection's zone.
                 raise QuotaExhausted(
-                    f"daily API budget of {self.limit} {self.unit} for {self.connection!r} would be passed by a "
-                    f"{call_type} call costing {cost} ({spent} spent on {day})",
+                    f"daily API budget of {self.limit} {self.unit} for {self.connection!r} would be passed "
+                    f"by a {call_type} call costing {cost} ({spent} spent on {day})",
                     resume_at=self.next_window(now), summary="", zone=self.tz)
             if row is None:
                 conn.execute(t.api_usage.insert().values(connection=self.connection, day=day, calls=1,

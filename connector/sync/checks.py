@@ -1,4 +1,5 @@
-"""`mappings check --online`: every mapped field exists, types fit, owned fields are writable, picklists match."""
+"""`mappings check --online`: every mapped field exists, types fit, owned fields are writable, picklists
+match."""
 
 from __future__ import annotations
 

@@ -168,7 +168,8 @@ LOT_EXPIRY_NOTE = {"none": "the money stays spendable (mapping lot_expiry: none)
 
 
 def standing_flags(facts: Facts, m: Mapping) -> list[Flag]:
-    """The flags of the shared standing (`connector.ledger.standing`): overdue, expiring_soon, expired, orphaned.
+    """The flags of the shared standing (`connector.ledger.standing`): overdue, expiring_soon, expired,
+    orphaned.
 
     The report and the statement count the same standing, so these flags and their figures agree."""
     st = facts.standing
@@ -211,7 +212,8 @@ def derive(facts: Facts, m: Mapping, today: date) -> Derived:
     """Balance, tier, runway, points and state flags of one customer."""
     points = None
     if m.points is not None:
-        raw = facts.lifetime_prepaid * m.points.per_prepaid_unit + facts.lifetime_consumed * m.points.per_consumed_unit
+        raw = (facts.lifetime_prepaid * m.points.per_prepaid_unit
+               + facts.lifetime_consumed * m.points.per_consumed_unit)
         points = raw.to_integral_value(rounding=ROUND_FLOOR)
     return Derived(balance=facts.balance, available=facts.available, tier=tier_of(facts, m.tiers),
                    runway_days=runway_days(facts, m.rules.runway_window_days), points=points,

@@ -74,8 +74,8 @@ def _sqlite_copy(path: str) -> Iterator[Engine]:
 
 
 class _SavepointConnection:
-    """A DBAPI connection inside one outer transaction: commit releases and re-opens a savepoint, rollback goes
-    back to it, close keeps it open; nothing reaches the database until the outer transaction ends."""
+    """A DBAPI connection inside one outer transaction: commit releases and re-opens a savepoint, rollback
+    goes back to it, close keeps it open; nothing reaches the database until the outer transaction ends."""
 
     def __init__(self, real: Any) -> None:
         self._real = real

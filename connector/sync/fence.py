@@ -95,11 +95,11 @@ class WriteFence:
         if row is None or row.holder != self.lock.holder or row.pid != self.lock.pid:
             who = f" by {row.holder or f'pid {row.pid}'} (run {row.run_id})" if row is not None else ""
             return (
-                f"the run lock of {name!r} was taken over{who} after this run's lease expired (was this process "
-                f"stopped or frozen?); the run stopped without writing more")
+                f"the run lock of {name!r} was taken over{who} after this run's lease expired "
+                f"(was this process stopped or frozen?); the run stopped without writing more")
         return (
-            f"this run's lease on {name!r} expired at {row.lease_until:%Y-%m-%d %H:%M:%S} UTC (was this process "
-            f"stopped or frozen?); the run stopped without writing more")
+            f"this run's lease on {name!r} expired at {row.lease_until:%Y-%m-%d %H:%M:%S} UTC "
+            f"(was this process stopped or frozen?); the run stopped without writing more")
 
     def _begin(self, conn: Connection) -> None:
         conn.info.pop("write_guarded", None)

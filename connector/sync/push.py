@@ -120,7 +120,8 @@ def _send_writes(ctx: Ctx, module: str, rows: list[Any]) -> None:
     try:
         results = ctx.adapter.write_fields(module, updates)
     except ResumeLater:
-        raise  # no later call can succeed (allowance, token limit, credentials): the run stops; rows stay queued
+        # no later call can succeed (allowance, token limit, credentials): the run stops; rows stay queued
+        raise
     except (CrmError, ConnectorError) as exc:
         for r in rows:
             ctx.error(f"{ctx.mapping.crm}:{module}:{r.crm_id}", "", "write", str(exc))
@@ -189,7 +190,8 @@ def _send_opens(ctx: Ctx, rows: list[Any]) -> None:
     try:
         refs = ctx.adapter.create_tasks(tasks)
     except ResumeLater:
-        raise  # no later call can succeed (allowance, token limit, credentials): the run stops; rows stay queued
+        # no later call can succeed (allowance, token limit, credentials): the run stops; rows stay queued
+        raise
     except (CrmError, ConnectorError) as exc:
         for r in rows:
             ctx.error(r.marker or "", "", "task", str(exc))
@@ -222,7 +224,8 @@ def _send_closes(ctx: Ctx, rows: list[Any]) -> None:
                 ctx.adapter.close_task(ref.task_id)
                 closed.add(ref.marker)
     except ResumeLater:
-        raise  # no later call can succeed (allowance, token limit, credentials): the run stops; rows stay queued
+        # no later call can succeed (allowance, token limit, credentials): the run stops; rows stay queued
+        raise
     except (CrmError, ConnectorError) as exc:
         _mark(ctx, [r.id for r in rows], "failed", {"error": str(exc)})
         for r in rows:

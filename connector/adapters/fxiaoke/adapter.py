@@ -342,7 +342,8 @@ class FxiaokeAdapter(CrmAdapter):
                        related_id=str(related) if related else None)
 
     def create_tasks(self, tasks: Sequence[TaskRequest]) -> list[TaskRef]:
-        """Create follow-ups for record owners; a marker that already has an open task is not created again."""
+        """Create follow-ups for record owners; a marker that already has an open task is not created
+        again."""
         open_by_marker = {ref.marker: ref for ref in self.find_tasks([t.marker for t in tasks]) if ref.open}
         owners: dict[tuple[str, str], str | None] = {}  # one GET per related record, not per task
         out: list[TaskRef] = []

@@ -143,7 +143,8 @@ class FxiaokeAuth:
         error = error_for(payload, request=f"POST {TOKEN_PATH}", now=self._wall_clock(), token_call=True,
                           secrets=self.secrets())
         if isinstance(error, AuthError) and not isinstance(error, TokenRefreshLimited):
-            # Name the environment variable to fix: 20006 appId/appSecret, 10006 appSecret, 20015 permanentCode.
+            # Name the environment variable to fix: 20006 appId/appSecret, 10006 appSecret,
+            # 20015 permanentCode.
             wrong = {20006: ("app_id", "app_secret"), 10006: ("app_secret",), 20015: ("permanent_code",)}.get(
                 int(error.code) if error.code.lstrip("-").isdigit() else 0, tuple(DEFAULT_ENV))
             names = " and ".join(creds.env_names.get(k, DEFAULT_ENV[k]) for k in wrong)

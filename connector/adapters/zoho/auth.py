@@ -22,7 +22,12 @@ import requests
 from pydantic import SecretStr
 
 from connector import redact
-from connector.adapters.errors import CredentialsRejected, CrmConnectionError, ServerError, TokenRefreshLimited
+from connector.adapters.errors import (
+    CredentialsRejected,
+    CrmConnectionError,
+    ServerError,
+    TokenRefreshLimited,
+)
 from connector.adapters.http import connection_failure, refresh_margin
 from connector.errors import ConfigError
 
@@ -208,7 +213,8 @@ class ZohoAuth:
         safe = redact.data(body)
         text = f"{error} {description}".lower()
         if any(hint in text for hint in _THROTTLE_HINTS):
-            # Zoho says neither how long to wait nor how many it counted: try again once our window has passed.
+            # Zoho says neither how long to wait nor how many it counted: try again once our window has
+            # passed.
             return TokenRefreshLimited(
                 "Zoho refused to issue an access token: too many token requests; wait a few minutes "
                 "and share one token across workers", crm="zoho", status=status, code=error or
@@ -216,12 +222,12 @@ class ZohoAuth:
                 resume_at=datetime.fromtimestamp(self.clock() + REFRESH_WINDOW, timezone.utc))
         cfg, where = self.config, "in the environment or the .env beside the config"
         hint = {
-            "invalid_code": f"the refresh token in {cfg.refresh_token_env} is invalid or revoked; generate a new "
-            f"one and set it {where}",
-            "invalid_client": f"the client id in {cfg.client_id_env} is unknown in this data centre; check it "
-            f"{where}, and data_center in the config",
-            "invalid_client_secret": f"the client secret in {cfg.client_secret_env} is wrong; set the right one "
-            f"{where}"
+            "invalid_code": f"the refresh token in {cfg.refresh_token_env} is invalid or revoked; "
+            f"generate a new one and set it {where}",
+            "invalid_client": f"the client id in {cfg.client_id_env} is unknown in this data centre; "
+            f"check it {where}, and data_center in the config",
+            "invalid_client_secret": f"the client secret in {cfg.client_secret_env} is wrong; "
+            f"set the right one {where}"
         }.get(error, "token request rejected")
         # Without a token no call of the run can succeed, whatever the reason: stop the run once.
         return CredentialsRejected(f"Zoho token refresh failed: {hint}", crm="zoho", status=status,

@@ -1,4 +1,5 @@
-"""Alerts on run failures, failure streaks, recoveries and new critical flags, through an outbox with retries."""
+"""Alerts on run failures, failure streaks, recoveries and new critical flags, through an outbox with
+retries."""
 
 from connector.ops.alerts.channels import DeliveryError, send, verify_signature
 from connector.ops.alerts.config import AlertSettings, load_alerts

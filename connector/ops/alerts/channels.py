@@ -240,7 +240,8 @@ def _smtp(ch: SmtpChannel, alert: Alert, now: datetime, delivery_id: int | None,
     user, password = ch.env(ch.username_env, environ), ch.env(ch.password_env, environ)
     msg = email(ch, alert, now)
     try:
-        client = smtplib.SMTP_SSL(ch.host, ch.port, timeout=timeout, context=ssl_lib.create_default_context()) \
+        client = smtplib.SMTP_SSL(ch.host, ch.port, timeout=timeout,
+                                  context=ssl_lib.create_default_context()) \
             if ch.ssl else smtplib.SMTP(ch.host, ch.port, timeout=timeout)
         with client:
             if ch.starttls:
@@ -263,7 +264,8 @@ SENDERS: dict[str, Sender] = {"webhook": _webhook, "dingtalk": _dingtalk, "wecom
 def send(channel: Channel, alert: Alert, *, now: datetime, delivery_id: int | None = None,
          session: requests.Session | None = None, environ: Mapping[str, str] | None = None,
          timeout: float = 10.0) -> None:
-    """Deliver `alert` through `channel` now; raise `DeliveryError` (secrets masked) when it did not arrive."""
+    """Deliver `alert` through `channel` now; raise `DeliveryError` (secrets masked) when it did not
+    arrive."""
     masks = _masks(channel, environ)
     own = session is None
     http = session or requests.Session()

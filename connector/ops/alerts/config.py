@@ -227,12 +227,14 @@ def _describe(err: Mapping[str, Any]) -> str:
             fields = set(CHANNEL_MODELS[str(loc[2])].model_fields)
             others = [k for k, m in CHANNEL_MODELS.items() if key in m.model_fields]
             if others:
-                return f"{_where(loc)}: a {loc[2]} channel has no {key!r} (only {', '.join(others)} channels do)"
+                return (f"{_where(loc)}: a {loc[2]} channel has no {key!r} "
+                        f"(only {', '.join(others)} channels do)")
             return f"{_where(loc)}: unknown key {key!r}{suggest(key, fields)}"
         return f"{_where(loc)}: unknown key {key!r}{suggest(key, set(AlertSettings.model_fields))}"
     if kind == "union_tag_invalid":
         got = str((err.get("ctx") or {}).get("tag", ""))
-        return f"{_where((*loc, 'kind'))}: unknown kind {got!r}{suggest(got, set(KINDS))}; use one of {', '.join(KINDS)}"
+        return (f"{_where((*loc, 'kind'))}: unknown kind {got!r}{suggest(got, set(KINDS))}; "
+                f"use one of {', '.join(KINDS)}")
     if kind == "union_tag_not_found":
         return f"{_where((*loc, 'kind'))}: required key is missing (one of {', '.join(KINDS)})"
     if kind == "missing":
@@ -240,7 +242,8 @@ def _describe(err: Mapping[str, Any]) -> str:
     if kind == "literal_error":
         got = str(err.get("input"))
         choices = set(re.findall(r"'([^']*)'", msg))
-        return f"{_where(loc)}: unknown value {got!r}{suggest(got, choices)}; use one of {', '.join(sorted(choices))}"
+        return (f"{_where(loc)}: unknown value {got!r}{suggest(got, choices)}; "
+                f"use one of {', '.join(sorted(choices))}")
     head = re.match(r"^(\d+|channels\.\d+\.\w+): (.*)$", msg, re.S)
     if head:  # a validator that names a deeper place than pydantic's location
         return f"{_where((*loc, *head.group(1).split('.')))}: {head.group(2)}"

@@ -68,7 +68,8 @@ def _flags_alert(conn: Any, connection: str, run_id: int, codes: list[str]) -> A
 
 
 def decide(engine: Engine, connection: str, run_id: int, rules: AlertSettings) -> list[Alert]:
-    """The alerts finished run `run_id` of `connection` raises under `rules` (empty for dry or unknown runs)."""
+    """The alerts finished run `run_id` of `connection` raises under `rules` (empty for dry or unknown
+    runs)."""
     with engine.connect() as conn:
         run = conn.execute(select(t.runs).where(t.runs.c.id == run_id,
                                                 t.runs.c.connection == connection)).first()

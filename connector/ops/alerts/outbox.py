@@ -37,7 +37,8 @@ BATCH = 100
 
 @dataclass
 class DeliveryStats:
-    """What one pass did; `deferred` rows were due but left for a later pass (rate limit, channel down, time)."""
+    """What one pass did; `deferred` rows were due but left for a later pass (rate limit, channel down,
+    time)."""
 
     enqueued: int = 0
     sent: int = 0

@@ -37,8 +37,8 @@ FAULTS = ("system_busy", "http_502", "throttle", "disconnect")
 
 
 def wants_total(data: Mapping[str, Any]) -> bool:
-    """Whether a query asked for `total`: yes unless `find_explicit_total_num` is false (the documented default
-    is true; the custom-object page types it as a string, so "false" counts as false too)."""
+    """Whether a query asked for `total`: yes unless `find_explicit_total_num` is false (the documented
+    default is true; the custom-object page types it as a string, so "false" counts as false too)."""
     flag = data.get("find_explicit_total_num", True)
     return not (flag is False or (isinstance(flag, str) and flag.strip().lower() == "false"))
 
@@ -215,7 +215,8 @@ class SandboxApp:
 
     def _envelope(self, error: SandboxError | None, data: dict[str, Any] | None = None,
                   user: str | None = None) -> dict[str, Any]:
-        trace = f"E-O.{self.credentials.ea if user else 'null'}.{'1000' if user else '-1000'}-{secrets.token_hex(16)}"
+        trace = (f"E-O.{self.credentials.ea if user else 'null'}.{'1000' if user else '-1000'}-"
+                 f"{secrets.token_hex(16)}")
         if error is not None:
             return {"traceId": trace, "errorCode": error.code, "errorMessage": error.message,
                     "errorDescription": error.description}
@@ -229,12 +230,14 @@ class SandboxApp:
     def _token(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         creds = self.credentials
         if not self.tokens.begin_grant():
-            return self._envelope(SandboxError(14001, "接口调用超过限制", "获取token接口每分钟不能超过10次且不能并发调用"))
+            return self._envelope(SandboxError(14001, "接口调用超过限制",
+                                               "获取token接口每分钟不能超过10次且不能并发调用"))
         try:
             if body.get("appId") != creds.app_id:
                 raise SandboxError(20006, "appId或appSecret错误")
             if body.get("appSecret") != creds.app_secret:
-                raise SandboxError(10006, "the parameter appSecret is missing or illegal", "缺少参数或参数不合法")
+                raise SandboxError(10006, "the parameter appSecret is missing or illegal",
+                                   "缺少参数或参数不合法")
             if body.get("permanentCode") != creds.permanent_code:
                 raise SandboxError(20015, "permanentCode错误")
             if path == "/oauth2.0/token":
@@ -272,7 +275,8 @@ class SandboxApp:
             return self.credentials.open_user_id
         user = body.get("currentOpenUserId")
         if not user:
-            raise SandboxError(10010, "the parameter openUserId is missing or illegal", "缺少参数或参数不合法")
+            raise SandboxError(10010, "the parameter openUserId is missing or illegal",
+                               "缺少参数或参数不合法")
         if self.user_by_open_id(str(user)) is None:
             raise SandboxError(20012, "openUserId not found", "员工不存在")
         return str(user)
@@ -299,7 +303,8 @@ class SandboxApp:
         if path == "/cgi/message/send":
             to = body.get("toUser")
             if not isinstance(to, list) or not to or len(to) > 500:
-                raise SandboxError(10015, "the parameter toUser is missing or illegal", "缺少参数或参数不合法")
+                raise SandboxError(10015, "the parameter toUser is missing or illegal",
+                                   "缺少参数或参数不合法")
             if body.get("msgType") != "text" or not (body.get("text") or {}).get("content"):
                 raise SandboxError(12003, "不支持的消息类型或消息内容为空")
             self.messages.append(
@@ -314,7 +319,8 @@ class SandboxApp:
             api_name = data.get("apiName") or body.get("apiName")
             self.store.table(str(api_name))
             return {"data": {"describe": schema.describe(str(api_name))}}
-        if path in FIND_PATHS:  # documented under the custom prefix only, for any object (example: AccountObj)
+        # documented under the custom prefix only, for any object (example: AccountObj)
+        if path in FIND_PATHS:
             return self._find(path.rsplit("/", 1)[1], body, data)
         for prefix, custom in (("/cgi/crm/v2/data/", False), ("/cgi/crm/custom/v2/data/", True),
                                ("/cgi/crm/custom/data/", True)):
@@ -335,7 +341,8 @@ class SandboxApp:
         if action in ("create", "update"):
             obj = data.get("object_data")
             if not isinstance(obj, dict):
-                raise SandboxError(10006, "the parameter object_data is missing or illegal", "缺少参数或参数不合法")
+                raise SandboxError(10006, "the parameter object_data is missing or illegal",
+                                   "缺少参数或参数不合法")
             api_name = self._object(obj.get("dataObjectApiName"), custom)
             if action == "create":
                 record = store.create(api_name, obj, user)
@@ -387,10 +394,11 @@ class SandboxApp:
         raise SandboxError(10006, "the parameter path is missing or illegal", "缺少参数或参数不合法")
 
     def _find(self, action: str, body: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-        """findSimple / findOne: a query by search_query_info with `field_projection` beside it, not a get by id.
+        """findSimple / findOne: a query by search_query_info with `field_projection` beside it, not a get
+        by id.
 
-        findSimple answers like query (`dataList`, `offset`, `limit`, `total`); findOne answers the first match
-        as `data` (null when nothing matches)."""
+        findSimple answers like query (`dataList`, `offset`, `limit`, `total`); findOne answers the first
+        match as `data` (null when nothing matches)."""
         api_name = self.store.table(data.get("dataObjectApiName")).api_name
         info = data.get("search_query_info")
         if not isinstance(info, dict):

@@ -38,7 +38,8 @@ def _department(body: Mapping[str, Any]) -> int:
 
 
 def department_members(staff: Sequence[Employee], body: Mapping[str, Any], *, simple: bool) -> dict[str, Any]:
-    """`userList` of a department; `fetchChild` adds its sub-departments (every department is under 999999)."""
+    """`userList` of a department; `fetchChild` adds its sub-departments (every department is under
+    999999)."""
     dept = _department(body)
     whole = dept == WHOLE_COMPANY and body.get("fetchChild") is True
     members = [e for e in staff if whole or e.department == dept]

@@ -24,8 +24,8 @@ SYSTEM_FIELDS = frozenset({
     "extend_obj_data_id"
 })
 
-LIFE_STATUS = [("未生效", "ineffective"), ("审核中", "under_review"), ("正常", "normal"), ("变更中", "in_change"),
-               ("作废", "invalid")]
+LIFE_STATUS = [("未生效", "ineffective"), ("审核中", "under_review"), ("正常", "normal"),
+               ("变更中", "in_change"), ("作废", "invalid")]
 
 
 def _f(type_: str, label: str, *, required: bool = False, options: list[tuple[str, str]] | None = None,
@@ -58,7 +58,8 @@ def _system(record_types: list[tuple[str, str]] | None = None) -> dict[str, dict
         "last_modified_time": _f("date_time", "最后修改时间"),
         "life_status": _f("select_one", "生命状态", options=LIFE_STATUS),
         "lock_status": _f("select_one", "锁定状态", options=[("未锁定", "0"), ("锁定", "1")]),
-        "record_type": _f("record_type", "业务类型", options=record_types or [("预设业务类型", "default__c")]),
+        "record_type": _f("record_type", "业务类型",
+                          options=record_types or [("预设业务类型", "default__c")]),
         "is_deleted": _f("true_or_false", "is_deleted"),
         "version": _f("number", "version", places=0),
         "object_describe_api_name": _f("text", "object_describe_api_name"),
@@ -74,8 +75,8 @@ OBJECTS: dict[str, dict[str, Any]] = {
         "display": "客户", "fields": {
             "name": _f("text", "客户名称", required=True),
             "account_no": _f("auto_number", "客户编号"),
-            "account_level": _f("select_one", "客户级别", options=[("重要客户", "jU4rV1qjg"), ("普通客户", "2"),
-                                                               ("一般客户", "3")]),
+            "account_level": _f("select_one", "客户级别", options=[("重要客户", "jU4rV1qjg"),
+                                                               ("普通客户", "2"), ("一般客户", "3")]),
             "account_type": _f("select_one", "客户类型", options=[("代理商", "1"), ("直客", "2")]),
             "tel": _f("phone_number", "电话"),
             "remark": _f("long_text", "备注"),
@@ -99,8 +100,8 @@ OBJECTS: dict[str, dict[str, Any]] = {
             "refund_fee_pct__c": _f("percentile", "退款手续费率", custom=True),
             "credit_limit__c": _f("currency", "信用额度", custom=True),
             "low_balance_threshold__c": _f("currency", "低余额提醒线", custom=True),
-            "contract_status__c": _f("select_one", "合同状态", options=[("执行中", "xR41b"), ("已结束", "Hh7Qe")],
-                                     custom=True),
+            "contract_status__c": _f("select_one", "合同状态",
+                                     options=[("执行中", "xR41b"), ("已结束", "Hh7Qe")], custom=True),
         }
     },
     "PaymentObj": {
@@ -109,7 +110,8 @@ OBJECTS: dict[str, dict[str, Any]] = {
             "account_id": _f("object_reference", "客户名称", required=True, target="AccountObj"),
             "payment_amount": _f("currency", "本次回款金额", required=True),
             "payment_time": _f("date", "回款日期", required=True),
-            "payment_term": _f("select_one", "回款方式", options=[("转账", "post"), ("现金", "1"), ("支票", "2")]),
+            "payment_term": _f("select_one", "回款方式",
+                               options=[("转账", "post"), ("现金", "1"), ("支票", "2")]),
             "remark": _f("long_text", "备注"),
             "contract_id__c": _f("object_reference", "预付合同", target="prepay_contract__c", custom=True),
         }
@@ -127,7 +129,8 @@ OBJECTS: dict[str, dict[str, Any]] = {
         }
     },
     "PrepayDetailObj": {
-        "display": "预存款", "record_types": [("收入", "income_record_type__c"), ("支出", "default__c")], "fields": {
+        "display": "预存款", "record_types": [("收入", "income_record_type__c"), ("支出", "default__c")],
+        "fields": {
             "name": _f("auto_number", "明细编码"),
             "customer_id": _f("object_reference", "客户", required=True, target="AccountObj"),
             "customer_account_id": _f("object_reference", "客户账户", target="CustomerAccountObj"),
@@ -170,7 +173,8 @@ OBJECTS: dict[str, dict[str, Any]] = {
             "address": _f("text", "详细地址"),
             "job_title": _f("text", "职务"),
             "department": _f("text", "部门"),
-            "source": _f("select_one", "线索来源", options=[("广告", "1"), ("研讨会", "2"), ("官网", "3"), ("其他", "4")]),
+            "source": _f("select_one", "线索来源",
+                         options=[("广告", "1"), ("研讨会", "2"), ("官网", "3"), ("其他", "4")]),
             "biz_status": _f(
                 "select_one", "线索状态", options=[("未分配", "un_assigned"), ("待处理", "un_processed"),
                                                ("已跟进", "processed"), ("已转换", "transformed"),

@@ -191,7 +191,8 @@ class SandboxApp:
                 return json_reply(
                     400, {
                         "error": "Access Denied", "status": "failure",
-                        "error_description": "You have made too many requests continuously. Please try again after some time."
+                        "error_description": "You have made too many requests continuously. "
+                                             "Please try again after some time."
                     })
             self._refreshes.append(now)
             token = self._mint()

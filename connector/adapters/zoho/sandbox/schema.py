@@ -1,4 +1,5 @@
-"""Module and field metadata of the sandbox org, shaped like `GET /settings/modules` and `/settings/fields`."""
+"""Module and field metadata of the sandbox org, shaped like `GET /settings/modules` and
+`/settings/fields`."""
 
 from __future__ import annotations
 

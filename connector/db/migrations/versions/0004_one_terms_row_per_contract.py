@@ -32,8 +32,8 @@ def upgrade() -> None:
         b.add_column(sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()))
     op.execute(
         "UPDATE terms SET agreed_amount = NULL, due_date = NULL, valid_from = NULL, valid_until = NULL "
-        "WHERE contract_ref = '' AND EXISTS (SELECT 1 FROM terms AS c WHERE c.customer_key = terms.customer_key "
-        "AND c.currency = terms.currency AND c.contract_ref <> '')")
+        "WHERE contract_ref = '' AND EXISTS (SELECT 1 FROM terms AS c "
+        "WHERE c.customer_key = terms.customer_key AND c.currency = terms.currency AND c.contract_ref <> '')")
 
 
 def downgrade() -> None:
