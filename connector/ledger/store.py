@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ARRAY,
@@ -121,9 +121,8 @@ def _pg_pipelined_reads(conn: Connection, account_id: int, key: str) -> list[Any
     import psycopg
     from psycopg.rows import namedtuple_row
 
-    raw = conn.connection.dbapi_connection
-    if not isinstance(raw, psycopg.Connection):  # the engine factory always picks psycopg for PostgreSQL
-        raise TypeError(f"pipelined reads need a psycopg connection, not {type(raw).__name__}")
+    # psycopg (PostgreSQL's driver here), or the dry run's savepoint wrapper that forwards to one
+    raw = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
     with raw.pipeline():
         lots_cur = raw.cursor(row_factory=namedtuple_row)
         lots_cur.execute(_PG_LOTS, (account_id,))
