@@ -28,7 +28,8 @@ def start_sandbox(n: int, rate_limit: int, fail_rate: float) -> tuple[subprocess
 
 def worker(info: dict[str, str], expected: int) -> dict[str, Any]:
     """Pull every customer once; count without keeping records (the client checks _id strictly increases)."""
-    from connector.adapters.fxiaoke import DEFAULT_SPECS, FxiaokeAdapter, FxiaokeAuth, FxiaokeClient, FxiaokeCredentials
+    from connector.adapters.fxiaoke import (DEFAULT_SPECS, FxiaokeAdapter, FxiaokeAuth, FxiaokeClient,
+                                            FxiaokeCredentials)
     from connector.domain import Entity
 
     auth = FxiaokeAuth(info["base_url"],

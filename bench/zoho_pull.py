@@ -186,11 +186,13 @@ def main() -> None:
           f"{full['records'] / full['seconds']:,.0f} records/s ({full['seconds']:.1f}s)")
     print(
         f"  adapter peak RSS (fresh process each): {small['peak_rss_mb']:.1f} MB after 10,000 records, "
-        f"{full['peak_rss_mb']:.1f} MB after {full['records']:,} (interpreter+imports {full['base_rss_mb']:.1f} MB)"
+        f"{full['peak_rss_mb']:.1f} MB after {full['records']:,} "
+        f"(interpreter+imports {full['base_rss_mb']:.1f} MB)"
     )
     print(
-        f"  with faults (fail rate {args.fail_rate}): {faulty['records']:,} returned, {faulty['unique']:,} unique, "
-        f"{faulty['charged_calls']} successful calls (+{faulty['api_calls'] - faulty['charged_calls']} failed "
+        f"  with faults (fail rate {args.fail_rate}): {faulty['records']:,} returned, "
+        f"{faulty['unique']:,} unique, {faulty['charged_calls']} successful calls "
+        f"(+{faulty['api_calls'] - faulty['charged_calls']} failed "
         f"attempts retried), {faulty['records'] / faulty['seconds']:,.0f} records/s")
     if sdk:
         print(f"  official SDK (zohocrmsdk8-0): {sdk['records']:,} records in {sdk['seconds']:.1f}s "

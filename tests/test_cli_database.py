@@ -168,7 +168,8 @@ def test_unreachable_postgres_is_one_line_with_the_password_masked(tmp_path: Pat
             args = ("sync", "run", "--config", str(cfg))
         text = cli("--db", url, *args, code=2)
         assert len(text.strip().splitlines()) == 1, text
-        assert "cannot connect to PostgreSQL at 127.0.0.1:1" in text and "is the PostgreSQL server running" in text
+        assert ("cannot connect to PostgreSQL at 127.0.0.1:1" in text
+                and "is the PostgreSQL server running" in text)
         assert "pa55word-secret" not in text and "***" in text
 
 

@@ -1,5 +1,5 @@
-"""CLI papercuts: `-c` means one thing, flags show no type, help shows bracketed words, a rate-limited run says it
-waits and for how long."""
+"""CLI papercuts: `-c` means one thing, flags show no type, help shows bracketed words, a rate-limited run
+says it waits and for how long."""
 
 from __future__ import annotations
 
@@ -70,7 +70,8 @@ def _no_schedule(tmp_path: Path) -> Path:
 
 
 class _Throttled:
-    """The sandbox answers the first write with 429 and Retry-After, as Zoho does under its concurrency limit."""
+    """The sandbox answers the first write with 429 and Retry-After, as Zoho does under its concurrency
+    limit."""
 
     def __init__(self, sb: ZohoSandbox) -> None:
         self.handle = sb.app.handle

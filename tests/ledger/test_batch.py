@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import Connection, text
 
 from connector import testpoints
-from connector.errors import CurrencyMismatch, IdempotencyConflict, InsufficientBalance, InvalidInput, NotFound
+from connector.errors import (CurrencyMismatch, IdempotencyConflict, InsufficientBalance, InvalidInput,
+                              NotFound)
 from connector.ledger import Ledger
 from connector.db.engine import make_engine
 from connector.ledger.planners import make_request

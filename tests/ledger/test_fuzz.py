@@ -178,7 +178,8 @@ def _fuzz_api(url: str, examples: int) -> None:
 
 @pytest.fixture
 def fast_sqlite_url(tmp_path: Path) -> Iterator[str]:
-    """A SQLite file in memory-backed /dev/shm when there is one: fsync is then free, the rules are the same."""
+    """A SQLite file in memory-backed /dev/shm when there is one: fsync is then free, the rules are the
+    same."""
     shm = Path("/dev/shm")
     where = Path(tempfile.mkdtemp(dir=shm)) if shm.is_dir() else tmp_path
     yield f"sqlite:///{where}/fuzz.db"

@@ -91,7 +91,8 @@ def test_signed_adjustments_and_terms_use_the_same_grammar(db_url: str, engine: 
     out = refused(db_url, engine, "ledger", "terms", C, "--currency", "CNY", "--credit-limit", "1,000")
     assert "credit_limit: '1,000' is not an amount" in out.stderr
     out = refused(db_url, engine, "ledger", "terms", C, "--currency", "CNY", "--credit-limit=-0")
-    assert "credit_limit: '-0' is refused: the amount must be zero or positive, written without a sign" in out.stderr
+    assert ("credit_limit: '-0' is refused: the amount must be zero or positive, written without a sign"
+            in out.stderr)
 
 
 # -- 17.1: no account can be bricked ------------------------------------------------------------
@@ -101,7 +102,8 @@ def test_signed_adjustments_and_terms_use_the_same_grammar(db_url: str, engine: 
                          ["92233720368547758.07", "99999999999999999999999.99", "10000000000000.00"])
 def test_amounts_above_the_limit_exit_2_naming_it(db_url: str, engine: Engine, amount: str) -> None:
     out = refused(db_url, engine, "ledger", "deposit", "fz2", amount, "--currency", "CNY", "--key", "k")
-    assert "is above the limit of 9999999999999.99 CNY per amount (see 'Limits' in docs/ledger.md)" in out.stderr
+    assert ("is above the limit of 9999999999999.99 CNY per amount (see 'Limits' in docs/ledger.md)"
+            in out.stderr)
 
 
 def test_a_full_account_refuses_more_and_stays_usable(db_url: str, engine: Engine) -> None:

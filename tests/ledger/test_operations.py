@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from connector.errors import CurrencyMismatch, IdempotencyConflict, InsufficientBalance, InvalidInput, NotFound, \
-    RefundRefused, ReversalRefused
+from connector.errors import (CurrencyMismatch, IdempotencyConflict, InsufficientBalance, InvalidInput,
+                              NotFound, RefundRefused, ReversalRefused)
 from connector.ledger import Ledger
 from connector.ledger.verify import verify
 

@@ -1,4 +1,5 @@
-"""`mappings check --online`: a credential or connection failure is one line with the fix, not one per field."""
+"""`mappings check --online`: a credential or connection failure is one line with the fix, not one per
+field."""
 
 from __future__ import annotations
 

@@ -207,7 +207,8 @@ def serve() -> Iterator[Callable[[Respond], Receiver]]:
 
 @pytest.fixture
 def clock_start() -> datetime:
-    """The receivers' idea of now (the suite's `clock`), moved by the test along with `deliver_due(now=...)`."""
+    """The receivers' idea of now (the suite's `clock`), moved by the test along with
+    `deliver_due(now=...)`."""
     return NOW
 
 
@@ -301,7 +302,8 @@ def test_webhook_with_the_wrong_secret_is_rejected_and_recorded(engine: Engine, 
     stats = deliver_due(engine, cfg, NOW, environ=env)
     assert (stats.sent, stats.retrying) == (0, 1) and app.rejected == 1 and app.accepted == []
     [row] = rows(engine)
-    assert row.status == "pending" and row.attempts == 1 and row.last_error == "webhook: HTTP 401: bad signature"
+    assert (row.status == "pending" and row.attempts == 1
+            and row.last_error == "webhook: HTTP 401: bad signature")
     assert row.next_attempt_at == NOW + timedelta(seconds=30)
 
 

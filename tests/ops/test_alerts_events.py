@@ -1,4 +1,5 @@
-"""`decide`: which alerts a finished run raises, read from sync_runs and sync_flags (SQLite and PostgreSQL)."""
+"""`decide`: which alerts a finished run raises, read from sync_runs and sync_flags (SQLite and
+PostgreSQL)."""
 
 from __future__ import annotations
 

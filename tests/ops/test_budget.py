@@ -62,7 +62,8 @@ def test_run_stops_cleanly_at_the_budget_and_the_next_day_completes(tmp_path: Pa
     eng.budget = ApiBudget(eng.engine, "zoho", limit=9, unit="credits", tz=SHANGHAI, clock=clock)
     first = eng.run()
     assert first.status == "budget"
-    assert "daily API budget of 9 credits" in first.reason and "resumes after 2026-11-28 00:00 CST" in first.reason
+    assert ("daily API budget of 9 credits" in first.reason
+            and "resumes after 2026-11-28 00:00 CST" in first.reason)
     assert eng.budget.used() <= 9
     with eng.engine.connect() as conn:
         row = conn.execute(select(t.runs).where(t.runs.c.id == first.run_id)).one()

@@ -185,7 +185,8 @@ def test_stale_lease_budget_stop_and_unscheduled(engine: Engine, config: Path) -
     }
     gamma = connection_status(engine, loaded, "gamma", NOW)  # no schedule row yet: computed from the config
     assert (gamma.next_run_at, gamma.next_run_source) == (datetime(2026, 1, 16, 8, 0, tzinfo=UTC), "config")
-    assert gamma.last_run is None and gamma.last_finished is None and gamma.running is None and gamma.consecutive_failures == 0
+    assert (gamma.last_run is None and gamma.last_finished is None and gamma.running is None
+            and gamma.consecutive_failures == 0)
     assert gamma.open_flags == {} and gamma.failed_rows.errors_open == 0
 
 
@@ -284,7 +285,8 @@ def test_runs_cli(cli, config: Path) -> None:  # type: ignore[no-untyped-def]
     detail = cli("runs", "show", "3", "--config", str(config), "--json")
     assert detail["run"]["status"] == "failed" and "INVALID_TOKEN" in detail["run"]["reason"]
     shown = cli("runs", "show", "2", "--config", str(config))
-    assert "errors listed by the run (2 of 2)" in shown and "zoho:Deals:1" in shown and "still failing" in shown
+    assert ("errors listed by the run (2 of 2)" in shown and "zoho:Deals:1" in shown
+            and "still failing" in shown)
     assert "no run with id 99" in cli("runs", "show", "99", "--config", str(config), code=2)
     assert cli("runs", "show", "99", "--config", str(config), "--json", code=2)["error"] == "NotFound"
 

@@ -276,7 +276,8 @@ def test_worker_alerts_failure_and_recovery_to_a_signed_webhook(tmp_path: Path) 
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     sb = ZohoSandbox(port=port, seed=20)
-    url = f"http://127.0.0.1:{port}"  # init --sandbox would ask the sandbox: write its settings by hand instead
+    # init --sandbox would ask the sandbox: write its settings by hand instead
+    url = f"http://127.0.0.1:{port}"
     write_config(tmp_path, "zoho", database_url=db_url, env=sb.env(), extra={
         "accounts_url": url, "api_domain": url, "schedule": "every 2 seconds", "deletion_check_minutes": 0})
     cfg = tmp_path / "prepaid-sync.toml"

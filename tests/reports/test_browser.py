@@ -1,4 +1,5 @@
-"""The HTML report and statement rendered by headless Chromium: key figures read back from the laid-out page."""
+"""The HTML report and statement rendered by headless Chromium: key figures read back from the laid-out
+page."""
 
 from __future__ import annotations
 
@@ -71,10 +72,12 @@ def test_statement_renders_and_prints_a4(browser: Browser, sqlite_book: Book, tm
         assert visible_text(page, "#closing-CNY") == "CN¥4,000.00"
         assert visible_text(page, "#refundable-CNY") == "CN¥4,000.00"
         rows = visible_text(page, "table.entries")
-        assert "期初余额" in rows and rows.count("消费") == 3 and "-CN¥3,000.00" in rows and "期末余额" in rows
+        assert ("期初余额" in rows and rows.count("消费") == 3 and "-CN¥3,000.00" in rows
+                and "期末余额" in rows)
         assert "2026年7月21日" in visible_text(page, "table.lots")  # dates for people
         assert "2026年4月1日" in visible_text(page, "#period")
-        # CJK glyphs laid out with real width (a missing font would still have width; check it is not tofu-narrow).
+        # CJK glyphs laid out with real width (a missing font would still have width; check it is not
+        # tofu-narrow).
         assert page.eval("document.querySelector('h1').getBoundingClientRect().width") > 100
         png = page.screenshot(tmp_path / "statement.png")
         assert png_size(png)[0] >= 600
@@ -100,13 +103,14 @@ def _overflowing(page: object) -> list[str]:
     return page.eval(  # type: ignore[attr-defined, no-any-return]
         "(() => { const w = document.body.getBoundingClientRect().right + 1;"
         " return [...document.querySelectorAll('table, td, th')]"
-        ".filter(e => e.getBoundingClientRect().right > w).map(e => e.tagName + ':' + e.innerText.slice(0, 30)); })()"
+        ".filter(e => e.getBoundingClientRect().right > w)"
+        ".map(e => e.tagName + ':' + e.innerText.slice(0, 30)); })()"
     )
 
 
 def test_statement_fits_a4_with_a_long_reference(browser: Browser, sqlite_book: Book, tmp_path: Path) -> None:
-    """Issue 11.9: a long reference no longer squeezes the type column until 期初余额 stacks one character per line;
-    the reference shows its system once; the customer's name comes first, its key second."""
+    """Issue 11.9: a long reference no longer squeezes the type column until 期初余额 stacks one character
+    per line; the reference shows its system once; the customer's name comes first, its key second."""
     lg = sqlite_book.ledger
     lg.deposit("acme", "1", "CNY", "long-1", effective_at=d(2026, 4, 2),
                source=("zoho", "zoho:Prepaid_Payments:4876876000000123456789"), memo="x" * 80)

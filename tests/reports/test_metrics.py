@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 from connector.ledger.rules import LotState
-from connector.reports.metrics import Rate, daily_rate, expected_breakage, match_payments, risk_score, runway_days
+from connector.reports.metrics import (Rate, daily_rate, expected_breakage, match_payments, risk_score,
+                                       runway_days)
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -33,7 +34,8 @@ def test_breakage_follows_drawdown_order() -> None:
     rate = Rate(10, 1)  # 10 per day
     # A non-expiring lot drawn first absorbs 150 of use; the expiring lot gets 10*20 - 150 = 50 of its 100.
     assert expected_breakage([lot(1, 150, None, priority=10), lot(2, 100, 20)], rate, T0) == {2: 50}
-    # Two expiring lots in expiry order: the first takes 10*10 = 100 of 300; the second 10*30 - 100 = 200 of 150.
+    # Two expiring lots in expiry order: the first takes 10*10 = 100 of 300; the second 10*30 - 100 = 200
+    # of 150.
     assert expected_breakage([lot(1, 300, 10), lot(2, 150, 30)], rate, T0) == {1: 200, 2: 0}
     assert expected_breakage([lot(1, 300, 10)], Rate(0, 90), T0) == {1: 300}
 

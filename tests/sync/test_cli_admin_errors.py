@@ -1,6 +1,6 @@
-"""Admin-facing errors through the CLI: `init --sandbox` learns the credentials from the sandbox itself and checks
-the URL; connection refused names the URL; a wrong secret fails the run (not a record) naming its variable;
-masking hides secret values only; an error reason names its field once."""
+"""Admin-facing errors through the CLI: `init --sandbox` learns the credentials from the sandbox itself and
+checks the URL; connection refused names the URL; a wrong secret fails the run (not a record) naming its
+variable; masking hides secret values only; an error reason names its field once."""
 
 from __future__ import annotations
 
@@ -79,11 +79,13 @@ def test_init_takes_crm_and_credentials_from_the_sandbox(crm: str, tmp_path: Pat
 def test_init_checks_what_answers_at_the_url(tmp_path: Path) -> None:
     with FxiaokeSandbox(config=SandboxConfig(seed=3)) as fx, ZohoSandbox(seed=3) as zoho:
         res = invoke("init", "--crm", "zoho", "--sandbox", fx.base_url, "--dir", str(tmp_path))
-        assert res.exit_code == 2 and f"--sandbox {fx.base_url} is a fxiaoke sandbox, not zoho; use --crm fxiaoke" \
-            in res.stderr
+        assert (res.exit_code == 2
+                and f"--sandbox {fx.base_url} is a fxiaoke sandbox, not zoho; use --crm fxiaoke"
+                in res.stderr)
         res = invoke("init", "--sandbox", zoho.api_domain + "/crm/v8", "--dir", str(tmp_path))
-        assert res.exit_code == 2 and "does not answer as a prepaid-sync sandbox (GET /sandbox/credentials: HTTP " \
-            "401)" in res.stderr
+        assert (res.exit_code == 2
+                and "does not answer as a prepaid-sync sandbox (GET /sandbox/credentials: HTTP 401)"
+                in res.stderr)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens there once closed
@@ -185,4 +187,5 @@ def test_error_reasons_name_the_field_once(crm: str, tmp_path: Path) -> None:
 def test_cli_refusal_names_the_field_once(tmp_path: Path) -> None:
     res = invoke("--db", f"sqlite:///{tmp_path}/x.db", "ledger", "deposit", "acme", "0", "--currency", "CNY",
                  "--key", "k")
-    assert res.exit_code == 2 and "amount: '0' is refused: the amount must not be zero" in res.stderr and "amount: amount" not in res.stderr
+    assert (res.exit_code == 2 and "amount: '0' is refused: the amount must not be zero" in res.stderr
+            and "amount: amount" not in res.stderr)

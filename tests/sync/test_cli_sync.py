@@ -49,7 +49,8 @@ def test_init_sandbox_then_sync_run(tmp_path: Path, clean_env: None) -> None:
         assert res.exit_code == 0, res.stdout
         cfg = tmp_path / "prepaid-sync.toml"
         text = cfg.read_text()
-        assert "ZOHO_CLIENT_SECRET" in text and sb.config.client_secret not in text  # names only, never values
+        # names only, never values
+        assert "ZOHO_CLIENT_SECRET" in text and sb.config.client_secret not in text
         assert sb.config.client_secret in (tmp_path / ".env").read_text()
         for var in ("ZOHO_CLIENT_ID", "ZOHO_CLIENT_SECRET", "ZOHO_REFRESH_TOKEN"):
             os.environ.pop(var, None)
@@ -71,7 +72,8 @@ def test_config_errors_are_precise(tmp_path: Path) -> None:
     cfg.write_text(
         'database_url = "sqlite://"\n[connections.z]\ncrm = "zoho"\nmapping = "m.yaml"\nschedul = "x"\n')
     res = runner.invoke(app, ["sync", "run", "--config", str(cfg)])
-    assert res.exit_code == 2 and "connections.z.schedul" in res.stderr and "did you mean 'schedule'" in res.stderr
+    assert (res.exit_code == 2 and "connections.z.schedul" in res.stderr
+            and "did you mean 'schedule'" in res.stderr)
     cfg.write_text(
         '[connections.z]\ncrm = "zoho"\nmapping = "m.yaml"\n[connections.z.secrets]\nclient_secrt = "X"\n')
     res = runner.invoke(app, ["sync", "run", "--config", str(cfg), "--connection", "y"])
@@ -94,7 +96,8 @@ def test_settings_roundtrip(tmp_path: Path) -> None:
 
 
 def test_dry_run_says_how_many_it_did_not_list(tmp_path: Path, clean_env: None) -> None:
-    """Issue 11.9: a dry run that cuts its list of customers says 'and N more' instead of stopping silently."""
+    """Issue 11.9: a dry run that cuts its list of customers says 'and N more' instead of stopping
+    silently."""
     with ZohoSandbox(seed=70) as sb:
         res = runner.invoke(app,
                             ["init", "--crm", "zoho", "--sandbox", sb.api_domain, "--dir",

@@ -1,4 +1,5 @@
-"""Fault tests: a real `prepaid-sync sync run` process SIGKILLed at instrumented points, then re-run to the end.
+"""Fault tests: a real `prepaid-sync sync run` process SIGKILLed at instrumented points, then re-run to the
+end.
 
 No kill waits on a timer: each lands at a CRM request (`killpoints.SandboxTap`) or at a named point in
 the ledger (`connector.testpoints`), so every round kills its run, however loaded the machine is."""

@@ -1,4 +1,5 @@
-"""`sync run --dry-run` on PostgreSQL: the plan is reported and the ledger, sync tables and CRM stay as they were."""
+"""`sync run --dry-run` on PostgreSQL: the plan is reported and the ledger, sync tables and CRM stay as they
+were."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""End to end against the Fxiaoke sandbox (in-process): option codes, inline invalidation, consumption, tasks."""
+"""End to end against the Fxiaoke sandbox (in-process): option codes, inline invalidation, consumption,
+tasks."""
 
 from __future__ import annotations
 
@@ -97,12 +98,14 @@ def test_consumption_dated_before_its_deposit_is_refused_with_an_actionable_erro
     refused = errors[f"fxiaoke:PrepayDetailObj:{early['_id']}"]
     assert refused["field"] == "transaction_time"
     assert refused["reason"] == (
-        f"consumption dated {_local(early['transaction_time'], '%Y-%m-%d %H:%M')} Asia/Shanghai is before any "
+        f"consumption dated {_local(early['transaction_time'], '%Y-%m-%d %H:%M')} Asia/Shanghai "
+        "is before any "
         f"deposit available then (first deposit {_local(good[one][0]['payment_time'], '%Y-%m-%d')}); "
         "correct the date in the CRM")
     short = errors[f"fxiaoke:PrepayDetailObj:{between['_id']}"]
-    assert short["field"] == "transaction_time" and f"only {first['payment_amount']} CNY was available then" in \
-        short["reason"] and f"next deposit is dated {_local(second['payment_time'], '%Y-%m-%d')}" in short["reason"]
+    assert (short["field"] == "transaction_time"
+            and f"only {first['payment_amount']} CNY was available then" in short["reason"]
+            and f"next deposit is dated {_local(second['payment_time'], '%Y-%m-%d')}" in short["reason"])
     eng.clock.advance(minutes=5)
     again = eng.run()  # retried from the stored payload, still refused, recorded once per run
     assert [e["record"] for e in again.errors if e["stage"] == "post"].count(refused["record"]) == 1

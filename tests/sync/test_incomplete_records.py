@@ -1,5 +1,6 @@
-"""A pulled record that lacks a mapped field (absent from the CRM's JSON, not null) is an error for that record;
-its customer is left exactly as it is: no flag cleared, no task closed, no field rewritten, no posting reversed."""
+"""A pulled record that lacks a mapped field (absent from the CRM's JSON, not null) is an error for that
+record; its customer is left exactly as it is: no flag cleared, no task closed, no field rewritten, no
+posting reversed."""
 
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ def test_a_contract_without_its_amount_field_clears_no_flag_and_closes_no_task(c
 def test_a_posted_payment_without_a_mapped_field_is_not_reversed(crm: str, tmp_path: Path) -> None:
     if crm == "zoho":
         eng, sb = zoho_engine(f"sqlite:///{tmp_path}/z.db", seed=40, clock=Clock())
-        field, module = "Payment_Status", "Prepaid_Payments"  # read as empty, it would make the payment unpostable
+        # read as empty, it would make the payment unpostable
+        field, module = "Payment_Status", "Prepaid_Payments"
     else:
         eng, sb = fxiaoke_engine(f"sqlite:///{tmp_path}/f.db", seed=40)
         field, module = "contract_id__c", "PaymentObj"  # read as empty, it would unlink it from its contract

@@ -1,5 +1,5 @@
-"""Every run starts by checking the mapping against the CRM's field metadata; a misfit stops it before it reads
-or writes anything (exit 2, the `mappings check --online` message), on both sandboxes."""
+"""Every run starts by checking the mapping against the CRM's field metadata; a misfit stops it before it
+reads or writes anything (exit 2, the `mappings check --online` message), on both sandboxes."""
 
 from __future__ import annotations
 
@@ -85,7 +85,8 @@ def test_a_mistyped_field_stops_the_run_before_it_reads_or_writes(crm: str, tmp_
     assert crm_snapshot(crm, sb) == before and open_flags(eng) == flags  # nothing written, nothing cleared
     spent = Counter(eng.adapter.usage().by_type) - spent
     metadata = "metadata:calls" if crm == "zoho" else "/cgi/crm/v2/object/describe"
-    # the metadata reads only, one per module (plus a token refresh on Fxiaoke, whose token the 5 minutes aged)
+    # the metadata reads only, one per module (plus a token refresh on Fxiaoke, whose token the 5 minutes
+    # aged)
     assert spent[metadata] == len(modules(
         eng.mapping)) and set(spent) <= {metadata, "metadata:credits", "token"}
     with eng.engine.connect() as conn:

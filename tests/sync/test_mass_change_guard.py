@@ -52,8 +52,8 @@ def test_a_run_that_would_close_most_open_tasks_is_held_until_allowed(crm: str, 
     guard = held.guard or {}
     assert guard["held"] and guard["tasks_closed"] == len(overdue) and guard["open_tasks"] >= len(overdue)
     assert f"close {len(overdue)} of {guard['open_tasks']} open CRM tasks (" in held.reason
-    assert "limit 25%" in held.reason and "For example: " in held.reason and "clear overdue and close its task" \
-        in held.reason and "--allow-mass-change" in held.reason
+    assert ("limit 25%" in held.reason and "For example: " in held.reason
+            and "clear overdue and close its task" in held.reason and "--allow-mass-change" in held.reason)
     with eng.engine.connect() as conn:
         row = conn.execute(select(t.runs).where(t.runs.c.id == held.run_id)).one()
     assert row.status == "held" and row.reason == held.reason

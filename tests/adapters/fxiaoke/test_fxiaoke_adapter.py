@@ -87,8 +87,8 @@ def test_describe_gives_field_info(adapter: FxiaokeAdapter) -> None:
 
 def _task(app: SandboxApp, marker: str) -> TaskRequest:
     account = next(iter(app.store.tables["AccountObj"].rows.values()))
-    return TaskRequest(marker=marker, subject="预付余额不足", description="余额低于提醒线", due_date=date(2024, 7, 1),
-                       related_module="AccountObj", related_id=account["_id"])
+    return TaskRequest(marker=marker, subject="预付余额不足", description="余额低于提醒线",
+                       due_date=date(2024, 7, 1), related_module="AccountObj", related_id=account["_id"])
 
 
 def test_tasks_on_active_record_are_never_duplicated(adapter: FxiaokeAdapter,

@@ -238,7 +238,8 @@ def test_token_endpoint_errors() -> None:
     with pytest.raises(AuthError) as info:
         client.query_page("AccountObj")
     assert info.value.code == "10006"
-    responses.replace(responses.POST, TOKEN_URL, json={"errorCode": 14001, "errorMessage": "接口调用超过限制"})
+    responses.replace(responses.POST, TOKEN_URL,
+                      json={"errorCode": 14001, "errorMessage": "接口调用超过限制"})
     client, _ = build()
     with pytest.raises(TokenRefreshLimited):
         client.query_page("AccountObj")
@@ -417,7 +418,8 @@ def test_credentials_from_env_names_the_missing_variable_only() -> None:
 def test_open_user_id_resolved_once_by_mobile() -> None:
     responses.post(TOKEN_URL, json=token_body())
     responses.post(f"{BASE}/cgi/user/getByMobile",
-                   json=ok(empList=[{"openUserId": "FSUID_MOBILE1", "name": "张三", "mobile": "13800000000"}]))
+                   json=ok(empList=[{"openUserId": "FSUID_MOBILE1", "name": "张三",
+                                     "mobile": "13800000000"}]))
     responses.post(QUERY_URL, json=ok(data={"dataList": [], "offset": 0, "limit": 100, "total": 0}))
     session = requests.Session()
     auth = FxiaokeAuth(BASE, FxiaokeCredentials("FSAID_1", SECRET, PERMANENT), session=session)

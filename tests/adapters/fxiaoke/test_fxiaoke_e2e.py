@@ -1,4 +1,5 @@
-"""End to end over a real loopback HTTP server, with faults and throttling on; sleeps advance the sandbox clock."""
+"""End to end over a real loopback HTTP server, with faults and throttling on; sleeps advance the sandbox
+clock."""
 
 from __future__ import annotations
 

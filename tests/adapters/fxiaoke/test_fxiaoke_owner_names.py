@@ -1,4 +1,5 @@
-"""Owners by name: the adapter reads Fxiaoke's employee directory once per run; reports and tasks show names."""
+"""Owners by name: the adapter reads Fxiaoke's employee directory once per run; reports and tasks show
+names."""
 
 from __future__ import annotations
 

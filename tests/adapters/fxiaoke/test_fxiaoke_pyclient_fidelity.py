@@ -1,4 +1,5 @@
-"""Fidelity: the third-party `fxiaoke-python` client, its fixed base URL redirected to the loopback sandbox."""
+"""Fidelity: the third-party `fxiaoke-python` client, its fixed base URL redirected to the loopback
+sandbox."""
 
 from __future__ import annotations
 
@@ -100,7 +101,8 @@ def test_update_checked_directly_since_fxiaoke_python_has_none(
 
 
 def test_third_trace_id_required_only_when_asked(loopback: Callable[..., FxiaokeSandbox]) -> None:
-    # Default: like the probed gateway, a call without thirdTraceId is served (fxiaoke-python never sends one).
+    # Default: like the probed gateway, a call without thirdTraceId is served (fxiaoke-python never sends
+    # one).
     assert baseObj(vendor_api(loopback(seed=3)), "AccountObj").query(limit=5).get_one() is not None
     strict = loopback(seed=3, require_trace_id=True)
     creds = strict.app.credentials

@@ -217,7 +217,8 @@ def test_describe_object_list_users_and_messages(sandbox_app: Callable[..., Sand
     assert found["empList"][0]["openUserId"] == app.credentials.open_user_id
     sent = post(
         app, "/cgi/message/send",
-        {**creds, "toUser": [app.credentials.open_user_id], "msgType": "text", "text": {"content": "余额不足"}})
+        {**creds, "toUser": [app.credentials.open_user_id], "msgType": "text",
+         "text": {"content": "余额不足"}})
     assert sent["errorCode"] == 0 and app.messages[0]["content"] == "余额不足"
 
 
@@ -261,7 +262,8 @@ def test_find_simple_and_find_one_are_queries_with_field_projection(
     since = app.store.get("AccountObj", ids[9])["last_modified_time"]
     info = {"offset": 0, "limit": 10, "orders": [{"fieldName": "last_modified_time", "isAsc": False}],
             "filters": [{"operator": "GT", "field_name": "last_modified_time", "field_values": [str(since)]}]}
-    # The documented example: a preset object (AccountObj) through the custom-prefix path, projection beside the query.
+    # The documented example: a preset object (AccountObj) through the custom-prefix path, projection
+    # beside the query.
     simple = call(
         app, "/cgi/crm/custom/v2/data/findSimple",
         {"dataObjectApiName": "AccountObj", "search_query_info": info, "field_projection": ["_id", "name"]})
@@ -400,7 +402,8 @@ def test_writes_refused_as_the_service_would(sandbox_app: Callable[..., SandboxA
     assert made["errorCode"] == 32000 and "valid_from__c" in made["errorMessage"]
     # picklists: single and multiple select take option codes only
     assert update(account_level="重要客户")["errorCode"] == 32000
-    many = {"type": "select_many", "options": [{"label": "甲", "value": "a1"}, {"label": "乙", "value": "b2"}]}
+    many = {"type": "select_many",
+            "options": [{"label": "甲", "value": "a1"}, {"label": "乙", "value": "b2"}]}
     assert app.store._coerce_value("channels__c", many, ["a1", "b2"], None) == ["a1", "b2"]
     with pytest.raises(SandboxError) as refused:
         app.store._coerce_value("channels__c", many, ["a1", "乙"], None)

@@ -94,7 +94,8 @@ def test_refresh_throttled_either_status(clock: FakeClock, status: int) -> None:
     responses.post(
         TOKEN_URL, status=status, json={
             "error": "Access Denied", "status": "failure",
-            "error_description": "You have made too many requests continuously. Please try again after some time."
+            "error_description": "You have made too many requests continuously. "
+                                 "Please try again after some time."
         })
     with pytest.raises(TokenRefreshLimited, match="too many token requests"):
         make_auth(clock).access_token()
@@ -138,8 +139,9 @@ def test_refresh_limit_message_keeps_its_numbers_and_says_when(clock: FakeClock)
     with pytest.raises(TokenRefreshLimited) as info:
         auth.access_token()
     shown = redact.text(str(info.value))  # what logs, run reports and the CLI print
-    assert "10 refreshes in the last 600 s already, the most Zoho allows per refresh token (10 per 10 minutes); " \
-           "its tokens live only 3 s; the next refresh is possible at 2026-01-01 00:10:00 UTC" in shown
+    assert ("10 refreshes in the last 600 s already, the most Zoho allows per refresh token "
+            "(10 per 10 minutes); its tokens live only 3 s; the next refresh is possible at "
+            "2026-01-01 00:10:00 UTC" in shown)
     assert info.value.resume_at == datetime.fromtimestamp(first + 600, timezone.utc)
     clock.set(first + 600)  # at the resume time the oldest refresh has left the window
     auth.access_token()

@@ -255,7 +255,8 @@ def test_write_batches_trigger_and_207(make_client: Make, mocked: Any) -> None:
     assert b'"Prepaid_Balance":10.10' in (mocked.calls[-1].request.body or b"")
     assert len(out) == 250 and [o.index for o in out] == list(range(250))
     bad = out[120]
-    assert not bad.ok and bad.code == "INVALID_DATA" and bad.field == "Prepaid_Balance" and bad.record_id is None
+    assert (not bad.ok and bad.code == "INVALID_DATA" and bad.field == "Prepaid_Balance"
+            and bad.record_id is None)
     assert all(o.ok for i, o in enumerate(out) if i != 120)
     usage = client.usage()
     assert usage.by_type["write:credits"] == 10 + 10 + 5

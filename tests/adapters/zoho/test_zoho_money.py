@@ -21,7 +21,8 @@ def _body(amount_json: str) -> str:
     """A records page whose one payment carries `amount_json` as its raw JSON value."""
     return (
         '{"data": [{"id": "9001", "Account": {"id": "7001"}, "Deal": null, "Amount": ' + amount_json + ', '
-        '"Currency": "CNY", "Payment_Date": "2026-01-05", "Payment_Status": "Received", "Payment_Method": "Wire", '
+        '"Currency": "CNY", "Payment_Date": "2026-01-05", "Payment_Status": "Received", '
+        '"Payment_Method": "Wire", '
         '"Owner": {"id": "1", "name": "A"}, "Modified_Time": "2026-01-05T10:00:00+08:00"}], '
         '"info": {"more_records": false, "per_page": 200, "count": 1}}')
 

@@ -85,22 +85,37 @@ TOLERATED: dict[str, dict[tuple[str, str], str]] = {
     }, "fields.json": {
         **{
             (key, "null"): "fields example answer (crm-oas v8.0 getFields): null"
-            for key in ("crypt", "external", "history_tracking", "associated_module", "association_details", "tooltip", "hipaa_compliance", "private")
+            for key in ("crypt", "external", "history_tracking", "associated_module", "association_details",
+                        "tooltip", "hipaa_compliance", "private")
         },
         **{
             (key, "required"): "fields example answer (crm-oas v8.0 getFields): absent"
-            for key in ("_update_existing_records", "allowed_modules", "autonumber", "available_in_user_layout", "blueprint_supported", "category", "common.picklist", "file_upolad_optionlist", "multiuserlookup", "number_separator", "refer_from_field", "sharing_properties", "show_type", "static_field", "sub_module", "subform", "textarea")
+            for key in ("_update_existing_records", "allowed_modules", "autonumber",
+                        "available_in_user_layout", "blueprint_supported", "category", "common.picklist",
+                        "file_upolad_optionlist",
+                        "multiuserlookup", "number_separator", "refer_from_field", "sharing_properties",
+                        "show_type", "static_field", "sub_module", "subform", "textarea")
         },
     }, "modules.json": {
         ("modified_by", "null"): "modules example answer (crm-oas v8.0 getModules): null for system modules",
         **{
             (key, "required"): "modules example answer (crm-oas v8.0 getModules): absent"
-            for key in ("$field_states", "$on_demand_properties", "$properties", "activity_badge", "business_card_fields", "chart_view", "chart_view_supported", "common.search_supported", "custom_view", "default_mapping_fields", "display_field", "emailTemplate_support", "email_parser_supported", "fields", "filter_status", "filter_supported", "inventory_template_supported", "kanban_view", "kanban_view_supported", "layout_associations", "layouts", "lookup_field_properties", "per_page", "related_list_properties", "related_lists", "scoring_supported", "search_layout_fields", "track_current_data", "triggers_supported", "visible", "webform_supported", "zia_view")
+            for key in ("$field_states", "$on_demand_properties", "$properties", "activity_badge",
+                        "business_card_fields", "chart_view", "chart_view_supported",
+                        "common.search_supported", "custom_view", "default_mapping_fields", "display_field",
+                        "emailTemplate_support",
+                        "email_parser_supported", "fields", "filter_status", "filter_supported",
+                        "inventory_template_supported", "kanban_view", "kanban_view_supported",
+                        "layout_associations", "layouts", "lookup_field_properties", "per_page",
+                        "related_list_properties", "related_lists", "scoring_supported",
+                        "search_layout_fields", "track_current_data", "triggers_supported", "visible",
+                        "webform_supported", "zia_view")
         },
     }, "users.json": {
         ("email", "pattern"): "users.json pins emails to 9 characters @ 5 characters .com; its own example "
         "(user@example.com) fails it",
-        ("time_zone", "type"): "Zoho's Python SDK v8 types users.time_zone as a string; the schema says object",
+        ("time_zone", "type"): "Zoho's Python SDK v8 types users.time_zone as a string; "
+        "the schema says object",
     }
 }
 
