@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from connector.adapters.sandbox_http import INFO_PATH
-from connector.adapters.zoho.client import encode
+from connector.adapters.zoho.wire import encode
 from connector.adapters.zoho.sandbox.handlers import ApiError, RecordHandlers
 from connector.adapters.zoho.sandbox.store import Org
 from connector.adapters.zoho.sandbox.versions import split_path
@@ -191,7 +191,8 @@ class SandboxApp:
                 return json_reply(
                     400, {
                         "error": "Access Denied", "status": "failure",
-                        "error_description": "You have made too many requests continuously. Please try again after some time."
+                        "error_description": "You have made too many requests continuously. "
+                                             "Please try again after some time."
                     })
             self._refreshes.append(now)
             token = self._mint()
