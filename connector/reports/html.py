@@ -159,7 +159,7 @@ def _refund_basis(report: Report) -> str:
     overridden = [r for r in report.accounts if r.refund_notes]
     return (
         f'<p id="refund-basis">Refunds owed (contract): what each contract\'s refund policy allows. '
-        f"Refunds owed "
+        "Refunds owed "
         f"(rules): under the compliance rules in force ({escape(report.rules_source)}); they override the "
         f"contract for {len(overridden)} account(s)" +
         (": " + escape("; ".join(sorted({n
