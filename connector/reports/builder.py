@@ -15,8 +15,8 @@ from connector.ledger.rules import AccountState, LotState
 from connector.reports import queries as q
 from connector.reports.attributes import CustomerAttributes, CustomerInfo, NoAttributes, standing_inputs
 from connector.reports.metrics import BUCKETS, Payment, daily_rate, expected_breakage, risk_score, runway_days
-from connector.reports.model import NONE, NO_USE, RUNWAY_BUCKETS, AccountRow, CurrencySummary, Group, Punctuality, \
-    Report, mean_days
+from connector.reports.model import (NONE, NO_USE, RUNWAY_BUCKETS, AccountRow, CurrencySummary, Group,
+                                     Punctuality, Report, mean_days)
 
 
 def month_starts(as_of: datetime, months: int) -> list[str]:
@@ -55,21 +55,9 @@ def build_report(engine: Engine, as_of: datetime, *, attributes: CustomerAttribu
     report = Report(as_of=as_of, window_days=window_days, trend_days=trend_days, within_days=within_days,
                     rules_source=rules.source, top_n=top_n)
     consumed = {a.account_id: a.consumed for a in aggs}
-    monthly: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(month_list, 0))
-    for cur, month, total in monthly_raw:
-        monthly[cur][month] += total
-    for acc, cur, at, amount in reversals:
-        if at > window_start:
-            consumed[acc] = consumed.get(acc, 0) - amount
-        month = f"{at.year:04d}-{at.month:02d}"
-        if at >= first_month and month in monthly[cur]:
-            monthly[cur][month] -= amount
-    report.monthly = {cur: list(by.items()) for cur, by in monthly.items()}
-
-    policy: dict[tuple[str, str], tuple[str, Decimal]] = {}
-    for t in terms:
-        if t.contract_ref == "":
-            policy[(t.customer, t.currency)] = (t.refund_policy, Decimal(t.refund_fee_pct))
+    report.monthly = _net_of_reversals(consumed, month_list, monthly_raw, reversals, window_start,
+                                       first_month)
+    policy = _refund_policies(terms)
 
     info = attributes.lookup({a.customer for a in aggs})
     empty = CustomerInfo()
@@ -85,17 +73,7 @@ def build_report(engine: Engine, as_of: datetime, *, attributes: CustomerAttribu
         row.consumed = max(0, consumed.get(a.account_id, 0))
         row.rate = daily_rate(row.consumed, a.first_at, as_of, window_days)
         row.runway = runway_days(row.spendable, row.rate)
-        waste = expected_breakage(spendable, row.rate, as_of)
-        for lot, _ in acc_lots:
-            if lot.expires_at is None:
-                continue
-            if lot.expires_at <= as_of:
-                row.expired_unswept += lot.remaining
-                continue
-            for days in BUCKETS:
-                if lot.expires_at <= as_of + timedelta(days=days):
-                    row.expiring[days] += lot.remaining
-                    row.breakage[days] += waste.get(lot.id, 0)
+        _add_expiry(row, acc_lots, expected_breakage(spendable, row.rate, as_of), as_of)
         pol, pct = policy.get((a.customer, a.currency), ("full", Decimal(0)))
         paid, granted = totals.get(a.account_id, (0, 0))
         refunds = refund_figures(acc_lots, paid=paid, granted=granted, debt=row.debt, policy=pol, fee_pct=pct,
@@ -119,6 +97,48 @@ def build_report(engine: Engine, as_of: datetime, *, attributes: CustomerAttribu
             unfunded += st.payments
     _summarize(report, unfunded)
     return report
+
+
+def _net_of_reversals(consumed: dict[int, int], month_list: list[str],
+                      monthly_raw: list[tuple[str, str, int]],
+                      reversals: list[tuple[int, str, datetime, int]],
+                      window_start: datetime, first_month: datetime) -> dict[str, list[tuple[str, int]]]:
+    """Monthly consumption per currency, with reversed consumption taken off it (and off `consumed`,
+    per account, when inside the window)."""
+    monthly: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(month_list, 0))
+    for cur, month, total in monthly_raw:
+        monthly[cur][month] += total
+    for acc, cur, at, amount in reversals:
+        if at > window_start:
+            consumed[acc] = consumed.get(acc, 0) - amount
+        month = f"{at.year:04d}-{at.month:02d}"
+        if at >= first_month and month in monthly[cur]:
+            monthly[cur][month] -= amount
+    return {cur: list(by.items()) for cur, by in monthly.items()}
+
+
+def _refund_policies(terms: list[q.TermsRow]) -> dict[tuple[str, str], tuple[str, Decimal]]:
+    """(customer, currency) -> (refund policy, fee percent), from customer-wide terms only."""
+    policy: dict[tuple[str, str], tuple[str, Decimal]] = {}
+    for term in terms:
+        if term.contract_ref == "":
+            policy[(term.customer, term.currency)] = (term.refund_policy, Decimal(term.refund_fee_pct))
+    return policy
+
+
+def _add_expiry(row: AccountRow, acc_lots: list[tuple[LotState, str]], waste: dict[int, int],
+                as_of: datetime) -> None:
+    """Expired-but-unswept value, and value (and expected breakage) expiring within each bucket."""
+    for lot, _ in acc_lots:
+        if lot.expires_at is None:
+            continue
+        if lot.expires_at <= as_of:
+            row.expired_unswept += lot.remaining
+            continue
+        for days in BUCKETS:
+            if lot.expires_at <= as_of + timedelta(days=days):
+                row.expiring[days] += lot.remaining
+                row.breakage[days] += waste.get(lot.id, 0)
 
 
 def _summarize(report: Report, unfunded: list[Payment]) -> None:

@@ -44,9 +44,9 @@ def _table(headers: list[str], rows: list[list[str]], num_from: int = 99, table_
     return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def to_html(report: Report, *, limit: int = 50) -> str:
-    """Render the report."""
-    cards, charts = [], []
+def _cards(report: Report) -> list[str]:
+    """The headline cards: per-currency totals, then counts across currencies."""
+    cards = []
     for cur, s in sorted(report.currencies.items()):
         for key, label, value in (("liability", "Prepaid liability", s.liability),
                                   ("refund-rules", "Refunds owed (rules in force)", s.refund_rules),
@@ -62,6 +62,12 @@ def to_html(report: Report, *, limit: int = 50) -> str:
     for code, label in STANDING_LABELS.items():
         cards.append(f'<div class="card"><span>{label}</span><b id="standing-{code}">'
                      f"{report.standing_counts()[code]}</b></div>")
+    return cards
+
+
+def _charts(report: Report) -> list[str]:
+    """Monthly consumption and expiry charts per currency, then the runway distribution."""
+    charts = []
     for cur, months in sorted(report.monthly.items()):
         charts.append(bar_chart(f"Consumption per month ({cur})", [m[2:] for m, _ in months],
                                 [v for _, v in months], [money(v, cur) if v else "" for _, v in months],
@@ -76,6 +82,13 @@ def to_html(report: Report, *, limit: int = 50) -> str:
     charts.append(
         bar_chart("Runway distribution (accounts)", list(report.runway), list(report.runway.values()),
                   [str(v) for v in report.runway.values()], chart_id="chart-runway", color="#2e7d32"))
+    return charts
+
+
+def to_html(report: Report, *, limit: int = 50) -> str:
+    """Render the report."""
+    cards, charts = _cards(report), _charts(report)
+    p = report.punctuality
     liab = _table(["Currency", "Accounts", "Liability", "Refunds owed (contract)", "Refunds owed (rules)",
                    "Receivable"],
                   [[cur, str(s.accounts), money(s.liability, cur), money(s.refund_contract, cur),
@@ -86,14 +99,7 @@ def to_html(report: Report, *, limit: int = 50) -> str:
             cur, *(money(s.expiring[d], cur) for d in BUCKETS), *(money(s.breakage[d], cur) for d in BUCKETS),
             money(s.expired_unswept, cur)
         ] for cur, s in sorted(report.currencies.items())], 1, "expiry")
-    groups = []
-    for title, data in (("By tier", report.by_tier), ("By owner", report.by_owner), ("By flag",
-                                                                                     report.by_flag)):
-        rows = [[cur, name, str(g.customers), money(g.liability, cur)]
-                for cur, by in sorted(data.items()) for name, g in sorted(by.items())]
-        if rows:
-            groups.append(f"<h2>{title}</h2>" +
-                          _table(["Currency", "Group", "Customers", "Liability"], rows, 2))
+    groups = _groups(report)
     running = _table(["Customer", "Currency", "Runway (days)", "Balance"],
                      [[who(r.name, r.customer), r.currency, str(r.runway), money(r.balance, r.currency)]
                       for r in report.running_out()[:limit]], 2, "running-out-table")
@@ -115,14 +121,7 @@ def to_html(report: Report, *, limit: int = 50) -> str:
         f"overdue and open, {p.pending} not yet due. Mean days from due date to money: "
         f"{p.avg_days_late if p.avg_days_late is not None else '-'}; worst "
         f"{p.max_days_late if p.max_days_late is not None else '-'}.</p>")
-    overridden = [r for r in report.accounts if r.refund_notes]
-    basis = (
-        f'<p id="refund-basis">Refunds owed (contract): what each contract\'s refund policy allows. Refunds owed '
-        f"(rules): under the compliance rules in force ({escape(report.rules_source)}); they override the "
-        f"contract for {len(overridden)} account(s)" +
-        (": " + escape("; ".join(sorted({n
-                                         for r in overridden
-                                         for n in r.refund_notes}))) if overridden else "") + ".</p>")
+    basis = _refund_basis(report)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Prepaid report {human_day(report.as_of)}</title>
 <style>{CSS}</style></head><body>
@@ -140,3 +139,29 @@ compliance rules: {escape(report.rules_source)}.</p>
 <h2>Top customers by balance</h2>{tops}
 </body></html>
 """
+
+
+def _groups(report: Report) -> list[str]:
+    """Liability by tier, owner and flag (a section only when it has rows)."""
+    groups = []
+    for title, data in (("By tier", report.by_tier), ("By owner", report.by_owner), ("By flag",
+                                                                                     report.by_flag)):
+        rows = [[cur, name, str(g.customers), money(g.liability, cur)]
+                for cur, by in sorted(data.items()) for name, g in sorted(by.items())]
+        if rows:
+            groups.append(f"<h2>{title}</h2>" +
+                          _table(["Currency", "Group", "Customers", "Liability"], rows, 2))
+    return groups
+
+
+def _refund_basis(report: Report) -> str:
+    """What the two refund figures mean, and which accounts the rules override."""
+    overridden = [r for r in report.accounts if r.refund_notes]
+    return (
+        f'<p id="refund-basis">Refunds owed (contract): what each contract\'s refund policy allows. '
+        "Refunds owed "
+        f"(rules): under the compliance rules in force ({escape(report.rules_source)}); they override the "
+        f"contract for {len(overridden)} account(s)" +
+        (": " + escape("; ".join(sorted({n
+                                         for r in overridden
+                                         for n in r.refund_notes}))) if overridden else "") + ".</p>")

@@ -122,7 +122,8 @@ class SyncEngine:
                     run_lock: RunLock | None, slot_at: datetime | None, allow_mass_change: bool) -> RunReport:
         started = self.clock()
         report = RunReport(connection=self.connection, started_at=started, trigger=trigger)
-        # The run's own work goes through the guard (SQLite: every write transaction checks the lease and the file).
+        # The run's own work goes through the guard (SQLite: every write transaction checks the lease
+        # and the file).
         guard = WriteFence.for_run(run_lock, self.engine)
         work = guard.engine if guard is not None else self.engine
         ledger = Ledger(work, clock=self.clock)
@@ -130,14 +131,8 @@ class SyncEngine:
                   mapping=self.mapping, clock=self.clock, overlap=self.overlap, report=report,
                   started_at=started, progress=self.progress, guard=self.guard,
                   allow_mass_change=allow_mass_change)
-        with self.engine.begin() as conn:
-            key = conn.execute(t.runs.insert().values(
-                connection=self.connection, started_at=started, status="running", dry_run=False, pid=os.getpid(),
-                worker=run_lock.holder if run_lock else self.holder, trigger=trigger,
-                slot_at=slot_at)).inserted_primary_key
-            assert key is not None  # an INSERT of one row answers its key
-            run_id = key[0]
-        ctx.run_id = report.run_id = int(run_id)
+        run_id = self._open_run(started, trigger, run_lock, slot_at)
+        ctx.run_id = report.run_id = run_id
         scope = ExitStack()  # log stamp and heartbeat, closed when the run ends however it ends
         scope.enter_context(run_context(run_id=ctx.run_id, connection=self.connection))
         beat = None
@@ -149,41 +144,21 @@ class SyncEngine:
         ctx.crm_clock = self.adapter.server_clock()
         if ctx.crm_clock is not None:
             ctx.crm_clock.mark()  # the CRM's time at the run's first answer is where this run's cursors go
-
-        def stop_check() -> StopRequested | None:
-            if beat is not None and beat.lost:
-                return StopRequested(beat.lost, "failed")
-            lost = guard.problem() if guard is not None else None
-            if lost is not None:
-                return StopRequested(lost, "failed")
-            why = should_stop() if should_stop is not None else None
-            return StopRequested(why) if why else None
-
-        ctx.should_stop = stop_check
+        ctx.should_stop = _stop_check(beat, guard, should_stop)
         disk_full: StorageFull | None = None
         if self.budget is not None:
             self.adapter.set_gate(self.budget.charge)
         try:
-            try:
-                preflight(self.adapter, self.mapping)
-            except MappingMismatch as exc:
-                report.problems = exc.problems
-                raise
-            for name, spec in specs(self.mapping).items():
-                since = None if full else get_cursor(self.engine, self.connection, name)
-                run_stream(ctx, name, spec, since)
-            retry_failed(ctx, ["payment", "consumption"])
-            reconcile(ctx)
-            push(ctx)
-            report.status = "ok" if report.error_total == 0 else "partial"
+            self._work(ctx, full)
         except MassChangeHeld as held:  # before any CRM write; a person decides (`--allow-mass-change`)
             report.status, report.reason = "held", held.reason
             log.warning("run %s of %s held: %s", ctx.run_id, self.connection, held.reason)
         except StopRequested as stop:
             report.status, report.reason = stop.status, stop.reason
             log.warning("run %s of %s stopped early: %s", ctx.run_id, self.connection, stop.reason)
-        except ResumeLater as exc:  # no later call of this run can succeed (a used-up budget or quota, no token):
-            # stop once, say why and until when
+        except ResumeLater as exc:
+            # No later call of this run can succeed (a used-up budget or quota, no token): stop once,
+            # say why and until when.
             report.status, report.resumes_at, report.reason = exc.run_status, exc.resume_at, exc.run_reason()
             log.warning("run %s of %s stopped: %s", ctx.run_id, self.connection, report.reason)
         except (CrmError, ConnectorError, LeaseLost) as exc:  # the run's failure (its reason), not a record's
@@ -194,10 +169,7 @@ class SyncEngine:
                 report.status, report.reason = "crashed", f"{type(exc).__name__}: {exc}"
                 raise
             report.status = "failed"
-            report.reason = (
-                f"the disk holding the database {self.engine.url.render_as_string(hide_password=True)} "
-                f"is full ({getattr(exc, 'orig', None) or exc}); the run stopped: what it committed is "
-                "kept, and the next run goes on from there once there is space")
+            report.reason = self._disk_full_reason(exc)
             disk_full = StorageFull(report.reason)
         except BaseException as exc:
             report.status, report.reason = "crashed", f"{type(exc).__name__}: {exc}"
@@ -210,21 +182,78 @@ class SyncEngine:
             report.api_calls = self.adapter.usage().calls - calls_before
             report.finished_at = self.clock()
             report.crm_started_at = ctx.crm_clock.since_mark if ctx.crm_clock is not None else None
-            if report.crm_started_at is not None and abs(report.crm_started_at - started) > SKEW_WORTH_SAYING:
-                log.warning(
-                    "this machine's clock is %+.0f s off the CRM's (the CRM's time at the run's start: %s); "
-                    "cursors follow the CRM's clock", (started - report.crm_started_at).total_seconds(),
-                    report.crm_started_at.isoformat())
-            try:
-                with self.engine.begin() as conn:
-                    conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(
-                        status=report.status if report.status != "running" else "crashed",
-                        reason=report.reason or None, finished_at=report.finished_at,
-                        stats=dumps({k: v for k, v in report.to_dict().items() if k != "changes"})))
-            except (OperationalError, OSError) as exc:
-                if not storage_full(exc):
-                    raise
-                log.error("could not record the end of run %s: %s", run_id, exc)
+            _warn_if_skewed(started, report.crm_started_at)
+            self._close_run(run_id, report)
         if disk_full is not None:
             raise disk_full
         return report
+
+    def _open_run(self, started: datetime, trigger: str, run_lock: RunLock | None,
+                  slot_at: datetime | None) -> int:
+        """Insert the run's row (status "running") and answer its id."""
+        with self.engine.begin() as conn:
+            key = conn.execute(t.runs.insert().values(
+                connection=self.connection, started_at=started, status="running", dry_run=False,
+                pid=os.getpid(),
+                worker=run_lock.holder if run_lock else self.holder, trigger=trigger,
+                slot_at=slot_at)).inserted_primary_key
+            assert key is not None  # an INSERT of one row answers its key
+            return int(key[0])
+
+    def _work(self, ctx: Ctx, full: bool) -> None:
+        """The run's steps: check the mapping, pull every stream, retry, reconcile, push."""
+        report = ctx.report
+        try:
+            preflight(self.adapter, self.mapping)
+        except MappingMismatch as exc:
+            report.problems = exc.problems
+            raise
+        for name, spec in specs(self.mapping).items():
+            since = None if full else get_cursor(self.engine, self.connection, name)
+            run_stream(ctx, name, spec, since)
+        retry_failed(ctx, ["payment", "consumption"])
+        reconcile(ctx)
+        push(ctx)
+        report.status = "ok" if report.error_total == 0 else "partial"
+
+    def _disk_full_reason(self, exc: BaseException) -> str:
+        return (f"the disk holding the database {self.engine.url.render_as_string(hide_password=True)} "
+                f"is full ({getattr(exc, 'orig', None) or exc}); the run stopped: what it committed is "
+                "kept, and the next run goes on from there once there is space")
+
+    def _close_run(self, run_id: int, report: RunReport) -> None:
+        """Write the run's end (status, reason, stats); a full disk is logged, not raised."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(t.runs.update().where(t.runs.c.id == run_id).values(
+                    status=report.status if report.status != "running" else "crashed",
+                    reason=report.reason or None, finished_at=report.finished_at,
+                    stats=dumps({k: v for k, v in report.to_dict().items() if k != "changes"})))
+        except (OperationalError, OSError) as exc:
+            if not storage_full(exc):
+                raise
+            log.error("could not record the end of run %s: %s", run_id, exc)
+
+
+def _stop_check(beat: Heartbeat | None, guard: WriteFence | None,
+                should_stop: Callable[[], str | None] | None) -> Callable[[], StopRequested | None]:
+    """The run's stop question: a lost lease or database file first, then the caller's own reason."""
+
+    def stop_check() -> StopRequested | None:
+        if beat is not None and beat.lost:
+            return StopRequested(beat.lost, "failed")
+        lost = guard.problem() if guard is not None else None
+        if lost is not None:
+            return StopRequested(lost, "failed")
+        why = should_stop() if should_stop is not None else None
+        return StopRequested(why) if why else None
+
+    return stop_check
+
+
+def _warn_if_skewed(started: datetime, crm_started_at: datetime | None) -> None:
+    if crm_started_at is not None and abs(crm_started_at - started) > SKEW_WORTH_SAYING:
+        log.warning(
+            "this machine's clock is %+.0f s off the CRM's (the CRM's time at the run's start: %s); "
+            "cursors follow the CRM's clock", (started - crm_started_at).total_seconds(),
+            crm_started_at.isoformat())

@@ -32,7 +32,8 @@ from connector.adapters.base import (
 )
 from connector.adapters.errors import CrmRequestError, RetriableCrmError
 from connector.adapters.http import ServerClock
-from connector.adapters.zoho.client import ZohoClient, format_time, parse_time
+from connector.adapters.zoho.client import ZohoClient
+from connector.adapters.zoho.wire import format_time, parse_time
 from connector.domain import (
     BY_ENTITY,
     Deletion,

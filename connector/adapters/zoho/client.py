@@ -1,5 +1,8 @@
 """Zoho CRM v8 REST client: one request chokepoint, typed errors, lazy paging, batched writes.
 
+Wire formats live in `wire`, call costs and the meter in `usage`, per-record write results in
+`outcomes`; their public names are imported here too, so `client.encode` etc. keep working.
+
 Everything goes through `ZohoClient.request`: auth header, timeouts, the retry policy, the
 refresh-once on INVALID_TOKEN, the error table and the usage meter. JSON numbers are parsed as
 `Decimal` and `Decimal` is written back as an exact JSON number, so money never becomes a float.
@@ -7,15 +10,10 @@ refresh-once on INVALID_TOKEN, the error table and the usage meter. JSON numbers
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from dataclasses import field as dc_field
-from datetime import datetime, timedelta, timezone, tzinfo
-from decimal import Decimal
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import urlencode
 
@@ -40,6 +38,9 @@ from connector.adapters.errors import (
 from connector.adapters.http import RetryPolicy, ServerClock, connection_failure
 from connector.adapters.paging import Paginator
 from connector.adapters.zoho.auth import ZohoAuth
+from connector.adapters.zoho.outcomes import RecordOutcome, outcomes
+from connector.adapters.zoho.usage import UsageMeter, coql_credits, write_credits
+from connector.adapters.zoho.wire import encode, format_time, parse_time
 from connector.backoff import parse_retry_after
 from connector.errors import is_retriable
 from connector.timeutil import next_midnight, utcnow, zone
@@ -73,58 +74,6 @@ STATUS_TABLE: dict[int, type[CrmError]] = {401: AuthError, 403: PermissionDenied
                                            429: RateLimited}
 
 
-def parse_time(value: str) -> datetime:
-    """Parse a Zoho date-time (`2026-01-05T10:15:07+05:30`, or with `Z`) into an aware datetime."""
-    text = value.strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    parsed = datetime.fromisoformat(text)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-def format_time(value: datetime) -> str:
-    """Render an instant the way Zoho expects: ISO 8601, whole seconds, explicit offset."""
-    aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    return aware.replace(microsecond=0).isoformat()
-
-
-_DEC_MARK = "\u0000dec:"
-
-
-def _strip_marks(text: str) -> str:
-    out: list[str] = []
-    needle = '"\\u0000dec:'
-    start = 0
-    while True:
-        hit = text.find(needle, start)
-        if hit < 0:
-            out.append(text[start:])
-            return "".join(out)
-        end = text.index('"', hit + len(needle))
-        out.append(text[start:hit])
-        out.append(text[hit + len(needle):end])
-        start = end + 1
-
-
-def encode(payload: Any) -> str:
-    """Serialize a request body for Zoho (Decimal-exact)."""
-    return _strip_marks(json.dumps(_mark(payload), ensure_ascii=False, separators=(",", ":")))
-
-
-def _mark(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        if not value.is_finite():
-            raise ValueError(f"cannot send non-finite amount {value}")
-        return f"{_DEC_MARK}{value}"
-    if isinstance(value, float):
-        raise TypeError("floats are not sent to Zoho; use Decimal")
-    if isinstance(value, Mapping):
-        return {k: _mark(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_mark(v) for v in value]
-    return value
-
-
 @dataclass(frozen=True)
 class ZohoResponse:
     """A decoded answer: status, JSON body (numbers as Decimal) and headers."""
@@ -132,56 +81,6 @@ class ZohoResponse:
     status: int
     body: Any
     headers: Mapping[str, str]
-
-
-@dataclass(frozen=True)
-class RecordOutcome:
-    """Zoho's verdict on one record of a write, in input order."""
-
-    index: int
-    ok: bool
-    record_id: str | None
-    code: str
-    message: str
-    field: str | None = None
-    action: str | None = None
-    details: Mapping[str, Any] = dc_field(default_factory=dict)
-
-
-class UsageMeter:
-    """Counts calls and credits per call type, and keeps the last X-API-CREDITS-REMAINING."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.calls = 0
-        self.credits = 0
-        self.by_type: dict[str, int] = {}
-        self.remaining: int | None = None
-
-    def add(self, call_type: str, credits: int, charged: bool) -> None:
-        """Record one HTTP call; `charged` says whether Zoho counts its credits."""
-        with self._lock:
-            self.calls += 1
-            self.by_type[f"{call_type}:calls"] = self.by_type.get(f"{call_type}:calls", 0) + 1
-            if charged:
-                self.credits += credits
-                self.by_type[f"{call_type}:credits"] = self.by_type.get(f"{call_type}:credits", 0) + credits
-
-    def snapshot(self) -> ApiUsage:
-        """An `ApiUsage` copy for the adapter boundary."""
-        with self._lock:
-            return ApiUsage(calls=self.calls, credits=self.credits, by_type=dict(self.by_type),
-                            remaining=self.remaining)
-
-
-def write_credits(count: int) -> int:
-    """Insert/update/upsert cost 1 credit per 10 records."""
-    return max(1, math.ceil(count / 10))
-
-
-def coql_credits(limit: int) -> int:
-    """COQL costs 1, 2 or 3 credits by LIMIT band (1-200, 201-1000, 1001-2000)."""
-    return 1 if limit <= 200 else 2 if limit <= 1000 else 3
 
 
 class _RecentKeys:
@@ -295,7 +194,8 @@ class ZohoClient:
                 refreshed = True
                 self.auth.invalidate(token)
                 continue
-            if error.code == "INVALID_TOKEN":  # a token issued a moment ago is refused too: no call can succeed
+            if error.code == "INVALID_TOKEN":
+                # A token issued a moment ago is refused too: no call can succeed.
                 raise CredentialsRejected(f"Zoho refused a freshly issued access token too: {error.message}",
                                           crm="zoho", status=error.status, code=error.code,
                                           request=error.request)
@@ -475,7 +375,7 @@ class ZohoClient:
             chunk = list(fields[start:start + 5])
             resp = self.request("POST", "/settings/fields", params={"module": module}, body={"fields": chunk},
                                 call_type="metadata", idempotent=False)
-            out.extend(_outcomes((resp.body or {}).get("fields") or [], start, len(chunk), module))
+            out.extend(outcomes((resp.body or {}).get("fields") or [], start, len(chunk), module))
         return out
 
     # -- writing --------------------------------------------------------------------------
@@ -502,7 +402,7 @@ class ZohoClient:
             body = {"data": batch, "trigger": self.trigger, **(extra or {})}
             resp = self.request(method, path, body=body, call_type="write", credits=write_credits(len(batch)),
                                 idempotent=idempotent)
-            out.extend(_outcomes((resp.body or {}).get("data") or [], start, len(batch), module))
+            out.extend(outcomes((resp.body or {}).get("data") or [], start, len(batch), module))
         return out
 
     def usage(self) -> ApiUsage:
@@ -533,17 +433,3 @@ def _is_record_list(body: Any) -> bool:
     return isinstance(body, dict) and isinstance(body.get("data"), list) and "code" not in body
 
 
-def _outcomes(items: Sequence[Mapping[str, Any]], start: int, expected: int,
-              module: str) -> list[RecordOutcome]:
-    if len(items) != expected:
-        raise UnexpectedAnswer(f"{module}: Zoho answered {len(items)} results for {expected} records",
-                               crm="zoho")
-    out = []
-    for offset, item in enumerate(items):
-        details = item.get("details") or {}
-        ok = str(item.get("status", "")).lower() == "success"
-        out.append(RecordOutcome(
-            index=start + offset, ok=ok, code=str(item.get("code", "")), message=str(item.get("message", "")),
-            record_id=str(details["id"]) if details.get("id") else None,
-            field=details.get("api_name"), action=item.get("action"), details=redact.data(details)))
-    return out

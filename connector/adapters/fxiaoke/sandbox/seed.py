@@ -148,30 +148,11 @@ def seed_tenant(store: Store, n: int, seed: int | None = None) -> Anomalies:
         if i % 53 == 17:
             anomalies.by_kind["contract_ends_before_start"][-1] = contract["_id"]
         paid = amount if i % 4 else amount / 2
-        payment_ids: list[str] = []
         parts = [paid] if i % 3 else [(paid / 2).quantize(Decimal("0.01")), paid -
                                       (paid / 2).quantize(Decimal("0.01"))]
         paid_on = [valid_from + (k + 1) * 3 * DAY_MS for k in range(len(parts))]
-        funded = Decimal(0)  # what the good payments bring in: the most the customer's consumption may spend
-        for k, part in enumerate(parts):
-            value = f"{part:.2f}"
-            if i % 97 == 41 and k == 0:
-                value = f"-{value}"
-                anomalies.add("negative_payment", "pending")
-            elif i % 89 == 23 and k == 0:
-                value = "0.00"
-                anomalies.add("zero_payment", "pending")
-            elif not (i % 71 == 11 and k == 0):
-                funded += part
-            payment = store.create("PaymentObj", {
-                "owner": owner, "account_id": aid, "payment_amount": value,
-                "payment_time": paid_on[k], "payment_term": rng.choice(["post", "1", "2"]),
-                "contract_id__c": contract["_id"], "remark": f"首付款 {k + 1}",
-            }, admin, at_ms=t + 2000 + k, raw=True)
-            payment_ids.append(payment["_id"])
-            for kind in ("negative_payment", "zero_payment"):
-                if anomalies.by_kind.get(kind, [""])[-1] == "pending":
-                    anomalies.by_kind[kind][-1] = payment["_id"]
+        payment_ids, funded = _seed_payments(store, rng, i, parts, paid_on, owner, admin, aid,
+                                             contract["_id"], t, anomalies)
         if i % 71 == 11:
             store.set_life_status("PaymentObj", payment_ids[0], "invalid", admin, at_ms=t + 3 * DAY_MS)
             anomalies.add("invalidated_payment", payment_ids[0])
@@ -186,6 +167,34 @@ def seed_tenant(store: Store, n: int, seed: int | None = None) -> Anomalies:
         anomalies.add("orphan_payment", orphan["_id"])
     seed_leads(store, max(1, n // 5), staff, BASE_MS + span + 1000)
     return anomalies
+
+
+def _seed_payments(store: Store, rng: random.Random, i: int, parts: list[Decimal], paid_on: list[int],
+                   owner: list[str], admin: str, aid: str, contract_id: str, t: int,
+                   anomalies: Anomalies) -> tuple[list[str], Decimal]:
+    """Customer `i`'s payments (with the planted bad ones); answers their ids and the amount they fund."""
+    payment_ids: list[str] = []
+    funded = Decimal(0)  # what the good payments bring in: the most the customer's consumption may spend
+    for k, part in enumerate(parts):
+        value = f"{part:.2f}"
+        if i % 97 == 41 and k == 0:
+            value = f"-{value}"
+            anomalies.add("negative_payment", "pending")
+        elif i % 89 == 23 and k == 0:
+            value = "0.00"
+            anomalies.add("zero_payment", "pending")
+        elif not (i % 71 == 11 and k == 0):
+            funded += part
+        payment = store.create("PaymentObj", {
+            "owner": owner, "account_id": aid, "payment_amount": value,
+            "payment_time": paid_on[k], "payment_term": rng.choice(["post", "1", "2"]),
+            "contract_id__c": contract_id, "remark": f"首付款 {k + 1}",
+        }, admin, at_ms=t + 2000 + k, raw=True)
+        payment_ids.append(payment["_id"])
+        for kind in ("negative_payment", "zero_payment"):
+            if anomalies.by_kind.get(kind, [""])[-1] == "pending":
+                anomalies.by_kind[kind][-1] = payment["_id"]
+    return payment_ids, funded
 
 
 def _native_account(store: Store, rng: random.Random, aid: str, owner: list[str], admin: str,

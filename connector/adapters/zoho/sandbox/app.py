@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from connector.adapters.sandbox_http import INFO_PATH
-from connector.adapters.zoho.client import encode
+from connector.adapters.zoho.wire import encode
 from connector.adapters.zoho.sandbox.handlers import ApiError, RecordHandlers
 from connector.adapters.zoho.sandbox.store import Org
 from connector.adapters.zoho.sandbox.versions import split_path

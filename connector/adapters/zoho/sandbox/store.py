@@ -26,6 +26,7 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 # Python's fromisoformat alone would also take 20260105, 2026-W01-1, a space for T and fractions.
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[+-]\d{2}:\d{2}|Z)$")
+_Bad = Callable[..., "RecordFault"]  # builds the INVALID_DATA fault of the field being checked
 
 
 class RecordFault(Exception):
@@ -312,64 +313,32 @@ class Org:
             if not isinstance(value, bool):
                 raise bad()
             return value
-        if dtype == "integer":
-            if isinstance(value, bool) or not isinstance(value, int) or len(str(abs(value))) > int(
-                    meta["length"]):
-                raise bad()
-            return value
-        if dtype == "bigint":
-            if isinstance(value, int) and not isinstance(value, bool):
-                value = str(value)
-            if not isinstance(value, str) or not value.isdigit() or len(value) > int(meta["length"]):
-                raise bad()
-            return value
-        if dtype in ("double", "currency", "percent"):
-            if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
-                raise bad("double" if dtype != "currency" else "double")
-            places = int(meta.get("decimal_place") or 2)
-            try:
-                number = Decimal(value).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-            except InvalidOperation:
-                raise bad() from None
-            if len(str(abs(int(number)))) > int(meta["length"]):
-                raise bad()
-            return number
-        if dtype == "date":
-            try:
-                if not (isinstance(value, str) and _DATE.match(value)):
-                    raise ValueError(value)
-                date.fromisoformat(value)
-            except (TypeError, ValueError):
-                raise bad() from None
-            return value
-        if dtype == "datetime":
-            try:
-                if not (isinstance(value, str) and _DATETIME.match(value)):
-                    raise ValueError(value)
-                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
-                raise bad() from None
-            if parsed.tzinfo is None:
-                raise bad()
-            return int(parsed.timestamp())
+        if dtype in ("integer", "bigint", "double", "currency", "percent"):
+            return _check_number(meta, dtype, value, bad)
+        if dtype in ("date", "datetime"):
+            return _check_time(dtype, value, bad)
         if dtype in ("lookup", "ownerlookup", "userlookup"):
-            if not isinstance(value, dict) or not str(value.get("id", "")).isdigit():
-                raise bad("jsonobject")
-            ref = str(value["id"])
-            if dtype != "lookup":
-                user = next((u for u in self.users if u["id"] == ref), None)
-                if user is None:
-                    raise bad("jsonobject", message="invalid data", id=ref)
-                return self.user_ref(user)
-            target_name = (meta.get("lookup") or {}).get("module", {}).get("api_name")
-            if not target_name:
-                return {"id": ref}  # What_Id: resolved against $se_module
-            target = self.module(target_name)
-            if target is None or ref not in target.records:
-                raise bad("jsonobject", message="the id given seems to be invalid", id=ref)
-            label = DUP_CHECK.get(target_name, "Name")
-            return {"name": target.records[ref].get(label) or target.records[ref].get("Last_Name"), "id": ref}
+            return self._check_lookup(meta, dtype, value, bad)
         return value
+
+    def _check_lookup(self, meta: dict[str, Any], dtype: str, value: Any, bad: _Bad) -> Any:
+        """A lookup is `{"id": ...}` of an existing record (or user); answers Zoho's stored reference."""
+        if not isinstance(value, dict) or not str(value.get("id", "")).isdigit():
+            raise bad("jsonobject")
+        ref = str(value["id"])
+        if dtype != "lookup":
+            user = next((u for u in self.users if u["id"] == ref), None)
+            if user is None:
+                raise bad("jsonobject", message="invalid data", id=ref)
+            return self.user_ref(user)
+        target_name = (meta.get("lookup") or {}).get("module", {}).get("api_name")
+        if not target_name:
+            return {"id": ref}  # What_Id: resolved against $se_module
+        target = self.module(target_name)
+        if target is None or ref not in target.records:
+            raise bad("jsonobject", message="the id given seems to be invalid", id=ref)
+        label = DUP_CHECK.get(target_name, "Name")
+        return {"name": target.records[ref].get(label) or target.records[ref].get("Last_Name"), "id": ref}
 
     # -- reading --------------------------------------------------------------------------
 
@@ -394,3 +363,53 @@ class Org:
                     return
                 if since is None or mod.records[str(key[1])]["_mtime"] > since:
                     yield key
+
+
+def _check_number(meta: dict[str, Any], dtype: str, value: Any, bad: _Bad) -> Any:
+    """integer, bigint (kept as digits), double, currency and percent (as Decimal at the field's places)."""
+    if dtype == "integer":
+        if isinstance(value, bool) or not isinstance(value, int) or len(str(abs(value))) > int(
+                meta["length"]):
+            raise bad()
+        return value
+    if dtype == "bigint":
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not value.isdigit() or len(value) > int(meta["length"]):
+            raise bad()
+        return value
+    if dtype in ("double", "currency", "percent"):
+        if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+            raise bad("double" if dtype != "currency" else "double")
+        places = int(meta.get("decimal_place") or 2)
+        try:
+            number = Decimal(value).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+        except InvalidOperation:
+            raise bad() from None
+        if len(str(abs(int(number)))) > int(meta["length"]):
+            raise bad()
+        return number
+    return value
+
+
+def _check_time(dtype: str, value: Any, bad: _Bad) -> Any:
+    """A date as `YYYY-MM-DD` text; a date-time with an offset, stored as epoch seconds."""
+    if dtype == "date":
+        try:
+            if not (isinstance(value, str) and _DATE.match(value)):
+                raise ValueError(value)
+            date.fromisoformat(value)
+        except (TypeError, ValueError):
+            raise bad() from None
+        return value
+    if dtype == "datetime":
+        try:
+            if not (isinstance(value, str) and _DATETIME.match(value)):
+                raise ValueError(value)
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise bad() from None
+        if parsed.tzinfo is None:
+            raise bad()
+        return int(parsed.timestamp())
+    return value
