@@ -86,3 +86,16 @@ def clock_start() -> datetime | float | None:
 def clock(clock_start: datetime | float | None) -> Clock:
     """The suite's one fake clock (`tests/clock.py`), at `clock_start`."""
     return Clock(clock_start)
+
+
+@pytest.fixture
+def clean_env() -> Iterator[None]:
+    """No CRM secret from the machine's environment, and what a CLI call loads into it (`.env`) undone."""
+    from connector.config import FXIAOKE_SECRETS, ZOHO_SECRETS
+
+    saved = dict(os.environ)
+    for var in (*ZOHO_SECRETS.values(), *FXIAOKE_SECRETS.values()):
+        os.environ.pop(var, None)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,16 +19,6 @@ from connector.cli import app
 runner = CliRunner()
 ENV = ("ZOHO_CLIENT_ID", "ZOHO_CLIENT_SECRET", "ZOHO_REFRESH_TOKEN", "FXIAOKE_APP_ID", "FXIAOKE_APP_SECRET",
        "FXIAOKE_PERMANENT_CODE")
-
-
-@pytest.fixture
-def clean_env() -> Iterator[None]:
-    saved = dict(os.environ)
-    for var in ENV:
-        os.environ.pop(var, None)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def _init(tmp_path: Path, crm: str, url: str) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,14 +18,6 @@ KEYS = {
     "status", "pulled", "deposits_posted", "records_written", "tasks_created", "tasks_closed", "api_calls",
     "errors"
 }
-
-
-@pytest.fixture
-def clean_env() -> Iterator[None]:
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 @pytest.mark.parametrize("crm", ["zoho", "fxiaoke"])

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -154,16 +153,6 @@ def test_a_scheduled_run_fails_with_the_reason_and_alerts(tmp_path: Path) -> Non
     assert crm_snapshot("zoho", sb) == before
     [alert] = decide(eng.engine, "zoho", outcome.run_id or 0, load_alerts({}))
     assert alert.event == "run_failed" and "has no field 'Prepay_Amout'" in alert.text
-
-
-@pytest.fixture
-def clean_env() -> Iterator[None]:
-    saved = dict(os.environ)
-    for var in ("ZOHO_CLIENT_ID", "ZOHO_CLIENT_SECRET", "ZOHO_REFRESH_TOKEN"):
-        os.environ.pop(var, None)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def test_cli_sync_run_and_dry_run_exit_2_with_the_check_message(tmp_path: Path, clean_env: None) -> None:

@@ -4,8 +4,6 @@ would have done, and goes through only with `--allow-mass-change` (or the connec
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -190,16 +188,6 @@ def test_a_changed_guard_setting_lets_the_schedule_try_again(tmp_path: Path) -> 
     worker = Worker(loaded(relaxed), eng.engine, worker_id="w1", clock=eng.clock, build=lambda n: eng)
     advance(minutes=15)
     assert [o.status for o in worker.run_once()] == ["ok"]
-
-
-@pytest.fixture
-def clean_env() -> Iterator[None]:
-    saved = dict(os.environ)
-    for var in ("ZOHO_CLIENT_ID", "ZOHO_CLIENT_SECRET", "ZOHO_REFRESH_TOKEN"):
-        os.environ.pop(var, None)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 def test_cli_held_run_exits_3_says_why_and_status_shows_it(tmp_path: Path, clean_env: None) -> None:
