@@ -48,13 +48,19 @@ def ensure_account(conn: Connection, customer: str, currency: str, now: datetime
 
 
 def ensure_accounts(conn: Connection, pairs: list[tuple[str, str]], now: datetime) -> None:
-    """Create many missing accounts in one statement (bulk import)."""
+    """Create many missing accounts in one statement (bulk import).
+
+    The pairs this transaction really created are kept in `conn.info["created_accounts"]` (a group
+    commit drops those only its refused requests asked for, as `Ledger.post` would have)."""
     if not pairs:
         return
     ins = pg_insert(accounts) if is_postgres(conn) else sqlite_insert(accounts)
-    conn.execute(ins.on_conflict_do_nothing(index_elements=["customer_key", "currency"]),
-                 [{"customer_key": c, "currency": cur, "balance": 0, "debt": 0, "credit_limit": 0,
-                   "created_at": now, "updated_at": now} for c, cur in pairs])
+    rows = conn.execute(
+        ins.on_conflict_do_nothing(index_elements=["customer_key", "currency"]).returning(
+            accounts.c.customer_key, accounts.c.currency),
+        [{"customer_key": c, "currency": cur, "balance": 0, "debt": 0, "credit_limit": 0,
+          "created_at": now, "updated_at": now} for c, cur in pairs])
+    conn.info.setdefault("created_accounts", set()).update((r[0], r[1]) for r in rows)
 
 
 # Hot-path statements are prepared once as `text()` with typed result columns: building
