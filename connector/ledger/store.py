@@ -91,7 +91,10 @@ def lock_account(conn: Connection, customer: str, currency: str, now: datetime, 
         found = _pg_lock_and_read(conn, customer, currency, key)
         if found is not None:  # the usual case, an existing account: all reads in one round trip
             return found
-        key = None  # a new account: its posting was looked up and its ids reserved all the same
+        # A new account: keep the reserved ids, but look the posting up again once the new row is
+        # locked (a concurrent first posting under the same key may commit in between).
+        conn.info.pop("prefetched_posting", None)
+        key = None
     query = _LOCK_ACCOUNT if is_postgres(conn) else _SELECT_ACCOUNT
     params = {"customer": customer, "currency": currency}
     row = conn.execute(query, params).first()
@@ -259,6 +262,9 @@ def find_postings(conn: Connection, keys: Iterable[str]) -> dict[str, Any]:
     prefetched = conn.info.pop("prefetched_posting", None)
     if prefetched is not None and key_list == [prefetched[0]]:  # `lock_account` already read it
         return {prefetched[0]: prefetched[1]} if prefetched[1] is not None else {}
+    if len(key_list) == 1:  # every single posting on SQLite: the prepared statement, no expression to build
+        row = conn.execute(_FIND_POSTING, {"key": key_list[0]}).first()
+        return {row.key: row} if row is not None else {}
     step = 20000 if is_postgres(conn) else 5000
     for start in range(0, len(key_list), step):
         chunk = key_list[start:start + step]
