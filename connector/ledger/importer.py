@@ -342,7 +342,7 @@ class _Session:
     def apply_chunk(self, batch: list[tuple[int, Request]], report: ImportReport, max_errors: int) -> None:
         """Plan and buffer one chunk of rows with the ledger's batch core; refusals become row errors."""
         if len(self.states) > STATE_CACHE:
-            self.writer.flush()
+            self.writer.flush()  # the cached balances and lot remainders, before their states go
             self.states.clear()
             self.policies.clear()
         reqs = [req for _, req in batch]
@@ -362,7 +362,7 @@ class _Session:
                 report.exists += 1
             else:
                 report.created += 1
-        self.writer.flush()
+        self.writer.flush(updates=False)  # new rows only; `run` writes the caches once at the end
 
 
 def import_text(engine: Engine, content: str, **kw: Any) -> ImportReport:
