@@ -281,7 +281,8 @@ class PlanWriter:
         account touched by many chunks is updated once. Until then the caller's in-memory
         account states are the truth for those accounts.
         """
-        large = sum(len(rows) for rows in self.rows.values()) + len(self.lot_updates) >= COPY_MIN
+        buffered = sum(len(rows) for rows in self.rows.values())
+        large = buffered + len(self.lot_updates) + len(self.account_updates) >= COPY_MIN
         if self.postgres and not large:
             with self.conn.connection.dbapi_connection.pipeline():  # type: ignore[union-attr]
                 self._flush(updates)
