@@ -53,19 +53,25 @@ def bulk_insert(conn: Connection, table: str, rows: list[dict[str, Any]]) -> Non
     if is_postgres(conn) and len(rows) >= COPY_MIN:
         _copy_rows(conn, table, columns, (tuple(row.values()) for row in rows))
         return
+    params: list[tuple[Any, ...]]
     if is_postgres(conn):
         marks = ", ".join(["%s"] * len(columns))
         params = [tuple(row.values()) for row in rows]
     else:
         marks = ", ".join(["?"] * len(columns))
         times = [i for i, c in enumerate(columns) if c in _TIME_COLUMNS]
-        params = []
-        for row in rows:
-            values = list(row.values())
-            for i in times:
-                if values[i] is not None:
-                    values[i] = _sqlite_time(values[i])
-            params.append(tuple(values))
+        if not times:
+            params = [tuple(row.values()) for row in rows]
+        else:
+            params = []
+            known = _TIME_TEXT
+            for row in rows:
+                values = list(row.values())
+                for i in times:
+                    value = values[i]
+                    if value is not None:
+                        values[i] = known.get(value) or _sqlite_time(value)
+                params.append(tuple(values))
     conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", params)
 
 
@@ -190,6 +196,8 @@ _OUTGOING = frozenset({"consume", "refund", "expire"})
 
 def _stored_extra(extra: dict[str, Any]) -> str:
     """What a posting keeps of its result beyond the entries: everything but the derivable amount."""
+    if len(extra) == 1 and "amount" in extra:  # deposits, consumption, adjustments
+        return "{}"
     rest = {k: v for k, v in extra.items() if k != "amount"}
     return json.dumps(rest, separators=(",", ":")) if rest else "{}"
 
