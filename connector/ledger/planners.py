@@ -52,18 +52,18 @@ class Request:
 
     def hash(self) -> str:
         """Payload hash for the idempotency record (same canonical form as `plan.payload_hash`)."""
-        def t(value: datetime | None) -> str:
-            return value.isoformat() if value is not None else ""
-
-        def o(value: object) -> str:
-            return "" if value is None else str(value)
-
+        eff, exp = self.effective_at, self.expires_at
         canonical = (f"{self.op}\x1famount={fmt(self.amount, self.currency)}\x1fcurrency={self.currency}"
-                     f"\x1fcustomer={self.customer}\x1feffective_at={t(self.effective_at)}"
-                     f"\x1fexpires_at={t(self.expires_at)}\x1fpriority={o(self.priority)}"
-                     f"\x1frefundable={o(self.refundable)}\x1fsource_id={o(self.source_id)}"
-                     f"\x1fsource_system={o(self.source_system)}")
+                     f"\x1fcustomer={self.customer}\x1feffective_at={'' if eff is None else eff.isoformat()}"
+                     f"\x1fexpires_at={'' if exp is None else exp.isoformat()}"
+                     f"\x1fpriority={_text(self.priority)}\x1frefundable={_text(self.refundable)}"
+                     f"\x1fsource_id={_text(self.source_id)}\x1fsource_system={_text(self.source_system)}")
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _text(value: object) -> str:
+    """A payload value in the hash's canonical form: `str()`, None as empty."""
+    return "" if value is None else str(value)
 
 
 def as_utc(value: datetime | None, field: str) -> datetime | None:
