@@ -199,7 +199,10 @@ def _stored_extra(extra: dict[str, Any]) -> str:
     if len(extra) == 1 and "amount" in extra:  # deposits, consumption, adjustments
         return "{}"
     rest = {k: v for k, v in extra.items() if k != "amount"}
-    return json.dumps(rest, separators=(",", ":")) if rest else "{}"
+    return _COMPACT.encode(rest) if rest else "{}"
+
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # `json.dumps(..., separators=...)`, built once
 
 
 class PlanWriter:
