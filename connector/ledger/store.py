@@ -50,13 +50,19 @@ def ensure_account(conn: Connection, customer: str, currency: str, now: datetime
 
 
 def ensure_accounts(conn: Connection, pairs: list[tuple[str, str]], now: datetime) -> None:
-    """Create many missing accounts in one statement (bulk import)."""
+    """Create many missing accounts in one statement (bulk import).
+
+    The pairs this transaction really created are kept in `conn.info["created_accounts"]` (a group
+    commit drops those only its refused requests asked for, as `Ledger.post` would have)."""
     if not pairs:
         return
     ins = pg_insert(accounts) if is_postgres(conn) else sqlite_insert(accounts)
-    conn.execute(ins.on_conflict_do_nothing(index_elements=["customer_key", "currency"]),
-                 [{"customer_key": c, "currency": cur, "balance": 0, "debt": 0, "credit_limit": 0,
-                   "created_at": now, "updated_at": now} for c, cur in pairs])
+    rows = conn.execute(
+        ins.on_conflict_do_nothing(index_elements=["customer_key", "currency"]).returning(
+            accounts.c.customer_key, accounts.c.currency),
+        [{"customer_key": c, "currency": cur, "balance": 0, "debt": 0, "credit_limit": 0,
+          "created_at": now, "updated_at": now} for c, cur in pairs])
+    conn.info.setdefault("created_accounts", set()).update((r[0], r[1]) for r in rows)
 
 
 # Hot-path statements are prepared once as `text()` with typed result columns: building
@@ -69,8 +75,8 @@ _OPEN_LOTS = text("SELECT id, amount, remaining, effective_at, expires_at, refun
                   "WHERE account_id = :account AND remaining > 0").columns(
     id=Integer, amount=BigInteger, remaining=BigInteger, effective_at=UTCDateTime, expires_at=UTCDateTime,
     refundable=Boolean, priority=Integer)
-_FIND_POSTING = text("SELECT key, op, payload_hash, customer_key, currency, result FROM postings "
-                     "WHERE key = :key")
+_POSTING_COLUMNS = "key, op, payload_hash, customer_key, currency, result, first_entry_id, last_entry_id"
+_FIND_POSTING = text(f"SELECT {_POSTING_COLUMNS} FROM postings WHERE key = :key")
 
 
 def lock_account(conn: Connection, customer: str, currency: str, now: datetime, *,
@@ -83,6 +89,11 @@ def lock_account(conn: Connection, customer: str, currency: str, now: datetime, 
     PostgreSQL: `SELECT ... FOR UPDATE` on the account row serializes writers per customer.
     SQLite: the transaction already began with `BEGIN IMMEDIATE`, which serializes all writers.
     """
+    if is_postgres(conn) and key is not None:
+        found = _pg_lock_and_read(conn, customer, currency, key)
+        if found is not None:  # the usual case, an existing account: all reads in one round trip
+            return found
+        key = None  # a new account: its posting was looked up and its ids reserved all the same
     query = _LOCK_ACCOUNT if is_postgres(conn) else _SELECT_ACCOUNT
     params = {"customer": customer, "currency": currency}
     row = conn.execute(query, params).first()
@@ -110,7 +121,7 @@ def lot_state(r: Any) -> LotState:
 
 _PG_LOTS = ("SELECT id, amount, remaining, effective_at, expires_at, refundable, priority FROM lots "
             "WHERE account_id = %s AND remaining > 0")
-_PG_POSTING = "SELECT key, op, payload_hash, customer_key, currency, result FROM postings WHERE key = %s"
+_PG_POSTING = f"SELECT {_POSTING_COLUMNS} FROM postings WHERE key = %s"
 _PG_IDS = "SELECT nextval('entries_id_seq'), nextval('entries_id_seq'), nextval('lots_id_seq')"
 
 
@@ -139,6 +150,46 @@ def _pg_pipelined_reads(conn: Connection, account_id: int, key: str) -> list[Any
     e1, e2, lot = ids
     conn.info["reserved_ids"] = {"entries": [e2, e1], "lots": [lot]}
     return lot_rows
+
+
+_PG_LOCK = ("SELECT id, customer_key, currency, balance, debt, credit_limit FROM accounts "
+            "WHERE customer_key = %s AND currency = %s FOR UPDATE")
+_PG_LOTS_OF = ("SELECT id, amount, remaining, effective_at, expires_at, refundable, priority FROM lots "
+               "WHERE account_id = (SELECT id FROM accounts WHERE customer_key = %s AND currency = %s) "
+               "AND remaining > 0")
+
+
+def _pg_lock_and_read(conn: Connection, customer: str, currency: str, key: str) -> AccountState | None:
+    """Lock an existing account and read what `_pg_pipelined_reads` reads, in ONE round trip.
+
+    The statements run in order in the transaction the pipeline begins, so the lots are read after
+    the row lock is held (each statement of a READ COMMITTED transaction sees what committed before
+    it). None when the account does not exist yet (the caller creates it and locks it the long way).
+    """
+    import psycopg
+    from psycopg.rows import namedtuple_row
+
+    raw = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
+    with raw.pipeline():
+        acc_cur = raw.cursor(row_factory=namedtuple_row)
+        acc_cur.execute(_PG_LOCK, (customer, currency))
+        lots_cur = raw.cursor(row_factory=namedtuple_row)
+        lots_cur.execute(_PG_LOTS_OF, (customer, currency))
+        post_cur = raw.cursor(row_factory=namedtuple_row)
+        post_cur.execute(_PG_POSTING, (key,))
+        ids_cur = raw.cursor()
+        ids_cur.execute(_PG_IDS)
+    row: Any = acc_cur.fetchone()
+    conn.info["prefetched_posting"] = (key, post_cur.fetchone())
+    ids = ids_cur.fetchone()
+    assert ids is not None  # nextval always answers one row
+    conn.info["reserved_ids"] = {"entries": [ids[1], ids[0]], "lots": [ids[2]]}
+    if row is None:
+        return None
+    state = AccountState(id=row.id, customer_key=row.customer_key, currency=row.currency, balance=row.balance,
+                         debt=row.debt, credit_limit=row.credit_limit)
+    state.lots = [lot_state(r) for r in lots_cur.fetchall()]
+    return state
 
 
 def lock_account_by_id(conn: Connection, account_id: int, now: datetime) -> AccountState:
@@ -219,7 +270,8 @@ def find_postings(conn: Connection, keys: Iterable[str]) -> dict[str, Any]:
     for start in range(0, len(key_list), step):
         chunk = key_list[start:start + step]
         for row in conn.execute(select(postings.c.key, postings.c.op, postings.c.payload_hash,
-                                       postings.c.customer_key, postings.c.currency, postings.c.result)
+                                       postings.c.customer_key, postings.c.currency, postings.c.result,
+                                       postings.c.first_entry_id, postings.c.last_entry_id)
                                 .where(one_of(conn, postings.c.key, chunk))):
             found[row.key] = row
     return found
