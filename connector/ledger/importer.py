@@ -322,6 +322,7 @@ class Importer:
             trans.rollback()
             raise
         finally:
+            conn.info.pop("created_accounts", None)  # `ensure_accounts`' note for group commits, not ours
             conn.close()
         if report.applied and report.created:
             self._after_bulk_load()
