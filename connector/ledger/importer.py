@@ -37,6 +37,7 @@ REQUIRED = ("op", "customer", "amount", "currency", "key")
 OPTIONAL = ("effective_at", "expires_at", "refundable", "priority", "source_system", "source_id", "memo")
 CHUNK = 10000
 STATE_CACHE = 100_000  # account states kept between chunks (~80 MB at two open lots each)
+PENDING_UPDATES = 100_000  # lot remainders held back for the end of the file, at most
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 
@@ -363,6 +364,7 @@ class _Session:
         reqs = [req for _, req in batch]
         store.lock_accounts(self.conn, {(r.customer, r.currency) for r in reqs}, self.now, states=self.states,
                             policies=self.policies)
+        self.conn.info.pop("created_accounts", None)  # a note for group commits; the import needs none
         outcomes = self.ledger.apply_requests(self.conn, reqs, self.states, self.policies, self.writer,
                                               self.now, results=False)
         for (line, req), outcome in zip(batch, outcomes, strict=True):
@@ -377,7 +379,8 @@ class _Session:
                 report.exists += 1
             else:
                 report.created += 1
-        self.writer.flush(updates=False)  # new rows only; `run` writes the caches once at the end
+        # New rows only: the balance and lot caches are written once, at the end (or past PENDING_UPDATES).
+        self.writer.flush(updates=len(self.writer.lot_updates) > PENDING_UPDATES)
 
 
 def import_text(engine: Engine, content: str, **kw: Any) -> ImportReport:

@@ -58,6 +58,7 @@ def test_bulk_import_matches_the_posting_path(ledger: Ledger, monkeypatch: pytes
                                               tmp_path: Any, copy_min: int) -> None:
     monkeypatch.setattr(importer, "STATE_CACHE", 40)  # evict cached states (and flush caches) mid-file
     monkeypatch.setattr(writer, "COPY_MIN", copy_min)  # 20: PostgreSQL also updates caches through COPY
+    monkeypatch.setattr(importer, "PENDING_UPDATES", 100)  # some chunks write the caches, some leave them
     rows = _rows(60, 2600)
     path = tmp_path / "bulk.csv"
     path.write_text("op,customer,amount,currency,key,expires_at\n" + "".join(
