@@ -35,6 +35,8 @@ def first_hidden(text: str, *, memo: bool = False) -> int | None:
 
 def check(value: str, field: str, *, memo: bool = False) -> str:
     """Return `value`, or refuse it (exit 2) naming the first hidden character and where it is."""
+    if value.isprintable():  # the common case, at C speed (as in `first_hidden`)
+        return value
     at = first_hidden(value, memo=memo)
     if at is None:
         return value

@@ -17,6 +17,7 @@ import csv
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TextIO
@@ -36,6 +37,7 @@ REQUIRED = ("op", "customer", "amount", "currency", "key")
 OPTIONAL = ("effective_at", "expires_at", "refundable", "priority", "source_system", "source_id", "memo")
 CHUNK = 10000
 STATE_CACHE = 100_000  # account states kept between chunks (~80 MB at two open lots each)
+PENDING_UPDATES = 100_000  # lot remainders held back for the end of the file, at most
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 
@@ -199,7 +201,7 @@ def _records(path: Path, lines: _Lines) -> Iterator[tuple[int, dict[str, str]]]:
             header = [h.strip().lower() for h in values]
             _check_header(path, header)
             continue
-        if not any(v.strip() for v in values):
+        if not "".join(values).strip():  # a blank line, or only separators
             continue
         line = reader.line_num
         if len(values) != len(header):
@@ -226,32 +228,45 @@ def _to_request(row: dict[str, str]) -> Request:
     """Validate one CSV row; InvalidInput names the column."""
     if "__width__" in row:
         raise InvalidInput(row["__width__"], field="*")
-    for name, value in row.items():
-        if "\x00" in value:
-            raise InvalidInput(f"{name}: contains a NUL byte (0x00) at character {value.index(chr(0)) + 1}; "
-                               "remove it (the file may not be UTF-8 text)", field=name)
-
-    def get(name: str) -> str:
-        value = row.get(name)
-        return value.strip() if value else ""
-
+    if "\x00" in "".join(row.values()):
+        for name, value in row.items():
+            if "\x00" in value:
+                raise InvalidInput(f"{name}: contains a NUL byte (0x00) at character "
+                                   f"{value.index(chr(0)) + 1}; remove it (the file may not be UTF-8 text)",
+                                   field=name)
+    get = {name: value.strip() for name, value in row.items()}.get
     refundable: bool | None = None
-    if get("refundable"):
-        flag = get("refundable").lower()
-        if flag not in _TRUE | _FALSE:
+    if flag := get("refundable", "").lower():
+        if flag not in _TRUE and flag not in _FALSE:
             raise InvalidInput(f"{get('refundable')!r} is not true/false", field="refundable")
         refundable = flag in _TRUE
     priority = None
     if get("priority"):
         try:
-            priority = int(get("priority"))
+            priority = int(get("priority", ""))
         except ValueError:
             raise InvalidInput(f"{get('priority')!r} is not a whole number", field="priority") from None
-    source = (get("source_system"), get("source_id")) if get("source_system") else None
-    return make_request(get("op").lower(), get("customer"), get("amount"), get("currency"), get("key"),
-                        effective_at=parse_datetime(get("effective_at"), "effective_at"),
-                        expires_at=parse_datetime(get("expires_at"), "expires_at", end_of_day=True),
-                        refundable=refundable, priority=priority, source=source, memo=get("memo"))
+    system = get("source_system")
+    source = (system, get("source_id", "")) if system else None
+    return make_request(get("op", "").lower(), get("customer", ""), get("amount", ""), get("currency", ""),
+                        get("key", ""), effective_at=_time(get("effective_at", ""), "effective_at", False),
+                        expires_at=_time(get("expires_at", ""), "expires_at", True),
+                        refundable=refundable, priority=priority, source=source, memo=get("memo", ""))
+
+
+_TIMES: dict[tuple[str, str, bool], datetime | None] = {}
+
+
+def _time(text: str, field: str, end_of_day: bool) -> datetime | None:
+    """`parse_datetime`, remembering the answers: a file repeats a few dates many times."""
+    known = (text, field, end_of_day)
+    if known in _TIMES:
+        return _TIMES[known]
+    value = parse_datetime(text, field, end_of_day=end_of_day)
+    if len(_TIMES) > 4096:
+        _TIMES.clear()
+    _TIMES[known] = value
+    return value
 
 
 def _error(line: int, exc: ConnectorError, key: str = "") -> RowError:
@@ -308,6 +323,7 @@ class Importer:
             trans.rollback()
             raise
         finally:
+            conn.info.pop("created_accounts", None)  # `ensure_accounts`' note for group commits, not ours
             conn.close()
         if report.applied and report.created:
             self._after_bulk_load()
@@ -342,12 +358,13 @@ class _Session:
     def apply_chunk(self, batch: list[tuple[int, Request]], report: ImportReport, max_errors: int) -> None:
         """Plan and buffer one chunk of rows with the ledger's batch core; refusals become row errors."""
         if len(self.states) > STATE_CACHE:
-            self.writer.flush()
+            self.writer.flush()  # the cached balances and lot remainders, before their states go
             self.states.clear()
             self.policies.clear()
         reqs = [req for _, req in batch]
         store.lock_accounts(self.conn, {(r.customer, r.currency) for r in reqs}, self.now, states=self.states,
                             policies=self.policies)
+        self.conn.info.pop("created_accounts", None)  # a note for group commits; the import needs none
         outcomes = self.ledger.apply_requests(self.conn, reqs, self.states, self.policies, self.writer,
                                               self.now, results=False)
         for (line, req), outcome in zip(batch, outcomes, strict=True):
@@ -362,7 +379,8 @@ class _Session:
                 report.exists += 1
             else:
                 report.created += 1
-        self.writer.flush()
+        # New rows only: the balance and lot caches are written once, at the end (or past PENDING_UPDATES).
+        self.writer.flush(updates=len(self.writer.lot_updates) > PENDING_UPDATES)
 
 
 def import_text(engine: Engine, content: str, **kw: Any) -> ImportReport:

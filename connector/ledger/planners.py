@@ -16,7 +16,7 @@ from connector import visible
 from connector.errors import InsufficientBalance, InvalidInput, NotFound, RefundRefused, ReversalRefused
 from connector.ledger.plan import NewLot, Plan, PlannedEntry, payload_hash
 from connector.ledger.rules import AccountState, EntryState, LotState, draw, refund_fee, refundable_caps
-from connector.money import currency_code, fmt, max_amount, parse_amount, to_minor, within_limit
+from connector.money import currency_code, fmt, max_amount, parse_minor, within_limit
 from connector.timeutil import check_range
 
 OPS = ("deposit", "consume", "refund", "adjust")
@@ -52,18 +52,18 @@ class Request:
 
     def hash(self) -> str:
         """Payload hash for the idempotency record (same canonical form as `plan.payload_hash`)."""
-        def t(value: datetime | None) -> str:
-            return value.isoformat() if value is not None else ""
-
-        def o(value: object) -> str:
-            return "" if value is None else str(value)
-
+        eff, exp = self.effective_at, self.expires_at
         canonical = (f"{self.op}\x1famount={fmt(self.amount, self.currency)}\x1fcurrency={self.currency}"
-                     f"\x1fcustomer={self.customer}\x1feffective_at={t(self.effective_at)}"
-                     f"\x1fexpires_at={t(self.expires_at)}\x1fpriority={o(self.priority)}"
-                     f"\x1frefundable={o(self.refundable)}\x1fsource_id={o(self.source_id)}"
-                     f"\x1fsource_system={o(self.source_system)}")
+                     f"\x1fcustomer={self.customer}\x1feffective_at={'' if eff is None else eff.isoformat()}"
+                     f"\x1fexpires_at={'' if exp is None else exp.isoformat()}"
+                     f"\x1fpriority={_text(self.priority)}\x1frefundable={_text(self.refundable)}"
+                     f"\x1fsource_id={_text(self.source_id)}\x1fsource_system={_text(self.source_system)}")
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _text(value: object) -> str:
+    """A payload value in the hash's canonical form: `str()`, None as empty."""
+    return "" if value is None else str(value)
 
 
 def as_utc(value: datetime | None, field: str) -> datetime | None:
@@ -90,7 +90,7 @@ def make_request(op: str, customer: str, amount: object, currency: str, key: str
     key = posting_key(key)
     cur = currency_code(currency)
     signed = op == "adjust"
-    minor = to_minor(parse_amount(amount, cur, allow_negative=signed), cur)
+    minor = parse_minor(amount, cur, allow_negative=signed)
     eff = as_utc(effective_at, "effective_at")
     exp = as_utc(expires_at, "expires_at")
     creates_lot = op == "deposit" or (op == "adjust" and minor > 0)
@@ -170,7 +170,8 @@ def _credit(state: AccountState, req: Request, kind: str, at: datetime, refundab
 
 def _debit(state: AccountState, req: Request, kind: str, amount: int, at: datetime) -> PlannedEntry:
     """Money out: draw lots in order, then the credit line; refuse past the credit limit."""
-    available = state.available(at)
+    order = state.spendable(at)
+    available = sum(lot.remaining for lot in order) + state.credit_limit - state.debt  # `state.available`
     if amount > available:
         cur = state.currency
         raise InsufficientBalance(
@@ -178,7 +179,7 @@ def _debit(state: AccountState, req: Request, kind: str, amount: int, at: dateti
             f"{fmt(max(available, 0), cur)} {cur} available (credit limit {fmt(state.credit_limit, cur)})",
             customer=state.customer_key, amount=fmt(amount, cur), available=fmt(available, cur))
     pe = _entry(req, kind, -amount, at)
-    taken = draw(state.spendable(at), amount)
+    taken = draw(order, amount)
     pe.allocations = [(lot, -take) for lot, take in taken]
     rest = amount - sum(t for _, t in taken)
     if rest:
@@ -201,7 +202,9 @@ def plan(state: AccountState, req: Request, now: datetime, *, refund_policy: str
                    else _debit(state, req, "adjust", -req.amount, at)]
     else:
         entries = _plan_refund(state, req, at, refund_policy, refund_fee_pct, extra)
-    check_balance_limit(state, entries, f"{req.op} of {fmt(abs(req.amount), req.currency)} {req.currency}")
+    if not within_limit(state.balance + sum(pe.amount for pe in entries)):  # the message only when refused
+        asked = f"{req.op} of {fmt(abs(req.amount), req.currency)} {req.currency}"
+        check_balance_limit(state, entries, asked)
     return Plan(op=req.op, key=req.key, payload_hash=digest or req.hash(), account=state, entries=entries,
                 extra=extra)
 

@@ -5,6 +5,7 @@ Writing the rows a plan makes is `writer.py`'s job.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
@@ -19,6 +20,7 @@ from sqlalchemy import (
     String,
     and_,
     any_,
+    func,
     literal,
     select,
     text,
@@ -248,11 +250,16 @@ def find_posting(conn: Connection, key: str) -> Any:
 
 
 def one_of(conn: Connection, column: Any, values: list[Any]) -> Any:
-    """`column IN values`; on PostgreSQL `column = ANY(array)`, one parameter however many values."""
+    """`column IN values` with one parameter however many values (ints or strings).
+
+    PostgreSQL: `column = ANY(array)`; SQLite: `column IN (SELECT value FROM json_each(json array))`.
+    A list of thousands of bound values would be compiled and bound one by one on every call.
+    """
     if is_postgres(conn):
         kind = ARRAY(BigInteger) if values and isinstance(values[0], int) else ARRAY(String)
         return column == any_(literal(values, kind))
-    return column.in_(values)
+    each = func.json_each(literal(json.dumps(values), String)).table_valued("value")
+    return column.in_(select(each.c.value))
 
 
 def find_postings(conn: Connection, keys: Iterable[str]) -> dict[str, Any]:

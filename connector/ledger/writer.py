@@ -1,15 +1,17 @@
 """Writing postings: id reservation, the plan writer, bulk statements and the result documents.
 
 Both the posting path and the bulk importer write through `PlanWriter`, which buffers rows and
-flushes them with `executemany`; ids are reserved up front so allocations can point at entries
-and lots before they are flushed.
+flushes them with `executemany` (on PostgreSQL, a large flush uses `COPY` instead, and updates the
+lot and account caches from a `COPY`-filled staging table); ids are reserved up front so
+allocations can point at entries and lots before they are flushed.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 from sqlalchemy import Connection, and_, select
 
@@ -37,27 +39,75 @@ def _sqlite_time(value: datetime) -> str:
 _TIME_COLUMNS = frozenset({"effective_at", "expires_at", "recorded_at", "created_at", "updated_at"})
 
 
+COPY_MIN = 500  # PostgreSQL: from this many rows a flush uses COPY (one stream) instead of executemany
+
+
 def bulk_insert(conn: Connection, table: str, rows: list[dict[str, Any]]) -> None:
     """`executemany` straight on the driver: the hot path of postings and imports.
 
     Column values are already plain (ints, strings, booleans, aware datetimes); on SQLite
-    datetimes are rendered the way SQLAlchemy stores them.
+    datetimes are rendered the way SQLAlchemy stores them. On PostgreSQL, `COPY` from
+    `COPY_MIN` rows on.
     """
     columns = list(rows[0])
+    if is_postgres(conn) and len(rows) >= COPY_MIN:
+        _copy_rows(conn, table, columns, (tuple(row.values()) for row in rows))
+        return
+    params: list[tuple[Any, ...]]
     if is_postgres(conn):
         marks = ", ".join(["%s"] * len(columns))
         params = [tuple(row.values()) for row in rows]
     else:
         marks = ", ".join(["?"] * len(columns))
         times = [i for i, c in enumerate(columns) if c in _TIME_COLUMNS]
-        params = []
-        for row in rows:
-            values = list(row.values())
-            for i in times:
-                if values[i] is not None:
-                    values[i] = _sqlite_time(values[i])
-            params.append(tuple(values))
+        if not times:
+            params = [tuple(row.values()) for row in rows]
+        else:
+            params = []
+            known = _TIME_TEXT
+            for row in rows:
+                values = list(row.values())
+                for i in times:
+                    value = values[i]
+                    if value is not None:
+                        values[i] = known.get(value) or _sqlite_time(value)
+                params.append(tuple(values))
     conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", params)
+
+
+def _copy_rows(conn: Connection, table: str, columns: list[str], rows: Iterable[tuple[Any, ...]]) -> None:
+    """`COPY table (columns) FROM STDIN` on the connection's psycopg cursor (not in pipeline mode)."""
+    import psycopg
+
+    # psycopg (PostgreSQL's driver here), or the dry run's savepoint wrapper that forwards to one
+    raw = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
+    with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+# Cache columns a large PostgreSQL flush sets from a staging table: (table, staging table, columns
+# after id, their SQL types). The staging tables live until the transaction ends.
+_STAGED = {
+    "lots": ("import_lot_remaining", ("remaining",), ("bigint",)),
+    "accounts": ("import_account_balance", ("balance", "debt", "updated_at"),
+                 ("bigint", "bigint", "timestamptz")),
+}
+
+
+def staged_update(conn: Connection, table: str, rows: list[tuple[Any, ...]]) -> None:
+    """PostgreSQL: set cache columns of many `table` rows by id, as one `COPY` and one `UPDATE ... FROM`.
+
+    Each row is (id, values of the `_STAGED` columns of `table`).
+    """
+    staging, columns, types = _STAGED[table]
+    defs = ", ".join(f"{c} {t}" for c, t in zip(columns, types, strict=True))
+    conn.exec_driver_sql(f"CREATE TEMP TABLE IF NOT EXISTS {staging} (id integer PRIMARY KEY, {defs}) "
+                         "ON COMMIT DROP")
+    _copy_rows(conn, staging, ["id", *columns], rows)
+    sets = ", ".join(f"{c} = s.{c}" for c in columns)
+    conn.exec_driver_sql(f"UPDATE {table} SET {sets} FROM {staging} s WHERE {table}.id = s.id")
+    conn.exec_driver_sql(f"TRUNCATE {staging}")
 
 
 def bulk_update(conn: Connection, sql_sqlite: str, params: list[tuple[Any, ...]]) -> None:
@@ -148,8 +198,13 @@ _OUTGOING = frozenset({"consume", "refund", "expire"})
 
 def _stored_extra(extra: dict[str, Any]) -> str:
     """What a posting keeps of its result beyond the entries: everything but the derivable amount."""
+    if len(extra) == 1 and "amount" in extra:  # deposits, consumption, adjustments
+        return "{}"
     rest = {k: v for k, v in extra.items() if k != "amount"}
-    return json.dumps(rest, separators=(",", ":")) if rest else "{}"
+    return _COMPACT.encode(rest) if rest else "{}"
+
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # `json.dumps(..., separators=...)`, built once
 
 
 class PlanWriter:
@@ -160,6 +215,7 @@ class PlanWriter:
         self.now = now
         self.ids = IdReserver(conn)
         self.batch_hint = batch_hint
+        self.postgres = is_postgres(conn)
         self.rows: dict[str,
                         list[dict[str,
                                   Any]]] = {"postings": [], "entries": [], "lots": [], "allocations": []}
@@ -234,15 +290,23 @@ class PlanWriter:
         self.lot_updates[lot.id] = lot.remaining
         return lot.id
 
-    def flush(self) -> None:
-        """Write everything buffered (in foreign-key order); one round trip on PostgreSQL."""
-        if is_postgres(self.conn):
-            with self.conn.connection.dbapi_connection.pipeline():  # type: ignore[union-attr]
-                self._flush()
-        else:
-            self._flush()
+    def flush(self, *, updates: bool = True) -> None:
+        """Write everything buffered (in foreign-key order); one round trip on PostgreSQL.
 
-    def _flush(self) -> None:
+        With `updates=False` (a bulk import between chunks) only new rows are written; the
+        `lots.remaining` and account balance caches wait for a later `flush()`, so a lot or
+        account touched by many chunks is updated once. Until then the caller's in-memory
+        account states are the truth for those accounts.
+        """
+        buffered = sum(len(rows) for rows in self.rows.values())
+        large = buffered + len(self.lot_updates) + len(self.account_updates) >= COPY_MIN
+        if self.postgres and not large:
+            with self.conn.connection.dbapi_connection.pipeline():  # type: ignore[union-attr]
+                self._flush(updates)
+        else:  # SQLite, or PostgreSQL with COPY (which pipeline mode does not allow)
+            self._flush(updates)
+
+    def _flush(self, updates: bool) -> None:
         conn = self.conn
         new_lot_ids = set()
         if self.rows["lots"]:
@@ -254,10 +318,20 @@ class PlanWriter:
             if self.rows[name]:
                 bulk_insert(conn, name, self.rows[name])
                 self.rows[name] = []
-        bulk_update(conn, "UPDATE lots SET remaining = ? WHERE id = ?",
-                    [(rem, lid) for lid, rem in self.lot_updates.items() if lid not in new_lot_ids])
+        for lot_id in new_lot_ids:  # written with their current remaining
+            self.lot_updates.pop(lot_id, None)
+        if not updates:
+            return
+        lot_rows = [(rem, lid) for lid, rem in self.lot_updates.items()]
+        account_rows = [(st.balance, st.debt, self.now, st.id) for st in self.account_updates.values()]
         self.lot_updates = {}
-        if self.account_updates:
+        self.account_updates = {}
+        if self.postgres and len(lot_rows) >= COPY_MIN:
+            staged_update(conn, "lots", [(lid, rem) for rem, lid in lot_rows])
+        else:
+            bulk_update(conn, "UPDATE lots SET remaining = ? WHERE id = ?", lot_rows)
+        if self.postgres and len(account_rows) >= COPY_MIN:
+            staged_update(conn, "accounts", [(i, b, d, t) for b, d, t, i in account_rows])
+        else:
             bulk_update(conn, "UPDATE accounts SET balance = ?, debt = ?, updated_at = ? WHERE id = ?",
-                        [(st.balance, st.debt, self.now, st.id) for st in self.account_updates.values()])
-            self.account_updates = {}
+                        account_rows)
