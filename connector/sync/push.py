@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -24,6 +24,7 @@ from connector.sync.reconcile import norm
 
 PENDING = ("planned", "failed")
 MAX_ATTEMPTS = 8
+PAGE = 1000  # outbox rows read at a time while the queue is built
 
 
 def decode_values(ctx: Ctx, payload: str) -> dict[str, Any]:
@@ -47,12 +48,47 @@ def decode_values(ctx: Ctx, payload: str) -> dict[str, Any]:
     return out
 
 
-def pending(ctx: Ctx) -> list[Any]:
-    """Outbox rows still to send (planned now, or left by a crashed or failed run)."""
+@dataclass
+class Queue:
+    """The ids of the outbox rows to send, in sending order (only ids are held; rows are read per batch)."""
+
+    writes: dict[str, list[int]] = field(default_factory=dict)  # module -> ids, money first
+    opens: list[int] = field(default_factory=list)  # tasks of money flags first
+    closes: list[int] = field(default_factory=list)
+
+
+def pending(ctx: Ctx) -> Queue:
+    """Outbox rows still to send (planned now, or left by a crashed or failed run), but not a held
+    customer's (`holds`), read a page at a time."""
+    rank = write_rank(ctx.mapping)
+    o = t.outbox.c
+    writes: dict[str, list[list[int]]] = {}  # module -> ids by rank, each in id order
+    opens: list[list[int]] = [[], []]
+    closes: list[int] = []
     with ctx.engine.connect() as conn:
-        return list(conn.execute(select(t.outbox).where(
-            t.outbox.c.connection == ctx.connection, t.outbox.c.status.in_(PENDING + ("sending",)))
-            .order_by(t.outbox.c.id)).all())
+        rows = conn.execution_options(yield_per=PAGE).execute(
+            select(o.id, o.kind, o.module, o.crm_id, o.marker, o.payload).where(
+                o.connection == ctx.connection, o.status.in_(PENDING + ("sending",))).order_by(o.id))
+        for r in rows:
+            if r.crm_id in ctx.held:  # a held customer's writes wait
+                continue
+            if r.kind == "write":
+                writes.setdefault(r.module, [[], [], []])[rank(r)].append(r.id)
+            elif r.kind == "task_open":
+                opens[task_rank(r)].append(r.id)
+            elif r.kind == "task_close":
+                closes.append(r.id)
+    # modules in the order of their first row by (rank, id), as one sort of all writes would give
+    first = {m: min((n, ids[0]) for n, ids in enumerate(by_rank) if ids) for m, by_rank in writes.items()}
+    return Queue({m: [i for ids in writes[m] for i in ids] for m in sorted(writes, key=first.__getitem__)},
+                 opens[0] + opens[1], closes)
+
+
+def _rows(ctx: Ctx, ids: list[int]) -> list[Any]:
+    """The outbox rows of `ids`, in that order."""
+    with ctx.engine.connect() as conn:
+        found = {r.id: r for r in conn.execute(select(t.outbox).where(t.outbox.c.id.in_(ids)))}
+    return [found[i] for i in ids if i in found]
 
 
 MONEY_FIELDS = ("balance", "available")  # write-back names whose values are money
@@ -82,27 +118,21 @@ def push(ctx: Ctx) -> None:
     """Send every pending outbox row, money first (so a run stopped by the API budget stops on cosmetic
     fields, not balances); a failure marks the row and the run goes on. Ordering never adds a call:
     rows are only sorted before they are cut into batches."""
-    rows = [r for r in pending(ctx) if r.crm_id not in ctx.held]  # a held customer's writes wait (`holds`)
-    rank = write_rank(ctx.mapping)
-    writes = sorted((r for r in rows if r.kind == "write"), key=lambda r: (rank(r), r.id))
-    by_module: dict[str, list[Any]] = defaultdict(list)
-    for r in writes:
-        by_module[r.module].append(r)
+    queue = pending(ctx)
+    total = sum(len(ids) for ids in queue.writes.values())
     size = ctx.mapping.write_batch_size
     sent = 0
-    for module, items in by_module.items():
-        for start in range(0, len(items), size):
-            ctx.tick("write", sent, len(writes))
-            _send_writes(ctx, module, items[start:start + size])
-            sent += len(items[start:start + size])
-    ctx.tick("write", sent, len(writes))
-    opens = sorted((r for r in rows if r.kind == "task_open"), key=lambda r: (task_rank(r), r.id))
-    closes = [r for r in rows if r.kind == "task_close"]
-    done, total = 0, len(opens) + len(closes)
-    for send, group in ((_send_opens, opens), (_send_closes, closes)):
+    for module, ids in queue.writes.items():
+        for start in range(0, len(ids), size):
+            ctx.tick("write", sent, total)
+            _send_writes(ctx, module, _rows(ctx, ids[start:start + size]))
+            sent += len(ids[start:start + size])
+    ctx.tick("write", sent, total)
+    done, total = 0, len(queue.opens) + len(queue.closes)
+    for send, group in ((_send_opens, queue.opens), (_send_closes, queue.closes)):
         for start in range(0, len(group), 50):
             ctx.tick("tasks", done, total)
-            send(ctx, group[start:start + 50])
+            send(ctx, _rows(ctx, group[start:start + 50]))
             done += len(group[start:start + 50])
     ctx.tick("tasks", done, total)
 
