@@ -113,13 +113,19 @@ def _serve(crm: str, n: int, pipe: Connection) -> None:
     sb, url, _seed, counts, change = (_zoho if crm == "zoho" else _fxiaoke)(n)
     pipe.send((url, counts()))
     while True:
-        cmd, arg = pipe.recv()
+        try:
+            cmd, arg = pipe.recv()
+        except EOFError:  # the bench has gone
+            cmd, arg = "stop", None
         if cmd == "change":
             change(arg)
             pipe.send(None)
         elif cmd == "stop":
             sb.stop()
-            pipe.send(None)
+            try:
+                pipe.send(None)
+            except OSError:
+                pass
             return
 
 
@@ -131,6 +137,7 @@ class Sandbox:
         self.pipe, child = ctx.Pipe()
         self.proc = ctx.Process(target=_serve, args=(crm, n, child), daemon=True)
         self.proc.start()
+        child.close()  # the sandbox sees the end of the pipe when this process goes
         self.url, self.counts = self.pipe.recv()
 
     def change(self, k: int) -> None:

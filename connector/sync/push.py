@@ -229,19 +229,27 @@ def _send_opens(ctx: Ctx, rows: list[Any]) -> None:
         return
     by_marker = {ref.marker: ref for ref in refs}
     now = ctx.clock()
-    with ctx.engine.begin() as conn:
-        for r in rows:
-            ref = by_marker.get(r.marker)
-            if ref is None:
-                conn.execute(t.outbox.update().where(t.outbox.c.id == r.id).values(
-                    status="failed", attempts=r.attempts + 1, updated_at=now, answer=dumps({"ok": False})))
-                continue
-            conn.execute(t.outbox.update().where(t.outbox.c.id == r.id).values(
-                status="ok", attempts=r.attempts + 1, updated_at=now,
-                answer=dumps({"ok": True, "task_id": ref.task_id})))
+    answers: list[dict[str, Any]] = []
+    made: list[dict[str, Any]] = []
+    for r in rows:
+        ref = by_marker.get(r.marker)
+        if ref is None:
+            answers.append({"b_id": r.id, "b_status": "failed", "b_attempts": r.attempts + 1,
+                            "b_answer": dumps({"ok": False})})
+            continue
+        answers.append({"b_id": r.id, "b_status": "ok", "b_attempts": r.attempts + 1,
+                        "b_answer": dumps({"ok": True, "task_id": ref.task_id})})
+        made.append({"b_marker": r.marker, "b_task": ref.task_id})
+    with ctx.engine.begin() as conn:  # the answers and the flags' task ids, one statement each
+        if answers:
+            conn.execute(t.outbox.update().where(t.outbox.c.id == bindparam("b_id")).values(
+                status=bindparam("b_status"), attempts=bindparam("b_attempts"), updated_at=now,
+                answer=bindparam("b_answer")), answers)
+        if made:
             conn.execute(t.flags.update().where(t.flags.c.connection == ctx.connection,
-                                                t.flags.c.marker == r.marker).values(task_id=ref.task_id))
-            ctx.report.tasks_created += 1
+                                                t.flags.c.marker == bindparam("b_marker"))
+                         .values(task_id=bindparam("b_task")), made)
+    ctx.report.tasks_created += len(made)
 
 
 def _send_closes(ctx: Ctx, rows: list[Any]) -> None:

@@ -16,7 +16,7 @@ from decimal import Decimal
 from itertools import chain
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, or_, select
+from sqlalchemy import Connection, bindparam, func, select
 
 from connector.adapters.base import TaskRequest
 from connector.db.rows import dumps, loads
@@ -325,14 +325,13 @@ def _persist_page(ctx: Ctx, conn: Connection, plan: Plan, now: datetime) -> None
         conn.execute(t.customers.update().where(
             t.customers.c.connection == ctx.connection, t.customers.c.crm_id == bindparam("cid"))
             .values(tier=bindparam("new_tier")), [{"cid": c, "new_tier": tier} for c, tier in plan.tiers])
-    # a newer plan replaces an unsent older one for the same record
-    rewritten = [{"cid": a.crm_id} for a in plan.outbox if a.kind == "write"]
+    # a newer plan replaces an unsent older one for the same record (one statement for the page's records)
+    rewritten = sorted({a.crm_id for a in plan.outbox if a.kind == "write"})
     if rewritten:
         conn.execute(t.outbox.update().where(
             t.outbox.c.connection == ctx.connection, t.outbox.c.kind == "write",
-            t.outbox.c.crm_id == bindparam("cid"),
-            or_(t.outbox.c.status == "planned", t.outbox.c.status == "failed"))  # no IN list in executemany
-            .values(status="superseded", updated_at=now), rewritten)
+            t.outbox.c.status.in_(("planned", "failed")), t.outbox.c.crm_id.in_(rewritten))
+            .values(status="superseded", updated_at=now))
     if plan.outbox:
         conn.execute(t.outbox.insert(), [{"connection": ctx.connection, "run_id": ctx.run_id,
                                           "status": "planned", "attempts": 0, "created_at": now,
