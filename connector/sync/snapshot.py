@@ -23,7 +23,7 @@ from connector.sync.derive import Facts
 from connector.sync.orphans import HOLDING, no_customer, orphaned_keys
 
 StateRow = Row[Any]
-PAGE = 1000  # customers reconcile derives at a time: its memory stays flat however many there are
+PAGE = 500  # customers reconcile derives at a time: its memory stays flat however many there are
 
 
 @dataclass(frozen=True)
