@@ -94,7 +94,7 @@ def demo(crm: Annotated[str, typer.Option("--crm", help="zoho or fxiaoke")] = "z
                 first = engine.run()
                 edits = act()
                 time.sleep(1.1)  # CRM modified times have one-second resolution
-                second = engine.run()
+                second = engine.run(changes=True)  # its changes are explained below
                 again = engine.run()
                 engine.adapter.close()
                 engine.engine.dispose()

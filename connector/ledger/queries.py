@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select, text
+from sqlalchemy import Connection, Engine, and_, func, select, text
 
 from connector.errors import NotFound
 from connector.ledger import store
@@ -107,9 +107,17 @@ class LedgerQueries:
     def balances_with_prefix(self, prefix: str) -> dict[tuple[str, str], BalanceView]:
         """Current balance views (with `available`, as `balance` computes it) of every customer whose key
         starts with `prefix`, keyed by (customer, currency); two queries however many accounts."""
+        return self._current_views(lambda conn, col: col.startswith(prefix, autoescape=True))
+
+    def balances_of(self, customers: Collection[str]) -> dict[tuple[str, str], BalanceView]:
+        """`balances_with_prefix` for the customers named (reconcile reads a page of customers at a time)."""
+        keys = sorted(customers)
+        return self._current_views(lambda conn, col: store.one_of(conn, col, keys)) if keys else {}
+
+    def _current_views(self, scope: Callable[[Connection, Any], Any]) -> dict[tuple[str, str], BalanceView]:
         acc, lots = store.accounts, store.lots
         with self.engine.connect() as conn:
-            mine = acc.c.customer_key.startswith(prefix, autoescape=True)
+            mine = scope(conn, acc.c.customer_key)
             rows = conn.execute(select(acc).where(mine)).all()
             ids = select(acc.c.id).where(mine)
             lots_of = store.load_lots_by_account(conn, and_(lots.c.account_id.in_(ids), lots.c.remaining > 0))

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, bindparam, select
 
 from connector import visible
 from connector.db.engine import write_transaction
@@ -107,15 +107,21 @@ def write_terms(conn: Connection, rows: list[dict[str, Any]], now: datetime) -> 
         have |= {(r.customer_key, r.currency, r.contract_ref) for r in conn.execute(
             select(terms.c.customer_key, terms.c.currency, terms.c.contract_ref).where(
                 store.one_of(conn, terms.c.customer_key, customers[start:start + 5000])))}
+    # A scope given twice ends with its later row (each row holds every column); new scopes are
+    # inserted in the order they first came, the others updated: two statements, however many rows.
+    last: dict[tuple[str, str, str], dict[str, Any]] = {}
     for row in rows:
-        scope = (row["customer_key"], row["currency"], row["contract_ref"])
-        if scope in have:
-            conn.execute(terms.update().where(
-                terms.c.customer_key == scope[0], terms.c.currency == scope[1],
-                terms.c.contract_ref == scope[2]).values(**row))
-        else:
-            conn.execute(terms.insert().values(**row))
-            have.add(scope)
+        last[(row["customer_key"], row["currency"], row["contract_ref"])] = row
+    new = [row for scope, row in last.items() if scope not in have]
+    old = [{**row, "k_customer": scope[0], "k_currency": scope[1], "k_contract": scope[2]}
+           for scope, row in last.items() if scope in have]
+    if new:
+        conn.execute(terms.insert(), new)
+    if old:
+        conn.execute(terms.update().where(
+            terms.c.customer_key == bindparam("k_customer"), terms.c.currency == bindparam("k_currency"),
+            terms.c.contract_ref == bindparam("k_contract")).values(
+                {name: bindparam(name) for name in old[0] if not name.startswith("k_")}), old)
 
 
 def terms_row(customer: str, currency: str, *, contract_ref: str = "", agreed_amount: object = None,

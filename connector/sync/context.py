@@ -61,15 +61,16 @@ class RunReport:
                         str]] = field(default_factory=list)  # the mapping check's, when it stopped the run
     guard: dict[str, Any] | None = None  # what the mass-change guard saw, when the plan was over a limit
     changes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    keep_changes: bool = True  # False: `customer` hands out a throwaway log and `changes` stays empty
 
     def customer(self, key: str) -> dict[str, Any]:
         """The per-customer change log (for the dry-run and demo report)."""
-        return self.changes.setdefault(key,
-                                       {"postings": [], "fields": {}, "tasks_open": [], "tasks_close": []})
+        log: dict[str, Any] = {"postings": [], "fields": {}, "tasks_open": [], "tasks_close": []}
+        return self.changes.setdefault(key, log) if self.keep_changes else log
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
-        out = {k: v for k, v in self.__dict__.items() if k != "changes"}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("changes", "keep_changes")}
         out["changes"] = self.changes if self.dry_run else {}
         return out
 

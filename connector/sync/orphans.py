@@ -11,7 +11,7 @@ task) and the report counts it (docs/mappings.md, "Payments without a customer")
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, exists, func, select
 
 from connector.ledger import store
 from connector.sync import tables as t
@@ -34,9 +34,8 @@ def payment_account(prefix: str, customer_ref: str | None, payment_id: str) -> s
 
 def orphaned_keys(conn: Connection, connection: str, prefix: str) -> set[str]:
     """Ledger accounts under `prefix` whose reference is no live customer of `connection`'s CRM."""
-    c = t.customers.c
-    live = set(
-        conn.execute(select(c.crm_id).where(c.connection == connection, c.deleted_at.is_(None))).scalars())
-    keys = conn.execute(select(store.accounts.c.customer_key).where(
-        store.accounts.c.customer_key.startswith(prefix, autoescape=True)).distinct()).scalars()
-    return {k for k in keys if k[len(prefix):] not in live}
+    c, a = t.customers.c, store.accounts.c
+    live = select(c.crm_id).where(c.connection == connection, c.deleted_at.is_(None),
+                                  c.crm_id == func.substr(a.customer_key, len(prefix) + 1))
+    return set(conn.execute(select(a.customer_key).where(
+        a.customer_key.startswith(prefix, autoescape=True), ~exists(live)).distinct()).scalars())

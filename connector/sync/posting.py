@@ -75,7 +75,8 @@ def item_key(ctx: Ctx, old: StoredItem) -> str:
 def _facts(ctx: Ctx, kind: str, item: Payment | Consumption, poster: Poster,
            when: FieldMap | None) -> ItemFacts:
     m = ctx.mapping
-    own = poster.currency_of(item.customer_id) if item.customer_id else None
+    # the customer's own currency is looked up only for an item that names none
+    own = poster.currency_of(item.customer_id) if item.customer_id and not item.currency else None
     currency = item.currency or own or m.currency
     at = business_time(item.paid_at if isinstance(item, Payment) else item.used_at,
                        when.timezone if when else None, ctx.clock()) or item.modified_at

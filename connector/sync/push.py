@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -24,6 +24,7 @@ from connector.sync.reconcile import norm
 
 PENDING = ("planned", "failed")
 MAX_ATTEMPTS = 8
+PAGE = 1000  # outbox rows read at a time while the queue is built
 
 
 def decode_values(ctx: Ctx, payload: str) -> dict[str, Any]:
@@ -47,12 +48,47 @@ def decode_values(ctx: Ctx, payload: str) -> dict[str, Any]:
     return out
 
 
-def pending(ctx: Ctx) -> list[Any]:
-    """Outbox rows still to send (planned now, or left by a crashed or failed run)."""
+@dataclass
+class Queue:
+    """The ids of the outbox rows to send, in sending order (only ids are held; rows are read per batch)."""
+
+    writes: dict[str, list[int]] = field(default_factory=dict)  # module -> ids, money first
+    opens: list[int] = field(default_factory=list)  # tasks of money flags first
+    closes: list[int] = field(default_factory=list)
+
+
+def pending(ctx: Ctx) -> Queue:
+    """Outbox rows still to send (planned now, or left by a crashed or failed run), but not a held
+    customer's (`holds`), read a page at a time."""
+    rank = write_rank(ctx.mapping)
+    o = t.outbox.c
+    writes: dict[str, list[list[int]]] = {}  # module -> ids by rank, each in id order
+    opens: list[list[int]] = [[], []]
+    closes: list[int] = []
     with ctx.engine.connect() as conn:
-        return list(conn.execute(select(t.outbox).where(
-            t.outbox.c.connection == ctx.connection, t.outbox.c.status.in_(PENDING + ("sending",)))
-            .order_by(t.outbox.c.id)).all())
+        rows = conn.execution_options(yield_per=PAGE).execute(
+            select(o.id, o.kind, o.module, o.crm_id, o.marker, o.payload).where(
+                o.connection == ctx.connection, o.status.in_(PENDING + ("sending",))).order_by(o.id))
+        for r in rows:
+            if r.crm_id in ctx.held:  # a held customer's writes wait
+                continue
+            if r.kind == "write":
+                writes.setdefault(r.module, [[], [], []])[rank(r)].append(r.id)
+            elif r.kind == "task_open":
+                opens[task_rank(r)].append(r.id)
+            elif r.kind == "task_close":
+                closes.append(r.id)
+    # modules in the order of their first row by (rank, id), as one sort of all writes would give
+    first = {m: min((n, ids[0]) for n, ids in enumerate(by_rank) if ids) for m, by_rank in writes.items()}
+    return Queue({m: [i for ids in writes[m] for i in ids] for m in sorted(writes, key=first.__getitem__)},
+                 opens[0] + opens[1], closes)
+
+
+def _rows(ctx: Ctx, ids: list[int]) -> list[Any]:
+    """The outbox rows of `ids`, in that order."""
+    with ctx.engine.connect() as conn:
+        found = {r.id: r for r in conn.execute(select(t.outbox).where(t.outbox.c.id.in_(ids)))}
+    return [found[i] for i in ids if i in found]
 
 
 MONEY_FIELDS = ("balance", "available")  # write-back names whose values are money
@@ -82,27 +118,21 @@ def push(ctx: Ctx) -> None:
     """Send every pending outbox row, money first (so a run stopped by the API budget stops on cosmetic
     fields, not balances); a failure marks the row and the run goes on. Ordering never adds a call:
     rows are only sorted before they are cut into batches."""
-    rows = [r for r in pending(ctx) if r.crm_id not in ctx.held]  # a held customer's writes wait (`holds`)
-    rank = write_rank(ctx.mapping)
-    writes = sorted((r for r in rows if r.kind == "write"), key=lambda r: (rank(r), r.id))
-    by_module: dict[str, list[Any]] = defaultdict(list)
-    for r in writes:
-        by_module[r.module].append(r)
+    queue = pending(ctx)
+    total = sum(len(ids) for ids in queue.writes.values())
     size = ctx.mapping.write_batch_size
     sent = 0
-    for module, items in by_module.items():
-        for start in range(0, len(items), size):
-            ctx.tick("write", sent, len(writes))
-            _send_writes(ctx, module, items[start:start + size])
-            sent += len(items[start:start + size])
-    ctx.tick("write", sent, len(writes))
-    opens = sorted((r for r in rows if r.kind == "task_open"), key=lambda r: (task_rank(r), r.id))
-    closes = [r for r in rows if r.kind == "task_close"]
-    done, total = 0, len(opens) + len(closes)
-    for send, group in ((_send_opens, opens), (_send_closes, closes)):
+    for module, ids in queue.writes.items():
+        for start in range(0, len(ids), size):
+            ctx.tick("write", sent, total)
+            _send_writes(ctx, module, _rows(ctx, ids[start:start + size]))
+            sent += len(ids[start:start + size])
+    ctx.tick("write", sent, total)
+    done, total = 0, len(queue.opens) + len(queue.closes)
+    for send, group in ((_send_opens, queue.opens), (_send_closes, queue.closes)):
         for start in range(0, len(group), 50):
             ctx.tick("tasks", done, total)
-            send(ctx, group[start:start + 50])
+            send(ctx, _rows(ctx, group[start:start + 50]))
             done += len(group[start:start + 50])
     ctx.tick("tasks", done, total)
 
@@ -199,19 +229,27 @@ def _send_opens(ctx: Ctx, rows: list[Any]) -> None:
         return
     by_marker = {ref.marker: ref for ref in refs}
     now = ctx.clock()
-    with ctx.engine.begin() as conn:
-        for r in rows:
-            ref = by_marker.get(r.marker)
-            if ref is None:
-                conn.execute(t.outbox.update().where(t.outbox.c.id == r.id).values(
-                    status="failed", attempts=r.attempts + 1, updated_at=now, answer=dumps({"ok": False})))
-                continue
-            conn.execute(t.outbox.update().where(t.outbox.c.id == r.id).values(
-                status="ok", attempts=r.attempts + 1, updated_at=now,
-                answer=dumps({"ok": True, "task_id": ref.task_id})))
+    answers: list[dict[str, Any]] = []
+    made: list[dict[str, Any]] = []
+    for r in rows:
+        ref = by_marker.get(r.marker)
+        if ref is None:
+            answers.append({"b_id": r.id, "b_status": "failed", "b_attempts": r.attempts + 1,
+                            "b_answer": dumps({"ok": False})})
+            continue
+        answers.append({"b_id": r.id, "b_status": "ok", "b_attempts": r.attempts + 1,
+                        "b_answer": dumps({"ok": True, "task_id": ref.task_id})})
+        made.append({"b_marker": r.marker, "b_task": ref.task_id})
+    with ctx.engine.begin() as conn:  # the answers and the flags' task ids, one statement each
+        if answers:
+            conn.execute(t.outbox.update().where(t.outbox.c.id == bindparam("b_id")).values(
+                status=bindparam("b_status"), attempts=bindparam("b_attempts"), updated_at=now,
+                answer=bindparam("b_answer")), answers)
+        if made:
             conn.execute(t.flags.update().where(t.flags.c.connection == ctx.connection,
-                                                t.flags.c.marker == r.marker).values(task_id=ref.task_id))
-            ctx.report.tasks_created += 1
+                                                t.flags.c.marker == bindparam("b_marker"))
+                         .values(task_id=bindparam("b_task")), made)
+    ctx.report.tasks_created += len(made)
 
 
 def _send_closes(ctx: Ctx, rows: list[Any]) -> None:

@@ -7,10 +7,16 @@ and persist (one transaction, only when the mass-change guard lets the plan thro
 
 from __future__ import annotations
 
+import pickle
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from itertools import chain
 from typing import Any
+
+from sqlalchemy import Connection, bindparam, func, select
 
 from connector.adapters.base import TaskRequest
 from connector.db.rows import dumps, loads
@@ -20,10 +26,12 @@ from connector.sync.context import Ctx
 from connector.sync.derive import Derived, Facts, Flag, derive
 from connector.sync.guard import Tally, enforce
 from connector.sync.holds import held_customers
-from connector.sync.snapshot import (Customer, LedgerFigures, StateRow, SyncState, aware, customer_facts,
-                                     load_ledger, load_state, orphan_customers)
+from connector.sync.snapshot import (PAGE, Customer, LedgerFigures, StateRow, SyncState, aware,
+                                     connection_orphans, count_customers, customer_facts, customer_pages,
+                                     load_ledger, load_state, name_contracts, orphan_customers)
 
 EVENT_FLAGS = ("payment_changed", "payment_deleted", "manual_edit")
+SPILL_IN_MEMORY = 4 << 20  # bytes of plan kept in memory before it goes to a temporary file
 
 
 def norm(fm: FieldMap, value: Any) -> str | None:
@@ -47,7 +55,7 @@ def norm(fm: FieldMap, value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class Inputs:
-    """What every customer's derive and plan step reads: the snapshot, the time and the mapping's rules."""
+    """What each customer's derive and plan step reads: its page's snapshot, the time, the mapping's rules."""
 
     state: SyncState
     ledger: LedgerFigures
@@ -58,11 +66,13 @@ class Inputs:
     task_rules: dict[str, TaskRule]  # flag code -> the task it opens
 
     @classmethod
-    def read(cls, ctx: Ctx) -> Inputs:
-        """Read the snapshot at the run's clock."""
+    def read(cls, ctx: Ctx, now: datetime, customers: Sequence[Customer], orphans: set[str]) -> Inputs:
+        """Read the snapshot of a page of customers at the run's clock."""
         m = ctx.mapping
-        now = ctx.clock()
-        return cls(state=load_state(ctx, now), ledger=load_ledger(ctx, now), now=now, today=now.date(),
+        state = load_state(ctx, now, [c.crm_id for c in customers])
+        ledger = load_ledger(ctx, now, [ctx.customer_key(c.crm_id) for c in customers], orphans)
+        name_contracts(ctx, state, ledger)
+        return cls(state=state, ledger=ledger, now=now, today=now.date(),
                    since=now - timedelta(days=m.rules.event_flag_days),
                    by_crm={fm.crm: (name, fm) for name, fm in m.write_back.items()},
                    task_rules={r.flag: r for r in m.tasks.rules})
@@ -267,53 +277,112 @@ def plan_customer(ctx: Ctx, inp: Inputs, view: CustomerView, plan: Plan) -> None
     _plan_opened(ctx, inp, view, plan, open_rows, wanted)
 
 
-def persist(ctx: Ctx, plan: Plan, now: datetime) -> None:
-    """Write the plan in one transaction: flags cleared and opened, tiers, and the outbox rows."""
+class PlanSpill:
+    """The run's plan, page by page, in a temporary file (kept in memory while small): nothing is persisted
+    before the mass-change guard has seen all of it, and memory stays flat however many customers."""
+
+    def __init__(self) -> None:
+        self.file = tempfile.SpooledTemporaryFile(max_size=SPILL_IN_MEMORY)
+        self.pages = 0
+
+    def add(self, plan: Plan) -> None:
+        """Keep one page's plan."""
+        pickle.dump((plan.flag_rows, plan.cleared, plan.tiers, plan.outbox), self.file)
+        self.pages += 1
+
+    def plans(self) -> Iterator[Plan]:
+        """The pages' plans in the order they were added."""
+        self.file.seek(0)
+        for _ in range(self.pages):
+            flag_rows, cleared, tiers, outbox = pickle.load(self.file)
+            yield Plan(Tally(), flag_rows, cleared, tiers, outbox)
+
+    def close(self) -> None:
+        """Drop the file."""
+        self.file.close()
+
+
+def persist(ctx: Ctx, plans: Iterable[Plan], now: datetime) -> tuple[int, int]:
+    """Write the plan in one transaction: flags cleared and opened, tiers, and the outbox rows; answers how
+    many flags it opened and cleared."""
+    opened = cleared = 0
     with ctx.engine.begin() as conn:
-        for fid in plan.cleared:
-            conn.execute(t.flags.update().where(t.flags.c.id == fid).values(cleared_at=now))
-        if plan.flag_rows:
-            conn.execute(t.flags.insert(), plan.flag_rows)
-        for crm_id, tier in plan.tiers:
-            conn.execute(t.customers.update().where(t.customers.c.connection == ctx.connection,
-                                                    t.customers.c.crm_id == crm_id).values(tier=tier))
-        for action in plan.outbox:
-            if action.kind == "write":  # a newer plan replaces an unsent older one for the same record
-                conn.execute(t.outbox.update().where(
-                    t.outbox.c.connection == ctx.connection, t.outbox.c.kind == "write",
-                    t.outbox.c.crm_id == action.crm_id, t.outbox.c.status.in_(("planned", "failed")))
-                    .values(status="superseded", updated_at=now))
-        if plan.outbox:
-            conn.execute(t.outbox.insert(), [{"connection": ctx.connection, "run_id": ctx.run_id,
-                                              "status": "planned", "attempts": 0, "created_at": now,
-                                              "updated_at": now, **asdict(action)} for action in plan.outbox])
+        for plan in plans:
+            _persist_page(ctx, conn, plan, now)
+            opened += len(plan.flag_rows)
+            cleared += len(plan.cleared)
+    return opened, cleared
 
 
-def _tally(state: SyncState) -> Tally:
-    tally = Tally(first_sync=not state.sent)
-    counted = [r for rows in state.flags.values() for r in rows if r.code not in EVENT_FLAGS]
-    tally.open_flags, tally.open_tasks = len(counted), sum(r.task_id is not None for r in counted)
+def _persist_page(ctx: Ctx, conn: Connection, plan: Plan, now: datetime) -> None:
+    # each kind of change is one executemany, however many customers it touches
+    if plan.cleared:
+        conn.execute(t.flags.update().where(t.flags.c.id == bindparam("fid")).values(cleared_at=now),
+                     [{"fid": fid} for fid in plan.cleared])
+    if plan.flag_rows:
+        conn.execute(t.flags.insert(), plan.flag_rows)
+    if plan.tiers:
+        conn.execute(t.customers.update().where(
+            t.customers.c.connection == ctx.connection, t.customers.c.crm_id == bindparam("cid"))
+            .values(tier=bindparam("new_tier")), [{"cid": c, "new_tier": tier} for c, tier in plan.tiers])
+    # a newer plan replaces an unsent older one for the same record (one statement for the page's records)
+    rewritten = sorted({a.crm_id for a in plan.outbox if a.kind == "write"})
+    if rewritten:
+        conn.execute(t.outbox.update().where(
+            t.outbox.c.connection == ctx.connection, t.outbox.c.kind == "write",
+            t.outbox.c.status.in_(("planned", "failed")), t.outbox.c.crm_id.in_(rewritten))
+            .values(status="superseded", updated_at=now))
+    if plan.outbox:
+        conn.execute(t.outbox.insert(), [{"connection": ctx.connection, "run_id": ctx.run_id,
+                                          "status": "planned", "attempts": 0, "created_at": now,
+                                          "updated_at": now, **asdict(action)} for action in plan.outbox])
+
+
+def _tally(ctx: Ctx) -> Tally:
+    """The guard's tally before any customer is planned: whether anything was ever written, what is open."""
+    f = t.flags.c
+    with ctx.engine.connect() as conn:
+        written = conn.execute(select(t.sent.c.crm_id).where(t.sent.c.connection == ctx.connection)
+                               .limit(1)).first() is not None
+        counted = (f.connection == ctx.connection, f.cleared_at.is_(None), f.code.not_in(EVENT_FLAGS))
+        flags, tasks = conn.execute(select(func.count(), func.count(f.task_id)).where(*counted)).one()
+    tally = Tally(first_sync=not written)
+    tally.open_flags, tally.open_tasks = int(flags), int(tasks)
     return tally
 
 
 def reconcile(ctx: Ctx) -> None:
-    """Derive every customer's values and flags; persist flags and the outbox plan in one transaction."""
-    inp = Inputs.read(ctx)
+    """Derive every customer's values and flags, a page of customers at a time; persist flags and the outbox
+    plan in one transaction once the mass-change guard has seen the whole plan."""
+    now = ctx.clock()
     ctx.held = held_customers(ctx)
-    plan = Plan(tally=_tally(inp.state))
-    customers: list[Customer] = [*inp.state.customers, *orphan_customers(ctx, inp.state, inp.ledger, inp.now)]
-    total = len(customers)
-    for done, cust in enumerate(customers):
-        if done % 200 == 0:
-            ctx.tick("reconcile", done, total)
-        if cust.crm_id in ctx.held:  # a record of theirs came incomplete: leave them exactly as they are
-            ctx.report.customers_held += 1
-            continue
-        view = derive_customer(ctx, inp, cust)
-        if view is not None:
-            plan_customer(ctx, inp, view, plan)
-    enforce(ctx, plan.tally)  # a plan over the guard's limits stops here: nothing above is kept
-    persist(ctx, plan, inp.now)
+    tally = _tally(ctx)
+    orphans = connection_orphans(ctx)
+    orphan_rows = orphan_customers(ctx, orphans, now)
+    total = count_customers(ctx) + len(orphan_rows)
+    pages: Iterator[Sequence[Customer]] = chain(
+        customer_pages(ctx), (orphan_rows[i:i + PAGE] for i in range(0, len(orphan_rows), PAGE)))
+    spill = PlanSpill()
+    try:
+        done = 0
+        for page in pages:
+            inp = Inputs.read(ctx, now, page, orphans)
+            plan = Plan(tally=tally)
+            for cust in page:
+                if done % 200 == 0:
+                    ctx.tick("reconcile", done, total)
+                done += 1
+                if cust.crm_id in ctx.held:  # a record of theirs came incomplete: leave them as they are
+                    ctx.report.customers_held += 1
+                    continue
+                view = derive_customer(ctx, inp, cust)
+                if view is not None:
+                    plan_customer(ctx, inp, view, plan)
+            spill.add(plan)
+        enforce(ctx, tally)  # a plan over the guard's limits stops here: nothing above is kept
+        opened, cleared = persist(ctx, spill.plans(), now)
+    finally:
+        spill.close()
     ctx.tick("reconcile", total, total)
-    ctx.report.flags_opened += len(plan.flag_rows)
-    ctx.report.flags_cleared += len(plan.cleared)
+    ctx.report.flags_opened += opened
+    ctx.report.flags_cleared += cleared

@@ -81,11 +81,14 @@ class SyncEngine:
 
     def run(self, *, full: bool = False, dry_run: bool = False, trigger: str = "manual",
             should_stop: Callable[[], str | None] | None = None, slot_at: datetime | None = None,
-            allow_mass_change: bool = False) -> RunReport:
+            allow_mass_change: bool = False, changes: bool | None = None) -> RunReport:
         """One run; with `dry_run` the database changes are thrown away (a SQLite copy, or a PostgreSQL
         transaction rolled back) and no CRM write is sent. `should_stop` returns a reason when the run
         must end at the next safe point (e.g. 'SIGTERM'); `slot_at` is the scheduled due time the run serves;
-        `allow_mass_change` lets a plan over the mass-change guard's limits through (see `guard`)."""
+        `allow_mass_change` lets a plan over the mass-change guard's limits through (see `guard`).
+        `changes`: whether the report lists each customer's changes (`RunReport.changes`); by default only a
+        dry run's does (a real run's changes are in the database, and listing them all grows with them)."""
+        keep = dry_run if changes is None else changes
         if dry_run:
             with scratch_engine(self.engine) as scratch:
                 planner = SyncEngine(self.connection, scratch, DryRunAdapter(self.adapter, self.mapping),
@@ -93,23 +96,23 @@ class SyncEngine:
                                      progress=self.progress, budget=self.budget, guard=self.guard)
                 # a dry run writes nothing: it reports what the guard would hold instead of stopping there
                 report = planner._run(full=full, trigger=trigger, should_stop=should_stop, lock=False,
-                                      slot_at=None, allow_mass_change=True)
+                                      slot_at=None, allow_mass_change=True, changes=keep)
                 report.dry_run = True
                 return report
         return self._run(full=full, trigger=trigger, should_stop=should_stop, lock=True, slot_at=slot_at,
-                         allow_mass_change=allow_mass_change)
+                         allow_mass_change=allow_mass_change, changes=keep)
 
     def _run(self, *, full: bool, trigger: str, should_stop: Callable[[], str | None] | None,
-             lock: bool, slot_at: datetime | None, allow_mass_change: bool) -> RunReport:
+             lock: bool, slot_at: datetime | None, allow_mass_change: bool, changes: bool) -> RunReport:
         run_lock = RunLock(self.engine, self.connection, holder=self.holder, lease=self.lease,
                            wait=self.lock_wait) if lock else None
         if run_lock is None:
             return self._locked_run(full=full, trigger=trigger, should_stop=should_stop, run_lock=None,
-                                    slot_at=slot_at, allow_mass_change=allow_mass_change)
+                                    slot_at=slot_at, allow_mass_change=allow_mass_change, changes=changes)
         run_lock.acquire()  # RunLocked names the holder
         try:
             return self._locked_run(full=full, trigger=trigger, should_stop=should_stop, run_lock=run_lock,
-                                    slot_at=slot_at, allow_mass_change=allow_mass_change)
+                                    slot_at=slot_at, allow_mass_change=allow_mass_change, changes=changes)
         finally:
             try:
                 run_lock.release()
@@ -119,9 +122,11 @@ class SyncEngine:
                 log.error("could not release the run lock of %s: %s", self.connection, exc)
 
     def _locked_run(self, *, full: bool, trigger: str, should_stop: Callable[[], str | None] | None,
-                    run_lock: RunLock | None, slot_at: datetime | None, allow_mass_change: bool) -> RunReport:
+                    run_lock: RunLock | None, slot_at: datetime | None, allow_mass_change: bool,
+                    changes: bool) -> RunReport:
         started = self.clock()
-        report = RunReport(connection=self.connection, started_at=started, trigger=trigger)
+        report = RunReport(connection=self.connection, started_at=started, trigger=trigger,
+                           keep_changes=changes)
         # The run's own work goes through the guard (SQLite: every write transaction checks the lease
         # and the file).
         guard = WriteFence.for_run(run_lock, self.engine)
