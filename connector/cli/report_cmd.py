@@ -36,6 +36,7 @@ from connector.statements import StatementLoader
 from connector.statements import to_csv as statement_csv
 from connector.statements import to_html as statement_html
 from connector.statements import to_json as statement_json
+from connector.statements.batch import write_all
 from connector.timeutil import parse_datetime, zone
 
 app = typer.Typer(no_args_is_help=False, help="Finance reports over the ledger, and compliance.",
@@ -223,6 +224,9 @@ def statement(customer: Annotated[str | None, typer.Argument(help="Customer key 
                               typer.Option("--all", help="One file per customer with a balance.")] = False,
               out_dir: Annotated[Path | None,
                                  typer.Option("--out-dir", help="Directory for --all.")] = None,
+              jobs: Annotated[int | None,
+                              typer.Option("--jobs", min=1, help="Processes for --all (default: one per "
+                                           "core, when there are many customers).")] = None,
               attributes: Attributes = None, connection: ConnectionOpt = None, config: Config = None) -> None:
     """A customer statement: opening balance, every entry, closing balance, open lots, refund policy."""
     with handled(fmt == "json"):
@@ -254,8 +258,5 @@ def statement(customer: Annotated[str | None, typer.Argument(help="Customer key 
             return
         assert out_dir is not None
         out_dir.mkdir(parents=True, exist_ok=True)
-        count = 0
-        for st in loader.with_balance():
-            (out_dir / file_name(st.customer, fmt)).write_text(_render(st), encoding="utf-8")
-            count += 1
+        count = write_all(loader, out_dir, _render, lambda key: file_name(key, fmt), jobs)
         out.print(f"wrote {count} statement(s) to {out_dir}", highlight=False)

@@ -76,10 +76,12 @@ def account_aggregates(conn: Connection, as_of: datetime, trend_at: datetime,
                          int(r.consumed), aware(r.first_at))
 
 
-def debts(conn: Connection, as_of: datetime) -> dict[int, int]:
-    """Credit-line use per account at `as_of` (allocations to no lot)."""
+def debts(conn: Connection, as_of: datetime, account_ids: list[int] | None = None) -> dict[int, int]:
+    """Credit-line use at `as_of` (allocations to no lot): per account, or per one of `account_ids`."""
     query = (select(E.c.account_id, func.sum(AL.c.amount)).join(E, E.c.id == AL.c.entry_id)
              .where(AL.c.lot_id.is_(None), E.c.effective_at <= as_of).group_by(E.c.account_id))
+    if account_ids is not None:
+        query = query.where(store.one_of(conn, E.c.account_id, account_ids))
     return {acc: -int(total) for acc, total in conn.execute(query) if int(total) != 0}
 
 
@@ -148,13 +150,17 @@ def open_lots(conn: Connection, as_of: datetime, account_ids: list[int] | None =
                                              refundable=bool(r.refundable), priority=int(r.priority)), r.kind)
 
 
-def lot_totals(conn: Connection, as_of: datetime) -> dict[int, tuple[int, int]]:
-    """Per account: (paid, granted) lot amounts effective at `as_of`; granted = non-refundable adjustments."""
+def lot_totals(conn: Connection, as_of: datetime,
+               account_ids: list[int] | None = None) -> dict[int, tuple[int, int]]:
+    """Per account (every one, or `account_ids`): (paid, granted) lot amounts effective at `as_of`;
+    granted = non-refundable adjustments."""
     maker = aliased(E)
     granted = and_(maker.c.kind == "adjust", L.c.refundable.is_(False))
     query = (select(L.c.account_id, func.sum(case(
         (granted, 0), else_=L.c.amount)), func.sum(case((granted, L.c.amount), else_=0))).join(
             maker, maker.c.id == L.c.entry_id).where(L.c.effective_at <= as_of).group_by(L.c.account_id))
+    if account_ids is not None:
+        query = query.where(store.one_of(conn, L.c.account_id, account_ids))
     return {acc: (int(p), int(g)) for acc, p, g in conn.execute(query)}
 
 
