@@ -6,6 +6,7 @@ import hashlib
 import re
 import sys
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -28,8 +29,8 @@ from connector.reports.render import (
     customer_rows,
     print_tables,
     summary_rows,
+    stream_json,
     to_csv,
-    write_json,
 )
 from connector.reports.sync_attributes import for_connection
 from connector.statements import StatementLoader
@@ -107,17 +108,17 @@ def report(
         if fmt not in FORMATS:
             raise InvalidInput(f"format: {fmt!r} is not one of {', '.join(FORMATS)}", field="format")
         engine, provider = _sources(attributes, connection, config)
-        rep = build_report(engine, parse_as_of(as_of), attributes=provider, rules=load_rules(config or
-                                                                                             state.config),
-                           window_days=window, within_days=within, top_n=top)
+        build = partial(build_report, engine, parse_as_of(as_of), attributes=provider,
+                        rules=load_rules(config or state.config), window_days=window, within_days=within,
+                        top_n=top)
+        if fmt == "json":  # streamed: customer rows are written as they are computed
+            stream_json(lambda sink: build(sink=sink), out_file or sys.stdout)
+            if out_file is not None:
+                out.print(f"wrote {out_file}", highlight=False)
+            return
+        rep = build()
         if fmt == "table":
             print_tables(rep, out)
-        elif fmt == "json" and out_file is not None:
-            with out_file.open("w", encoding="utf-8") as fh:
-                write_json(rep, fh)
-            out.print(f"wrote {out_file}", highlight=False)
-        elif fmt == "json":
-            write_json(rep, sys.stdout)
         elif fmt == "html":
             _write(report_html(rep), out_file)
         else:

@@ -156,15 +156,20 @@ def standing_of(customer: str, currency: str, terms: Iterable[ContractTerm], dep
 
 
 def load(conn: Connection, as_of: datetime, rules: StandingRules, *, orphaned: Collection[str] = (),
-         prefix: str | None = None,
-         customers: Collection[str] | None = None) -> dict[tuple[str, str], Standing]:
-    """The standing of every account (or those whose key starts with `prefix`, or of `customers`) at `as_of`.
+         prefix: str | None = None, customers: Collection[str] | None = None,
+         account_ids: tuple[int, int] | None = None) -> dict[tuple[str, str], Standing]:
+    """The standing of every account (or those whose key starts with `prefix`, of `customers`, or with
+    account_ids[0] <= id < account_ids[1]) at `as_of`.
 
     Balances and deposits count entries effective at or before `as_of`; a reversed deposit does not count.
     """
     a, e, t = store.accounts, store.entries, terms_table
 
     def scoped(col: Any) -> Any:
+        if account_ids is not None:  # accounts by id; terms of their customers (other currencies drop out)
+            lo, hi = account_ids
+            mine = and_(a.c.id >= lo, a.c.id < hi)
+            return mine if col is a.c.customer_key else col.in_(select(a.c.customer_key).where(mine))
         if customers is not None:
             return store.one_of(conn, col, sorted(customers))
         return col.startswith(prefix, autoescape=True) if prefix else and_(True)
