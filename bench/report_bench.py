@@ -77,8 +77,67 @@ def measure(args: list[str], db: str) -> dict[str, float]:
     return {"seconds": round(elapsed, 2), "peak_rss_mb": round(peak_kb / 1024, 1)}
 
 
+LIMITS = {"report_json": (5.0, 200.0), "report_html": (None, None), "report_past_as_of": (None, None),
+          "statement_all": (30.0, None)}
+
+
+def build(url: str, customers: int, entries: int) -> dict[str, object]:
+    """Import the data set into `url`; returns how it was built."""
+    from connector.db.engine import make_engine
+    from connector.ledger.importer import Importer
+
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    work = Path(tempfile.mkdtemp(prefix="report-bench-csv-"))
+    try:
+        csv_path = work / "bench.csv"
+        make_csv(csv_path, customers, entries, now)
+        engine = make_engine(url)
+        started = time.perf_counter()
+        result = Importer(engine).run(csv_path)
+        assert result.applied, result.errors[:5]
+        seconds = round(time.perf_counter() - started, 1)
+        engine.dispose()
+        add_terms(url, customers, now)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"customers": customers, "entries": result.created, "import_seconds": seconds,
+            "built_at": now.isoformat(), "built_by": "ledger CSV importer (connector.ledger.importer)"}
+
+
+def _meta(url: str, doc: dict[str, object] | None = None) -> dict[str, object] | None:
+    """Read (or, with `doc`, write) how a kept database was built, in a `report_bench_built` table."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            if doc is not None:
+                conn.execute(text("CREATE TABLE report_bench_built (doc TEXT)"))
+                conn.execute(text("INSERT INTO report_bench_built VALUES (:d)"), {"d": json.dumps(doc)})
+                return doc
+            try:
+                found = conn.execute(text("SELECT doc FROM report_bench_built")).scalar()
+            except Exception:  # no such table: not built (or built by an older bench)
+                return None
+            return json.loads(found) if found else None
+    finally:
+        engine.dispose()
+
+
+def _verdict(name: str, fig: dict[str, float]) -> dict[str, object]:
+    seconds, mb = LIMITS.get(name, (None, None))
+    out: dict[str, object] = dict(fig)
+    if seconds is not None:
+        out["seconds_limit"] = seconds
+    if mb is not None:
+        out["peak_rss_mb_limit"] = mb
+    out["within_limits"] = ((seconds is None or fig["seconds"] <= seconds)
+                            and (mb is None or fig["peak_rss_mb"] <= mb))
+    return out
+
+
 def main() -> None:
-    """Build the data, run the measurements, print the figures."""
+    """Build (or reuse) the data, run the measurements, print the figures beside their limits."""
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=100_000)
@@ -86,56 +145,65 @@ def main() -> None:
     parser.add_argument("--backend", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--statement-format", default="html", choices=("html", "csv", "json"))
+    parser.add_argument("--keep", metavar="NAME",
+                        help="keep the built database (PostgreSQL schema rb_keep_NAME, or SQLite file "
+                             "/tmp/report-bench-NAME.db) and reuse it when it already holds this data set")
+    parser.add_argument("--only", default="report_json,report_html,report_past_as_of,statement_all",
+                        help="comma-separated steps to measure")
+    parser.add_argument("--out", type=Path, help="keep the outputs in this directory (else a temp dir)")
+    parser.add_argument("--statement-jobs", type=int, help="pass --jobs N to statement --all")
     opts = parser.parse_args()
 
     from sqlalchemy import create_engine, text
 
-    from connector.db.engine import make_engine
-    from connector.ledger.importer import Importer
-
-    work = Path(tempfile.mkdtemp(prefix="report-bench-"))
-    schema = f"rb_{uuid.uuid4().hex[:10]}"
-    if opts.backend == "postgres":
-        admin = create_engine(opts.pg)
+    work = opts.out or Path(tempfile.mkdtemp(prefix="report-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    schema = f"rb_keep_{opts.keep}" if opts.keep else f"rb_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(opts.pg) if opts.backend == "postgres" else None
+    if admin is not None:
         with admin.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
+            conn.execute(text(f"CREATE SCHEMA IF NOT EXISTS {schema}"))
         url = f"{opts.pg}{'&' if '?' in opts.pg else '?'}options=-csearch_path%3D{schema}"
     else:
-        url = f"sqlite:///{work}/bench.db"
-    now = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-    figures: dict[str, object] = {"backend": opts.backend, "customers": opts.customers}
+        db = Path(f"/tmp/report-bench-{opts.keep}.db") if opts.keep else work / "bench.db"
+        url = f"sqlite:///{db}"
+    figures: dict[str, object] = {"backend": opts.backend}
     try:
-        csv_path = work / "bench.csv"
-        make_csv(csv_path, opts.customers, opts.entries, now)
-        engine = make_engine(url)
-        started = time.perf_counter()
-        result = Importer(engine).run(csv_path)
-        assert result.applied, result.errors[:5]
-        figures["entries"] = result.created
-        figures["import_seconds"] = round(time.perf_counter() - started, 1)
-        engine.dispose()
-        add_terms(url, opts.customers, now)
+        built = _meta(url) if opts.keep else None
+        if built and built["customers"] == opts.customers and built["entries"] == opts.entries:
+            figures["data"] = dict(built, reused=True)
+        elif built:
+            raise SystemExit(f"kept database {opts.keep} holds another data set: {built}; pick another name")
+        else:
+            figures["data"] = _meta(url, build(url, opts.customers, opts.entries))
+        steps = set(opts.only.split(","))
         today = date.today().isoformat()
-        figures["report_json"] = measure(
-            ["report", "--as-of", today, "-f", "json", "-o",
-             str(work / "r.json")], url)
-        figures["report_html"] = measure(
-            ["report", "--as-of", today, "-f", "html", "-o",
-             str(work / "r.html")], url)
-        figures["report_past_as_of"] = measure(
-            ["report", "--as-of", (date.today() - timedelta(days=60)).isoformat(), "-f", "json", "-o",
-             str(work / "r2.json")], url)
-        figures["statement_all"] = measure(["statement", "--all", "--out-dir", str(work / "st"), "-f",
-                                            opts.statement_format, "--lang", "zh"], url)
-        files = list((work / "st").iterdir())
-        figures["statement_files"] = len(files)
-        figures["statement_bytes"] = sum(f.stat().st_size for f in files)
-        figures["report_json_bytes"] = (work / "r.json").stat().st_size
+        runs = {
+            "report_json": ["report", "--as-of", today, "-f", "json", "-o", str(work / "r.json")],
+            "report_html": ["report", "--as-of", today, "-f", "html", "-o", str(work / "r.html")],
+            "report_past_as_of": ["report", "--as-of", (date.today() - timedelta(days=60)).isoformat(),
+                                  "-f", "json", "-o", str(work / "r2.json")],
+            "statement_all": ["statement", "--all", "--out-dir", str(work / "st"), "-f",
+                              opts.statement_format, "--lang", "zh"]
+            + (["--jobs", str(opts.statement_jobs)] if opts.statement_jobs else []),
+        }
+        shutil.rmtree(work / "st", ignore_errors=True)
+        for name, args in runs.items():
+            if name in steps:
+                figures[name] = _verdict(name, measure(args, url))
+        if "statement_all" in steps:
+            files = list((work / "st").iterdir())
+            figures["statement_files"] = len(files)
+            figures["statement_bytes"] = sum(f.stat().st_size for f in files)
+        if "report_json" in steps:
+            figures["report_json_bytes"] = (work / "r.json").stat().st_size
     finally:
-        shutil.rmtree(work, ignore_errors=True)
-        if opts.backend == "postgres":
-            with admin.begin() as conn:
-                conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        if opts.out is None:
+            shutil.rmtree(work, ignore_errors=True)
+        if admin is not None:
+            if not opts.keep:
+                with admin.begin() as conn:
+                    conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
             admin.dispose()
     print(json.dumps(figures, indent=2))
 

@@ -6,6 +6,7 @@ import hashlib
 import re
 import sys
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -28,14 +29,15 @@ from connector.reports.render import (
     customer_rows,
     print_tables,
     summary_rows,
+    stream_json,
     to_csv,
-    write_json,
 )
 from connector.reports.sync_attributes import for_connection
 from connector.statements import StatementLoader
 from connector.statements import to_csv as statement_csv
 from connector.statements import to_html as statement_html
 from connector.statements import to_json as statement_json
+from connector.statements.batch import write_all
 from connector.timeutil import parse_datetime, zone
 
 app = typer.Typer(no_args_is_help=False, help="Finance reports over the ledger, and compliance.",
@@ -106,17 +108,17 @@ def report(
         if fmt not in FORMATS:
             raise InvalidInput(f"format: {fmt!r} is not one of {', '.join(FORMATS)}", field="format")
         engine, provider = _sources(attributes, connection, config)
-        rep = build_report(engine, parse_as_of(as_of), attributes=provider, rules=load_rules(config or
-                                                                                             state.config),
-                           window_days=window, within_days=within, top_n=top)
+        build = partial(build_report, engine, parse_as_of(as_of), attributes=provider,
+                        rules=load_rules(config or state.config), window_days=window, within_days=within,
+                        top_n=top)
+        if fmt == "json":  # streamed: customer rows are written as they are computed
+            stream_json(lambda sink: build(sink=sink), out_file or sys.stdout)
+            if out_file is not None:
+                out.print(f"wrote {out_file}", highlight=False)
+            return
+        rep = build()
         if fmt == "table":
             print_tables(rep, out)
-        elif fmt == "json" and out_file is not None:
-            with out_file.open("w", encoding="utf-8") as fh:
-                write_json(rep, fh)
-            out.print(f"wrote {out_file}", highlight=False)
-        elif fmt == "json":
-            write_json(rep, sys.stdout)
         elif fmt == "html":
             _write(report_html(rep), out_file)
         else:
@@ -223,6 +225,9 @@ def statement(customer: Annotated[str | None, typer.Argument(help="Customer key 
                               typer.Option("--all", help="One file per customer with a balance.")] = False,
               out_dir: Annotated[Path | None,
                                  typer.Option("--out-dir", help="Directory for --all.")] = None,
+              jobs: Annotated[int | None,
+                              typer.Option("--jobs", min=1, help="Processes for --all (default: one per "
+                                           "core, when there are many customers).")] = None,
               attributes: Attributes = None, connection: ConnectionOpt = None, config: Config = None) -> None:
     """A customer statement: opening balance, every entry, closing balance, open lots, refund policy."""
     with handled(fmt == "json"):
@@ -254,8 +259,5 @@ def statement(customer: Annotated[str | None, typer.Argument(help="Customer key 
             return
         assert out_dir is not None
         out_dir.mkdir(parents=True, exist_ok=True)
-        count = 0
-        for st in loader.with_balance():
-            (out_dir / file_name(st.customer, fmt)).write_text(_render(st), encoding="utf-8")
-            count += 1
+        count = write_all(loader, out_dir, _render, lambda key: file_name(key, fmt), jobs)
         out.print(f"wrote {count} statement(s) to {out_dir}", highlight=False)

@@ -156,15 +156,20 @@ def standing_of(customer: str, currency: str, terms: Iterable[ContractTerm], dep
 
 
 def load(conn: Connection, as_of: datetime, rules: StandingRules, *, orphaned: Collection[str] = (),
-         prefix: str | None = None,
-         customers: Collection[str] | None = None) -> dict[tuple[str, str], Standing]:
-    """The standing of every account (or those whose key starts with `prefix`, or of `customers`) at `as_of`.
+         prefix: str | None = None, customers: Collection[str] | None = None,
+         account_ids: tuple[int, int] | None = None) -> dict[tuple[str, str], Standing]:
+    """The standing of every account (or those whose key starts with `prefix`, of `customers`, or with
+    account_ids[0] <= id < account_ids[1]) at `as_of`.
 
     Balances and deposits count entries effective at or before `as_of`; a reversed deposit does not count.
     """
     a, e, t = store.accounts, store.entries, terms_table
 
     def scoped(col: Any) -> Any:
+        if account_ids is not None:  # accounts by id; terms of their customers (other currencies drop out)
+            lo, hi = account_ids
+            mine = and_(a.c.id >= lo, a.c.id < hi)
+            return mine if col is a.c.customer_key else col.in_(select(a.c.customer_key).where(mine))
         if customers is not None:
             return store.one_of(conn, col, sorted(customers))
         return col.startswith(prefix, autoescape=True) if prefix else and_(True)
@@ -180,13 +185,18 @@ def load(conn: Connection, as_of: datetime, rules: StandingRules, *, orphaned: C
         terms[(r.customer_key, r.currency)].append(ContractTerm(r.contract_ref, r.agreed_amount, r.due_date,
                                                                 r.valid_from, r.valid_until, bool(r.active)))
     rev = aliased(e)
-    reversed_ids = select(rev.c.reverses_id).where(rev.c.kind == "reverse", rev.c.reverses_id.is_not(None),
-                                                   rev.c.effective_at <= as_of)
+    # NOT EXISTS rather than NOT IN: the unique index on reverses_id answers it per deposit, where NOT IN
+    # read every entry for its reversals each time (the same rows either way: reverses_id is never NULL here)
+    reversed_ = (select(rev.c.id).where(rev.c.reverses_id == e.c.id, rev.c.kind == "reverse",
+                                        rev.c.effective_at <= as_of).exists())
+    # deposits only count against due dates: accounts without a due-dated terms row need none
+    due = select(t.c.customer_key, t.c.currency).where(t.c.due_date.is_not(None)).distinct().subquery()
     deposits: dict[tuple[str, str], list[tuple[datetime, int]]] = defaultdict(list)
+    dated = and_(due.c.customer_key == a.c.customer_key, due.c.currency == a.c.currency)
     for r in conn.execute(select(a.c.customer_key, a.c.currency, e.c.effective_at, e.c.amount)
-                          .join(a, a.c.id == e.c.account_id)
+                          .join(a, a.c.id == e.c.account_id).join(due, dated)
                           .where(scoped(a.c.customer_key), e.c.kind == "deposit", e.c.effective_at <= as_of,
-                                 e.c.id.not_in(reversed_ids))
+                                 ~reversed_)
                           .order_by(a.c.customer_key, a.c.currency, e.c.effective_at, e.c.id)):
         at = r.effective_at if r.effective_at.tzinfo else r.effective_at.replace(tzinfo=UTC)
         deposits[(r.customer_key, r.currency)].append((at, int(r.amount)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from connector.money import from_minor
+from connector.money import MINOR_UNITS, from_minor
 
 # CNY and JPY share the sign ¥; the documents write CN¥ and JP¥ (as CLDR's English locale does for the
 # currency that is not the reader's own), so a statement or report mixing both can never be misread.
@@ -15,7 +15,12 @@ SYMBOLS = {"CNY": "CN¥", "USD": "$", "EUR": "€", "GBP": "£", "JPY": "JP¥", 
 
 def money(minor: int, currency: str, *, symbol: bool = True) -> str:
     """`CN¥1,234.50`, `-$12.00`, `JP¥1,200` (no decimals); other currencies as `CHF 1,234.50`."""
-    text = f"{abs(from_minor(minor, currency)):,}"
+    exp = MINOR_UNITS.get(currency)
+    if exp is None:  # an unknown code: from_minor says so
+        text = f"{abs(from_minor(minor, currency)):,}"
+    else:  # in integers (the same text as the Decimal's, without building one per amount)
+        whole, frac = divmod(abs(minor), 10**exp)
+        text = f"{whole:,}.{frac:0{exp}d}" if exp else f"{whole:,}"
     sign = "-" if minor < 0 else ""
     if not symbol:
         return sign + text

@@ -113,7 +113,12 @@ class AccountRow:
 
 def mean_days(days: list[int]) -> Decimal | None:
     """Mean of whole days, one decimal (Decimal, never float); None for an empty list."""
-    return (Decimal(sum(days)) / len(days)).quantize(Decimal("0.1")) if days else None
+    return mean_of(sum(days), len(days))
+
+
+def mean_of(total: int, count: int) -> Decimal | None:
+    """`total` days over `count`, one decimal (Decimal, never float); None when `count` is 0."""
+    return (Decimal(total) / count).quantize(Decimal("0.1")) if count else None
 
 
 def fmt_rate(rate: Decimal, currency: str) -> str:

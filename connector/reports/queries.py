@@ -20,6 +20,12 @@ from connector.ledger.rules import LotState
 from connector.ledger.store import terms as terms_table
 
 E, A, L, AL = store.entries, store.accounts, store.lots, store.allocations
+IdRange = tuple[int, int]  # account ids lo <= id < hi
+
+
+def _within(column: Any, ids: IdRange | None) -> Any:
+    """`column` (an account id) inside `ids`; no condition without a range."""
+    return and_(True) if ids is None else and_(column >= ids[0], column < ids[1])
 
 
 @dataclass(slots=True)
@@ -58,16 +64,18 @@ class TermsRow:
     refund_fee_pct: str
 
 
-def account_aggregates(conn: Connection, as_of: datetime, trend_at: datetime,
-                       window_start: datetime) -> Iterator[AccountAgg]:
-    """Balance at `as_of` and at `trend_at`, consumption in (window_start, as_of], first entry time."""
+def account_aggregates(conn: Connection, as_of: datetime, trend_at: datetime, window_start: datetime,
+                       ids: IdRange | None = None) -> Iterator[AccountAgg]:
+    """Balance at `as_of` and at `trend_at`, consumption in (window_start, as_of], first entry time
+    (of the accounts in `ids`, or of all)."""
     in_window = and_(E.c.kind == "consume", E.c.effective_at > window_start)
     agg = (select(E.c.account_id,
                   func.sum(E.c.amount).label("balance"),
                   func.sum(case((E.c.effective_at <= trend_at, E.c.amount), else_=0)).label("before"),
                   func.sum(case((in_window, -E.c.amount), else_=0)).label("consumed"),
                   func.min(E.c.effective_at).label("first_at"))
-           .where(E.c.effective_at <= as_of).group_by(E.c.account_id).subquery())
+           .where(E.c.effective_at <= as_of, _within(E.c.account_id, ids)).group_by(E.c.account_id)
+           .subquery())
     query = (select(A.c.id, A.c.customer_key, A.c.currency, A.c.credit_limit, agg.c.balance, agg.c.before,
                     agg.c.consumed, agg.c.first_at)
              .join(agg, agg.c.account_id == A.c.id).order_by(A.c.id))
@@ -76,10 +84,14 @@ def account_aggregates(conn: Connection, as_of: datetime, trend_at: datetime,
                          int(r.consumed), aware(r.first_at))
 
 
-def debts(conn: Connection, as_of: datetime) -> dict[int, int]:
-    """Credit-line use per account at `as_of` (allocations to no lot)."""
+def debts(conn: Connection, as_of: datetime, account_ids: list[int] | None = None, *,
+          ids: IdRange | None = None) -> dict[int, int]:
+    """Credit-line use at `as_of` (allocations to no lot): per account, or per one of `account_ids`."""
     query = (select(E.c.account_id, func.sum(AL.c.amount)).join(E, E.c.id == AL.c.entry_id)
-             .where(AL.c.lot_id.is_(None), E.c.effective_at <= as_of).group_by(E.c.account_id))
+             .where(AL.c.lot_id.is_(None), E.c.effective_at <= as_of, _within(E.c.account_id, ids))
+             .group_by(E.c.account_id))
+    if account_ids is not None:
+        query = query.where(store.one_of(conn, E.c.account_id, account_ids))
     return {acc: -int(total) for acc, total in conn.execute(query) if int(total) != 0}
 
 
@@ -119,7 +131,7 @@ _UNSET = datetime.min.replace(tzinfo=UTC)
 
 
 def open_lots(conn: Connection, as_of: datetime, account_ids: list[int] | None = None, *,
-              latest: datetime | None = _UNSET) -> Iterator[OpenLot]:
+              latest: datetime | None = _UNSET, ids: IdRange | None = None) -> Iterator[OpenLot]:
     """Lots effective at `as_of` with money left then (expired-but-unswept lots included).
 
     `latest` (the latest entry time, if the caller already knows it) picks the cheap path.
@@ -143,6 +155,8 @@ def open_lots(conn: Connection, as_of: datetime, account_ids: list[int] | None =
                  .group_by(*cols).having(func.sum(AL.c.amount) > 0))
     if account_ids is not None:
         query = query.where(L.c.account_id.in_(account_ids))
+    if ids is not None:
+        query = query.where(_within(L.c.account_id, ids))
     for r in conn.execute(query):
         yield OpenLot(r.account_id, LotState(id=r.id, amount=int(r.amount), remaining=int(r.left),
                                              effective_at=aware(r.effective_at),
@@ -150,23 +164,29 @@ def open_lots(conn: Connection, as_of: datetime, account_ids: list[int] | None =
                                              refundable=bool(r.refundable), priority=int(r.priority)), r.kind)
 
 
-def lot_totals(conn: Connection, as_of: datetime) -> dict[int, tuple[int, int]]:
-    """Per account: (paid, granted) lot amounts effective at `as_of`; granted = non-refundable adjustments."""
+def lot_totals(conn: Connection, as_of: datetime, account_ids: list[int] | None = None, *,
+               ids: IdRange | None = None) -> dict[int, tuple[int, int]]:
+    """Per account (every one, or `account_ids`): (paid, granted) lot amounts effective at `as_of`;
+    granted = non-refundable adjustments."""
     maker = aliased(E)
     granted = and_(maker.c.kind == "adjust", L.c.refundable.is_(False))
     query = (select(L.c.account_id, func.sum(case(
         (granted, 0), else_=L.c.amount)), func.sum(case((granted, L.c.amount), else_=0))).join(
-            maker, maker.c.id == L.c.entry_id).where(L.c.effective_at <= as_of).group_by(L.c.account_id))
+            maker, maker.c.id == L.c.entry_id).where(L.c.effective_at <= as_of, _within(L.c.account_id, ids))
+             .group_by(L.c.account_id))
+    if account_ids is not None:
+        query = query.where(store.one_of(conn, L.c.account_id, account_ids))
     return {acc: (int(p), int(g)) for acc, p, g in conn.execute(query)}
 
 
-def forfeited_paid(conn: Connection, as_of: datetime) -> dict[int, int]:
+def forfeited_paid(conn: Connection, as_of: datetime, ids: IdRange | None = None) -> dict[int, int]:
     """Per account: paid (not granted) money taken by expiry sweeps up to `as_of`."""
     maker = aliased(E)
     granted = and_(maker.c.kind == "adjust", L.c.refundable.is_(False))
     query = (select(E.c.account_id, func.sum(-AL.c.amount)).join(AL, AL.c.entry_id == E.c.id)
              .join(L, L.c.id == AL.c.lot_id).join(maker, maker.c.id == L.c.entry_id)
-             .where(E.c.kind == "expire", E.c.effective_at <= as_of, ~granted).group_by(E.c.account_id))
+             .where(E.c.kind == "expire", E.c.effective_at <= as_of, ~granted, _within(E.c.account_id, ids))
+             .group_by(E.c.account_id))
     return {acc: int(total) for acc, total in conn.execute(query)}
 
 
@@ -232,7 +252,7 @@ def aware(value: datetime) -> datetime:
 
 
 __all__ = [
-    "AccountAgg", "OpenLot", "TermsRow", "account_aggregates", "all_terms", "consumption_reversals", "debts",
-    "deposits_between", "deposits_for_terms", "forfeited_paid", "latest_effective", "lot_totals",
-    "monthly_consumption", "open_lots", "positive_balances", "reference"
+    "AccountAgg", "IdRange", "OpenLot", "TermsRow", "account_aggregates", "all_terms",
+    "consumption_reversals", "debts", "deposits_between", "deposits_for_terms", "forfeited_paid",
+    "latest_effective", "lot_totals", "monthly_consumption", "open_lots", "positive_balances", "reference"
 ]

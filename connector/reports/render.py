@@ -5,7 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+import shutil
+import tempfile
+from contextlib import nullcontext
+from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 from rich.console import Console
@@ -14,7 +18,7 @@ from rich.table import Table
 from connector.money import fmt
 from connector.reports.display import money, who
 from connector.reports.metrics import BUCKETS
-from connector.reports.model import Report, fmt_rate
+from connector.reports.model import AccountRow, Report, fmt_rate
 
 CUSTOMER_COLUMNS = ("customer", "currency", "name", "owner", "tier", "flags", "balance", "debt", "spendable",
                     "daily_rate", "runway_days", "expiring_30d", "expiring_60d", "expiring_90d",
@@ -30,6 +34,27 @@ def write_json(report: Report, out: TextIO) -> None:
     for i, row in enumerate(report.accounts):
         out.write(("\n    " if i == 0 else ",\n    ") + json.dumps(row.to_dict(), ensure_ascii=False))
     out.write("\n  ]\n}\n")
+
+
+def stream_json(build: Callable[[Callable[[AccountRow], None]], Report], out: TextIO | Path) -> None:
+    """The same document as `write_json`, for a report built with a row sink (`build(sink)`, e.g. a
+    `build_report` call): customer lines go to a temporary file as they are computed, and follow the
+    summaries, so no more than a block of rows is held in memory. A file `out` is opened once the report
+    is built."""
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+        sep = ["\n    "]
+
+        def sink(row: AccountRow) -> None:
+            spool.write(sep[0] + json.dumps(row.to_dict(), ensure_ascii=False))
+            sep[0] = ",\n    "
+
+        report = build(sink)
+        head = json.dumps(report.to_dict(customers=False), ensure_ascii=False, indent=2)
+        spool.seek(0)
+        with nullcontext(out) if not isinstance(out, Path) else out.open("w", encoding="utf-8") as fh:
+            fh.write(head[:-2] + ',\n  "customers": [')
+            shutil.copyfileobj(spool, fh)
+            fh.write("\n  ]\n}\n")
 
 
 def to_json(report: Report) -> str:

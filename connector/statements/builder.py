@@ -136,6 +136,10 @@ class StatementLoader:
 
     def with_balance(self) -> Iterator[CustomerStatement]:
         """Statements of every customer with a non-zero closing balance, in customer order."""
+        return self.statements(self.accounts_with_balance())
+
+    def accounts_with_balance(self) -> list[Any]:
+        """(id, customer_key, currency) of each account with a non-zero closing balance, by customer."""
         per = (select(E.c.account_id, func.sum(E.c.amount).label("bal")).where(E.c.effective_at < self.end)
                .group_by(E.c.account_id).subquery())
         query = (select(A.c.id, A.c.customer_key, A.c.currency).join(per, per.c.account_id == A.c.id)
@@ -143,7 +147,12 @@ class StatementLoader:
         if self.currency:
             query = query.where(A.c.currency == self.currency)
         with self.engine.connect() as conn:
-            accounts = conn.execute(query).all()
+            return list(conn.execute(query).all())
+
+    def statements(self, accounts: Sequence[Any]) -> Iterator[CustomerStatement]:
+        """Statements of the customers of `accounts` (rows as `accounts_with_balance` gives, in that order),
+        read `chunk` accounts at a time."""
+        with self.engine.connect() as conn:
             latest = q.latest_effective(conn)
             batch: list[Any] = []
             for acc in accounts:
@@ -174,8 +183,8 @@ class StatementLoader:
         lots: dict[int, list[Any]] = defaultdict(list)
         for ol in q.open_lots(conn, self.end - TICK, ids, latest=latest):
             lots[ol.account_id].append((ol.state, ol.kind))
-        totals = q.lot_totals(conn, self.end - TICK)
-        debts = q.debts(conn, self.end - TICK)
+        totals = q.lot_totals(conn, self.end - TICK, ids)
+        debts = q.debts(conn, self.end - TICK, ids)
         keys = sorted({a.customer_key for a in accounts})
         t = terms_table
         policies = {(r.customer_key, r.currency): (r.refund_policy, Decimal(r.refund_fee_pct))
