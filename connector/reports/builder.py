@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
 from connector.compliance.refunds import refund_figures
 from connector.compliance.rules import ComplianceRules
@@ -32,7 +34,7 @@ def month_starts(as_of: datetime, months: int) -> list[str]:
     return out[::-1]
 
 
-BLOCK = 20_000  # accounts (by id) read and computed at a time, so memory does not grow with the ledger
+BLOCK = 10_000  # accounts (by id) read and computed at a time, so memory does not grow with the ledger
 RowSink = Callable[[AccountRow], None]
 
 
@@ -75,30 +77,49 @@ def build_report(engine: Engine, as_of: datetime, *, attributes: CustomerAttribu
         latest = q.latest_effective(conn)
     summary = _Summary(report)
     kept = _Kept(report)
-    for lo in range(first or 0, (last or -1) + 1, block):
+
+    def read(lo: int) -> _Block:
         with engine.connect() as conn:
-            data = _read(conn, (lo, lo + block), as_of, trend_days, window_start, latest, rules,
+            return _read(conn, (lo, lo + block), as_of, trend_days, window_start, latest, rules,
                          standing_rules, orphaned)
-        info = attributes.lookup({a.customer for a in data.aggs})
-        for a in data.aggs:
-            row = _row(a, data, info.get(a.customer, _EMPTY), as_of, window_days, trend_days, rules, policy,
-                       a.consumed - taken.get(a.account_id, 0))
-            summary.add(row)
-            if sink is None:
-                report.accounts.append(row)
-            else:
-                sink(row)
-                kept.offer(row)
-        rows = {(a.customer, a.currency) for a in data.aggs}
-        for (customer, cur), st in data.standings.items():
-            for code in st.codes():
-                report.standing.setdefault(code, set()).add(customer)
-            if (customer, cur) not in rows:  # terms and no entries yet: no row, but their due dates count
-                summary.payments(st.payments)
+
+    starts = list(range(first or 0, (last or -1) + 1, block))
+    # The next block is read (the database working, the driver waiting without the GIL) while this one is
+    # computed; not where the engine has one connection for everyone (an in-memory SQLite database).
+    ahead = len(starts) > 1 and not isinstance(engine.pool, (StaticPool, SingletonThreadPool))
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        pending = reader.submit(read, starts[0]) if ahead else None
+        for i, lo in enumerate(starts):
+            data = pending.result() if pending is not None else read(lo)
+            pending = reader.submit(read, starts[i + 1]) if ahead and i + 1 < len(starts) else None
+            _compute(report, data, attributes, summary, kept, sink, as_of, window_days, trend_days, rules,
+                     policy, taken)
     summary.finish()
     if sink is not None:
         report.accounts = kept.rows()
     return report
+
+
+def _compute(report: Report, data: _Block, attributes: CustomerAttributes, summary: _Summary, kept: _Kept,
+             sink: RowSink | None, as_of: datetime, window_days: int, trend_days: int, rules: ComplianceRules,
+             policy: dict[tuple[str, str], tuple[str, Decimal]], taken: dict[int, int]) -> None:
+    """The rows and standing of one block, handed to the summary and the sink (or kept)."""
+    info = attributes.lookup({a.customer for a in data.aggs})
+    for a in data.aggs:
+        row = _row(a, data, info.get(a.customer, _EMPTY), as_of, window_days, trend_days, rules, policy,
+                   a.consumed - taken.get(a.account_id, 0))
+        summary.add(row)
+        if sink is None:
+            report.accounts.append(row)
+        else:
+            sink(row)
+            kept.offer(row)
+    rows = {(a.customer, a.currency) for a in data.aggs}
+    for (customer, cur), st in data.standings.items():
+        for code in st.codes():
+            report.standing.setdefault(code, set()).add(customer)
+        if (customer, cur) not in rows:  # terms and no entries yet: no row, but their due dates count
+            summary.payments(st.payments)
 
 
 _EMPTY = CustomerInfo()
