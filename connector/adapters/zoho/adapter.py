@@ -105,6 +105,7 @@ class _Plan:
 
     model: type[Record]
     crm_fields: tuple[str, ...]
+    crm_field_set: frozenset[str]
     currency_field: str | None
     mapped: tuple[tuple[str, str], ...]  # (attribute, CRM field), the currency apart
     money: tuple[str, ...]
@@ -118,7 +119,8 @@ class _Plan:
         required = tuple(
             (attr, attr in LOOKUPS and info.annotation is not None and "None" in str(info.annotation))
             for attr, info in model.model_fields.items() if attr not in _BASE_KEYS and info.is_required())
-        return cls(model=model, crm_fields=tuple(spec.crm_fields()),
+        crm_fields = tuple(spec.crm_fields())
+        return cls(model=model, crm_fields=crm_fields, crm_field_set=frozenset(crm_fields),
                    currency_field=spec.fields.get("currency"),
                    mapped=tuple((a, f) for a, f in spec.fields.items() if a != "currency"),
                    money=tuple(MONEY & set(model.model_fields) & set(spec.fields)),
@@ -190,8 +192,8 @@ class ZohoAdapter(CrmAdapter):
         """Map one Zoho record to its domain model, or raise `RecordRejected`."""
         plan = self._plan(spec)
         key = (spec.module, str(row.get("id")))
-        absent = [name for name in plan.crm_fields if name not in row]
-        if absent:
+        if not row.keys() >= plan.crm_field_set:
+            absent = [name for name in plan.crm_fields if name not in row]
             raise self._rejected(key, ", ".join(absent), INCOMPLETE, incomplete=True)
         values: dict[str, Any] = {}
         currency_field = plan.currency_field
