@@ -2,7 +2,9 @@
 
 Prints API calls against the lower bound (one call per 200 records + auth + metadata), records/s,
 the adapter's peak RSS after 10,000 and after all records (each pull in a fresh process), a pull
-with faults switched on (exactly-once check), and the same pull by Zoho's official SDK as a ratio.
+with faults switched on (exactly-once check), the same pull by Zoho's official SDK as a ratio (beside
+the targets: >= 5 times its records/s at <= half its peak RSS), and the sandbox's CPU per record during
+each of the two pulls (a cost both pay).
 
     python bench/zoho_pull.py [--records 100000] [--fail-rate 0.05] [--no-sdk]
 """
@@ -127,11 +129,26 @@ def sdk_pull(info: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def run_child(kind: str, info: dict[str, str], limit: int | None = None) -> dict[str, Any]:
-    """Run one pull in a fresh interpreter so its peak RSS is its own."""
+def run_child(kind: str, info: dict[str, str], limit: int | None = None,
+              server: subprocess.Popen[str] | None = None) -> dict[str, Any]:
+    """Run one pull in a fresh interpreter so its peak RSS is its own; with `server`, also the CPU seconds
+    the sandbox process spent meanwhile (`server_cpu`)."""
+    before = _cpu_seconds(server)
     out = subprocess.run([sys.executable, __file__, "--child", kind, "--info", json.dumps(info),
                           "--limit", str(limit or 0)], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    after = _cpu_seconds(server)
+    result["server_cpu"] = after - before if before is not None and after is not None else None
+    return result
+
+
+def _cpu_seconds(proc: subprocess.Popen[str] | None) -> float | None:
+    """User+system CPU seconds of a running child process (Linux /proc), or None."""
+    try:
+        fields = open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[1].split() if proc else []
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else None
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def start_server(records: int, fail_rate: float) -> tuple[subprocess.Popen[str], dict[str, str], float]:
@@ -165,8 +182,8 @@ def main() -> None:
     proc, info, seeded = start_server(n, 0.0)
     try:
         small = run_child("adapter", info, 10_000)
-        full = run_child("adapter", info)
-        sdk = None if args.no_sdk else run_child("sdk", info)
+        full = run_child("adapter", info, server=proc)
+        sdk = None if args.no_sdk else run_child("sdk", info, server=proc)
     finally:
         proc.terminate()
         proc.wait()
@@ -198,8 +215,13 @@ def main() -> None:
         print(f"  official SDK (zohocrmsdk8-0): {sdk['records']:,} records in {sdk['seconds']:.1f}s "
               f"({sdk['records'] / sdk['seconds']:,.0f} records/s, {sdk['api_calls']} record calls), "
               f"peak RSS {sdk['peak_rss_mb']:.1f} MB")
-        print(f"  ratio SDK/adapter: time x{sdk['seconds'] / full['seconds']:.2f}, "
-              f"peak RSS x{sdk['peak_rss_mb'] / full['peak_rss_mb']:.2f}")
+        print(f"  ratio SDK/adapter: time x{sdk['seconds'] / full['seconds']:.2f} (target >= 5), "
+              f"peak RSS x{sdk['peak_rss_mb'] / full['peak_rss_mb']:.2f}; adapter/SDK peak RSS "
+              f"{full['peak_rss_mb'] / sdk['peak_rss_mb']:.3f} (target <= 0.5)")
+        if full["server_cpu"] is not None and sdk["server_cpu"] is not None:
+            print(f"  sandbox CPU per record (the same for both, part of each time above): "
+                  f"{full['server_cpu'] / full['records'] * 1e6:.1f} us during the adapter's pull, "
+                  f"{sdk['server_cpu'] / sdk['records'] * 1e6:.1f} us during the SDK's")
 
 
 if __name__ == "__main__":
