@@ -193,6 +193,7 @@ def main() -> None:
         batch = engine.mapping.write_batch_size
         page = 100 if args.crm == "fxiaoke" else 200
         task_calls = _count_task_calls(engine.adapter)
+        writes_seen = _time_writes(engine.adapter)
         print(f"{'run':<12}{'seconds':>9}{'CPU s':>7}{'pulled':>9}{'reads':>7}{'read LB':>8}{'deleted':>8}"
               f"{'writes':>8}{'write LB':>9}{'task calls':>11}{'RSS MB':>8}")
         for n, (label, k) in enumerate((("full", None), ("settle", 0), ("no-change", 0),
@@ -233,6 +234,8 @@ def main() -> None:
                 f"{label:<12}{secs:>9.1f}{cpu:>7.1f}{pulled:>9}{reads:>7}{read_lb:>8}{checks:>8}{writes:>8}"
                 f"{write_lb:>9}{tasks:>11}{_rss_mb():>8.0f}   status={r.status} deposits={r.deposits_posted} "
                 f"consumptions={r.consumptions_posted} reversals={r.reversals_posted} errors={r.error_total}")
+            if args.crm == "fxiaoke":
+                _print_write_floor(writes_seen)
         engine.adapter.close()
     sb.stop()
     secs_limit, rss_limit = _limits(args.customers)
@@ -272,6 +275,41 @@ def _count_task_calls(adapter: Any) -> list[int]:
                 spent[0] += adapter.usage().calls - before
         setattr(adapter, name, wrapped)
     return spent
+
+
+def _time_writes(adapter: Any) -> dict[str, Any]:
+    """Wrap `write_fields`: the write phase's span (first call in, last call out) and its calls per path."""
+    seen: dict[str, Any] = {"first": None, "last": None, "by_path": {}}
+    inner = adapter.write_fields
+
+    def wrapped(*a: Any, **kw: Any) -> Any:
+        before = dict(adapter.usage().by_type)
+        start = time.monotonic()
+        try:
+            return inner(*a, **kw)
+        finally:
+            seen["first"] = start if seen["first"] is None else seen["first"]
+            seen["last"] = time.monotonic()
+            for path, n in adapter.usage().by_type.items():
+                if path != "token" and n > before.get(path, 0):
+                    seen["by_path"][path] = seen["by_path"].get(path, 0) + n - before.get(path, 0)
+    adapter.write_fields = wrapped
+    return seen
+
+
+def _print_write_floor(seen: dict[str, Any]) -> None:
+    """Fxiaoke: the write phase's time against the floor its busiest path's calls set (then reset)."""
+    from connector.adapters.fxiaoke.client import DEFAULT_PACE, pace_floor
+
+    if seen["by_path"]:
+        path, calls = max(seen["by_path"].items(), key=lambda item: item[1])
+        secs = seen["last"] - seen["first"]
+        floor = pace_floor(calls)
+        ratio = f"{floor / secs:.3f}" if floor else "n/a (within the first free burst)"
+        print(f"            write phase: {calls} calls on {path} in {secs:.1f}s; floor {floor:.1f}s "
+              f"({DEFAULT_PACE[0]} calls / {DEFAULT_PACE[1]:.0f} s per path, first {DEFAULT_PACE[0]} free); "
+              f"floor/elapsed {ratio}")
+    seen.update(first=None, last=None, by_path={})
 
 
 if __name__ == "__main__":

@@ -83,6 +83,16 @@ def encode_value(value: Any, field: str = "value") -> Any:
     return value
 
 
+def pace_floor(calls: int, pace: tuple[int, float] = DEFAULT_PACE) -> float:
+    """The least time in seconds that `calls` calls on one path can span under `pace` (limit, window).
+
+    The limit is a sliding window, so the first `limit` calls may go at once and each further `limit`
+    one window later: the last call starts no earlier than window x floor((calls - 1) / limit).
+    Benchmarks print their elapsed time against it."""
+    limit, window = pace
+    return window * ((calls - 1) // limit) if calls > 0 else 0.0
+
+
 class PathPacer:
     """Client-side sliding window per path, so we stay under the server's per-interface limit."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -28,7 +29,6 @@ from connector.adapters.base import (
     TaskRequest,
     WaitListener,
     WriteResult,
-    absent_fields,
 )
 from connector.adapters.errors import CrmRequestError, RetriableCrmError
 from connector.adapters.http import ServerClock
@@ -94,6 +94,39 @@ def default_specs() -> dict[Entity, EntitySpec]:
     }
 
 
+# Keys `to_domain` always fills itself; the model's other required attributes must come from the mapping.
+_BASE_KEYS = frozenset({"crm", "module", "crm_id", "modified_at", "owner_id", "owner_name", "fields",
+                        "entity"})
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One spec's mapping as `to_domain` walks it: the model, fields to check and the required attributes."""
+
+    model: type[Record]
+    crm_fields: tuple[str, ...]
+    crm_field_set: frozenset[str]
+    currency_field: str | None
+    mapped: tuple[tuple[str, str], ...]  # (attribute, CRM field), the currency apart
+    money: tuple[str, ...]
+    extra_fields: tuple[str, ...]
+    required: tuple[tuple[str, bool], ...]  # (attribute, a lookup that may be None)
+
+    @classmethod
+    def of(cls, spec: EntitySpec) -> _Plan:
+        """Work the plan out from `spec` and its entity's model."""
+        model = BY_ENTITY[spec.entity].model
+        required = tuple(
+            (attr, attr in LOOKUPS and info.annotation is not None and "None" in str(info.annotation))
+            for attr, info in model.model_fields.items() if attr not in _BASE_KEYS and info.is_required())
+        crm_fields = tuple(spec.crm_fields())
+        return cls(model=model, crm_fields=crm_fields, crm_field_set=frozenset(crm_fields),
+                   currency_field=spec.fields.get("currency"),
+                   mapped=tuple((a, f) for a, f in spec.fields.items() if a != "currency"),
+                   money=tuple(MONEY & set(model.model_fields) & set(spec.fields)),
+                   extra_fields=tuple(spec.extra_fields), required=required)
+
+
 class _Unsendable(InvalidInput):
     """A value `write_fields` refuses to send, by the field's metadata; it never leaves the adapter."""
 
@@ -122,6 +155,7 @@ class ZohoAdapter(CrmAdapter):
         self.closed_statuses = tuple(closed_statuses)
         self._fields: dict[str, list[FieldInfo]] = {}
         self._owners: dict[tuple[str, str], str | None] = {}
+        self._plans: dict[int, tuple[EntitySpec, _Plan]] = {}
 
     # -- reading --------------------------------------------------------------------------
 
@@ -156,12 +190,13 @@ class ZohoAdapter(CrmAdapter):
 
     def to_domain(self, spec: EntitySpec, row: dict[str, Any]) -> Record:
         """Map one Zoho record to its domain model, or raise `RecordRejected`."""
+        plan = self._plan(spec)
         key = (spec.module, str(row.get("id")))
-        absent = absent_fields(spec, row)
-        if absent:
+        if not row.keys() >= plan.crm_field_set:
+            absent = [name for name in plan.crm_fields if name not in row]
             raise self._rejected(key, ", ".join(absent), INCOMPLETE, incomplete=True)
         values: dict[str, Any] = {}
-        currency_field = spec.fields.get("currency")
+        currency_field = plan.currency_field
         currency = row.get(currency_field) if currency_field else None
         if currency:
             try:
@@ -169,18 +204,17 @@ class ZohoAdapter(CrmAdapter):
             except InvalidInput:
                 raise self._rejected(key, str(currency_field), f"unknown currency {currency!r}") from None
         currency = currency or self.default_currency
-        for attr, crm_field in spec.fields.items():
+        for attr, crm_field in plan.mapped:
             raw = row.get(crm_field)
-            if raw in (None, "") or attr == "currency":
+            if raw is None or raw == "":
                 continue
             values[attr] = self._convert(key, attr, crm_field, raw, currency)
         if currency:
             values["currency"] = currency
-        model = BY_ENTITY[spec.entity].model
-        for attr in MONEY & set(model.model_fields) & set(spec.fields):
-            if attr in values and not currency:
-                raise self._rejected(key, spec.fields[attr], "amount without a currency (set "
-                                     "default_currency or fill the record's currency)")
+        elif any(attr in values for attr in plan.money):
+            attr = next(a for a in plan.money if a in values)
+            raise self._rejected(key, spec.fields[attr], "amount without a currency (set "
+                                 "default_currency or fill the record's currency)")
         if values.get("valid_from") and values.get(
                 "valid_until") and values["valid_until"] < values["valid_from"]:
             raise self._rejected(key, spec.fields["valid_until"], f"valid until {values['valid_until']} is "
@@ -191,17 +225,28 @@ class ZohoAdapter(CrmAdapter):
             "modified_at": parse_time(str(row["Modified_Time"])),
             "owner_id": str(owner["id"]) if isinstance(owner, dict) and owner.get("id") else None,
             "owner_name": str(owner["name"]) if isinstance(owner, dict) and owner.get("name") else None,
-            "fields": {name: row[name] for name in spec.extra_fields}}
-        for attr, info in model.model_fields.items():
-            if attr not in base and attr not in values and info.is_required() and attr != "entity":
-                if attr in LOOKUPS and info.annotation is not None and "None" in str(info.annotation):
+            "fields": {name: row[name] for name in plan.extra_fields}}
+        for attr, nullable in plan.required:
+            if attr not in values:
+                if nullable:
                     values[attr] = None
                     continue
                 raise self._rejected(key, spec.fields.get(attr, attr), "required value is missing")
         try:
-            return model(**base, **values)
+            return plan.model(**base, **values)
         except ValueError as exc:
-            raise self._rejected(key, "?", f"does not fit {model.__name__}: {exc}") from None
+            raise self._rejected(key, "?", f"does not fit {plan.model.__name__}: {exc}") from None
+
+    def _plan(self, spec: EntitySpec) -> _Plan:
+        """What `to_domain` needs to know about `spec`, worked out once per spec instead of per record."""
+        held = self._plans.get(id(spec))
+        if held is not None and held[0] is spec:
+            return held[1]
+        if len(self._plans) >= 64:
+            self._plans.clear()
+        plan = _Plan.of(spec)
+        self._plans[id(spec)] = (spec, plan)  # holding `spec` keeps its id from being reused
+        return plan
 
     def _rejected(self, key: tuple[str, str], field: str, reason: str, *,
                   incomplete: bool = False) -> RecordRejected:

@@ -186,7 +186,8 @@ class ZohoClient:
                 self.meter.remaining = int(remaining)
             charged = resp.status_code < 500 and resp.status_code not in (401, 429)
             self.meter.add(call_type, credits, charged=charged)
-            log.debug("%s -> %d", redact.url(described), resp.status_code)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s -> %d", redact.url(described), resp.status_code)
             if resp.status_code < 400 or (resp.status_code == 400 and _is_record_list(parsed)):
                 return ZohoResponse(resp.status_code, parsed, resp.headers)
             error = self._error(resp.status_code, parsed, resp.headers, described, credits)
@@ -303,15 +304,17 @@ class ZohoClient:
                 return
             rows = resp.body.get("data") or []
             info = resp.body.get("info") or {}
+            more, next_token = info.get("more_records"), info.get("next_page_token")
+            del resp, info  # only this page's rows stay in memory while the next page is read
             for row in rows:
                 modified = parse_time(str(row["Modified_Time"]))
                 chain.newest = modified
                 yield row, modified
             fetched += len(rows)
-            if not info.get("more_records"):
+            del rows
+            if not more:
                 pages.finish()
                 return
-            next_token = info.get("next_page_token")
             if next_token:
                 pages.advance((str(next_token), page))  # the same token again would read the same page
                 if fetched >= TOKEN_CHAIN_LIMIT:

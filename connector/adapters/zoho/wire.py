@@ -9,8 +9,21 @@ from decimal import Decimal
 from typing import Any
 
 
+_last_parsed: tuple[str, datetime] = ("", datetime.min)
+
+
 def parse_time(value: str) -> datetime:
     """Parse a Zoho date-time (`2026-01-05T10:15:07+05:30`, or with `Z`) into an aware datetime."""
+    global _last_parsed
+    last = _last_parsed
+    if value is last[0]:
+        return last[1]  # the same text again (client and adapter both read each record's Modified_Time)
+    parsed = _parse_time(value)
+    _last_parsed = (value, parsed)
+    return parsed
+
+
+def _parse_time(value: str) -> datetime:
     text = value.strip()
     if text.endswith("Z"):
         text = text[:-1] + "+00:00"
