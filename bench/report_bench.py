@@ -2,12 +2,19 @@
 
     python bench/report_bench.py                                  # PostgreSQL, 100k customers, 1M entries
     python bench/report_bench.py --backend sqlite --customers 20000 --entries 200000
+    python bench/report_bench.py --keep i14r                      # keep the built database, reuse it
+    python bench/report_bench.py --keep i14r --only report_json   # one step
+
+Limits (issue 14.5): `report -f json` <= 5 s and <= 200 MB, `statement --all` <= 30 s; each figure is
+printed beside its limit, with the CPU seconds of the command's own processes.
 
 The data is imported with the ledger's CSV importer (10 entries per customer on average: two deposits,
 one of them expiring within 120 days, then consumption over the last 200 days), plus terms with a
 due date for one customer in five. Each measured command runs in its own process (the real CLI), so
 its peak RSS is its own; figures are printed as one JSON document at the end. PostgreSQL uses a
-fresh schema in --pg (default postgresql://postgres@127.0.0.1:5432/test), dropped afterwards.
+fresh schema in --pg (default postgresql://postgres@127.0.0.1:5432/test), dropped afterwards, unless
+--keep names one to keep (`rb_keep_NAME`; SQLite: /tmp/report-bench-NAME.db); the output's `data` says
+how the data was built and whether it was reused.
 """
 
 from __future__ import annotations
