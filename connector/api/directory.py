@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from connector.errors import ConnectorError
 from connector.ledger.store import accounts
 from connector.mapping import load_mapping
 from connector.money import fmt
+from connector.reports.attributes import CustomerInfo
 from connector.sync import tables as t
 
 log = logging.getLogger(__name__)
@@ -74,11 +76,19 @@ class Directory:
                 rows = conn.execute(
                     select(c.c.connection, c.c.crm_id).where(
                         c.c.connection.in_(list(by_conn)), c.c.deleted_at.is_(None),
-                        or_(func.lower(c.c.name).contains(needle, autoescape=True), c.c.crm_id == query.strip()))
+                        or_(func.lower(c.c.name).contains(needle, autoescape=True),
+                            c.c.crm_id == query.strip()))
                     .order_by(c.c.name).limit(limit)).all()
                 keys.update(by_conn[r.connection] + r.crm_id for r in rows)
             chosen = sorted(keys)[:limit]
             return self._describe(conn, chosen, prefixes)
+
+    def lookup(self, keys: Iterable[str]) -> Mapping[str, CustomerInfo]:
+        """`CustomerAttributes` for statements: name, tier and open flags of the keys the sync knows."""
+        with self.engine.connect() as conn:
+            hits = self._describe(conn, sorted(set(keys)), self.prefixes())
+        return {h.customer: CustomerInfo(name=h.name, tier=h.tier, flags=tuple(h.flags))
+                for h in hits if h.connection is not None}
 
     def _describe(self, conn: Any, keys: list[str], prefixes: list[tuple[str, str]]) -> list[Hit]:
         hits = {k: Hit(k) for k in keys}
@@ -86,7 +96,8 @@ class Directory:
             return []
         for key, cur, balance in conn.execute(
                 select(accounts.c.customer_key, accounts.c.currency, accounts.c.balance)
-                .where(accounts.c.customer_key.in_(keys)).order_by(accounts.c.customer_key, accounts.c.currency)):
+                .where(accounts.c.customer_key.in_(keys))
+                .order_by(accounts.c.customer_key, accounts.c.currency)):
             hits[key].accounts.append({"currency": cur, "balance": fmt(balance, cur)})
         wanted: dict[tuple[str, str], str] = {}
         for key in keys:

@@ -121,7 +121,8 @@ class KeyStore:
                 raise NotFound(f"no API key is named {name!r} (see `prepaid-sync apikey list`)", name=name)
             if row.revoked_at is None:
                 conn.execute(api_keys.update().where(api_keys.c.id == row.id).values(revoked_at=now))
-        return ApiKey(row.name, row.scope, row.key_id, row.created_at, row.last_used_at, row.revoked_at or now)
+        return ApiKey(row.name, row.scope, row.key_id, row.created_at, row.last_used_at,
+                      row.revoked_at or now)
 
     def verify(self, presented: str) -> Principal | None:
         """The principal of a presented key; None when it is malformed, unknown or revoked."""

@@ -42,7 +42,8 @@ _POSTED = {201: {"model": PostingAnswer, "description": "Posted (or replayed: `I
 @router.get("/customers/{customer}/balance", response_model=BalanceAnswer)
 def balance(customer: Customer, svc: Svc, _who: Reader,
             currency: Annotated[str, Query(description="ISO 4217 code.")],
-            as_of: Annotated[str | None, Query(description="Balance at this business time (ISO 8601).")] = None,
+            as_of: Annotated[str | None,
+                             Query(description="Balance at this business time (ISO 8601).")] = None,
             ) -> BalanceAnswer:
     """A customer's balance in one currency, and what is available to spend now."""
     view = svc.ledger.balance(customer, currency, as_of=parse_datetime(as_of, "as_of", end_of_day=True))[0]
@@ -94,8 +95,9 @@ def consume_batch(body: BatchBody, svc: Svc, _who: Writer) -> BatchAnswer:
         key = body.items[i].idempotency_key
         if outcome.result is not None:
             replayed = not outcome.result.created
-            results[i] = BatchResult(index=i, idempotency_key=key, outcome="replayed" if replayed else "created",
-                                     status=201, result=_answer(outcome.result, key))
+            results[i] = BatchResult(index=i, idempotency_key=key,
+                                     outcome="replayed" if replayed else "created", status=201,
+                                     result=_answer(outcome.result, key))
         else:
             assert outcome.error is not None
             results[i] = _refused(i, key, outcome.error)
@@ -119,7 +121,8 @@ def _ledger_key(idem: str | None, field: str = "Idempotency-Key") -> str:
         raise Problem("idempotency-key-required", f"{field}: required on every posting (1 to "
                       f"{MAX_IDEMPOTENCY_KEY} visible characters, unique per posting)", field=field)
     if len(text) > MAX_IDEMPOTENCY_KEY:
-        raise InvalidInput(f"{field}: at most {MAX_IDEMPOTENCY_KEY} characters (got {len(text)})", field=field)
+        raise InvalidInput(f"{field}: at most {MAX_IDEMPOTENCY_KEY} characters (got {len(text)})",
+                           field=field)
     return KEY_NAMESPACE + visible.check(text, field)
 
 

@@ -34,7 +34,8 @@ class ConsumptionBody(_Body):
     currency: str = Field(description="ISO 4217 code, e.g. CNY.", examples=["CNY"])
     effective_at: str | None = Field(None, description="Business time (ISO 8601); default now. May be "
                                      "backdated, not post-dated.")
-    source: str | None = Field(None, description="Source reference SYSTEM:RECORD_ID.", examples=["shop:o-991"])
+    source: str | None = Field(None, description="Source reference SYSTEM:RECORD_ID.",
+                               examples=["shop:o-991"])
     memo: str = Field("", description="Why; shown on statements. Not part of the idempotency check.")
 
     _amount = field_validator("amount", mode="before")(_money_text)
