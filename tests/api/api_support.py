@@ -68,8 +68,8 @@ def make_keys(db: str) -> tuple[str, str]:
 class InProcessServer:
     """uvicorn serving `create_app` in a thread of this process (so `caplog` sees its logs)."""
 
-    def __init__(self, engine: Any) -> None:
-        self.server = ApiServer(server_config(create_app(engine), "127.0.0.1", 0))
+    def __init__(self, engine: Any, config: Any = None) -> None:
+        self.server = ApiServer(server_config(create_app(engine, config), "127.0.0.1", 0))
         self.thread = threading.Thread(target=self.server.run, name="api-server", daemon=True)
 
     def __enter__(self) -> str:
