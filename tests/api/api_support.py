@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,7 +93,8 @@ class ServeProcess:
         line = self.proc.stdout.readline()  # blocks until the server listens (or exits)
         if not line:
             self.proc.wait(START_TIMEOUT)
-            raise AssertionError(f"serve did not start: {self.proc.stderr.read() if self.proc.stderr else ''}")
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise AssertionError(f"serve did not start: {err}")
         self.start = json.loads(line)
         self.url: str = self.start["url"]
 

@@ -45,8 +45,8 @@ def test_a_read_key_may_read_but_not_post_money(sqlite_api: Api) -> None:
     for path in ("/customers/c1/consumptions", "/customers/c1/deposits", "/customers/c1/refunds"):
         r = sqlite_api.post(path, BODY, key=sqlite_api.read_key, idem="r1")
         assert r.status_code == 403 and r.json()["type"] == "/api/v1/problems/forbidden"
-    r = sqlite_api.post("/consumptions:batch", {"items": [{**BODY, "customer": "c1", "idempotency_key": "b"}]},
-                        key=sqlite_api.read_key)
+    item = {**BODY, "customer": "c1", "idempotency_key": "b"}
+    r = sqlite_api.post("/consumptions:batch", {"items": [item]}, key=sqlite_api.read_key)
     assert r.status_code == 403
     assert sqlite_api.ledger().balance("c1", "CNY")[0].balance == 1
 

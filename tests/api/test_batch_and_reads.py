@@ -24,10 +24,12 @@ def test_batch_answers_each_item_and_refusals_write_nothing(api: Api) -> None:
     assert r.status_code == 200, r.text
     doc = r.json()
     assert (doc["created"], doc["replayed"], doc["refused"]) == (2, 0, 4)
-    got = [(x["index"], x["outcome"], x["status"], (x.get("problem") or {}).get("type")) for x in doc["results"]]
+    got = [(x["index"], x["outcome"], x["status"], (x.get("problem") or {}).get("type"))
+           for x in doc["results"]]
     assert got == [(0, "created", 201, None), (1, "refused", 422, P + "insufficient-balance"),
                    (2, "created", 201, None), (3, "refused", 409, P + "idempotency-conflict"),
-                   (4, "refused", 422, P + "invalid-input"), (5, "refused", 400, P + "idempotency-key-required")]
+                   (4, "refused", 422, P + "invalid-input"),
+                   (5, "refused", 400, P + "idempotency-key-required")]
     assert doc["results"][2]["result"]["balance"] == "0.00"
     again = api.post("/consumptions:batch", {"items": items[:3]}).json()
     assert [x["outcome"] for x in again["results"]] == ["replayed", "refused", "replayed"]

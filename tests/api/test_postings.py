@@ -74,7 +74,8 @@ def test_insufficient_balance_is_a_422_problem_with_its_own_type(api: Api) -> No
     ({"amount": "1", "currency": "CNY", "expires_at": "2999-01-01"}, "expires_at"),
     ({"amount": "1", "currency": "CNY", "effective_at": "yesterday"}, "effective_at"),
 ])
-def test_invalid_input_is_a_422_naming_the_field(sqlite_api: Api, body: dict[str, object], field: str) -> None:
+def test_invalid_input_is_a_422_naming_the_field(sqlite_api: Api, body: dict[str, object],
+                                                 field: str) -> None:
     deposit(sqlite_api, "c1", "100.00", "d1")
     r = sqlite_api.post("/customers/c1/consumptions", body, idem="x")
     assert r.status_code == 422, r.text
