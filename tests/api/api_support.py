@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -58,6 +59,11 @@ class Api:
         return Ledger(make_engine(self.db))
 
 
+def secret_of(key: str) -> str:
+    """The secret part of a `ps_live_<key id>_<secret>` key (it may itself contain '_')."""
+    return key[len("ps_live_") + 13:]
+
+
 def make_keys(db: str) -> tuple[str, str]:
     """A write key and a read key on database `db`."""
     store = KeyStore(make_engine(db))
@@ -85,15 +91,18 @@ class InProcessServer:
 class ServeProcess:
     """`prepaid-sync serve --port 0` as a child process; its URL is read from its one start line."""
 
-    def __init__(self, db: str, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, db: str, *args: str, env: dict[str, str] | None = None, replace_env: bool = False,
+                 stderr: Path | None = None) -> None:
+        self.log = stderr
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "connector", "--db", db, "serve", "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+            stdout=subprocess.PIPE, stderr=stderr.open("w") if stderr else subprocess.PIPE, text=True,
+            env=(env or {}) if replace_env else {**os.environ, **(env or {})})
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # blocks until the server listens (or exits)
         if not line:
             self.proc.wait(START_TIMEOUT)
-            err = self.proc.stderr.read() if self.proc.stderr else ""
+            err = self.proc.stderr.read() if self.proc.stderr else stderr.read_text() if stderr else ""
             raise AssertionError(f"serve did not start: {err}")
         self.start = json.loads(line)
         self.url: str = self.start["url"]
@@ -103,4 +112,4 @@ class ServeProcess:
         if self.proc.poll() is None:
             self.proc.terminate()
         _out, err = self.proc.communicate(timeout=START_TIMEOUT)
-        return self.proc.returncode, err
+        return self.proc.returncode, err if self.log is None else self.log.read_text()
