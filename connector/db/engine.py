@@ -103,6 +103,7 @@ def write_transaction(engine: Engine, *, wait: float | None = None) -> Iterator[
         # Per-transaction hand-offs (see store.lock_account) never outlive their transaction.
         conn.info.pop("prefetched_posting", None)
         conn.info.pop("reserved_ids", None)
+        conn.info.pop("created_accounts", None)
         raw = (conn.connection.driver_connection if wait is not None and conn.dialect.name == "sqlite"
                else None)
         if raw is not None:

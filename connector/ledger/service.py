@@ -15,7 +15,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from connector import testpoints, visible
@@ -23,6 +23,7 @@ from connector.db.engine import make_engine, write_transaction
 from connector.errors import ConnectorError, CurrencyMismatch, IdempotencyConflict, NotFound
 from connector.ledger import store
 from connector.ledger.plan import payload_hash
+from connector.ledger.group import GroupCommitter
 from connector.ledger.planners import (Request, as_utc, check_entry_id, make_request, plan, plan_expiry,
                                        plan_reversal, posting_key)
 from connector.ledger.queries import BalanceView, LedgerQueries, Statement
@@ -84,12 +85,15 @@ class Ledger:
     """Deposits, consumption, refunds, adjustments, reversals and expiry over one database."""
 
     def __init__(self, engine: Engine, clock: Callable[[], datetime] = utcnow,
-                 deposit_guard: Callable[[Request], None] | None = None) -> None:
+                 deposit_guard: Callable[[Request], None] | None = None, *,
+                 group_commit: bool = False) -> None:
         self.engine = engine
         self.clock = clock
         self.deposit_guard = deposit_guard  # may refuse new deposits (compliance stop switch) by raising
         self.queries = LedgerQueries(engine, clock)
         self.terms = TermsBook(engine, clock)
+        # Concurrent `post` calls (threads of one process) share transactions; see group.py.
+        self.group = GroupCommitter(self._post_group, self._post_one) if group_commit else None
 
     @classmethod
     def open(cls, url: str | None = None, **kw: Any) -> Ledger:
@@ -129,10 +133,22 @@ class Ledger:
                                       expires_at=expires_at, refundable=refundable, source=source, memo=memo))
 
     def post(self, req: Request) -> PostingResult:
-        """Run one validated request in its own transaction: `post_batch([req])`, its refusal raised."""
+        """Run one validated request in its own transaction: `post_batch([req])`, its refusal raised.
+
+        With `group_commit`, concurrent calls share a transaction (`GroupCommitter`): the same answers
+        and refusals, each durable before it returns.
+        """
+        if self.group is not None:
+            return self.group.post(req)
+        return self._post_one(req)
+
+    def _post_one(self, req: Request) -> PostingResult:
         result = self.post_batch([req], hook=_raise_refusal)[0].result
         assert result is not None
         return result
+
+    def _post_group(self, reqs: Sequence[Request]) -> list[BatchOutcome]:
+        return self.post_batch(reqs, hook=_drop_refused_accounts)
 
     def post_batch(self, requests: Sequence[Request], *, hook: BatchHook | None = None) -> list[BatchOutcome]:
         """Run many validated requests, in order, in ONE transaction; one outcome per request.
@@ -338,6 +354,20 @@ def _lock(conn: Connection, reqs: list[Request], now: datetime) -> tuple[States,
     if req.op == "refund":
         store.load_refund_policies(conn, {pair}, policies)
     return {pair: state}, policies
+
+
+def _drop_refused_accounts(conn: Connection, outcomes: list[BatchOutcome]) -> None:
+    """A group's hook: accounts this transaction created only for refused requests go again.
+
+    `post` rolls a refused request back whole; a group commits the others, so it removes the empty
+    account rows its refusals made, and the database ends as if each had been posted alone."""
+    created = conn.info.pop("created_accounts", None)
+    if not created:
+        return
+    used = {(o.request.customer, o.request.currency) for o in outcomes if o.status == "created"}
+    for customer, currency in sorted(created - used):
+        conn.execute(delete(store.accounts).where(store.accounts.c.customer_key == customer,
+                                                  store.accounts.c.currency == currency))
 
 
 def _raise_refusal(conn: Connection, outcomes: list[BatchOutcome]) -> None:

@@ -48,13 +48,19 @@ def ensure_account(conn: Connection, customer: str, currency: str, now: datetime
 
 
 def ensure_accounts(conn: Connection, pairs: list[tuple[str, str]], now: datetime) -> None:
-    """Create many missing accounts in one statement (bulk import)."""
+    """Create many missing accounts in one statement (bulk import).
+
+    The pairs this transaction really created are kept in `conn.info["created_accounts"]` (a group
+    commit drops those only its refused requests asked for, as `Ledger.post` would have)."""
     if not pairs:
         return
     ins = pg_insert(accounts) if is_postgres(conn) else sqlite_insert(accounts)
-    conn.execute(ins.on_conflict_do_nothing(index_elements=["customer_key", "currency"]),
-                 [{"customer_key": c, "currency": cur, "balance": 0, "debt": 0, "credit_limit": 0,
-                   "created_at": now, "updated_at": now} for c, cur in pairs])
+    rows = conn.execute(
+        ins.on_conflict_do_nothing(index_elements=["customer_key", "currency"]).returning(
+            accounts.c.customer_key, accounts.c.currency),
+        [{"customer_key": c, "currency": cur, "balance": 0, "debt": 0, "credit_limit": 0,
+          "created_at": now, "updated_at": now} for c, cur in pairs])
+    conn.info.setdefault("created_accounts", set()).update((r[0], r[1]) for r in rows)
 
 
 # Hot-path statements are prepared once as `text()` with typed result columns: building
@@ -67,8 +73,8 @@ _OPEN_LOTS = text("SELECT id, amount, remaining, effective_at, expires_at, refun
                   "WHERE account_id = :account AND remaining > 0").columns(
     id=Integer, amount=BigInteger, remaining=BigInteger, effective_at=UTCDateTime, expires_at=UTCDateTime,
     refundable=Boolean, priority=Integer)
-_FIND_POSTING = text("SELECT key, op, payload_hash, customer_key, currency, result FROM postings "
-                     "WHERE key = :key")
+_POSTING_COLUMNS = "key, op, payload_hash, customer_key, currency, result, first_entry_id, last_entry_id"
+_FIND_POSTING = text(f"SELECT {_POSTING_COLUMNS} FROM postings WHERE key = :key")
 
 
 def lock_account(conn: Connection, customer: str, currency: str, now: datetime, *,
@@ -108,7 +114,7 @@ def lot_state(r: Any) -> LotState:
 
 _PG_LOTS = ("SELECT id, amount, remaining, effective_at, expires_at, refundable, priority FROM lots "
             "WHERE account_id = %s AND remaining > 0")
-_PG_POSTING = "SELECT key, op, payload_hash, customer_key, currency, result FROM postings WHERE key = %s"
+_PG_POSTING = f"SELECT {_POSTING_COLUMNS} FROM postings WHERE key = %s"
 _PG_IDS = "SELECT nextval('entries_id_seq'), nextval('entries_id_seq'), nextval('lots_id_seq')"
 
 
@@ -212,7 +218,8 @@ def find_postings(conn: Connection, keys: Iterable[str]) -> dict[str, Any]:
     for start in range(0, len(key_list), step):
         chunk = key_list[start:start + step]
         for row in conn.execute(select(postings.c.key, postings.c.op, postings.c.payload_hash,
-                                       postings.c.customer_key, postings.c.currency, postings.c.result)
+                                       postings.c.customer_key, postings.c.currency, postings.c.result,
+                                       postings.c.first_entry_id, postings.c.last_entry_id)
                                 .where(one_of(conn, postings.c.key, chunk))):
             found[row.key] = row
     return found

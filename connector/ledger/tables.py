@@ -50,7 +50,7 @@ class Lot(SQLModel, table=True):
     __table_args__ = (
         CheckConstraint("amount > 0", name="ck_lots_amount_pos"),
         CheckConstraint("remaining >= 0 AND remaining <= amount", name="ck_lots_remaining_range"),
-        Index("ix_lots_open", "account_id", "remaining"),
+        Index("ix_lots_account", "account_id"),
         Index("ix_lots_expiry", "expires_at"),
     )
 
@@ -75,7 +75,6 @@ class Entry(SQLModel, table=True):
         CheckConstraint("amount <> 0", name="ck_entries_amount_nonzero"),
         CheckConstraint("kind IN ('" + "','".join(ENTRY_KINDS) + "')", name="ck_entries_kind"),
         Index("ix_entries_account_effective", "account_id", "effective_at"),
-        Index("ix_entries_posting", "posting_key"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -97,7 +96,7 @@ class Allocation(SQLModel, table=True):
     """How much of an entry moved which lot (lot_id NULL: the credit line)."""
 
     __tablename__ = "allocations"
-    __table_args__ = (Index("ix_allocations_entry", "entry_id"), Index("ix_allocations_lot", "lot_id"))
+    __table_args__ = (Index("ix_allocations_entry", "entry_id"),)  # a lot's: via its account's entries
 
     id: int | None = Field(default=None, primary_key=True)
     entry_id: int = Field(sa_column=Column(Integer, ForeignKey("entries.id"), nullable=False))
@@ -106,9 +105,14 @@ class Allocation(SQLModel, table=True):
 
 
 class Posting(SQLModel, table=True):
-    """A permanent idempotency record: key, what was asked (hash) and what was answered."""
+    """A permanent idempotency record: key, what was asked (hash) and what was answered.
+
+    `first_entry_id`..`last_entry_id` bound the ids of the posting's entries (a replay reads them by
+    primary key; entries has no index on `posting_key`). On SQLite the table is WITHOUT ROWID.
+    """
 
     __tablename__ = "postings"
+    __table_args__ = {"sqlite_with_rowid": False}
 
     key: str = Field(sa_column=Column(String(255), primary_key=True))
     op: str = Field(sa_column=Column(String(16), nullable=False))
@@ -117,6 +121,8 @@ class Posting(SQLModel, table=True):
     currency: str = Field(sa_column=Column(String(3), nullable=False))
     result: str = Field(sa_column=Column(Text, nullable=False))
     recorded_at: datetime = Field(sa_column=Column(UTCDateTime, nullable=False))
+    first_entry_id: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    last_entry_id: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
 
 
 class Terms(SQLModel, table=True):

@@ -56,7 +56,13 @@ CHECKS: dict[str, str] = {
         JOIN entries e ON e.id = al.entry_id JOIN lots l ON l.id = al.lot_id
         WHERE l.account_id <> e.account_id""",
     "posting without entries": """
-        SELECT p.key FROM postings p WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.posting_key = p.key)""",  # noqa: E501 - SQL text kept as it is
+        SELECT p.key FROM postings p WHERE p.first_entry_id IS NULL OR NOT EXISTS (
+            SELECT 1 FROM entries e WHERE e.id BETWEEN p.first_entry_id AND p.last_entry_id
+                                      AND e.posting_key = p.key)""",
+    "entry outside its posting's entry range": """
+        SELECT e.id, e.posting_key, p.first_entry_id, p.last_entry_id FROM entries e
+        JOIN postings p ON p.key = e.posting_key
+        WHERE e.id < p.first_entry_id OR e.id > p.last_entry_id""",
 }
 
 

@@ -11,7 +11,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, and_, select
 
 from connector.ledger.plan import NewLot, Plan
 from connector.ledger.rules import AccountState, LotState
@@ -120,8 +120,10 @@ def result_doc(op: str, key: str, customer: str, cur: str, balance: int, entry_d
 
 def rebuild_result(conn: Connection, posting: Any) -> dict[str, Any]:
     """Derive a stored posting's result from its immutable entries and allocations (for replays)."""
-    rows = conn.execute(select(entries).where(entries.c.posting_key == posting.key).order_by(
-        entries.c.id)).all()
+    mine = entries.c.posting_key == posting.key
+    if posting.first_entry_id is not None:  # by primary key: entries has no index on posting_key
+        mine = and_(entries.c.id.between(posting.first_entry_id, posting.last_entry_id), mine)
+    rows = conn.execute(select(entries).where(mine).order_by(entries.c.id)).all()
     ids = [r.id for r in rows]
     allocs: dict[int, list[tuple[int | None, int]]] = {i: [] for i in ids}
     for a in conn.execute(select(allocations.c.entry_id, allocations.c.lot_id, allocations.c.amount)
@@ -173,8 +175,10 @@ class PlanWriter:
         state = plan.account
         cur = state.currency
         out_entries: list[dict[str, Any]] = []
+        entry_ids: list[int] = []
         for pe in plan.entries:
             entry_id = self.ids.take("entries", self.batch_hint)
+            entry_ids.append(entry_id)
             state.balance += pe.amount
             self.rows["entries"].append({
                 "id": entry_id, "account_id": state.id, "kind": pe.kind, "amount": pe.amount,
@@ -198,7 +202,9 @@ class PlanWriter:
         self.rows["postings"].append({"key": plan.key, "op": plan.op, "payload_hash": plan.payload_hash,
                                       "customer_key": state.customer_key, "currency": cur,
                                       "result": _stored_extra(plan.extra),
-                                      "recorded_at": self.now})
+                                      "recorded_at": self.now,
+                                      "first_entry_id": min(entry_ids, default=None),
+                                      "last_entry_id": max(entry_ids, default=None)})
         if not want_result:
             return None
         return result_doc(plan.op, plan.key, state.customer_key, cur, state.balance, out_entries, plan.extra)

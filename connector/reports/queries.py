@@ -136,7 +136,9 @@ def open_lots(conn: Connection, as_of: datetime, account_ids: list[int] | None =
         moved = aliased(E)
         left = func.sum(AL.c.amount).label("left")
         query = (select(*cols, left).join(maker, maker.c.id == L.c.entry_id)
-                 .join(AL, AL.c.lot_id == L.c.id).join(moved, moved.c.id == AL.c.entry_id)
+                 # a lot's allocations through its account's entries (no index on allocations.lot_id)
+                 .join(moved, moved.c.account_id == L.c.account_id)
+                 .join(AL, and_(AL.c.entry_id == moved.c.id, AL.c.lot_id == L.c.id))
                  .where(L.c.effective_at <= as_of, moved.c.effective_at <= as_of)
                  .group_by(*cols).having(func.sum(AL.c.amount) > 0))
     if account_ids is not None:

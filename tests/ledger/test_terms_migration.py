@@ -17,13 +17,17 @@ NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 def _old_style(url: str) -> None:
     """A ledger at revision 0003, its terms written the old way (contract row + customer-level copy)."""
+    # Today's posting path writes today's schema: post at head, then go back to 0003 (0005's downgrade too).
     raw = create_engine(url)
-    command.upgrade(_alembic_config(raw), "0003")
-    raw.dispose()
+    command.upgrade(_alembic_config(raw), "head")
     engine = make_engine(url, upgrade=False)
     ledger = Ledger(engine, clock=lambda: NOW)
     ledger.deposit("zoho:Accounts:1", "1000", "USD", "pay-1", effective_at=datetime(2026, 1, 20, tzinfo=UTC))
     ledger.deposit("ledger:only", "0.01", "USD", "pay-2", effective_at=datetime(2026, 1, 20, tzinfo=UTC))
+    engine.dispose()
+    command.downgrade(_alembic_config(raw), "0003")
+    raw.dispose()
+    engine = make_engine(url, upgrade=False)
     with engine.begin() as conn:
         for ref in ("zoho:Deals:9", ""):
             conn.execute(

@@ -27,13 +27,25 @@ def run() -> None:
         # Migrations write: on SQLite take the write lock up front (BEGIN IMMEDIATE), so processes
         # upgrading one file at once wait for each other instead of failing on lock upgrade.
         connection.execution_options(ledger_write=True)
+        raw = connection.connection.driver_connection if connection.dialect.name == "sqlite" else None
+        if raw is not None:
+            # A migration that rebuilds a table (SQLite cannot alter it in place) drops the old one;
+            # SQLite's procedure for that wants foreign keys off, outside the transaction. The
+            # migration checks the references itself (PRAGMA foreign_key_check) before commit.
+            raw.execute("PRAGMA foreign_keys=OFF")
         if connection.dialect.name == "postgresql":
             # Two processes upgrading one database at once must not both create tables.
             connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7410395117)")
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
-        with context.begin_transaction():
-            context.run_migrations()
-        connection.commit()
+        try:
+            context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+            with context.begin_transaction():
+                context.run_migrations()
+            connection.commit()
+        finally:
+            if raw is not None and raw.in_transaction:  # never hand a connection without them back
+                connection.invalidate()
+            elif raw is not None:
+                raw.execute("PRAGMA foreign_keys=ON")
 
 
 run()
