@@ -1,7 +1,7 @@
 """API keys for `prepaid-sync serve`: the key id, name, scope and a SHA-256 hash of the secret.
 
-Revision ID: 0005_api_keys
-Revises: 0004
+Revision ID: 0006_api_keys
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from alembic import op
 
 from connector.db.types import UTCDateTime
 
-revision = "0005_api_keys"
-down_revision = "0004"
+revision = "0006_api_keys"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
