@@ -17,8 +17,9 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from connector import __version__
-from connector.api import customer_routes, docs, health, ledger_routes, problems
+from connector.api import customer_routes, docs, health, ledger_routes, metrics, problems
 from connector.api.limits import BodyLimit
+from connector.api.metrics import HttpMetrics, Metrics, MetricsAuth
 from connector.api.problems import API_PROBLEMS, PROBLEMS, Problem
 from connector.api.services import Services, build_services
 from connector.db.engine import storage_full
@@ -26,21 +27,25 @@ from connector.errors import ConnectorError, DatabaseUnavailable, InvalidInput, 
 
 log = logging.getLogger(__name__)
 # Every router of the app, one module each; a new feature (push receivers, metrics) adds its own here.
-ROUTERS = (health.router, ledger_routes.router, customer_routes.router, docs.router)
+ROUTERS = (health.router, ledger_routes.router, customer_routes.router, docs.router, metrics.router)
 DESCRIPTION = ("The prepayment ledger over HTTP. Money is a decimal string (\"10.00\"), never a JSON number. "
                "Every request needs `Authorization: Bearer <API key>`; every posting needs an "
                "`Idempotency-Key`. Errors are RFC 9457 problem details (`application/problem+json`).")
 
 
 def create_app(engine: Engine, config: str | Path | None = None, *,
-               services: Services | None = None) -> FastAPI:
-    """The API on `engine` (the schema is not touched: `/readyz` says whether it is current)."""
+               services: Services | None = None, metrics_auth: MetricsAuth = "open") -> FastAPI:
+    """The API on `engine` (the schema is not touched: `/readyz` says whether it is current);
+    `metrics_auth="key"` makes `/metrics` want an API key."""
     app = FastAPI(title="prepaid-sync ledger API", version=__version__, description=DESCRIPTION,
                   openapi_url=None, docs_url=None, redoc_url=None)
     app.state.services = services or build_services(engine, config)
     for router in ROUTERS:
         app.include_router(router)
+    app.state.metrics = Metrics(engine, config)
+    app.state.metrics_auth = metrics_auth
     app.add_middleware(BodyLimit)
+    app.add_middleware(HttpMetrics, metrics=app.state.metrics)  # added last: the outermost of ours
     _handlers(app)
     return app
 

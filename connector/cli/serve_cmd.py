@@ -14,6 +14,7 @@ from rich.table import Table
 from connector import logs
 from connector.cli.common import database, emit_json, handled, out, plain, state
 from connector.cli.schedule_cmd import build_worker
+from connector.errors import ConfigError
 
 log = logging.getLogger(__name__)
 apikey_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
@@ -34,9 +35,13 @@ def serve(
                                            "(as `prepaid-sync schedule`).")] = False,
     worker_id: Annotated[str | None, typer.Option("--worker-id", help="With --schedule: name of this worker "
                                                   "(default host:pid).")] = None,
+    metrics_auth: Annotated[str, typer.Option("--metrics-auth", help="`/metrics`: open (no key; the "
+                                              "default, for a serve on a private address) or key (any "
+                                              "API key).")] = "open",
 ) -> None:
     """Serve the ledger API over HTTP until SIGTERM; print one JSON line with its URL once listening."""
     from connector.api.app import create_app
+    from connector.api.metrics import METRICS_AUTH
     from connector.api.server import ApiServer, announce, server_config
     from connector.ops.scheduler import serve as run_scheduler
 
@@ -44,7 +49,11 @@ def serve(
     with handled(False):
         engine = database(config, write=True)
         worker = build_worker(config, worker_id, engine) if schedule else None
-        app = create_app(engine, config or state.config)
+        if metrics_auth not in METRICS_AUTH:
+            raise ConfigError(f"--metrics-auth: {metrics_auth!r} is not one of {', '.join(METRICS_AUTH)}",
+                              field="metrics_auth")
+        app = create_app(engine, config or state.config,
+                         metrics_auth="key" if metrics_auth == "key" else "open")
     if not logs.is_configured():
         logs.setup_logging("text", "INFO")
     logging.getLogger("uvicorn").setLevel(logging.INFO)
