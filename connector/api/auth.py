@@ -31,8 +31,8 @@ def reader(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)
     return principal
 
 
-def writer(principal: Annotated[Principal, Depends(reader)]) -> Principal:
-    """A write key."""
+async def writer(principal: Annotated[Principal, Depends(reader)]) -> Principal:
+    """A write key (async: no I/O, so it runs on the event loop, not in the thread pool)."""
     if not principal.may_write():
         raise Problem("forbidden", f"API key {principal.name!r} has scope read; posting money needs a key "
                       "with scope write")

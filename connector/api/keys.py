@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from connector import visible
@@ -36,6 +36,9 @@ KEY_RE = re.compile(r"ps_live_([0-9a-f]{12})_([A-Za-z0-9_-]{20,128})")
 TOUCH_EVERY = timedelta(minutes=1)
 MAX_NAME = 64
 log = logging.getLogger(__name__)
+# Built once (SQLAlchemy keeps its cache key): checking a key does not rebuild the query per request.
+_KEY_ROW = select(api_keys.c.name, api_keys.c.scope, api_keys.c.secret_hash, api_keys.c.revoked_at) \
+    .where(api_keys.c.key_id == bindparam("key_id"))
 
 
 @dataclass(frozen=True)
@@ -131,8 +134,7 @@ class KeyStore:
             return None
         key_id, secret = m.groups()
         with self.engine.connect() as conn:
-            row = conn.execute(select(api_keys.c.name, api_keys.c.scope, api_keys.c.secret_hash,
-                                      api_keys.c.revoked_at).where(api_keys.c.key_id == key_id)).first()
+            row = conn.execute(_KEY_ROW, {"key_id": key_id}).first()
         if row is None or not hmac.compare_digest(_digest(secret), row.secret_hash) or row.revoked_at:
             return None
         self._touch(key_id)

@@ -44,13 +44,16 @@ def balance(customer: Customer, svc: Svc, _who: Reader,
             currency: Annotated[str, Query(description="ISO 4217 code.")],
             as_of: Annotated[str | None,
                              Query(description="Balance at this business time (ISO 8601).")] = None,
-            ) -> BalanceAnswer:
+            ) -> JSONResponse:
     """A customer's balance in one currency, and what is available to spend now."""
     view = svc.ledger.balance(customer, currency, as_of=parse_datetime(as_of, "as_of", end_of_day=True))[0]
     d = view.to_dict()
-    return BalanceAnswer(customer=view.customer, currency=view.currency, balance=d["balance"],
-                         available=d.get("available"), credit_limit=d.get("credit_limit"),
-                         credit_used=d.get("debt"), as_of=d.get("as_of"))
+    answer = BalanceAnswer(customer=view.customer, currency=view.currency, balance=d["balance"],
+                           available=d.get("available"), credit_limit=d.get("credit_limit"),
+                           credit_used=d.get("debt"), as_of=d.get("as_of"))
+    # Rendered here, in the route's worker thread: a returned model would be validated again by FastAPI
+    # in a second trip to the thread pool. `response_model` still documents the answer.
+    return JSONResponse(answer.model_dump(mode="json"))
 
 
 @router.post("/customers/{customer}/consumptions", status_code=201, response_model=PostingAnswer,
@@ -78,7 +81,7 @@ def refund(customer: Customer, body: RefundBody, svc: Svc, _who: Writer,
 
 
 @router.post("/consumptions:batch", response_model=BatchAnswer, response_model_exclude_none=True)
-def consume_batch(body: BatchBody, svc: Svc, _who: Writer) -> BatchAnswer:
+def consume_batch(body: BatchBody, svc: Svc, _who: Writer) -> JSONResponse:
     """Up to 1,000 consumptions in ONE transaction; each item is answered on its own (created, replayed
     or refused with its problem), a refused item writes nothing and does not stop the others."""
     results: list[BatchResult | None] = [None] * len(body.items)
@@ -102,9 +105,11 @@ def consume_batch(body: BatchBody, svc: Svc, _who: Writer) -> BatchAnswer:
             assert outcome.error is not None
             results[i] = _refused(i, key, outcome.error)
     done = [r for r in results if r is not None]
-    return BatchAnswer(created=sum(r.outcome == "created" for r in done),
-                       replayed=sum(r.outcome == "replayed" for r in done),
-                       refused=sum(r.outcome == "refused" for r in done), results=done)
+    answer = BatchAnswer(created=sum(r.outcome == "created" for r in done),
+                         replayed=sum(r.outcome == "replayed" for r in done),
+                         refused=sum(r.outcome == "refused" for r in done), results=done)
+    # Rendered here (see `balance`): FastAPI would otherwise validate the 1,000 results a second time.
+    return JSONResponse(answer.model_dump(mode="json", exclude_none=True))
 
 
 def _post(svc: Services, op: str, customer: str, body: ConsumptionBody, idem: str | None) -> JSONResponse:

@@ -1,6 +1,6 @@
 """What the routes work with, built once per app: the engine, the ledger, the key store, the customer
-directory. This is the one place the API constructs its `Ledger` (a switch to a grouped-commit ledger
-for concurrent posters is a change here only)."""
+directory. This is the one place the API constructs its `Ledger`: with group commit, so the concurrent
+postings of one process share a transaction and a durable commit (`connector.ledger.group`)."""
 
 from __future__ import annotations
 
@@ -29,11 +29,12 @@ class Services:
 
 def build_services(engine: Engine, config: str | Path | None = None) -> Services:
     """Services on `engine`; `config` names the config file (compliance switch, connections)."""
-    ledger = Ledger(engine, deposit_guard=DepositGuard(config=config))
+    ledger = Ledger(engine, deposit_guard=DepositGuard(config=config), group_commit=True)
     return Services(engine, ledger, KeyStore(engine), Directory(engine, config), config)
 
 
-def services(request: Request) -> Services:
-    """FastAPI dependency: the app's services."""
+async def services(request: Request) -> Services:
+    """FastAPI dependency: the app's services (async: it only reads app state, so FastAPI calls it on the
+    event loop instead of sending it to the thread pool)."""
     found: Services = request.app.state.services
     return found

@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select, text
+from sqlalchemy import Engine, and_, bindparam, func, select, text
 
 from connector.errors import NotFound
 from connector.ledger import store
@@ -17,6 +17,10 @@ from connector.ledger.rules import AccountState, LotState
 from connector.money import currency_code, fmt, from_minor
 from connector.timeutil import utcnow
 
+# Built once (SQLAlchemy keeps a statement's cache key): a balance read does not rebuild its queries.
+_ACCOUNTS_OF = select(store.accounts).where(store.accounts.c.customer_key == bindparam("customer")) \
+    .order_by(store.accounts.c.currency)
+_ACCOUNT_IN = _ACCOUNTS_OF.where(store.accounts.c.currency == bindparam("currency"))
 _ALL_BALANCES = text("SELECT customer_key, currency, balance, debt, credit_limit FROM accounts "
                      "ORDER BY customer_key, currency")
 
@@ -77,12 +81,9 @@ class LedgerQueries:
         """Balances of a customer (one per currency): now, or as of a business time as known at a time."""
         cur = currency_code(currency) if currency else None
         as_of, known_at = as_utc(as_of, "as_of"), as_utc(known_at, "known_at")
-        acc = store.accounts
         with self.engine.connect() as conn:
-            query = select(acc).where(acc.c.customer_key == customer)
-            if cur:
-                query = query.where(acc.c.currency == cur)
-            rows = conn.execute(query.order_by(acc.c.currency)).all()
+            query = _ACCOUNT_IN if cur else _ACCOUNTS_OF
+            rows = conn.execute(query, {"customer": customer, "currency": cur}).all()
             if not rows:
                 what = f"customer {customer}" + (f" in {cur}" if cur else "")
                 raise NotFound(f"{what} has no ledger account", customer=customer)
@@ -91,8 +92,7 @@ class LedgerQueries:
             for row in rows:
                 c = row.currency
                 if as_of is None and known_at is None:
-                    views.append(_current_view(row, store.load_lots(conn, and_(
-                        store.lots.c.account_id == row.id, store.lots.c.remaining > 0)), now))
+                    views.append(_current_view(row, store.load_open_lots(conn, row.id), now))
                     continue
                 cond = [store.entries.c.account_id == row.id]
                 if as_of is not None:
