@@ -20,12 +20,12 @@ bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey",
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="prepaid-sync"'}
 
 
-def reader(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-           svc: Annotated[Services, Depends(services)]) -> Principal:
-    """Any valid key (read or write)."""
+async def reader(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+                 svc: Annotated[Services, Depends(services)]) -> Principal:
+    """Any valid key (read or write); checked against the database on every request (`verify_async`)."""
     if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
         raise Problem("unauthorized", "no API key: send `Authorization: Bearer <key>`", headers=_CHALLENGE)
-    principal = svc.keys.verify(creds.credentials)
+    principal = await svc.keys.verify_async(creds.credentials)
     if principal is None:
         raise Problem("unauthorized", "the API key is not valid (unknown or revoked)", headers=_CHALLENGE)
     return principal

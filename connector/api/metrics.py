@@ -113,11 +113,11 @@ class HttpMetrics:
                                  time.perf_counter() - started)
 
 
-def guard(request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-          svc: Annotated[Services, Depends(services)]) -> None:
+async def guard(request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+                svc: Annotated[Services, Depends(services)]) -> None:
     """With `--metrics-auth key`, any valid API key; else nothing."""
     if request.app.state.metrics_auth == "key":
-        reader(creds, svc)
+        await reader(creds, svc)
 
 
 @router.get("/metrics", dependencies=[Depends(guard)], response_class=Response,
