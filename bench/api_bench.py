@@ -283,8 +283,10 @@ def with_database(backend: str, args: argparse.Namespace,
             return body(f"sqlite:///{folder}/bench.db")
     from sqlalchemy import create_engine, text
 
+    from connector.db.engine import resolve_url
+
     schema = f"apibench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(args.pg, isolation_level="AUTOCOMMIT")
+    admin = create_engine(resolve_url(args.pg), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
     try:
