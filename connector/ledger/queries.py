@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, select, text
+from sqlalchemy import Connection, Engine, and_, bindparam, func, select, text
 
 from connector.errors import NotFound
 from connector.ledger import store
@@ -17,6 +17,10 @@ from connector.ledger.rules import AccountState, LotState
 from connector.money import currency_code, fmt, from_minor
 from connector.timeutil import utcnow
 
+# Built once (SQLAlchemy keeps a statement's cache key): a balance read does not rebuild its queries.
+_ACCOUNTS_OF = select(store.accounts).where(store.accounts.c.customer_key == bindparam("customer")) \
+    .order_by(store.accounts.c.currency)
+_ACCOUNT_IN = _ACCOUNTS_OF.where(store.accounts.c.currency == bindparam("currency"))
 _ALL_BALANCES = text("SELECT customer_key, currency, balance, debt, credit_limit FROM accounts "
                      "ORDER BY customer_key, currency")
 
@@ -77,12 +81,9 @@ class LedgerQueries:
         """Balances of a customer (one per currency): now, or as of a business time as known at a time."""
         cur = currency_code(currency) if currency else None
         as_of, known_at = as_utc(as_of, "as_of"), as_utc(known_at, "known_at")
-        acc = store.accounts
         with self.engine.connect() as conn:
-            query = select(acc).where(acc.c.customer_key == customer)
-            if cur:
-                query = query.where(acc.c.currency == cur)
-            rows = conn.execute(query.order_by(acc.c.currency)).all()
+            query = _ACCOUNT_IN if cur else _ACCOUNTS_OF
+            rows = conn.execute(query, {"customer": customer, "currency": cur}).all()
             if not rows:
                 what = f"customer {customer}" + (f" in {cur}" if cur else "")
                 raise NotFound(f"{what} has no ledger account", customer=customer)
@@ -91,8 +92,7 @@ class LedgerQueries:
             for row in rows:
                 c = row.currency
                 if as_of is None and known_at is None:
-                    views.append(_current_view(row, store.load_lots(conn, and_(
-                        store.lots.c.account_id == row.id, store.lots.c.remaining > 0)), now))
+                    views.append(_current_view(row, store.load_open_lots(conn, row.id), now))
                     continue
                 cond = [store.entries.c.account_id == row.id]
                 if as_of is not None:
@@ -167,6 +167,32 @@ class LedgerQueries:
                                  "memo": r.memo, "reverses": r.reverses_id})
                 out.append(Statement(customer, c, start, end, from_minor(opening, c), from_minor(running, c),
                                      rows))
+        return out
+
+    def entries_after(self, customer: str, after: int = 0, limit: int = 100,
+                      currency: str | None = None) -> list[dict[str, Any]]:
+        """Up to `limit` entries of a customer with ids above `after`, in recording (id) order: a keyset
+        page; NotFound when the customer has no account (in `currency`)."""
+        cur = currency_code(currency) if currency else None
+        e, acc = store.entries, store.accounts
+        with self.engine.connect() as conn:
+            query = select(acc.c.id, acc.c.currency).where(acc.c.customer_key == customer)
+            if cur:
+                query = query.where(acc.c.currency == cur)
+            owned = dict(conn.execute(query).tuples().all())
+            if not owned:
+                what = f"customer {customer}" + (f" in {cur}" if cur else "")
+                raise NotFound(f"{what} has no ledger account", customer=customer)
+            rows = conn.execute(select(e).where(e.c.account_id.in_(list(owned)), e.c.id > after)
+                                .order_by(e.c.id).limit(limit)).all()
+        out = []
+        for r in rows:
+            c = owned[r.account_id]
+            out.append({"id": r.id, "currency": c, "kind": r.kind, "amount": fmt(r.amount, c),
+                        "balance_after": fmt(r.balance_after, c), "effective_at": r.effective_at.isoformat(),
+                        "recorded_at": r.recorded_at.isoformat(), "key": r.posting_key,
+                        "source": f"{r.source_system}:{r.source_id}" if r.source_system else None,
+                        "memo": r.memo, "reverses": r.reverses_id})
         return out
 
     def entry(self, entry_id: int) -> dict[str, Any]:

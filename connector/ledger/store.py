@@ -19,6 +19,7 @@ from sqlalchemy import (
     Integer,
     String,
     and_,
+    bindparam,
     any_,
     func,
     literal,
@@ -230,11 +231,24 @@ def load_lots(conn: Connection, where: Any) -> list[LotState]:
     return [lot for lots_of in load_lots_by_account(conn, where).values() for lot in lots_of]
 
 
+def _lot_select() -> Any:
+    return select(lots.c.account_id, lots.c.id, lots.c.amount, lots.c.remaining, lots.c.effective_at,
+                  lots.c.expires_at, lots.c.refundable, lots.c.priority)
+
+
+# Built once: SQLAlchemy keeps a statement's cache key, so reusing it skips rebuilding the query per read.
+_OPEN_LOTS = _lot_select().where(lots.c.account_id == bindparam("account"), lots.c.remaining > 0) \
+    .order_by(lots.c.id)
+
+
+def load_open_lots(conn: Connection, account_id: int) -> list[LotState]:
+    """The account's lots with money left, as rule states in lot-id order (a balance read's query)."""
+    return [lot_state(r) for r in conn.execute(_OPEN_LOTS, {"account": account_id})]
+
+
 def load_lots_by_account(conn: Connection, where: Any) -> dict[int, list[LotState]]:
     """Lots matching `where`, as rule states grouped by account id (each list in lot-id order)."""
-    rows = conn.execute(
-        select(lots.c.account_id, lots.c.id, lots.c.amount, lots.c.remaining, lots.c.effective_at,
-               lots.c.expires_at, lots.c.refundable, lots.c.priority).where(where).order_by(lots.c.id))
+    rows = conn.execute(_lot_select().where(where).order_by(lots.c.id))
     out: dict[int, list[LotState]] = {}
     for r in rows:
         out.setdefault(r.account_id, []).append(lot_state(r))
