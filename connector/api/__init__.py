@@ -1,0 +1,1 @@
+"""The HTTP side of `prepaid-sync serve`: routers the app factory mounts."""
