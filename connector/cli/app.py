@@ -13,6 +13,7 @@ from connector.cli import (
     db_cmd,
     demo_cmd,
     ledger_cmd,
+    notifications_cmd,
     ops_cmd,
     report_cmd,
     sandbox_cmd,
@@ -40,6 +41,7 @@ app.command("schedule")(schedule_cmd.schedule)
 app.add_typer(alerts_cmd.app, name="alerts")
 app.command("status")(ops_cmd.status)
 app.add_typer(ops_cmd.runs_app, name="runs")
+app.add_typer(notifications_cmd.app, name="notifications")
 
 
 class LogFormat(str, Enum):
