@@ -153,7 +153,7 @@ class SandboxApp:
             if over is not None:
                 return over
             try:
-                with self.org.lock:
+                with self.deliveries.batch(), self.org.lock:
                     status, out = self.records.route(method, rest, params, lower, payload, version)
             except ApiError as exc:
                 status, out = exc.status, exc.body

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -61,6 +62,19 @@ class Deliveries:
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stop = False
+        self._open = 0  # requests in progress: their changes are grouped once they end
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold back grouping while one API request runs, so a batch write becomes one notification."""
+        with self._cond:
+            self._open += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._open -= 1
+                self._cond.notify_all()
 
     def publish(self, sub: Subscription, operation: str, rec_id: str, fields: list[str],
                 values: dict[str, Any]) -> None:
@@ -103,13 +117,14 @@ class Deliveries:
             with self._cond:
                 if self._stop:
                     return
-                self._group()
+                if not self._open:
+                    self._group()
                 now = self.org.clock()
                 due = [d for d in self.queue if d.due <= now]
                 if not due:
                     nxt = min((d.due for d in self.queue), default=None)
                     wait = IDLE_WAIT if nxt is None else max(0.01, min(IDLE_WAIT, nxt - now))
-                    self._cond.wait(wait if self.queue else None)
+                    self._cond.wait(wait if self.queue or self._fresh else None)
                     continue
             for delivery in due:
                 self._attempt(delivery)
