@@ -39,7 +39,8 @@ _handler: logging.Handler | None = None
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
-    "message", "asctime", "run_id", "connection", "worker", "taskName", "_redacted"}
+    "message", "asctime", "run_id", "connection", "worker", "taskName", "_redacted",
+    "color_message"}  # uvicorn's coloured copy of its own message
 
 
 @contextmanager

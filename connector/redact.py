@@ -22,6 +22,8 @@ _QUERY_CODE_RE = re.compile(r"(?i)((?:^|[?&\s])code=)([^&\s\"']+)")
 # Zoho tokens look like 1000.<hex>.<hex>; bearer tokens follow "Zoho-oauthtoken" or "Bearer".
 _TOKEN_RE = re.compile(r"(?i)(zoho-oauthtoken|bearer|basic)\s+[A-Za-z0-9._\-+/=]+")
 _ZOHO_TOKEN_RE = re.compile(r"\b1000\.[0-9a-f]{16,}\.[0-9a-f]{16,}\b")
+# prepaid-sync's own API keys (`connector.api.keys`): `ps_live_<key id>_<secret>`; the public key id stays.
+_API_KEY_RE = re.compile(r"\b(ps_live_[0-9a-f]{12}_)[A-Za-z0-9_-]+")
 # A key holding a secret: a secret name, alone or ending a longer identifier (ZOHO_CLIENT_SECRET=,
 # "x-api-key":), starting where an identifier starts. An identifier that starts with an error word is a
 # vendor's error code, not a key (`invalid_client_secret: Zoho token refresh failed`, `INVALID_TOKEN: invalid
@@ -45,6 +47,7 @@ def text(value: str, extra_secrets: tuple[str, ...] = ()) -> str:
     """Mask credentials in free text: key=value pairs, auth headers, Zoho token shapes, known values."""
     out = _TOKEN_RE.sub(lambda m: f"{m.group(1)} {MASK}", value)
     out = _ZOHO_TOKEN_RE.sub(MASK, out)
+    out = _API_KEY_RE.sub(lambda m: m.group(1) + MASK, out)
     out = _KV_RE.sub(lambda m: m.group(1) + MASK, out)
     out = _QUERY_CODE_RE.sub(lambda m: m.group(1) + MASK, out)
     for secret in extra_secrets:

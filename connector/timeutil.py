@@ -116,3 +116,20 @@ def parse_date(value: str | date | None, field: str) -> date | None:
     except ValueError:
         raise InvalidInput(f"{field}: {value!r} is not an ISO date (YYYY-MM-DD)", field=field) from None
     return check_day(day, field, value)
+
+
+def day_bound(value: str | None, tz_name: str, field: str, *, next_day: bool = False) -> datetime | None:
+    """A period bound from a person: a date (the start of that day in `tz_name`, or of the next day with
+    `next_day`) or a date-time (naive: in `tz_name`), as aware UTC; None for nothing."""
+    if value is None or not value.strip():
+        return None
+    tz = zone(tz_name, "tz", default="UTC")
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            d = date.fromisoformat(text) + timedelta(days=1 if next_day else 0)
+            return datetime(d.year, d.month, d.day, tzinfo=tz).astimezone(UTC)
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{field}: {value!r} is not an ISO 8601 date or date-time", field=field) from None
+    return (parsed.replace(tzinfo=tz) if parsed.tzinfo is None else parsed).astimezone(UTC)

@@ -18,6 +18,7 @@ from connector.cli import (
     report_cmd,
     sandbox_cmd,
     schedule_cmd,
+    serve_cmd,
     sync_cmd,
     sync_demo,
 )
@@ -41,6 +42,8 @@ app.command("schedule")(schedule_cmd.schedule)
 app.add_typer(alerts_cmd.app, name="alerts")
 app.command("status")(ops_cmd.status)
 app.add_typer(ops_cmd.runs_app, name="runs")
+app.command("serve")(serve_cmd.serve)
+app.add_typer(serve_cmd.apikey_app, name="apikey")
 app.add_typer(notifications_cmd.app, name="notifications")
 
 

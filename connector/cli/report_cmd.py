@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -36,7 +36,7 @@ from connector.statements import StatementLoader
 from connector.statements import to_csv as statement_csv
 from connector.statements import to_html as statement_html
 from connector.statements import to_json as statement_json
-from connector.timeutil import parse_datetime, zone
+from connector.timeutil import day_bound, parse_datetime, zone
 
 app = typer.Typer(no_args_is_help=False, help="Finance reports over the ledger, and compliance.",
                   rich_markup_mode=None)
@@ -189,21 +189,6 @@ def file_name(customer: str, ext: str) -> str:
     return f"{slug}.{ext}"
 
 
-def _bound(value: str | None, tz_name: str, field: str, *, next_day: bool = False) -> datetime | None:
-    if value is None or not value.strip():
-        return None
-    tz = zone(tz_name, "tz", default="UTC")
-    text = value.strip()
-    try:
-        if len(text) == 10:
-            d = date.fromisoformat(text) + timedelta(days=1 if next_day else 0)
-            return datetime(d.year, d.month, d.day, tzinfo=tz).astimezone(UTC)
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"{field}: {value!r} is not an ISO 8601 date or date-time", field=field) from None
-    return (parsed.replace(tzinfo=tz) if parsed.tzinfo is None else parsed).astimezone(UTC)
-
-
 def statement(customer: Annotated[str | None, typer.Argument(help="Customer key (or use --all).")] = None,
               start: Annotated[str | None,
                                typer.Option("--from", help="First day (in --tz); default: the "
@@ -236,9 +221,9 @@ def statement(customer: Annotated[str | None, typer.Argument(help="Customer key 
             raise InvalidInput("--all needs --out-dir DIR (one file per customer)", field="out-dir")
         zone_info = zone(tz, "tz", default="UTC")
         now = datetime.now(UTC)
-        stop = _bound(end, tz, "to", next_day=True) or now
+        stop = day_bound(end, tz, "to", next_day=True) or now
         engine, provider = _sources(attributes, connection, config)
-        loader = StatementLoader(engine, _bound(start, tz, "from"), min(stop, now), attributes=provider,
+        loader = StatementLoader(engine, day_bound(start, tz, "from"), min(stop, now), attributes=provider,
                                  rules=load_rules(config or state.config),
                                  currency=currency.upper() if currency else None)
 

@@ -38,18 +38,7 @@ def schedule(
 ) -> None:
     """Run each connection's syncs on its schedule; several workers may share one PostgreSQL database."""
     with handled(as_json):
-        loaded = load_settings(config or state.config)
-        engine = database(loaded.path, write=True)
-        worker = Worker(loaded, engine, worker_id=worker_id or default_holder())
-        if not logs.is_configured():
-            logs.setup_logging(loaded.settings.log_format, "INFO")
-        logs.bind_worker(worker.worker_id)
-        wire_alerts(worker, loaded, engine)
-        wire_push(worker, loaded, engine)
-        if not worker.book.scheduled():
-            out.print("no connection has a schedule; set `schedule = \"every 15 minutes\"` (or a cron) under "
-                      "[connections.NAME] in the config", markup=False)
-            raise typer.Exit(2)
+        worker = build_worker(config, worker_id)
     if once:
         with worker_signals(worker):
             outcomes = worker.run_once()
@@ -73,6 +62,24 @@ def schedule(
     if code != 0:
         os._exit(code)  # a run thread that would not stop must not hold the process open
     raise typer.Exit(0)
+
+
+def build_worker(config: str | None, worker_id: str | None, engine: Engine | None = None) -> Worker:
+    """The scheduler worker of `schedule` (and of `serve --schedule`): settings, database, log setup,
+    alerts; exit 2 when no connection has a schedule. `engine`: the caller's database, if it has one."""
+    loaded = load_settings(config or state.config)
+    engine = engine or database(loaded.path, write=True)
+    worker = Worker(loaded, engine, worker_id=worker_id or default_holder())
+    if not logs.is_configured():
+        logs.setup_logging(loaded.settings.log_format, "INFO")
+    logs.bind_worker(worker.worker_id)
+    wire_alerts(worker, loaded, engine)
+    wire_push(worker, loaded, engine)
+    if not worker.book.scheduled():
+        out.print("no connection has a schedule; set `schedule = \"every 15 minutes\"` (or a cron) under "
+                  "[connections.NAME] in the config", markup=False)
+        raise typer.Exit(2)
+    return worker
 
 
 def wire_alerts(worker: Worker, loaded: LoadedSettings, engine: Engine) -> None:

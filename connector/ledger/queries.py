@@ -161,6 +161,32 @@ class LedgerQueries:
                                      rows))
         return out
 
+    def entries_after(self, customer: str, after: int = 0, limit: int = 100,
+                      currency: str | None = None) -> list[dict[str, Any]]:
+        """Up to `limit` entries of a customer with ids above `after`, in recording (id) order: a keyset
+        page; NotFound when the customer has no account (in `currency`)."""
+        cur = currency_code(currency) if currency else None
+        e, acc = store.entries, store.accounts
+        with self.engine.connect() as conn:
+            query = select(acc.c.id, acc.c.currency).where(acc.c.customer_key == customer)
+            if cur:
+                query = query.where(acc.c.currency == cur)
+            owned = dict(conn.execute(query).tuples().all())
+            if not owned:
+                what = f"customer {customer}" + (f" in {cur}" if cur else "")
+                raise NotFound(f"{what} has no ledger account", customer=customer)
+            rows = conn.execute(select(e).where(e.c.account_id.in_(list(owned)), e.c.id > after)
+                                .order_by(e.c.id).limit(limit)).all()
+        out = []
+        for r in rows:
+            c = owned[r.account_id]
+            out.append({"id": r.id, "currency": c, "kind": r.kind, "amount": fmt(r.amount, c),
+                        "balance_after": fmt(r.balance_after, c), "effective_at": r.effective_at.isoformat(),
+                        "recorded_at": r.recorded_at.isoformat(), "key": r.posting_key,
+                        "source": f"{r.source_system}:{r.source_id}" if r.source_system else None,
+                        "memo": r.memo, "reverses": r.reverses_id})
+        return out
+
     def entry(self, entry_id: int) -> dict[str, Any]:
         """One entry with its allocations."""
         check_entry_id(entry_id)

@@ -274,12 +274,15 @@ def worker_signals(worker: Worker, stopped: threading.Event | None = None
                                       "left", name))
 
 
-def serve(worker: Worker, *, install_signals: bool = True) -> int:
-    """Run until SIGTERM/SIGINT; return the exit code (0: stopped cleanly within the bound).
+def serve(worker: Worker, *, install_signals: bool = True, stop: threading.Event | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or until `stop` is set); return the exit code (0: stopped cleanly within
+    the bound).
 
     The first signal lets the current run finish its batch and persist, and starts no new run; a
-    second signal exits at once (the outbox and leases make that safe: the next run completes it)."""
-    stop = threading.Event()
+    second signal exits at once (the outbox and leases make that safe: the next run completes it).
+    A caller that owns the signals (`serve --schedule`) passes `install_signals=False` and its own
+    `stop`, after `worker.request_stop(...)`."""
+    stop = stop or threading.Event()
     with worker_signals(worker, stop) if install_signals else nullcontext():
         return _serve(worker, stop)
 

@@ -8,6 +8,7 @@ under the connection's run lock and API budget, returning `debounce.LOCKED` when
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 
 from sqlalchemy import Engine
@@ -27,6 +28,8 @@ class PushHub:
         self.engine = engine
         self.channels = channels or Channels(engine)
         self.debouncer = debouncer or Debouncer(run, quiet=quiet, max_delay=max_delay)
+        self._closing = threading.Event()
+        self._renewer: threading.Thread | None = None
 
     def receive(self, connection: str, notice: Notice) -> bool:
         """True (and a run is on its way) when the notice names the connection's channel and token."""
@@ -39,6 +42,24 @@ class PushHub:
         self.channels.count(connection, ok)
         return ok
 
+    def keep_renewing(self, renew: Callable[[], object], every: float = 60.0) -> None:
+        """Call `renew` (renew the channels that are due) every `every` seconds from a daemon thread."""
+
+        def loop() -> None:
+            while not self._closing.wait(every):
+                try:
+                    renew()
+                except Exception:  # noqa: BLE001 - the next round tries again
+                    log.exception("push channel renewal failed")
+
+        if self._renewer is None:
+            self._renewer = threading.Thread(target=loop, name="push-renew", daemon=True)
+            self._renewer.start()
+
     def close(self) -> None:
-        """Stop the debouncer's loop (a run in progress finishes on its own)."""
+        """Stop renewing and the debouncer's loop (a run in progress finishes on its own)."""
+        self._closing.set()
         self.debouncer.close()
+        if self._renewer is not None:
+            self._renewer.join(5)
+            self._renewer = None

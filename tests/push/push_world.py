@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 
 from connector.adapters.zoho.sandbox import ZohoSandbox
 from connector.adapters.zoho.wire import encode
-from connector.api.hooks import hooks_router
-from connector.app import push_runner
+from connector.api.app import create_app
+from connector.api.server import server_config
 from connector.cli import app as cli
 from connector.config import LoadedSettings, load_settings
 from connector.db.engine import make_engine
@@ -46,8 +46,7 @@ class Served:
         self.thread: threading.Thread | None = None
 
     def start(self, timeout: float = 15.0) -> None:
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="off")
+        config = server_config(self.app, "127.0.0.1", self.port)  # serve's settings: no logging config
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="receiver", daemon=True)
         self.thread.start()
@@ -140,9 +139,9 @@ def build_world(tmp_path: Path, *, seed: int = 12, quiet: float = 0.3, max_delay
     assert full.exit_code == 0, full.stdout
     loaded = load_settings(cfg)
     db = make_engine(f"sqlite:///{tmp_path}/prepaid-sync.db")
-    hub = PushHub(db, push_runner(loaded, db), quiet=quiet, max_delay=max_delay)
-    app = FastAPI()
-    app.include_router(hooks_router(hub))
+    app = create_app(db, cfg)  # serve's app: the receiver is wired in from the config
+    hub: PushHub = app.state.push_hub
+    hub.debouncer.quiet, hub.debouncer.max_delay = quiet, max_delay
     port = free_port()
     receiver = Served(app, port)
     receiver.start()

@@ -1,10 +1,11 @@
 """Push channels: one CRM change-notification channel per connection (`prepaid-sync notifications`).
 
-The revision id is a placeholder: the branch that adds it was written beside others that also follow 0004,
-and the chain is put in order when they are merged.
+The revision id is a placeholder: the branch that adds it was written beside another that also followed
+0004 (`0005_api_keys`, `prepaid-sync serve`); it follows that one here, and the chain is put in order when
+they are merged.
 
-Revision ID: 0005_push
-Revises: 0004
+Revision ID: 0006_push
+Revises: 0005_api_keys
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from alembic import op
 
 from connector.db.types import UTCDateTime
 
-revision = "0005_push"
-down_revision = "0004"
+revision = "0006_push"
+down_revision = "0005_api_keys"
 branch_labels = None
 depends_on = None
 K = 255
