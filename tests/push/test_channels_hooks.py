@@ -174,3 +174,27 @@ def test_a_burst_at_the_receiver_is_one_run(db: Engine, clock: Clock) -> None:
     finally:
         hub.close()
     assert runs == ["main"]
+
+
+def test_the_scheduler_renews_push_channels_on_every_poll(tmp_path: Any, db: Engine) -> None:
+    from connector.cli.schedule_cmd import build_worker
+    from connector.cli.sync_cmd import write_config
+    from connector.config import Connection, LoadedSettings, Settings
+    from connector.ops.scheduler import Worker
+
+    write_config(tmp_path, "zoho")
+    built = build_worker(str(tmp_path / "prepaid-sync.toml"), "w1", db)
+    assert built.renew is not None  # `schedule` and `serve --schedule` renew
+    calls: list[int] = []
+
+    def renew() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("CRM down")  # logged; the poll carries on
+
+    unscheduled = Connection(crm="zoho", mapping="m.yaml")  # nothing falls due: only the renewal runs
+    loaded = LoadedSettings(settings=Settings(connections={"zoho": unscheduled}), path=tmp_path / "x.toml")
+    worker = Worker(loaded, db, worker_id="w1", renew=renew)
+    worker.poll()
+    worker.run_once()
+    assert calls == [1, 1]
