@@ -26,6 +26,8 @@ from connector.errors import ConfigError, ConnectorError, DatabaseUnavailable, I
 from connector.push.hub import PushHub
 
 log = logging.getLogger(__name__)
+# Every router of the app, one module each; a new feature (push receivers, metrics) adds its own here.
+ROUTERS = (health.router, ledger_routes.router, customer_routes.router, docs.router)
 DESCRIPTION = ("The prepayment ledger over HTTP. Money is a decimal string (\"10.00\"), never a JSON number. "
                "Every request needs `Authorization: Bearer <API key>`; every posting needs an "
                "`Idempotency-Key`. Errors are RFC 9457 problem details (`application/problem+json`).")
@@ -38,8 +40,9 @@ def create_app(engine: Engine, config: str | Path | None = None, *,
     app = FastAPI(title="prepaid-sync ledger API", version=__version__, description=DESCRIPTION,
                   openapi_url=None, docs_url=None, redoc_url=None)
     app.state.services = services or build_services(engine, config)
-    for module in (health, ledger_routes, customer_routes, docs):
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
+    # The push receivers are bound to this app's hub (its channels and debounced runs), so they are made here.
     app.state.push_hub = push or _push_hub(engine, config)
     if app.state.push_hub is not None:
         app.include_router(hooks.hooks_router(app.state.push_hub))

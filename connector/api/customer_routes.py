@@ -15,6 +15,7 @@ from connector.api.models import CustomerHit, CustomerList, EntryPage, LedgerEnt
 from connector.api.services import Services, services
 from connector.compliance import load_rules
 from connector.errors import InvalidInput
+from connector.reports.attributes import StaticAttributes
 from connector.statements import StatementLoader, to_csv, to_html, to_json
 from connector.timeutil import day_bound, zone
 
@@ -67,8 +68,10 @@ def statement(customer: Customer, svc: Svc, _who: Reader,
     zone_info = zone(tz, "tz", default="UTC")
     now = datetime.now(UTC)
     stop = day_bound(end, tz, "to", next_day=True) or now
+    # CRM facts read first, on their own connection: the loader holds one while it builds
+    names = StaticAttributes(svc.directory.lookup([customer]))
     loader = StatementLoader(svc.engine, day_bound(start, tz, "from"), min(stop, now),
-                             attributes=svc.directory, rules=load_rules(svc.config),
+                             attributes=names, rules=load_rules(svc.config),
                              currency=currency.upper() if currency else None)
     st = loader.one(customer)
     text = (to_html(st, lang, zone_info, now) if format == "html" else to_csv(st, lang, zone_info)

@@ -15,7 +15,7 @@ from connector.db.engine import current_revision, head_revision, shown_url
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=Health)
+@router.get("/healthz", response_model=Health, response_model_exclude_none=True)
 def healthz() -> Health:
     """The process is up (no database call)."""
     return Health(status="ok")

@@ -77,7 +77,7 @@ def refund(customer: Customer, body: RefundBody, svc: Svc, _who: Writer,
     return _post(svc, "refund", customer, body, idempotency_key)
 
 
-@router.post("/consumptions:batch", response_model=BatchAnswer)
+@router.post("/consumptions:batch", response_model=BatchAnswer, response_model_exclude_none=True)
 def consume_batch(body: BatchBody, svc: Svc, _who: Writer) -> BatchAnswer:
     """Up to 1,000 consumptions in ONE transaction; each item is answered on its own (created, replayed
     or refused with its problem), a refused item writes nothing and does not stop the others."""

@@ -45,6 +45,14 @@ class ApiServer(uvicorn.Server):
             self.ready.set()
             self.on_ready(self.url)
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Stop listening first (uvicorn does it too; doing it here makes the line below true), say so,
+        then let uvicorn finish the requests in flight."""
+        for server in self.servers:
+            server.close()
+        log.info("stopped listening; finishing %d request(s) in flight", len(self.server_state.tasks))
+        await super().shutdown(sockets)
+
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
         """SIGTERM/SIGINT: the first starts a graceful stop, a second exits 1 at once."""

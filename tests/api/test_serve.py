@@ -73,7 +73,7 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(sqlite_url: str,
     with open(pipes / "reached", encoding="utf-8") as fh:  # the posting is written, not yet committed
         assert fh.readline().strip() == "ledger.batch_written"
     proc.proc.send_signal(signal.SIGTERM)
-    wait_until(lambda: "Waiting for connections to close" in log.read_text(), "serve to stop listening")
+    wait_until(lambda: "stopped listening" in log.read_text(), "serve to stop listening")
     with pytest.raises(requests.ConnectionError):  # no new request is taken once it stops
         requests.get(proc.url + "/healthz", timeout=WAIT)
     with open(pipes / "release", "w", encoding="utf-8") as fh:
