@@ -8,8 +8,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+import requests
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
+from push_world import Served, free_port
 from sqlalchemy import Engine, select
 
 from connector.adapters.push import PushSource, Subscription
@@ -121,7 +122,23 @@ def test_a_lost_channel_is_subscribed_anew_and_a_failure_waits(db: Engine, clock
     assert not channels.disable("main", None)
 
 
-def _app(db: Engine, clock: Clock) -> tuple[TestClient, PushHub, list[str], str, str]:
+class Client:
+    """The receiver served by uvicorn on a loopback port, and plain HTTP calls to it."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.served = Served(app, free_port())
+        self.served.start()
+        self.http = requests.Session()
+        self.http.trust_env = False
+
+    def post(self, path: str, **kw: Any) -> requests.Response:
+        return self.http.post(f"http://127.0.0.1:{self.served.port}{path}", timeout=30, **kw)
+
+    def close(self) -> None:
+        self.served.stop()
+
+
+def _app(db: Engine, clock: Clock) -> tuple[Client, PushHub, list[str], str, str]:
     runs: list[str] = []
     debouncer = Debouncer(lambda key: runs.append(key) or "ok", quiet=0.01, max_delay=0.1)
     hub = PushHub(db, lambda key: "ok", channels=Channels(db, clock=clock), debouncer=debouncer)
@@ -129,7 +146,7 @@ def _app(db: Engine, clock: Clock) -> tuple[TestClient, PushHub, list[str], str,
     state = hub.channels.enable("main", source, hook_url("https://ps.example.com/", "zoho", "main"))
     app = FastAPI()
     app.include_router(hooks_router(hub))
-    return TestClient(app), hub, runs, state.channel_id, source.tokens[state.channel_id]
+    return Client(app), hub, runs, state.channel_id, source.tokens[state.channel_id]
 
 
 def _notice(channel_id: str, token: str | None) -> dict[str, Any]:
@@ -148,9 +165,9 @@ def test_the_receiver_refuses_wrong_channels_and_tokens_without_a_run(
                  ("main", _notice(channel_id, None)), ("other", _notice(channel_id, token))]
         for connection, body in wrong:
             assert client.post(f"/hooks/zoho/{connection}", json=body).status_code == 403
-        assert client.post("/hooks/zoho/main", content=b"{not json").status_code == 400
+        assert client.post("/hooks/zoho/main", data=b"{not json").status_code == 400
         assert client.post("/hooks/zoho/main", json={"channel_id": channel_id}).status_code == 400
-        big = client.post("/hooks/zoho/main", content=b"x" * (MAX_BODY + 1))
+        big = client.post("/hooks/zoho/main", data=b"x" * (MAX_BODY + 1))
         assert big.status_code == 413
         assert not hub.debouncer.pending() and hub.debouncer.runs == 0 and runs == []
         state = hub.channels.get("main")
@@ -160,6 +177,7 @@ def test_the_receiver_refuses_wrong_channels_and_tokens_without_a_run(
         assert hub.debouncer.wait_idle(5) and runs == ["main"]
         assert hub.channels.get("main").notices == 1  # type: ignore[union-attr]
     finally:
+        client.close()
         hub.close()
     assert token not in caplog.text
 
@@ -172,6 +190,7 @@ def test_a_burst_at_the_receiver_is_one_run(db: Engine, clock: Clock) -> None:
             assert client.post("/hooks/zoho/main", json=_notice(channel_id, token)).status_code == 200
         assert hub.debouncer.wait_idle(10)
     finally:
+        client.close()
         hub.close()
     assert runs == ["main"]
 
