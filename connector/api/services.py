@@ -29,6 +29,8 @@ class Services:
 
 def build_services(engine: Engine, config: str | Path | None = None) -> Services:
     """Services on `engine`; `config` names the config file (compliance switch, connections)."""
+    # The one Ledger of the API. With the opt-in group commit of issue 14.2 (branch i14-post) merged,
+    # concurrent posters share transactions with `Ledger(..., group_commit=True)`: this line is the switch.
     ledger = Ledger(engine, deposit_guard=DepositGuard(config=config))
     return Services(engine, ledger, KeyStore(engine), Directory(engine, config), config)
 
