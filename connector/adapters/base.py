@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from connector.adapters.http import ServerClock
+from connector.adapters.push import PushSource
 from connector.domain import Deletion, Entity, Record
 from connector.errors import RecordRejected
 
@@ -231,6 +232,12 @@ class CrmAdapter(abc.ABC):
 
     def set_wait_listener(self, listener: WaitListener | None) -> None:  # noqa: B027 - optional hook
         """Have `listener(seconds, why)` told before every wait of this adapter's client (None removes it)."""
+    def push_source(self, written: Mapping[str, Sequence[str]] | None = None) -> PushSource | None:
+        """A change-notification channel at this CRM over the modules the engine reads, or None when the CRM
+        has no record-change push (then polling is all there is). `written` names, per module, the fields
+        the connector itself writes: their edits need not notify."""
+        return None
+
     def server_clock(self) -> ServerClock | None:
         """The CRM's clock as its answers state it (HTTP `Date`), or None when this adapter cannot tell.
 

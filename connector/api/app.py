@@ -17,13 +17,14 @@ from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
 from connector import __version__
-from connector.api import customer_routes, docs, health, ledger_routes, metrics, problems
+from connector.api import customer_routes, docs, health, hooks, ledger_routes, metrics, problems
 from connector.api.limits import BodyLimit
 from connector.api.metrics import HttpMetrics, Metrics, MetricsAuth
 from connector.api.problems import API_PROBLEMS, PROBLEMS, Problem
 from connector.api.services import Services, build_services
 from connector.db.engine import storage_full
-from connector.errors import ConnectorError, DatabaseUnavailable, InvalidInput, StorageFull
+from connector.errors import ConfigError, ConnectorError, DatabaseUnavailable, InvalidInput, StorageFull
+from connector.push.hub import PushHub
 
 log = logging.getLogger(__name__)
 # Every router of the app, one module each; a new feature (push receivers, metrics) adds its own here.
@@ -34,9 +35,11 @@ DESCRIPTION = ("The prepayment ledger over HTTP. Money is a decimal string (\"10
 
 
 def create_app(engine: Engine, config: str | Path | None = None, *,
-               services: Services | None = None, metrics_auth: MetricsAuth = "open") -> FastAPI:
+               services: Services | None = None, metrics_auth: MetricsAuth = "open",
+               push: PushHub | None = None) -> FastAPI:
     """The API on `engine` (the schema is not touched: `/readyz` says whether it is current);
-    `metrics_auth="key"` makes `/metrics` want an API key."""
+    `metrics_auth="key"` makes `/metrics` want an API key. With a config file (or `push`), the CRM push
+    receivers too (`/hooks/...`), on `app.state.push_hub`."""
     app = FastAPI(title="prepaid-sync ledger API", version=__version__, description=DESCRIPTION,
                   openapi_url=None, docs_url=None, redoc_url=None)
     app.state.services = services or build_services(engine, config)
@@ -44,10 +47,30 @@ def create_app(engine: Engine, config: str | Path | None = None, *,
         app.include_router(router)
     app.state.metrics = Metrics(engine, config)
     app.state.metrics_auth = metrics_auth
+    # The push receivers are bound to this app's hub (its channels and debounced runs), so they are made here.
+    app.state.push_hub = push or _push_hub(engine, config)
+    if app.state.push_hub is not None:
+        app.include_router(hooks.hooks_router(app.state.push_hub))
     app.add_middleware(BodyLimit)
     app.add_middleware(HttpMetrics, metrics=app.state.metrics)  # added last: the outermost of ours
     _handlers(app)
     return app
+
+
+def _push_hub(engine: Engine, config: str | Path | None) -> PushHub | None:
+    """The push hub of the configured connections (renewing their channels every minute); None without a
+    config file, as then no connection could run."""
+    from connector.app import push_runner, renew_push_channels
+    from connector.config import load_settings
+
+    try:
+        loaded = load_settings(config)
+    except ConfigError as exc:
+        log.info("no push receivers: %s", exc)
+        return None
+    hub = PushHub(engine, push_runner(loaded, engine))
+    hub.keep_renewing(lambda: renew_push_channels(loaded, engine, hub.channels))
+    return hub
 
 
 def _handlers(app: FastAPI) -> None:

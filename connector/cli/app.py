@@ -13,6 +13,7 @@ from connector.cli import (
     db_cmd,
     demo_cmd,
     ledger_cmd,
+    notifications_cmd,
     ops_cmd,
     report_cmd,
     sandbox_cmd,
@@ -43,6 +44,7 @@ app.command("status")(ops_cmd.status)
 app.add_typer(ops_cmd.runs_app, name="runs")
 app.command("serve")(serve_cmd.serve)
 app.add_typer(serve_cmd.apikey_app, name="apikey")
+app.add_typer(notifications_cmd.app, name="notifications")
 
 
 class LogFormat(str, Enum):

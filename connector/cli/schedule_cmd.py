@@ -74,6 +74,7 @@ def build_worker(config: str | None, worker_id: str | None, engine: Engine | Non
         logs.setup_logging(loaded.settings.log_format, "INFO")
     logs.bind_worker(worker.worker_id)
     wire_alerts(worker, loaded, engine)
+    wire_push(worker, loaded, engine)
     if not worker.book.scheduled():
         out.print("no connection has a schedule; set `schedule = \"every 15 minutes\"` (or a cron) under "
                   "[connections.NAME] in the config", markup=False)
@@ -87,3 +88,12 @@ def wire_alerts(worker: Worker, loaded: LoadedSettings, engine: Engine) -> None:
     if rules.channels:
         worker.notify = lambda name, run_id: notify_run(engine, rules, name, run_id, utcnow())
         worker.deliver = lambda: deliver_due(engine, rules, utcnow())
+
+
+def wire_push(worker: Worker, loaded: LoadedSettings, engine: Engine) -> None:
+    """Renew the push channels that are due on every poll (a database read when none is)."""
+    from connector.app import renew_push_channels
+    from connector.push.channels import Channels
+
+    channels = Channels(engine)
+    worker.renew = lambda: renew_push_channels(loaded, engine, channels)

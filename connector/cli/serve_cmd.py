@@ -73,6 +73,8 @@ def serve(
     server = ApiServer(server_config(app, host, port), on_ready=lambda url: announce(url, schedule=schedule),
                        on_stop=on_stop)
     server.run()
+    if app.state.push_hub is not None:
+        app.state.push_hub.close()  # no new push-triggered run; one in progress finishes
     if worker is not None and thread is not None:
         worker.request_stop(worker.stop_reason or "shutdown")
         stop.set()

@@ -69,6 +69,7 @@ class Worker:
     build: Callable[[str], SyncEngine] | None = None
     notify: Callable[[str, int], object] | None = None
     deliver: Callable[[], object] | None = None
+    renew: Callable[[], object] | None = None  # renews push channels that are due (every poll)
     stop_reason: str | None = None
 
     def __post_init__(self) -> None:
@@ -196,11 +197,12 @@ class Worker:
         self.book.prepare(self.clock())
         for name in self.book.scheduled():
             self.attempt(name)
-        if self.deliver is not None:
-            try:
-                self.deliver()
-            except Exception:  # noqa: BLE001
-                log.exception("alert delivery failed")
+        for job, what in ((self.deliver, "alert delivery"), (self.renew, "push channel renewal")):
+            if job is not None:
+                try:
+                    job()
+                except Exception:  # noqa: BLE001
+                    log.exception("%s failed", what)
 
     def run_once(self) -> list[Outcome]:
         """`--once`: run every due connection once, then return."""
@@ -212,6 +214,8 @@ class Worker:
                 done.append(out)
         if self.deliver is not None:
             self.deliver()
+        if self.renew is not None:
+            self.renew()  # a cron-driven worker renews push channels too
         return done
 
     def keep_claims(self) -> None:

@@ -8,7 +8,7 @@ pass your own `EntitySpec`s to map other modules or field names.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -33,6 +33,7 @@ from connector.adapters.base import (
 from connector.adapters.errors import CrmRequestError, RetriableCrmError
 from connector.adapters.http import ServerClock
 from connector.adapters.zoho.client import ZohoClient
+from connector.adapters.zoho.watch import ZohoWatch
 from connector.adapters.zoho.wire import format_time, parse_time
 from connector.domain import (
     BY_ENTITY,
@@ -446,6 +447,15 @@ class ZohoAdapter(CrmAdapter):
     def set_wait_listener(self, listener: WaitListener | None) -> None:
         """Tell `listener` before every wait (see CrmAdapter.set_wait_listener)."""
         self.client.on_wait = listener
+    def push_source(self, written: Mapping[str, Sequence[str]] | None = None) -> ZohoWatch:
+        """A Notifications API channel over every mapped module; edits of a module the connector writes to
+        notify only when a field the sync reads changed."""
+        modules: dict[str, list[str]] = {}
+        for spec in self.specs.values():
+            own = set((written or {}).get(spec.module, ()))
+            modules[spec.module] = [f for f in spec.crm_fields() if f not in own] if own else []
+        return ZohoWatch(self.client, modules)
+
     def server_clock(self) -> ServerClock:
         """Zoho's clock, from the Date header of every answer."""
         return self.client.server_clock

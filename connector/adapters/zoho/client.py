@@ -408,6 +408,28 @@ class ZohoClient:
             out.extend(outcomes((resp.body or {}).get("data") or [], start, len(batch), module))
         return out
 
+    # -- notifications (`/actions/watch`) ---------------------------------------------------
+
+    def watch_enable(self, channels: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Subscribe channels (`POST`): Zoho's result per channel, in order (400 and 207 included)."""
+        return self._watch("POST", {"watch": list(channels)})
+
+    def watch_update(self, channels: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Change what each channel names (`PATCH`: a token or condition left out is kept)."""
+        return self._watch("PATCH", {"watch": list(channels)})
+
+    def watch_disable(self, channel_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Unsubscribe every module of these channels (`DELETE ?channel_ids=`)."""
+        return self._watch("DELETE", None, {"channel_ids": ",".join(channel_ids)})
+
+    def watch_details(self, channel_id: str | None = None) -> list[dict[str, Any]]:
+        """The live subscriptions (`GET`), one per channel and module; empty on 204."""
+        return self._watch("GET", None, {"channel_id": channel_id} if channel_id else None)
+
+    def _watch(self, method: str, body: Any, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        resp = self.request(method, "/actions/watch", params=params, body=body, call_type="watch")
+        return [] if resp.status in _EMPTY or not resp.body else list(resp.body.get("watch") or [])
+
     def usage(self) -> ApiUsage:
         """Calls and credits spent so far."""
         return self.meter.snapshot()
@@ -433,6 +455,8 @@ def _safe_to_repeat(exc: BaseException) -> bool:
 
 
 def _is_record_list(body: Any) -> bool:
-    return isinstance(body, dict) and isinstance(body.get("data"), list) and "code" not in body
+    """A 400 that lists per-record (or per-channel) results: the caller reads them."""
+    return isinstance(body, dict) and "code" not in body and (
+        isinstance(body.get("data"), list) or isinstance(body.get("watch"), list))
 
 

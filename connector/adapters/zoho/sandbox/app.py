@@ -24,9 +24,11 @@ from urllib.parse import parse_qs
 
 from connector.adapters.sandbox_http import INFO_PATH
 from connector.adapters.zoho.wire import encode
+from connector.adapters.zoho.sandbox.delivery import Deliveries
 from connector.adapters.zoho.sandbox.handlers import ApiError, RecordHandlers
 from connector.adapters.zoho.sandbox.store import Org
 from connector.adapters.zoho.sandbox.versions import split_path
+from connector.adapters.zoho.sandbox.watch import WatchHandlers
 
 log = logging.getLogger("connector.zoho.sandbox")
 
@@ -85,6 +87,10 @@ class SandboxApp:
         self.org = org or Org()
         self.base_url = base_url
         self.records = RecordHandlers(self.org, search_lag=self.config.search_lag_seconds)
+        # The Notifications API: channels (`watch`) and the worker that POSTs to their URLs (`deliveries`).
+        self.deliveries = Deliveries(self.org, lambda module: self.watch.resource_uri(module))
+        self.watch = WatchHandlers(self.org, lambda: self.base_url, self.deliveries.publish)
+        self.deliveries.watch = self.records.watch = self.watch
         self._lock = threading.Lock()
         self._tokens: dict[str, float] = {}
         self._refreshes: deque[float] = deque()
@@ -147,7 +153,7 @@ class SandboxApp:
             if over is not None:
                 return over
             try:
-                with self.org.lock:
+                with self.deliveries.batch(), self.org.lock:
                     status, out = self.records.route(method, rest, params, lower, payload, version)
             except ApiError as exc:
                 status, out = exc.status, exc.body

@@ -16,6 +16,7 @@ from connector.adapters.zoho.sandbox.params import ApiError, Result, field_list,
 from connector.adapters.zoho.sandbox.query import QueryError, parse_coql, parse_criteria, value_of
 from connector.adapters.zoho.sandbox.store import ModuleStore, Org
 from connector.adapters.zoho.sandbox.versions import LATEST, ApiVersion
+from connector.adapters.zoho.sandbox.watch import WatchHandlers
 from connector.adapters.zoho.sandbox.writes import WriteHandlers
 
 __all__ = ["ApiError", "RecordHandlers"]
@@ -41,6 +42,7 @@ class RecordHandlers(MetadataHandlers, WriteHandlers):
         self.org = org
         self.search_lag = search_lag
         self.automation_runs = 0
+        self.watch: WatchHandlers | None = None  # the Notifications API, when the app set one up
 
     def credits(self, method: str, path: str, params: Mapping[str, str], body: Any) -> int:
         """Credits a call costs, per Zoho's table."""
@@ -75,6 +77,8 @@ class RecordHandlers(MetadataHandlers, WriteHandlers):
                 return self.create_fields(params, body)
         if parts == ["coql"] and method == "POST":
             return self.coql(body, version)
+        if parts == ["actions", "watch"] and self.watch is not None:
+            return self.watch.route(method, params, body)
         if not parts or parts[0] in ("settings", "users", "coql", "org"):
             raise ApiError(404, "INVALID_URL_PATTERN",
                            "Please check if the URL trying to access is a correct one")

@@ -118,6 +118,11 @@ class ZohoSandbox(BackgroundServer):
         log.info("zoho sandbox listening on %s", self.app.base_url)
         return server
 
+    def stop(self) -> None:
+        """Stop serving and stop the notification worker."""
+        super().stop()
+        self.app.deliveries.stop()
+
     def session(self, base_url: str = "https://sandbox.zohoapis.invalid") -> requests.Session:
         """A Session on which the sandbox answers in-process (no socket) at `base_url`."""
         self.app.base_url = base_url

@@ -27,6 +27,7 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:[+-]\d{2}:\d{2}|Z)$")
 _Bad = Callable[..., "RecordFault"]  # builds the INVALID_DATA fault of the field being checked
+ChangeListener = Callable[[str, str, str, list[str]], None]  # module, insert|update|delete, id, fields
 
 
 class RecordFault(Exception):
@@ -84,6 +85,8 @@ class Org:
         self.users: list[dict[str, Any]] = []
         self.current_user = self.add_user("Sync Bot", "sync.bot@sandbox.example")
         self.page_tokens: dict[str, dict[str, Any]] = {}
+        # Told of every record change (module, operation, id, changed fields): the watch API's feed.
+        self.listeners: list[ChangeListener] = []
 
     # -- time and ids ---------------------------------------------------------------------
 
@@ -195,6 +198,7 @@ class Org:
         rec.update(values)
         mod.records[rec["id"]] = rec
         self._reindex(mod, rec, None)
+        self._changed(mod, "insert", rec["id"], list(values))
         return rec
 
     def update(self, mod: ModuleStore, rec_id: str, values: dict[str, Any], *,
@@ -207,6 +211,7 @@ class Org:
         rec["Modified_By"] = self.user_ref(self.current_user, with_email=False)
         mod.records[rec_id] = rec
         self._reindex(mod, rec, old)
+        self._changed(mod, "update", rec_id, [k for k, v in values.items() if old.get(k) != v])
         return rec
 
     def delete(self, mod: ModuleStore, rec_id: str) -> None:
@@ -218,6 +223,11 @@ class Org:
                                         "Name")) or old.get("Subject") or old.get("Name")
         mod.deleted.append({"deleted_by": actor, "id": rec_id, "display_name": display, "type": "recycle",
                             "created_by": old.get("Created_By"), "_deleted": self.now()})
+        self._changed(mod, "delete", rec_id, [])
+
+    def _changed(self, mod: ModuleStore, operation: str, rec_id: str, fields: list[str]) -> None:
+        for listener in self.listeners:
+            listener(mod.meta["api_name"], operation, rec_id, fields)
 
     def write_result(self, rec: dict[str, Any], message: str) -> dict[str, Any]:
         """The success item Zoho returns for a written record."""

@@ -1,6 +1,6 @@
 """API keys for `prepaid-sync serve`: the key id, name, scope and a SHA-256 hash of the secret.
 
-Revision ID: 0006_api_keys
+Revision ID: 0006
 Revises: 0005
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 
 from connector.db.types import UTCDateTime
 
-revision = "0006_api_keys"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None

@@ -1,0 +1,1 @@
+"""Push: CRM change notifications turned into debounced incremental runs (channels, debouncer, hub)."""
