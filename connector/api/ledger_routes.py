@@ -92,7 +92,7 @@ def consume_batch(body: BatchBody, svc: Svc, _who: Writer) -> JSONResponse:
             reqs.append(_request("consume", item.customer, item, _ledger_key(item.idempotency_key,
                                                                                    f"items[{i}].idempotency_key")))
             where.append(i)
-        except (ConnectorError, Problem) as exc:
+        except ConnectorError as exc:  # a Problem too (a missing key)
             results[i] = _refused(i, item.idempotency_key, exc)
     for i, outcome in zip(where, svc.ledger.post_batch(reqs) if reqs else [], strict=True):
         key = body.items[i].idempotency_key
@@ -152,7 +152,7 @@ def _answer(result: PostingResult, idem: str) -> PostingAnswer:
                          payout=d.get("payout"), fee=d.get("fee"), policy=d.get("policy"))
 
 
-def _refused(index: int, key: str, exc: ConnectorError | Problem) -> BatchResult:
+def _refused(index: int, key: str, exc: ConnectorError) -> BatchResult:
     if isinstance(exc, Problem):
         kind, doc = exc.kind, problems.body(exc.kind, exc.detail, **exc.extra)
     else:

@@ -86,12 +86,13 @@ API_PROBLEMS: dict[str, ProblemType] = {p.slug: p for p in [
 ALL_PROBLEMS: dict[str, ProblemType] = {**{p.slug: p for p in PROBLEMS.values()}, **API_PROBLEMS}
 
 
-class Problem(Exception):
-    """An API refusal answered as problem details (raised by routes and dependencies)."""
+class Problem(ConnectorError):
+    """An API refusal answered as problem details (raised by routes and dependencies): a missing key or
+    header, a scope that does not allow the route, a database that is not ready."""
 
     def __init__(self, slug: str, detail: str, *, headers: dict[str, str] | None = None,
                  **extra: Any) -> None:
-        super().__init__(detail)
+        super().__init__(detail, **extra)
         self.kind = ALL_PROBLEMS[slug]
         self.detail = detail
         self.headers = headers or {}

@@ -94,6 +94,7 @@ class ServeProcess:
     def __init__(self, db: str, *args: str, env: dict[str, str] | None = None, replace_env: bool = False,
                  stderr: Path | None = None) -> None:
         self.log = stderr
+        self.rest_of_stdout = ""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "connector", "--db", db, "serve", "--port", "0", *args],
             stdout=subprocess.PIPE, stderr=stderr.open("w") if stderr else subprocess.PIPE, text=True,
@@ -111,5 +112,5 @@ class ServeProcess:
         """SIGTERM, then the exit code and everything it wrote on stderr."""
         if self.proc.poll() is None:
             self.proc.terminate()
-        _out, err = self.proc.communicate(timeout=START_TIMEOUT)
+        self.rest_of_stdout, err = self.proc.communicate(timeout=START_TIMEOUT)
         return self.proc.returncode, err if self.log is None else self.log.read_text()
