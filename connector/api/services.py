@@ -29,6 +29,8 @@ class Services:
 
 def build_services(engine: Engine, config: str | Path | None = None) -> Services:
     """Services on `engine`; `config` names the config file (compliance switch, connections)."""
+    # The one Ledger of the API, with the group commit of issue 14.2: concurrent posters of this process
+    # share transactions and durable commits.
     ledger = Ledger(engine, deposit_guard=DepositGuard(config=config), group_commit=True)
     return Services(engine, ledger, KeyStore(engine), Directory(engine, config), config)
 
