@@ -99,3 +99,25 @@ def clean_env() -> Iterator[None]:
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _close_push_hubs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every push hub a test made in this process when the test ends.
+
+    An app made in-process with a config file starts a hub that renews channels every minute from a
+    daemon thread; left open it would outlive the test and its database and log into a later test.
+    """
+    from connector.push import hub as hub_module
+
+    made: list[hub_module.PushHub] = []
+    original = hub_module.PushHub.__init__
+
+    def init(self: hub_module.PushHub, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        made.append(self)
+
+    monkeypatch.setattr(hub_module.PushHub, "__init__", init)
+    yield
+    for hub in made:
+        hub.close()
